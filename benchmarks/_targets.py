@@ -1,0 +1,95 @@
+"""Local targets for benchmarks: nginx (Debian) for raw speed, an aiohttp server for a fixed delay."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp};
+  uwsgi_temp_path {tmp}; scgi_temp_path {tmp};
+  keepalive_requests 1000000;
+  server {{ listen 127.0.0.1:{port}; location / {{ return 200 "ok"; }} }}
+}}
+"""
+
+DELAY_SERVER = """
+import asyncio, sys
+from aiohttp import web
+delay = float(sys.argv[2])
+async def handle(request):
+    await asyncio.sleep(delay)
+    return web.Response(text="ok")
+app = web.Application()
+app.router.add_get("/{tail:.*}", handle)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, deadline_s: float = 10.0) -> None:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def pin(core: int) -> list[str]:
+    return ["taskset", "-c", str(core)] if shutil.which("taskset") else []
+
+
+@contextmanager
+def fast_target(core: int) -> Iterator[tuple[str, str]]:
+    """nginx answering 'ok' if installed, else the aiohttp server with no delay."""
+    port = free_port()
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    with tempfile.TemporaryDirectory() as tmp:
+        if nginx:
+            conf = Path(tmp) / "nginx.conf"
+            conf.write_text(NGINX_CONF.format(tmp=tmp, port=port))
+            cmd, name = [*pin(core), nginx, "-c", str(conf), "-p", tmp], "nginx"
+        else:
+            cmd, name = [*pin(core), sys.executable, "-c", DELAY_SERVER, str(port), "0"], "aiohttp"
+        with subprocess.Popen(cmd, stderr=subprocess.DEVNULL) as proc:
+            try:
+                wait_for_port(port)
+                yield f"http://127.0.0.1:{port}", name
+            finally:
+                proc.terminate()
+                proc.wait(timeout=10)
+
+
+@contextmanager
+def delayed_target(core: int, delay_s: float) -> Iterator[str]:
+    port = free_port()
+    cmd = [*pin(core), sys.executable, "-c", DELAY_SERVER, str(port), str(delay_s)]
+    with subprocess.Popen(cmd) as proc:
+        try:
+            wait_for_port(port)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)

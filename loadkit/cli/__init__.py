@@ -1,0 +1,84 @@
+"""The `loadkit` command line. Thin: parse, wire, render.
+
+This is the one place where exceptions become exit codes (see `LoadkitGroup.invoke`).
+Command modules import only click at module level so `loadkit --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from types import FrameType
+
+import click
+
+from loadkit import __version__
+from loadkit.errors import EXIT_INTERRUPTED, Interrupted, LoadkitError
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0    pass: every threshold met
+  1    fail: at least one threshold failed (or too little data to judge)
+  2    usage or config error (bad option, profile, YAML, threshold)
+  3    target unreachable or load engine error
+  130  interrupted (Ctrl-C / SIGTERM); what was collected is still scored
+"""
+
+
+class LoadkitGroup(click.Group):
+    """A click group that maps loadkit errors and command return values to exit codes."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            rv = super().invoke(ctx)
+        except LoadkitError as exc:
+            _print_error(exc)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        if isinstance(rv, int) and ctx.parent is None:
+            ctx.exit(rv)
+        return rv
+
+
+def _print_error(exc: LoadkitError) -> None:
+    click.echo(f"error: {exc.message}", err=True)
+    if exc.hint:
+        click.echo(f"  fix: {exc.hint}", err=True)
+
+
+def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
+    raise Interrupted("stopped by SIGTERM", signal_name=signal.Signals(signum).name)
+
+
+@click.group(cls=LoadkitGroup, epilog=EXIT_CODES_HELP, context_settings={"auto_envvar_prefix": "LOADKIT"})
+@click.version_option(__version__, prog_name="loadkit")
+def cli() -> None:
+    """Put realistic load on a canary route and decide whether it meets its thresholds.
+
+    \b
+    Try it without a cluster:
+      loadkit demo                      # sandbox + smoke profile + scorecard
+      loadkit sandbox up                # the local canary stack on :8080
+      loadkit run --target http://127.0.0.1:8080/canary --profile smoke
+    """
+
+
+def _register() -> None:
+    from loadkit.cli import demo, profiles, run, sandbox
+
+    cli.add_command(run.run)
+    cli.add_command(profiles.profiles)
+    cli.add_command(sandbox.sandbox)
+    cli.add_command(demo.demo)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    if sys.platform != "win32":
+        signal.signal(signal.SIGTERM, _raise_interrupted)
+    cli.main(args=argv, prog_name="loadkit")

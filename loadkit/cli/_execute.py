@@ -1,0 +1,53 @@
+"""Wiring shared by `loadkit run` and `loadkit demo`: plan, run with progress, render, exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from loadkit.cli._progress import Progress
+from loadkit.config import load_config
+from loadkit.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS
+from loadkit.load.profiles import get_profile
+from loadkit.load.session import plan_run, run_scored
+from loadkit.models import RunResult, Verdict
+from loadkit.report import render_scorecard, result_json, write_junit, write_report_dir
+
+
+def execute_run(*, target: str, profile: str, locustfile: str | None, users: int | None,
+                spawn_rate: float | None, duration: float | None, headers: dict[str, str],
+                processes: int, config_path: Path | None, output: str, junit_path: Path | None,
+                report_dir: Path | None, min_samples: int | None, quiet: bool) -> int:
+    config = load_config(config_path)
+    chosen = get_profile(profile, config.profiles)
+    plan = plan_run(chosen, target=target, locustfile=locustfile, users=users, spawn_rate=spawn_rate,
+                    duration_s=duration, headers=headers, processes=processes,
+                    base_dir=config.path.parent if config.path else None)
+    samples = min_samples or config.min_samples
+    err = Console(stderr=True)
+    err.print(f"loadkit: {plan.profile} ({plan.locustfile.name}, peak {max(s.users for s in plan.stages)} users, "
+              f"{plan.duration_s:g}s) -> {plan.target}", highlight=False)
+    with Progress(err, plan.duration_s, config.thresholds, samples, enabled=not quiet) as progress:
+        result = run_scored(plan, config.thresholds, samples, on_snapshot=progress.update, log_dir=report_dir)
+    emit(result, output=output, junit_path=junit_path, report_dir=report_dir)
+    return exit_code(result)
+
+
+def emit(result: RunResult, *, output: str, junit_path: Path | None, report_dir: Path | None) -> None:
+    """stdout gets the result (scorecard or JSON); files get the rest."""
+    if output == "json":
+        click.echo(result_json(result))
+    else:
+        render_scorecard(result, Console(highlight=False))
+    if junit_path is not None:
+        write_junit(result, junit_path)
+    if report_dir is not None:
+        write_report_dir(result, report_dir)
+
+
+def exit_code(result: RunResult) -> int:
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_PASS if result.verdict is Verdict.PASS else EXIT_FAIL

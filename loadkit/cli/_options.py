@@ -1,0 +1,70 @@
+"""Options shared by several commands, defined once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from loadkit.units import parse_duration, parse_header
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class DurationType(click.ParamType):
+    name = "DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class HeaderType(click.ParamType):
+    name = "'NAME: VALUE'"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> tuple[str, str]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_header(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def output_option(f: F) -> F:
+    return click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text",
+                        show_default=True, help="text: a scorecard; json: the result model on stdout.")(f)
+
+
+def config_option(f: F) -> F:
+    return click.option(
+        "--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+        help="YAML config with profiles and thresholds (default: ./loadkit.yaml if present).",
+    )(f)
+
+
+def load_options(f: F) -> F:
+    """Profile overrides shared by run-like commands."""
+    options = [
+        click.option("--profile", "-p", default="smoke", show_default=True,
+                     help="Named traffic profile (see: loadkit profiles)."),
+        click.option("--locustfile", "-f", help="A Locust file or a built-in journey (website, api)."),
+        click.option("--users", "-u", type=click.IntRange(min=1), help="Peak users (rescales the profile)."),
+        click.option("--spawn-rate", "-r", type=click.FloatRange(min=0, min_open=True),
+                     help="Users started per second."),
+        click.option("--duration", "-t", type=DurationType(), help="Run time, e.g. 30s, 5m, 1h30m."),
+        click.option("--header", "-H", "headers", type=HeaderType(), multiple=True,
+                     help="Extra request header, repeatable, e.g. -H 'x-canary: insider'."),
+        click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Locust processes (one per core) for more load; uses Locust's --processes."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f

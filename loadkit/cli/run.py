@@ -1,0 +1,46 @@
+"""`loadkit run`: put a traffic profile on a target and score it against the thresholds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from loadkit.cli._options import config_option, load_options, output_option
+
+
+@click.command("run")
+@click.option("--target", required=True, metavar="URL",
+              help="Base URL of the canary route, e.g. http://127.0.0.1:8080/canary.")
+@load_options
+@config_option
+@output_option
+@click.option("--junit", "junit_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write JUnit XML (one testcase per check) to this file.")
+@click.option("--report-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Write result.json, junit.xml, report.html, timeline.csv and locust.log here.")
+@click.option("--min-samples", type=click.IntRange(min=1),
+              help="Fewer requests than this is a FAIL with 'insufficient data' (default 100).")
+@click.option("--quiet", "-q", is_flag=True, help="No live progress on stderr.")
+def run(target: str, profile: str, locustfile: str | None, users: int | None, spawn_rate: float | None,
+        duration: float | None, headers: tuple[tuple[str, str], ...], processes: int,
+        config_path: Path | None, output: str, junit_path: Path | None, report_dir: Path | None,
+        min_samples: int | None, quiet: bool) -> int:
+    """Run a load profile against TARGET and score it.
+
+    \b
+    Examples:
+      loadkit run --target http://127.0.0.1:8080/canary --profile smoke
+      loadkit run --target http://bruno-site-canary.bruno:80 -p steady -u 50 -t 2m -o json | jq .verdict
+      loadkit run --target http://127.0.0.1:8080 -H 'x-canary: insider' --junit load.xml
+
+    Exits 0 when every threshold is met, 1 when one fails (or there was too little data),
+    2 on bad input, 3 when the target or Locust fails, 130 when interrupted.
+    """
+    from loadkit.cli._execute import execute_run
+
+    return execute_run(
+        target=target, profile=profile, locustfile=locustfile, users=users, spawn_rate=spawn_rate,
+        duration=duration, headers=dict(headers), processes=processes, config_path=config_path,
+        output=output, junit_path=junit_path, report_dir=report_dir, min_samples=min_samples, quiet=quiet,
+    )

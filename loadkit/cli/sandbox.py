@@ -1,0 +1,187 @@
+"""`loadkit sandbox up`: run the local canary stack. Thin: parse, wire, render.
+
+The stack itself lives in `loadkit.sandbox` and is imported inside the command so that
+`loadkit --help` does not pay for aiohttp.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import click
+
+from loadkit.errors import UsageError
+
+if TYPE_CHECKING:
+    from loadkit.sandbox.models import SandboxInfo
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _namespace(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not _DNS_LABEL.match(value):
+        raise click.BadParameter(f"{value!r} is not a Kubernetes namespace name (use a-z, 0-9 and '-')")
+    return value
+
+
+@click.group("sandbox")
+def sandbox() -> None:
+    """A local stand-in for Istio + Flagger: the sample app in two versions behind a router.
+
+    \b
+    Example:
+      loadkit sandbox up --canary-error-rate 0.1 --canary-latency-ms 50
+    """
+
+
+@sandbox.command("up")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address the router and admin API listen on."
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="Traffic port (the Istio gateway stand-in); 0 picks a free port.",
+)
+@click.option(
+    "--admin-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port of /metrics, /healthz and /sandbox.  [default: --port + 1; free with --port 0]",
+)
+@click.option(
+    "--pods",
+    type=click.IntRange(1, 32),
+    default=2,
+    show_default=True,
+    help="Pods (OS processes) per version.",
+)
+@click.option(
+    "--canary-weight",
+    type=click.IntRange(0, 100),
+    default=0,
+    show_default=True,
+    help="Percent of unmatched traffic sent to the canary, like Flagger's stepWeight.",
+)
+@click.option(
+    "--primary-error-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Fraction of primary requests answered 503; deterministic: floor(n*rate) of n per pod.",
+)
+@click.option(
+    "--canary-error-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Fraction of canary requests answered 503 (deterministic, like --primary-error-rate).",
+)
+@click.option(
+    "--primary-latency-ms",
+    type=click.IntRange(0, 300_000),
+    default=0,
+    show_default=True,
+    help="Delay added to every primary request.",
+)
+@click.option(
+    "--canary-latency-ms",
+    type=click.IntRange(0, 300_000),
+    default=0,
+    show_default=True,
+    help="Delay added to every canary request.",
+)
+@click.option(
+    "--namespace",
+    default="bruno",
+    show_default=True,
+    callback=_namespace,
+    help="Namespace label on every metric, as in the cluster the PromQL was written for.",
+)
+@click.option(
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="How to announce readiness on stdout: a few lines, or exactly one JSON line.",
+)
+def up(
+    host: str,
+    port: int,
+    admin_port: int | None,
+    pods: int,
+    canary_weight: int,
+    primary_error_rate: float,
+    canary_error_rate: float,
+    primary_latency_ms: int,
+    canary_latency_ms: int,
+    namespace: str,
+    output: str,
+) -> int:
+    """Start the sample app (primary and canary pods), the router and the admin API; run until Ctrl-C.
+
+    \b
+    Routing, like a Flagger-managed VirtualService:
+      /canary, /canary/...       -> canary, prefix stripped
+      header x-canary: insider   -> canary
+      everything else            -> --canary-weight percent canary, the rest primary
+
+    \b
+    Examples:
+      loadkit sandbox up
+      loadkit sandbox up --canary-weight 20 --canary-error-rate 0.05 --canary-latency-ms 30
+      loadkit sandbox up --port 0 --output json      # one JSON line with the chosen ports
+    """
+    import asyncio
+
+    from rich.console import Console
+    from rich.text import Text
+
+    from loadkit.sandbox._spec import SandboxConfig, Version, VersionSpec
+    from loadkit.sandbox._supervisor import run_sandbox
+
+    if admin_port is None and port == 65535:
+        raise UsageError("--admin-port: its default, --port + 1, would be 65536", hint="pass --admin-port")
+    config = SandboxConfig(
+        host=host,
+        port=port,
+        admin_port=admin_port,
+        namespace=namespace,
+        canary_weight=canary_weight,
+        primary=VersionSpec(Version.PRIMARY, pods, primary_error_rate, primary_latency_ms),
+        canary=VersionSpec(Version.CANARY, pods, canary_error_rate, canary_latency_ms),
+    )
+    console = Console(stderr=True)
+
+    def log(message: str) -> None:
+        console.print(Text(f"sandbox: {message}"), soft_wrap=True)
+
+    def on_ready(info: SandboxInfo) -> None:
+        click.echo(info.ready_line() if output == "json" else render_text(info))  # echo flushes
+
+    return asyncio.run(run_sandbox(config, on_ready=on_ready, log=log))
+
+
+def render_text(info: SandboxInfo) -> str:
+    """The human announcement: where to send traffic, where the metrics are, what runs."""
+    weight = info.canary_weight
+    lines = [
+        f"bruno-site sandbox in namespace {info.namespace!r}: a local Istio + Flagger stand-in",
+        f"  traffic  {info.traffic_url}",
+        "             /canary, /canary/...      -> canary (prefix stripped)",
+        "             header x-canary: insider  -> canary",
+        f"             everything else           -> {weight}% canary, {100 - weight}% primary",
+        f"  metrics  {info.metrics_url}   (status: {info.admin_url}/sandbox)",
+    ]
+    for version, workload in info.workloads.items():
+        ports = ", ".join(str(pod.port) for pod in workload.pods)
+        pods = f"{len(workload.pods)} pod" + ("s" if len(workload.pods) != 1 else "")
+        lines.append(
+            f"  {version.value:<8} {workload.name:<19} {pods} (ports {ports})"
+            f"  error rate {workload.error_rate * 100:g}%  latency +{workload.latency_ms} ms"
+        )
+    lines.append("Press Ctrl-C to stop.")
+    return "\n".join(lines)

@@ -1,0 +1,249 @@
+"""Load and validate `loadkit.yaml`: profiles, thresholds, min_samples.
+
+Every mistake is reported with file, line, field path and a fix, e.g.
+
+    loadkit.yaml:7: profiles.burst.user: unknown key
+      fix: valid keys here: description, duration, headers, locustfile, ... (did you mean 'users'?)
+
+Example file:
+
+    schema_version: 1
+    min_samples: 200
+    thresholds:
+      - name: request-success-rate
+        thresholdRange: {min: 99.5}
+    profiles:
+      checkout-burst:
+        locustfile: api            # a built-in journey (website, api) or a path
+        shape: spike               # or stages: [{duration: 30s, users: 10, spawn_rate: 5}, ...]
+        users: 40
+        duration: 2m
+        headers: {x-canary: insider}
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator, model_validator
+
+from loadkit.errors import ConfigError
+from loadkit.load.profiles import BUILTIN_PROFILES, Profile
+from loadkit.load.shapes import ShapeKind, Stage
+from loadkit.models import DEFAULT_MIN_SAMPLES, StrictModel, Threshold, default_thresholds
+from loadkit.units import parse_duration, parse_header
+
+DEFAULT_CONFIG = Path("loadkit.yaml")
+_PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class StageSpec(StrictModel):
+    duration: Duration
+    users: int = Field(ge=0)
+    spawn_rate: float | None = Field(default=None, gt=0)
+
+
+class ProfileSpec(StrictModel):
+    description: str = ""
+    locustfile: str | None = None
+    shape: ShapeKind | None = None
+    stages: list[StageSpec] | None = Field(default=None, min_length=1)
+    users: int | None = Field(default=None, ge=1)
+    spawn_rate: float | None = Field(default=None, gt=0)
+    duration: Duration | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> ProfileSpec:
+        if self.shape is not None and self.stages is not None:
+            raise ValueError("give either 'shape' or 'stages', not both")
+        return self
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            parse_header(f"{name}: {value}")
+        return headers
+
+
+class ConfigFile(StrictModel):
+    schema_version: Literal[1] = 1
+    min_samples: int = Field(default=DEFAULT_MIN_SAMPLES, ge=1)
+    thresholds: list[Threshold] | None = Field(default=None, min_length=1)
+    profiles: dict[str, ProfileSpec] = Field(default_factory=dict)
+
+    @field_validator("profiles")
+    @classmethod
+    def _profile_names(cls, profiles: dict[str, ProfileSpec]) -> dict[str, ProfileSpec]:
+        for name in profiles:
+            if not _PROFILE_NAME.match(name):
+                raise ValueError(f"bad profile name {name!r}: use lower-case letters, digits, '-' and '_'")
+        return profiles
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated configuration: built-in profiles merged with the file's."""
+
+    path: Path | None = None
+    profiles: dict[str, Profile] = field(default_factory=lambda: dict(BUILTIN_PROFILES))
+    thresholds: list[Threshold] = field(default_factory=default_thresholds)
+    min_samples: int = DEFAULT_MIN_SAMPLES
+
+
+def load_config(path: Path | None) -> Config:
+    """Load `path`, or ./loadkit.yaml when it exists, or the built-in defaults."""
+    if path is None:
+        if not DEFAULT_CONFIG.is_file():
+            return Config()
+        path = DEFAULT_CONFIG
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}",
+                          hint="check the --config path") from exc
+    node, data = _parse_yaml(text, path)
+    try:
+        spec = ConfigFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, node, path), hint=_hint(exc)) from None
+    return _build(spec, path)
+
+
+def _parse_yaml(text: str, path: Path) -> tuple[yaml.Node | None, Any]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {exc.problem}",
+                          hint="check indentation and quoting on that line") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: the config must be a mapping (keys like profiles:, thresholds:)",
+                          hint="see docs/configuration.md for an example")
+    return node, data
+
+
+def _build(spec: ConfigFile, path: Path) -> Config:
+    profiles = dict(BUILTIN_PROFILES)
+    for name, p in spec.profiles.items():
+        profiles[name] = _to_profile(name, p, profiles.get(name), path)
+    return Config(path=path, profiles=profiles, thresholds=spec.thresholds or default_thresholds(),
+                  min_samples=spec.min_samples)
+
+
+def _to_profile(name: str, p: ProfileSpec, base: Profile | None, path: Path) -> Profile:
+    """A file profile; one named like a built-in overrides only the fields it sets."""
+    stages = tuple(
+        Stage(s.duration, s.users, s.spawn_rate or p.spawn_rate or max(float(s.users), 1.0))
+        for s in p.stages or ()
+    )
+    shape = None if stages else (p.shape or (base.shape if base else ShapeKind.CONSTANT))
+    locustfile = p.locustfile or (base.locustfile if base else "website")
+    if p.locustfile and not Path(p.locustfile).is_absolute() and p.locustfile.endswith(".py"):
+        locustfile = str(path.parent / p.locustfile)
+    return Profile(
+        name=name,
+        description=p.description or (base.description if base else ""),
+        locustfile=locustfile,
+        users=p.users or (max(s.users for s in stages) if stages else (base.users if base else 10)),
+        spawn_rate=p.spawn_rate or (base.spawn_rate if base else 10.0),
+        duration_s=p.duration or (sum(s.duration_s for s in stages) if stages else
+                                  (base.duration_s if base else 60.0)),
+        shape=shape,
+        stages=stages,
+        headers={**(base.headers if base else {}), **p.headers},
+        source=str(path),
+    )
+
+
+# ---- error reporting -------------------------------------------------------------------------
+
+def _describe(exc: ValidationError, root: yaml.Node | None, path: Path) -> str:
+    found = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        field_path = ".".join(str(p) for p in loc) or "(top level)"
+        line = _line_of(root, loc)
+        where = f"{path}:{line}" if line else str(path)
+        found.append((line or 0, f"{where}: {field_path}: {_message(err, loc)}"))
+    lines = [text for _, text in sorted(found)]
+    return lines[0] if len(lines) == 1 else "invalid config:\n  " + "\n  ".join(lines)
+
+
+def _message(err: Any, loc: tuple[Any, ...]) -> str:
+    if err["type"] == "extra_forbidden":
+        model = _model_at(ConfigFile, loc[:-1])
+        if model is None:
+            return "unknown key"
+        valid = sorted(model.model_fields)
+        close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+        maybe = f"; did you mean {close[0]!r}?" if close else ""
+        return f"unknown key (valid here: {', '.join(valid)}{maybe})"
+    if err["type"] == "literal_error" and loc == ("schema_version",):
+        return "unsupported schema_version; this loadkit reads schema_version: 1"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def _hint(exc: ValidationError) -> str:
+    return "fix the field(s) above; docs/configuration.md lists every key with an example"
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """Which model validates the mapping at `loc` (skipping list indexes and dict keys)."""
+    current: Any = model
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            if part not in current.model_fields:
+                return None
+            current = current.model_fields[part].annotation
+        current = _unwrap(current)
+        origin = typing.get_origin(current)
+        if origin in (list, dict):
+            if not parts:
+                return None
+            parts.pop(0)  # the index or key
+            current = _unwrap(typing.get_args(current)[-1])
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(tp: Any) -> Any:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0] if len(args) == 1 else tp
+    return tp
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the YAML node at `loc`; the nearest parent when the key is missing."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if match is None:
+                return line
+            line = match[0].start_mark.line + 1
+            node = match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line

@@ -1,0 +1,196 @@
+"""Exact per-window request statistics, shared by the Locust plugin and its parent.
+
+Runs inside the Locust process (so: no locust import here, and a cheap `record`), and in the
+loadkit process to read results back. Latencies go into an HdrHistogram in microseconds with 3
+significant digits (0.1 % resolution), not Locust's rounded buckets where 504 ms reads as 500.
+
+Counting rules (documented in docs/metrics.md):
+- success rate (Flagger's): requests minus 5xx answers minus connection errors, over requests.
+- error rate: requests Locust marks as failed (4xx, 5xx, connection errors, failed assertions).
+- latency: every request that got an HTTP answer; connection errors have no latency.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US = 1
+HIGHEST_US = 3_600_000_000  # one hour; longer samples are clamped
+SIGNIFICANT_FIGURES = 3
+PERCENTILES = (50.0, 95.0, 99.0)
+MAX_ERROR_MESSAGES = 50  # distinct failure messages kept per window; counts of known ones still grow
+
+
+class _Status:
+    __slots__ = ("status_code",)
+
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+
+
+def _error_text(exception: Any) -> str:
+    if isinstance(exception, BaseException):
+        text = str(exception) or type(exception).__name__
+        return f"{type(exception).__name__}: {text}"[:200] if text != type(exception).__name__ else text
+    return str(exception)[:200]
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
+
+
+def failure_kind(status: int, exception: BaseException | str | None) -> str:
+    """Classify a failed request: connection, timeout, http_4xx, http_5xx or other."""
+    if status == 0:
+        name = type(exception).__name__.lower() if isinstance(exception, BaseException) else str(exception)
+        return "timeout" if "timeout" in name.lower() else "connection"
+    if 500 <= status <= 599:
+        return "http_5xx"
+    if 400 <= status <= 499:
+        return "http_4xx"
+    return "other"
+
+
+class Window:
+    """Requests seen during one interval (or merged across intervals and processes)."""
+
+    __slots__ = ("codes", "endpoints", "errors", "failures", "hist", "kinds", "requests")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.failures = 0
+        self.codes: dict[int, int] = {}
+        self.kinds: dict[str, int] = {}
+        self.endpoints: dict[tuple[str, str], list[int]] = {}
+        self.errors: dict[str, int] = {}
+        self.hist = new_histogram()
+
+    def on_locust_request(self, request_type: str, name: str, response_time: float, response_length: int,
+                          response: Any = None, context: Any = None, exception: Any = None,
+                          **_kw: Any) -> None:
+        """The hot path: Locust's `request` event, once per request. Kept flat on purpose."""
+        try:
+            status = response.status_code or 0
+        except AttributeError:
+            status = 0
+        self.requests += 1
+        codes = self.codes
+        codes[status] = codes.get(status, 0) + 1
+        key = (request_type, name)
+        ep = self.endpoints.get(key)
+        if ep is None:
+            ep = self.endpoints[key] = [0, 0]
+        ep[0] += 1
+        if status:
+            us = int(response_time * 1000.0)
+            self.hist.record_value(us if us < HIGHEST_US else HIGHEST_US)
+        if exception is not None:
+            self.failures += 1
+            ep[1] += 1
+            self._failed(request_type, name, status, exception)
+
+    def record(self, method: str, name: str, response_time_ms: float, status: int,
+               exception: BaseException | str | None) -> None:
+        """Record one request without Locust objects (tests, other drivers)."""
+        self.on_locust_request(method, name, response_time_ms, 0, _Status(status), None, exception)
+
+    def _failed(self, method: str, name: str, status: int, exception: Any) -> None:
+        kind = failure_kind(status, exception)
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
+        message = f"{method} {name}: {_error_text(exception)}"
+        if message in self.errors or len(self.errors) < MAX_ERROR_MESSAGES:
+            self.errors[message] = self.errors.get(message, 0) + 1
+
+    def take(self) -> Window:
+        """Move everything recorded so far into a new Window and start afresh (same object)."""
+        taken = Window()
+        taken.requests, taken.failures, taken.codes = self.requests, self.failures, self.codes
+        taken.kinds, taken.endpoints, taken.errors, taken.hist = self.kinds, self.endpoints, self.errors, self.hist
+        self.requests = self.failures = 0
+        self.codes, self.kinds, self.endpoints, self.errors = {}, {}, {}, {}
+        self.hist = new_histogram()
+        return taken
+
+    def merge(self, other: Window) -> None:
+        self.requests += other.requests
+        self.failures += other.failures
+        for code, n in other.codes.items():
+            self.codes[code] = self.codes.get(code, 0) + n
+        for kind, n in other.kinds.items():
+            self.kinds[kind] = self.kinds.get(kind, 0) + n
+        for key, (req, fail) in other.endpoints.items():
+            ep = self.endpoints.setdefault(key, [0, 0])
+            ep[0] += req
+            ep[1] += fail
+        for message, n in other.errors.items():
+            if message in self.errors or len(self.errors) < MAX_ERROR_MESSAGES:
+                self.errors[message] = self.errors.get(message, 0) + n
+        if other.hist.get_total_count():
+            self.hist.add(other.hist)
+
+    def to_wire(self) -> dict[str, Any]:
+        """A msgpack/JSON-safe form (string keys, histogram base64) for worker -> master messages."""
+        return {
+            "requests": self.requests,
+            "failures": self.failures,
+            "codes": {str(k): v for k, v in self.codes.items()},
+            "kinds": dict(self.kinds),
+            "endpoints": [[m, n, r, f] for (m, n), (r, f) in self.endpoints.items()],
+            "errors": dict(self.errors),
+            "hist": self.hist.encode().decode("ascii") if self.hist.get_total_count() else "",
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Window:
+        w = cls()
+        w.requests = int(data["requests"])
+        w.failures = int(data["failures"])
+        w.codes = {int(k): int(v) for k, v in data["codes"].items()}
+        w.kinds = {str(k): int(v) for k, v in data["kinds"].items()}
+        w.endpoints = {(str(m), str(n)): [int(r), int(f)] for m, n, r, f in data["endpoints"]}
+        w.errors = {str(k): int(v) for k, v in data.get("errors", {}).items()}
+        if data.get("hist"):
+            w.hist = decode_histogram(data["hist"])
+        return w
+
+    def summary(self, duration_s: float) -> dict[str, Any]:
+        """The numbers of `loadkit.models.Stats`, computed from this window."""
+        n = self.requests
+        bad_for_flagger = sum(v for c, v in self.codes.items() if c == 0 or 500 <= c <= 599)
+        pct = latency_percentiles_ms(self.hist)
+        return {
+            "requests": n,
+            "failures": self.failures,
+            "rps": round(n / duration_s, 3) if duration_s > 0 else 0.0,
+            "p50_ms": pct[50.0],
+            "p95_ms": pct[95.0],
+            "p99_ms": pct[99.0],
+            "max_ms": max_ms(self.hist),
+            "success_rate_pct": 100.0 * (n - bad_for_flagger) / n if n else None,
+            "error_rate_pct": 100.0 * self.failures / n if n else None,
+            "status_codes": {str(k): v for k, v in sorted(self.codes.items())},
+            "failures_by_kind": dict(sorted(self.kinds.items())),
+            "duration_s": round(duration_s, 3),
+        }
+
+
+def decode_histogram(encoded: str) -> HdrHistogram:
+    """Decode into a full-size histogram (decoded ones are truncated and cannot take adds)."""
+    hist = new_histogram()
+    hist.decode_and_add(encoded)
+    return hist
+
+
+def latency_percentiles_ms(hist: HdrHistogram) -> dict[float, float | None]:
+    """Upper bucket edges in ms (HdrHistogram's convention): never below the true value."""
+    if not hist.get_total_count():
+        return {p: None for p in PERCENTILES}
+    return {p: hist.get_value_at_percentile(p) / 1000.0 for p in PERCENTILES}
+
+
+def max_ms(hist: HdrHistogram) -> float | None:
+    if not hist.get_total_count():
+        return None
+    return hist.get_highest_equivalent_value(hist.get_max_value()) / 1000.0

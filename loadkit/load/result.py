@@ -1,0 +1,90 @@
+"""Turn a Locust outcome into the one result model: stats, scored checks, generator health."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from loadkit.load.runner import LoadOutcome, LoadPlan
+from loadkit.models import (
+    EndpointStats,
+    ErrorStat,
+    GeneratorHealth,
+    RunResult,
+    Snapshot,
+    Threshold,
+    TimelinePoint,
+)
+from loadkit.scoring import evaluate, fmt, observations_from_stats
+
+CPU_SATURATED_PCT = 90.0
+SATURATED_SHARE = 0.25  # of the samples
+LAG_SATURATED_MS = 100.0
+
+
+def assess_generator(snapshots: Sequence[Snapshot], processes: int) -> GeneratorHealth:
+    """Was the load generator itself the bottleneck? Then latency numbers are not trustworthy.
+
+    Saturated when a Locust process ran at >= 90 % CPU for at least a quarter of the samples,
+    or its event loop was late by >= 100 ms that often (requests wait for the loop, not the target).
+    """
+    samples = [s for s in snapshots[1:] if s.users > 0] or list(snapshots)
+    if not samples:
+        return GeneratorHealth(processes=processes)
+    cpu = [s.cpu_pct for s in samples]
+    lag = [s.lag_ms for s in samples]
+    busy = sum(c >= CPU_SATURATED_PCT for c in cpu) / len(cpu)
+    late = sum(v >= LAG_SATURATED_MS for v in lag) / len(lag)
+    reasons = []
+    if busy >= SATURATED_SHARE:
+        reasons.append(f"a Locust process was at >= {CPU_SATURATED_PCT:g}% CPU for {busy:.0%} of the run")
+    if late >= SATURATED_SHARE:
+        reasons.append(f"Locust's event loop was >= {LAG_SATURATED_MS:g} ms late for {late:.0%} of the run")
+    return GeneratorHealth(
+        processes=processes,
+        cpu_max_pct=round(max(cpu), 1),
+        cpu_avg_pct=round(sum(cpu) / len(cpu), 1),
+        loop_lag_max_ms=round(max(lag), 1),
+        saturated=bool(reasons),
+        reason="; ".join(reasons),
+    )
+
+
+def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Threshold],
+                 min_samples: int) -> RunResult:
+    stats = outcome.final
+    card = evaluate(thresholds, observations_from_stats(stats), min_samples)
+    health = assess_generator(outcome.snapshots, plan.processes)
+    warnings = []
+    if health.saturated:
+        warnings.append(f"load generator saturated: {health.reason}; latency figures are unreliable "
+                        "(use --processes N or fewer users)")
+    if outcome.interrupted:
+        warnings.append(f"interrupted after {fmt(stats.duration_s)}s: scored what was collected")
+    return RunResult(
+        verdict=card.verdict,
+        score=card.score,
+        target=plan.target,
+        profile=plan.profile,
+        locustfile=str(plan.locustfile),
+        started_at=outcome.started_at,
+        ended_at=outcome.ended_at,
+        interrupted=outcome.interrupted,
+        stats=stats,
+        checks=card.checks,
+        thresholds=list(thresholds),
+        min_samples=min_samples,
+        generator=health,
+        endpoints=[EndpointStats(method=m, name=n, requests=r, failures=f) for m, n, r, f in outcome.endpoints],
+        errors=[ErrorStat(message=m, count=c) for m, c in outcome.errors],
+        timeline=[_point(s) for s in outcome.snapshots],
+        warnings=warnings,
+        histogram=outcome.histogram or None,
+    )
+
+
+def _point(s: Snapshot) -> TimelinePoint:
+    w = s.window
+    return TimelinePoint(
+        t=s.elapsed_s, users=s.users, requests=w.requests, failures=w.failures, rps=w.rps,
+        p50_ms=w.p50_ms, p95_ms=w.p95_ms, p99_ms=w.p99_ms, error_rate_pct=w.error_rate_pct, cpu_pct=s.cpu_pct,
+    )

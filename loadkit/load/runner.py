@@ -1,0 +1,245 @@
+"""Run Locust in its own process and collect the plugin's stats stream.
+
+The loadkit process never imports locust (it monkey-patches everything with gevent). We start
+Locust's own CLI with our plugin beside the user's locustfile, hand it the plan in LOADKIT_PLAN,
+and read one JSON line per second from a pipe (LOADKIT_STATS_FD).
+
+Stopping: Locust runs in its own session so a terminal Ctrl-C reaches only us; we then send it
+SIGTERM, which makes Locust shut down and the plugin write its final snapshot, and score what
+arrived. A second Ctrl-C, or a stop that hangs, kills the process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from loadkit.errors import ConfigError, DriverError, Interrupted
+from loadkit.load.shapes import Stage, total_duration
+from loadkit.models import Snapshot, Stats
+
+log = logging.getLogger(__name__)
+
+PLUGIN = Path(__file__).with_name("locust_plugin.py")
+STARTUP_ALLOWANCE_S = 60.0
+STOP_GRACE_S = 15.0
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """Everything one Locust run needs."""
+
+    target: str
+    locustfile: Path
+    stages: list[Stage]
+    headers: dict[str, str] = field(default_factory=dict)
+    processes: int = 1
+    profile: str = "custom"
+    stop_timeout_s: float = 1.0
+
+    @property
+    def duration_s(self) -> float:
+        return total_duration(self.stages)
+
+    def plugin_env(self) -> str:
+        return json.dumps({
+            "stages": [s.__dict__ for s in self.stages],
+            "headers": self.headers,
+            "processes": self.processes,
+        })
+
+
+@dataclass
+class LoadOutcome:
+    """What came back from Locust: the stream, the final numbers and how the run ended."""
+
+    started_at: datetime
+    ended_at: datetime
+    snapshots: list[Snapshot]
+    final: Stats
+    endpoints: list[list[Any]]
+    errors: list[list[Any]]
+    histogram: str
+    interrupted: bool
+    log_path: Path | None
+
+
+class _Stream:
+    """Reads the plugin's JSON lines on a thread and keeps what matters."""
+
+    def __init__(self, pipe: IO[str], on_snapshot: Callable[[Snapshot], None] | None) -> None:
+        self.pipe = pipe
+        self.on_snapshot = on_snapshot
+        self.started = threading.Event()
+        self.snapshots: list[Snapshot] = []
+        self.end: dict[str, Any] | None = None
+        self.thread = threading.Thread(target=self._read, name="loadkit-stats", daemon=True)
+
+    def _read(self) -> None:
+        with self.pipe:
+            for line in self.pipe:
+                try:
+                    self._handle(json.loads(line))
+                except (ValueError, KeyError) as exc:
+                    log.warning("ignoring a malformed stats line from Locust: %s", exc)
+
+    def _handle(self, record: dict[str, Any]) -> None:
+        kind = record.pop("type")
+        if kind == "start":
+            self.started.set()
+        elif kind == "snapshot":
+            snap = Snapshot.model_validate(record)
+            self.snapshots.append(snap)
+            if self.on_snapshot is not None:
+                try:
+                    self.on_snapshot(snap)
+                except Exception:  # a display bug must never lose the run
+                    log.exception("snapshot callback failed")
+        elif kind == "end":
+            self.end = record
+
+
+class LocustDriver:
+    """The seam between loadkit and Locust: `run(plan) -> LoadOutcome`."""
+
+    def __init__(self, log_dir: Path | None = None) -> None:
+        self.log_dir = log_dir
+
+    def run(self, plan: LoadPlan, on_snapshot: Callable[[Snapshot], None] | None = None) -> LoadOutcome:
+        if "," in str(plan.locustfile):
+            raise ConfigError(f"locustfile path {plan.locustfile} contains a comma",
+                              hint="Locust splits -f on commas; rename or move the file")
+        read_fd, write_fd = os.pipe()
+        log_file = self._open_log()
+        started_at = datetime.now(UTC)
+        try:
+            proc = self._spawn(plan, write_fd, log_file)
+        finally:
+            os.close(write_fd)
+        stream = _Stream(os.fdopen(read_fd, "r", encoding="utf-8"), on_snapshot)
+        stream.thread.start()
+        interrupted = False
+        try:
+            self._wait(proc, plan)
+        except (KeyboardInterrupt, Interrupted):
+            interrupted = True
+            _stop(proc)
+        finally:
+            if proc.poll() is None:
+                _kill(proc)
+            stream.thread.join(timeout=STOP_GRACE_S)
+            log_file.close()
+        return self._outcome(plan, proc, stream, started_at, interrupted, Path(log_file.name))
+
+    def _open_log(self) -> IO[bytes]:
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            return open(self.log_dir / "locust.log", "wb")  # closed in run()
+        return tempfile.NamedTemporaryFile(prefix="loadkit-locust-", suffix=".log", delete=False)
+
+    def _spawn(self, plan: LoadPlan, write_fd: int, log_file: IO[bytes]) -> subprocess.Popen[bytes]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "LOADKIT_"))}
+        env.update(LOADKIT_PLAN=plan.plugin_env(), LOADKIT_STATS_FD=str(write_fd), PYTHONUNBUFFERED="1")
+        try:
+            return subprocess.Popen(
+                _locust_command(plan), env=env, stdin=subprocess.DEVNULL, stdout=log_file,
+                stderr=subprocess.STDOUT, pass_fds=(write_fd,), start_new_session=True,
+            )
+        except OSError as exc:
+            raise DriverError(f"cannot start Locust: {exc}", hint="reinstall loadkit (pip install loadkit)") from exc
+
+    def _wait(self, proc: subprocess.Popen[bytes], plan: LoadPlan) -> None:
+        deadline = time.monotonic() + STARTUP_ALLOWANCE_S + plan.duration_s + plan.stop_timeout_s + STOP_GRACE_S
+        while True:
+            try:
+                proc.wait(timeout=0.2)
+                return
+            except subprocess.TimeoutExpired:
+                if time.monotonic() > deadline:
+                    _stop(proc)
+                    raise DriverError(
+                        f"Locust did not finish within {deadline - time.monotonic() + plan.duration_s:.0f}s "
+                        "of its planned duration and was stopped",
+                        hint="see the Locust log; a task that never returns keeps Locust from stopping",
+                    ) from None
+
+    def _outcome(self, plan: LoadPlan, proc: subprocess.Popen[bytes], stream: _Stream,
+                 started_at: datetime, interrupted: bool, log_path: Path) -> LoadOutcome:
+        if not stream.started.is_set():
+            if interrupted:
+                raise Interrupted("interrupted before Locust started")
+            raise DriverError(f"Locust failed to start (exit {proc.returncode}):\n{_tail(log_path)}",
+                              hint="fix the locustfile error above, or run it alone with: locust -f FILE")
+        if stream.end is None and not interrupted:
+            raise DriverError(
+                f"Locust stopped unexpectedly (exit {proc.returncode}) after "
+                f"{len(stream.snapshots)}s:\n{_tail(log_path)}",
+                hint="see the Locust log above",
+            )
+        final = stream.snapshots[-1].cumulative if stream.snapshots else Stats()
+        end = stream.end or {}
+        return LoadOutcome(
+            started_at=started_at, ended_at=datetime.now(UTC), snapshots=stream.snapshots, final=final,
+            endpoints=end.get("endpoints", []), errors=end.get("errors", []),
+            histogram=end.get("histogram", ""),
+            interrupted=interrupted, log_path=log_path,
+        )
+
+
+def _locust_command(plan: LoadPlan) -> list[str]:
+    cmd = [
+        sys.executable, "-m", "locust", "-f", f"{PLUGIN},{plan.locustfile}",
+        "--headless", "--host", plan.target, "--loglevel", "WARNING", "--only-summary",
+        "--stop-timeout", f"{plan.stop_timeout_s:g}", "--exit-code-on-error", "0",
+    ]
+    if plan.processes > 1:
+        port = _free_port()
+        cmd += ["--processes", str(plan.processes), "--master-bind-host", "127.0.0.1",
+                "--master-bind-port", str(port), "--master-port", str(port)]
+    return cmd
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM Locust (it writes its final snapshot), wait, then kill. Ctrl-C again kills at once."""
+    try:
+        # Only the master: it tells its workers to quit and waits for their last windows.
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=STOP_GRACE_S)
+    except ProcessLookupError:
+        return
+    except (subprocess.TimeoutExpired, KeyboardInterrupt, Interrupted):
+        _kill(proc)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return "(no Locust log)"
+    return "\n".join("  " + line for line in text[-lines:]) or "  (Locust printed nothing)"

@@ -1,0 +1,39 @@
+"""One scored load run, from names and options to a RunResult. Shared by the CLI and the webhook."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from loadkit.load.journeys import check_locustfile_syntax, locate_locustfile
+from loadkit.load.preflight import preflight, validate_target
+from loadkit.load.profiles import Profile
+from loadkit.load.result import build_result
+from loadkit.load.runner import LoadPlan, LocustDriver
+from loadkit.models import RunResult, Snapshot, Threshold
+
+
+def plan_run(profile: Profile, *, target: str, locustfile: str | None = None, users: int | None = None,
+             spawn_rate: float | None = None, duration_s: float | None = None,
+             headers: Mapping[str, str] | None = None, processes: int = 1,
+             base_dir: Path | None = None) -> LoadPlan:
+    """Resolve a profile plus overrides into a concrete plan; raises ConfigError/UsageError."""
+    path = locate_locustfile(locustfile or profile.locustfile, base_dir)
+    check_locustfile_syntax(path)
+    return LoadPlan(
+        target=validate_target(target),
+        locustfile=path,
+        stages=profile.resolve_stages(users=users, spawn_rate=spawn_rate, duration_s=duration_s),
+        headers={**profile.headers, **(headers or {})},
+        processes=processes,
+        profile=profile.name,
+    )
+
+
+def run_scored(plan: LoadPlan, thresholds: list[Threshold], min_samples: int, *,
+               on_snapshot: Callable[[Snapshot], None] | None = None,
+               log_dir: Path | None = None) -> RunResult:
+    """Pre-flight the target, run Locust, score the outcome."""
+    preflight(plan.target, plan.headers)
+    outcome = LocustDriver(log_dir=log_dir).run(plan, on_snapshot=on_snapshot)
+    return build_result(plan, outcome, thresholds, min_samples)

@@ -1,0 +1,103 @@
+"""Load shapes as stages of users over time. Pure: the Locust plugin's LoadTestShape calls `tick`.
+
+A stage holds `users` for `duration_s`, reaching them at `spawn_rate` users/s (Locust's meaning
+of a stage). Built-in shapes are templates over a peak user count and a total duration:
+
+    constant  100 % of peak for the whole run                          (smoke, steady, soak)
+    ramp      0 -> 100 % over the first 80 %, then hold                 (ramp)
+    step      10 % -> 20 % -> 50 % of peak, a third each: the canary ladder (step)
+    spike     20 %, then 100 % within ~1 s for a fifth, then back to 20 % (spike)
+    stress    50 % -> 100 % -> 150 % -> 200 % of peak, a quarter each     (stress)
+
+    >>> tick(build_stages(ShapeKind.STEP, users=50, spawn_rate=10, duration_s=90), 31.0)
+    (10, 10.0)
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Stage:
+    duration_s: float
+    users: int
+    spawn_rate: float
+
+
+class ShapeKind(enum.StrEnum):
+    CONSTANT = "constant"
+    RAMP = "ramp"
+    STEP = "step"
+    SPIKE = "spike"
+    STRESS = "stress"
+
+
+# (share of the duration, share of peak users); None for spawn means "the profile's spawn rate".
+_TEMPLATES: dict[ShapeKind, list[tuple[float, float]]] = {
+    ShapeKind.CONSTANT: [(1.0, 1.0)],
+    ShapeKind.RAMP: [(0.8, 1.0), (0.2, 1.0)],
+    ShapeKind.STEP: [(1 / 3, 0.1), (1 / 3, 0.2), (1 / 3, 0.5)],
+    ShapeKind.SPIKE: [(0.4, 0.2), (0.2, 1.0), (0.4, 0.2)],
+    ShapeKind.STRESS: [(0.25, 0.5), (0.25, 1.0), (0.25, 1.5), (0.25, 2.0)],
+}
+
+
+def build_stages(kind: ShapeKind, *, users: int, spawn_rate: float, duration_s: float) -> list[Stage]:
+    """Expand a built-in shape into stages for a peak of `users` over `duration_s` seconds."""
+    stages: list[Stage] = []
+    previous = 0
+    for share, fraction in _TEMPLATES[kind]:
+        length = duration_s * share
+        target = max(1, round(users * fraction))
+        if kind is ShapeKind.RAMP and not stages:
+            rate = max(target / length, 0.01)  # spread the ramp over the whole first stage
+        elif kind is ShapeKind.SPIKE and target > previous:
+            rate = max(spawn_rate, float(target - previous))  # reach the spike within about a second
+        else:
+            rate = _reachable_rate(spawn_rate, target - previous, length)
+        stages.append(Stage(length, target, rate))
+        previous = target
+    return stages
+
+
+def _reachable_rate(rate: float, delta: int, length: float) -> float:
+    """Raise the spawn rate when a stage would not reach its users within half its length.
+
+    Locust blocks the shape while it spawns, so a slow ramp would swallow the next stage.
+    """
+    if delta == 0 or length <= 0:
+        return rate
+    return max(rate, abs(delta) / (length / 2))
+
+
+def scale_stages(stages: Sequence[Stage], *, users: int | None = None,
+                 duration_s: float | None = None) -> list[Stage]:
+    """Rescale custom stages to a new peak and/or total duration, keeping their proportions."""
+    peak = max(s.users for s in stages)
+    total = total_duration(stages)
+    u = (users / peak) if users else 1.0
+    d = (duration_s / total) if duration_s else 1.0
+    return [Stage(s.duration_s * d, max(1, round(s.users * u)) if s.users else 0, s.spawn_rate * u)
+            for s in stages]
+
+
+def total_duration(stages: Sequence[Stage]) -> float:
+    return math.fsum(s.duration_s for s in stages)
+
+
+def peak_users(stages: Sequence[Stage]) -> int:
+    return max((s.users for s in stages), default=0)
+
+
+def tick(stages: Sequence[Stage], elapsed_s: float) -> tuple[int, float] | None:
+    """What Locust should run `elapsed_s` seconds in: (users, spawn_rate), or None to stop."""
+    end = 0.0
+    for stage in stages:
+        end += stage.duration_s
+        if elapsed_s < end:
+            return stage.users, float(stage.spawn_rate)
+    return None

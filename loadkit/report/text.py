@@ -1,0 +1,61 @@
+"""The scorecard people read: a rich table on stdout (plain text when piped)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from loadkit.models import Check, RunResult, Verdict
+from loadkit.scoring import fmt
+
+
+def _unit(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "%":
+        return f"{fmt(value)}%"
+    return f"{fmt(value)} {unit}".strip()
+
+
+def threshold_text(check: Check) -> str:
+    lo, hi = check.min, check.max
+    if lo is not None and hi is not None:
+        return f"{_unit(lo, check.unit)} .. {_unit(hi, check.unit)}"
+    if lo is not None:
+        return f">= {_unit(lo, check.unit)}"
+    return f"<= {_unit(hi, check.unit)}"
+
+
+def verdict_text(verdict: Verdict) -> Text:
+    return Text(verdict.value.upper(), style="bold green" if verdict is Verdict.PASS else "bold red")
+
+
+def render_scorecard(result: RunResult, console: Console) -> None:
+    s = result.stats
+    head = Text.assemble(
+        ("loadkit ", "bold"), f"{result.profile} -> {result.target}  ", verdict_text(result.verdict),
+        f"  score {fmt(result.score)}",
+    )
+    console.print(head)
+    console.print(
+        f"requests {s.requests:,}  failures {s.failures:,}  rps {fmt(s.rps)}  "
+        f"p50 {_unit(s.p50_ms, 'ms')}  p95 {_unit(s.p95_ms, 'ms')}  p99 {_unit(s.p99_ms, 'ms')}  "
+        f"max {_unit(s.max_ms, 'ms')}  over {fmt(s.duration_s)}s",
+        highlight=False,
+    )
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("check", "observed", "threshold", "result", "reason"):
+        table.add_column(column, no_wrap=column != "reason")
+    for c in result.checks:
+        table.add_row(c.name, _unit(c.observed, c.unit), threshold_text(c),
+                      Text("PASS", style="green") if c.passed else Text("FAIL", style="bold red"), c.reason)
+    console.print(table)
+    if s.status_codes:
+        codes = "  ".join(f"{'conn-error' if k == '0' else k}: {v:,}" for k, v in s.status_codes.items())
+        console.print(f"status codes  {codes}", highlight=False)
+    if s.failures_by_kind:
+        kinds = "  ".join(f"{k}: {v:,}" for k, v in s.failures_by_kind.items())
+        console.print(f"failures      {kinds}", highlight=False)
+    for warning in result.warnings:
+        console.print(Text(f"warning: {warning}", style="yellow"))

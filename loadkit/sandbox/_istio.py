@@ -1,0 +1,110 @@
+"""Istio's standard request metrics, recorded by the router as the destination sidecar would.
+
+Flagger's built-in `request-success-rate` and `request-duration` checks query exactly these
+names and labels, for example
+
+    sum(rate(istio_requests_total{reporter="destination",destination_workload_namespace="bruno",
+        destination_workload=~"bruno-site",response_code!~"5.*"}[1m]))
+    histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket{reporter="destination",
+        destination_workload_namespace="bruno",destination_workload=~"bruno-site"}[1m])) by (le))
+
+so those run unchanged against the sandbox. Only the labels those queries and dashboards use are
+kept; the source side is "unknown", as Istio reports for traffic from outside the mesh.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from loadkit.sandbox._spec import APP, Version
+
+# Istio's default buckets for istio_request_duration_milliseconds.
+DURATION_BUCKETS_MS = (
+    0.5,
+    1,
+    5,
+    10,
+    25,
+    50,
+    100,
+    250,
+    500,
+    1000,
+    2500,
+    5000,
+    10000,
+    30000,
+    60000,
+    300000,
+    600000,
+    1800000,
+    3600000,
+)
+
+LABELS = (
+    "reporter",
+    "source_workload",
+    "source_workload_namespace",
+    "source_app",
+    "destination_workload",
+    "destination_workload_namespace",
+    "destination_app",
+    "destination_version",
+    "destination_service",
+    "destination_service_name",
+    "destination_service_namespace",
+    "destination_canonical_service",
+    "destination_canonical_revision",
+    "request_protocol",
+    "response_code",
+    "response_flags",
+    "connection_security_policy",
+)
+
+
+def destination_labels(
+    version: Version, namespace: str, response_code: int, response_flags: str
+) -> dict[str, str]:
+    """The label set of one request; a pure function so the mapping is tested on its own."""
+    return {
+        "reporter": "destination",
+        "source_workload": "unknown",
+        "source_workload_namespace": "unknown",
+        "source_app": "unknown",
+        "destination_workload": version.workload,
+        "destination_workload_namespace": namespace,
+        "destination_app": APP,
+        "destination_version": version.value,
+        "destination_service": version.service_fqdn(namespace),
+        "destination_service_name": version.service,
+        "destination_service_namespace": namespace,
+        "destination_canonical_service": APP,
+        "destination_canonical_revision": version.value,
+        "request_protocol": "http",
+        "response_code": str(response_code),
+        "response_flags": response_flags,
+        "connection_security_policy": "none",
+    }
+
+
+class IstioMetrics:
+    """`istio_requests_total` and `istio_request_duration_milliseconds` in their own registry."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._requests = Counter(
+            "istio_requests", "Requests seen by the destination proxy.", LABELS, registry=self.registry
+        )
+        self._duration = Histogram(
+            "istio_request_duration_milliseconds",
+            "Request duration at the destination proxy, in ms.",
+            LABELS,
+            buckets=DURATION_BUCKETS_MS,
+            registry=self.registry,
+        )
+
+    def record(self, version: Version, response_code: int, response_flags: str, duration_ms: float) -> None:
+        labels = destination_labels(version, self.namespace, response_code, response_flags)
+        self._requests.labels(**labels).inc()
+        self._duration.labels(**labels).observe(duration_ms)

@@ -1,0 +1,116 @@
+"""The CLI as a user meets it: help, exit codes, bad input, JSON on stdout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_loadkit
+
+
+def test_help_does_not_import_heavy_engines() -> None:
+    code = (
+        "import sys\n"
+        "from loadkit.cli import cli\n"
+        "try:\n    cli.main(['--help'], standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+        "for sub in (['run', '--help'], ['sandbox', 'up', '--help'], ['demo', '--help']):\n"
+        "    try:\n        cli.main(sub, standalone_mode=False)\n    except SystemExit:\n        pass\n"
+        "print(','.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    loaded = set(out.stdout.strip().splitlines()[-1].split(","))
+    assert not loaded & {"locust", "gevent", "kubernetes", "chaoslib", "aiohttp", "pydantic", "hdrh"}
+
+
+def test_help_lists_commands_and_exit_codes() -> None:
+    out = run_loadkit("--help")
+    assert out.returncode == 0
+    for word in ("run", "profiles", "sandbox", "demo", "Exit codes", "130"):
+        assert word in out.stdout
+
+
+def test_python_dash_m_works() -> None:
+    out = subprocess.run([sys.executable, "-m", "loadkit", "--version"], capture_output=True, text=True,
+                         check=False, cwd=ROOT)
+    assert out.returncode == 0 and "loadkit" in out.stdout
+
+
+def test_profiles_json_lists_every_builtin() -> None:
+    out = run_loadkit("profiles", "--output", "json")
+    assert out.returncode == 0
+    data = json.loads(out.stdout)
+    names = {p["name"] for p in data["profiles"]}
+    assert names == {"smoke", "steady", "ramp", "step", "spike", "soak", "stress"}
+    step = next(p for p in data["profiles"] if p["name"] == "step")
+    assert [s["users"] for s in step["stages"]] == [5, 10, 25]
+
+
+def test_profiles_include_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "loadkit.yaml").write_text("profiles:\n  burst:\n    shape: spike\n    users: 30\n")
+    out = run_loadkit("profiles", cwd=tmp_path)
+    assert out.returncode == 0 and "burst" in out.stdout and "spike" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", "--target", "http://127.0.0.1:9", "--profile", "nope"], "unknown profile 'nope'"),
+        (["run", "--target", "http://127.0.0.1:9", "--duration", "5x"], "bad duration '5x'"),
+        (["run", "--target", "http://127.0.0.1:9", "--users", "-3"], "--users"),
+        (["run", "--target", "http://127.0.0.1:9", "--spawn-rate", "0"], "--spawn-rate"),
+        (["run", "--target", "http://127.0.0.1:9", "--header", "no-colon"], "bad header 'no-colon'"),
+        (["run", "--target", "not a url"], "bad target 'not a url'"),
+        (["run", "--target", "http://127.0.0.1:9", "--locustfile", "missing.py"], "locustfile 'missing.py' not found"),
+        (["run", "--target", "http://127.0.0.1:9", "--config", "missing.yaml"], "cannot read config file"),
+        (["run"], "Missing option '--target'"),
+        (["frobnicate"], "No such command"),
+    ],
+    ids=["unknown-profile", "bad-duration", "negative-users", "zero-spawn-rate", "bad-header", "bad-target",
+         "missing-locustfile", "missing-config", "no-target", "unknown-command"],
+)
+def test_bad_input_exits_2_with_a_clear_message(args: list[str], needle: str) -> None:
+    out = run_loadkit(*args)
+    assert out.returncode == 2, out.stderr
+    assert needle in out.stderr
+    assert "Traceback" not in out.stderr and out.stdout == ""
+
+
+def test_unknown_profile_lists_the_known_ones() -> None:
+    out = run_loadkit("run", "--target", "http://127.0.0.1:9", "--profile", "nope")
+    assert "smoke" in out.stderr and "stress" in out.stderr and "fix:" in out.stderr
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "loadkit.yaml").write_text("profiles:\n  x:\n    users: 5\n    user: 6\n")
+    out = run_loadkit("run", "--target", "http://127.0.0.1:9", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "loadkit.yaml:4: profiles.x.user: unknown key" in out.stderr
+    assert "did you mean 'users'" in out.stderr
+
+
+def test_locustfile_syntax_error_names_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("from locust import HttpUser\n\nclass U(HttpUser:\n    pass\n")
+    out = run_loadkit("run", "--target", "http://127.0.0.1:9", "--locustfile", str(bad))
+    assert out.returncode == 2
+    assert f"{bad}:3: syntax error" in out.stderr
+
+
+def test_a_locustfile_that_fails_to_import_is_a_driver_error(tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    broken = tmp_path / "broken.py"
+    broken.write_text("import no_such_module_anywhere\n")
+    try:
+        out = run_loadkit("run", "--target", f"http://127.0.0.1:{server.server_port}", "--locustfile", str(broken))
+    finally:
+        server.shutdown()
+    assert out.returncode == 3
+    assert "Locust failed to start" in out.stderr and "no_such_module_anywhere" in out.stderr

@@ -1,0 +1,65 @@
+"""Real sandboxes for load tests: one per canary behaviour, shared across a module."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from loadkit.sandbox import SandboxProcess
+
+
+@pytest.fixture(scope="module")
+def healthy() -> Iterator[SandboxProcess]:
+    with SandboxProcess() as sandbox:
+        yield sandbox
+
+
+@pytest.fixture(scope="module")
+def erroring_canary() -> Iterator[SandboxProcess]:
+    with SandboxProcess(canary_error_rate=0.03) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture(scope="module")
+def slow_canary() -> Iterator[SandboxProcess]:
+    with SandboxProcess(canary_latency_ms=600) as sandbox:
+        yield sandbox
+
+
+def istio_requests(sandbox: SandboxProcess) -> dict[str, float]:
+    """istio_requests_total summed per destination_workload, read from the sandbox's /metrics."""
+    text = httpx.get(sandbox.metrics_url, timeout=10).text
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("istio_requests_total{"):
+            workload = re.search(r'destination_workload="([^"]+)"', line)
+            assert workload is not None
+            totals[workload.group(1)] = totals.get(workload.group(1), 0.0) + float(line.rsplit(" ", 1)[1])
+    return totals
+
+
+def parse_result(stdout: str) -> dict:  # type: ignore[type-arg]
+    return json.loads(stdout)
+
+
+@pytest.fixture
+def cpu_burner(tmp_path: Path) -> Path:
+    path = tmp_path / "burner.py"
+    path.write_text(
+        "import time\n"
+        "from locust import FastHttpUser, constant, task\n\n"
+        "class Burner(FastHttpUser):\n"
+        "    wait_time = constant(0)\n\n"
+        "    @task\n"
+        "    def burn(self):\n"
+        "        end = time.perf_counter() + 0.05\n"
+        "        while time.perf_counter() < end:\n"
+        "            pass\n"
+        "        self.client.get('/healthz')\n"
+    )
+    return path

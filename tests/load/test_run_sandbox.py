@@ -1,0 +1,165 @@
+"""`loadkit run` end to end: the real CLI, real Locust, the real sandbox as ground truth."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import psutil
+import pytest
+
+from loadkit.sandbox import SandboxProcess
+from tests.conftest import ROOT, loadkit_cmd, run_loadkit
+from tests.load.conftest import istio_requests, parse_result
+
+pytestmark = pytest.mark.slow
+
+
+def check(result: dict, name: str) -> dict:  # type: ignore[type-arg]
+    return next(c for c in result["checks"] if c["name"] == name)
+
+
+def test_healthy_canary_passes(healthy: SandboxProcess, tmp_path: Path) -> None:
+    junit = tmp_path / "load.xml"
+    reports = tmp_path / "reports"
+    out = run_loadkit("run", "--target", f"{healthy.traffic_url}/canary", "-p", "smoke", "-t", "6s",
+                      "-o", "json", "--junit", str(junit), "--report-dir", str(reports))
+    assert out.returncode == 0, out.stderr
+    result = parse_result(out.stdout)
+    assert result["schema_version"] == 1
+    assert result["verdict"] == "pass" and result["score"] == 100
+    assert result["stats"]["requests"] >= 100
+    assert set(result["stats"]["status_codes"]) == {"200"}
+    assert [c["name"] for c in result["checks"]] == ["request-success-rate", "request-duration", "error-rate"]
+    assert all(c["passed"] for c in result["checks"])
+    assert result["generator"]["saturated"] is False
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("tests") == "3" and suite.get("failures") == "0"
+    assert {p.name for p in reports.iterdir()} >= {"result.json", "junit.xml", "report.html", "timeline.csv",
+                                                    "locust.log"}
+
+
+def test_canary_with_3pct_503s_fails_on_success_rate(erroring_canary: SandboxProcess) -> None:
+    out = run_loadkit("run", "--target", f"{erroring_canary.traffic_url}/canary", "-u", "20", "-t", "8s",
+                      "-o", "json", "-q")
+    assert out.returncode == 1, out.stderr
+    result = parse_result(out.stdout)
+    success = check(result, "request-success-rate")
+    assert success["passed"] is False
+    assert abs(success["observed"] - 97.0) <= 0.5
+    assert "below the minimum 99%" in success["reason"]
+    assert result["verdict"] == "fail"
+    assert result["stats"]["failures_by_kind"].keys() == {"http_5xx"}
+
+
+def test_600ms_canary_latency_fails_on_request_duration(slow_canary: SandboxProcess) -> None:
+    out = run_loadkit("run", "--target", f"{slow_canary.traffic_url}/canary", "-u", "30", "-r", "30",
+                      "-t", "8s", "-o", "json", "-q")
+    assert out.returncode == 1, out.stderr
+    result = parse_result(out.stdout)
+    duration = check(result, "request-duration")
+    assert duration["passed"] is False and duration["observed"] >= 600
+    assert check(result, "request-success-rate")["passed"] is True
+    assert result["stats"]["p50_ms"] >= 600
+
+
+def test_the_primary_route_of_the_same_sandbox_passes(slow_canary: SandboxProcess) -> None:
+    out = run_loadkit("run", "--target", slow_canary.traffic_url, "-t", "5s", "-o", "json", "-q")
+    assert out.returncode == 0, out.stderr
+    assert parse_result(out.stdout)["stats"]["p99_ms"] < 500
+
+
+def test_unreachable_target_exits_3_in_seconds() -> None:
+    started = time.monotonic()
+    out = run_loadkit("run", "--target", "http://127.0.0.1:9/canary", "-t", "30s")
+    assert out.returncode == 3
+    assert time.monotonic() - started < 10
+    assert "cannot reach http://127.0.0.1:9/canary" in out.stderr
+    assert out.stdout == "" and "Traceback" not in out.stderr
+
+
+def test_too_few_requests_is_insufficient_data(healthy: SandboxProcess) -> None:
+    out = run_loadkit("run", "--target", f"{healthy.traffic_url}/canary", "-u", "1", "-t", "2s", "-o", "json")
+    assert out.returncode == 1
+    result = parse_result(out.stdout)
+    assert 0 < result["stats"]["requests"] < 100
+    assert all(c["reason"].startswith("insufficient data") for c in result["checks"])
+    assert result["verdict"] == "fail"
+
+
+def test_ab_header_sends_all_load_to_the_canary(healthy: SandboxProcess) -> None:
+    before = istio_requests(healthy)
+    out = run_loadkit("run", "--target", healthy.traffic_url, "-H", "x-canary: insider", "-t", "4s",
+                      "-o", "json", "-q", "--min-samples", "1")
+    assert out.returncode == 0, out.stderr
+    sent = parse_result(out.stdout)["stats"]["requests"]
+    after = istio_requests(healthy)
+    assert after.get("bruno-site-primary", 0) == before.get("bruno-site-primary", 0)
+    assert after["bruno-site"] - before.get("bruno-site", 0) == pytest.approx(sent, abs=10)
+
+
+def test_processes_mode_counts_every_request(healthy: SandboxProcess) -> None:
+    before = istio_requests(healthy).get("bruno-site-primary", 0)
+    out = run_loadkit("run", "--target", healthy.traffic_url, "--processes", "2", "-u", "10", "-t", "6s",
+                      "-o", "json", "-q")
+    assert out.returncode == 0, out.stderr
+    result = parse_result(out.stdout)
+    served = istio_requests(healthy)["bruno-site-primary"] - before
+    assert result["generator"]["processes"] == 2
+    assert result["stats"]["requests"] >= 100
+    assert result["stats"]["requests"] == pytest.approx(served, abs=10)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_interrupt_scores_what_was_collected_and_exits_130(healthy: SandboxProcess, sig: signal.Signals) -> None:
+    before = istio_requests(healthy).get("bruno-site", 0)
+    proc = subprocess.Popen(loadkit_cmd("run", "--target", f"{healthy.traffic_url}/canary", "-t", "60s",
+                                        "-o", "json"), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 30
+    while istio_requests(healthy).get("bruno-site", 0) - before < 150:  # load is flowing
+        assert time.monotonic() < deadline and proc.poll() is None, "no load reached the canary"
+    children = psutil.Process(proc.pid).children(recursive=True)
+    os.kill(proc.pid, sig)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    result = parse_result(stdout)
+    assert result["interrupted"] is True
+    assert result["stats"]["requests"] > 0
+    assert any("interrupted" in w for w in result["warnings"])
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_saturated_generator_is_reported(healthy: SandboxProcess, cpu_burner: Path) -> None:
+    out = run_loadkit("run", "--target", healthy.traffic_url, "--locustfile", str(cpu_burner), "-u", "5",
+                      "-t", "6s", "-o", "json", "-q", "--min-samples", "1")
+    result = parse_result(out.stdout)
+    assert result["generator"]["saturated"] is True
+    assert result["generator"]["cpu_max_pct"] >= 90
+    assert any("saturated" in w for w in result["warnings"])
+
+
+def test_text_output_is_a_scorecard(healthy: SandboxProcess) -> None:
+    out = run_loadkit("run", "--target", f"{healthy.traffic_url}/canary", "-t", "4s", "--min-samples", "1")
+    assert out.returncode == 0, out.stderr
+    assert "PASS" in out.stdout and "request-success-rate" in out.stdout and "status codes" in out.stdout
+    assert "loadkit: smoke" in out.stderr  # progress and logs go to stderr
+
+
+@pytest.mark.parametrize("journey", ["website.py", "api.py"])
+def test_locustfiles_run_with_plain_locust(healthy: SandboxProcess, journey: str, tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfiles" / journey), "--headless", "-u", "5",
+         "-r", "5", "-t", "3s", "-H", healthy.traffic_url, "--only-summary", "--csv", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = (tmp_path / "run_stats.csv").read_text().splitlines()
+    aggregated = dict(zip(rows[0].split(","), rows[-1].split(","), strict=False))
+    assert int(aggregated["Request Count"]) > 0
+    assert int(aggregated["Failure Count"]) == 0

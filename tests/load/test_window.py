@@ -1,0 +1,94 @@
+"""Exact statistics: what counts as a failure, and percentiles that are never rounded down."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from loadkit.load._window import Window, failure_kind
+
+
+def filled(samples: list[tuple[float, int]], failures: set[int] | None = None) -> Window:
+    w = Window()
+    for i, (ms, status) in enumerate(samples):
+        failed = (failures is not None and i in failures) or status == 0 or status >= 400
+        w.record("GET", "/", ms, status, ConnectionRefusedError() if status == 0 else ("HTTP" if failed else None))
+    return w
+
+
+def test_a_504ms_p99_is_not_stored_as_500() -> None:
+    w = filled([(10.0, 200)] * 98 + [(504.0, 200)] * 2)
+    s = w.summary(1.0)
+    assert 504.0 <= s["p99_ms"] <= 504.0 * 1.001
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_percentiles_are_within_0_1pct_above_the_exact_value(seed: int) -> None:
+    rng = random.Random(seed)
+    values = [rng.lognormvariate(3, 1) for _ in range(5000)]
+    s = filled([(v, 200) for v in values]).summary(1.0)
+    ordered = sorted(values)
+    for pct, key in ((50, "p50_ms"), (95, "p95_ms"), (99, "p99_ms")):
+        exact = ordered[int(pct / 100 * len(ordered) + 0.5) - 1]
+        assert exact <= s[key] + 0.001 <= exact * 1.001 + 0.002
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [(0, "connection"), (503, "http_5xx"), (500, "http_5xx"), (404, "http_4xx"), (200, "other")],
+)
+def test_failure_kinds(status: int, kind: str) -> None:
+    assert failure_kind(status, ConnectionRefusedError() if status == 0 else "x") == kind
+
+
+def test_timeouts_are_their_own_kind() -> None:
+    assert failure_kind(0, TimeoutError()) == "timeout"
+
+
+def test_success_rate_follows_flagger_error_rate_counts_every_failure() -> None:
+    samples = [(5.0, 200)] * 90 + [(5.0, 503)] * 4 + [(5.0, 404)] * 5 + [(0.0, 0)]
+    s = filled(samples).summary(2.0)
+    assert s["requests"] == 100 and s["failures"] == 10
+    assert s["success_rate_pct"] == 95.0  # 4 x 5xx + 1 connection error; 4xx are not Flagger failures
+    assert s["error_rate_pct"] == 10.0
+    assert s["status_codes"] == {"0": 1, "200": 90, "404": 5, "503": 4}
+    assert s["failures_by_kind"] == {"connection": 1, "http_4xx": 5, "http_5xx": 4}
+    assert s["rps"] == 50.0
+
+
+def test_connection_errors_have_no_latency() -> None:
+    s = filled([(0.0, 0)] * 10).summary(1.0)
+    assert s["p99_ms"] is None and s["success_rate_pct"] == 0.0
+
+
+def test_empty_window() -> None:
+    s = Window().summary(1.0)
+    assert s["requests"] == 0 and s["p50_ms"] is None and s["success_rate_pct"] is None
+
+
+def test_wire_roundtrip_and_merge_are_exact() -> None:
+    a = filled([(float(i), 200) for i in range(1, 500)])
+    b = filled([(float(i), 503) for i in range(500, 1000)])
+    merged = Window()
+    merged.merge(Window.from_wire(a.to_wire()))
+    merged.merge(Window.from_wire(b.to_wire()))
+    direct = filled([(float(i), 200) for i in range(1, 500)] + [(float(i), 503) for i in range(500, 1000)])
+    assert merged.summary(1.0) == direct.summary(1.0)
+    assert merged.errors == direct.errors
+
+
+def test_take_moves_everything_and_resets() -> None:
+    w = filled([(1.0, 200), (2.0, 500)])
+    taken = w.take()
+    assert taken.requests == 2 and taken.failures == 1 and taken.hist.get_total_count() == 2
+    assert w.requests == 0 and w.hist.get_total_count() == 0 and not w.codes
+
+
+def test_failure_messages_are_counted_and_bounded() -> None:
+    w = Window()
+    for i in range(200):
+        w.record("GET", f"/p{i}", 1.0, 500, f"HTTP 500 number {i}")
+    w.record("GET", "/p0", 1.0, 500, "HTTP 500 number 0")
+    assert len(w.errors) == 50
+    assert w.errors["GET /p0: HTTP 500 number 0"] == 2
