@@ -120,6 +120,8 @@ class Check(ResultModel):
 class Stats(ResultModel):
     """Client-side numbers for a run (or a window of it).
 
+    status_codes counts each HTTP status ("0" = no answer: connection error or timeout);
+    status_classes groups them: 2xx, 3xx, 4xx, 5xx and no_response.
     success_rate_pct follows Flagger: 5xx answers and connection errors are failures.
     error_rate_pct counts every request Locust marks failed (4xx, 5xx, connection, assertions).
     Latency percentiles come from an HdrHistogram (3 significant digits) and are reported as the
@@ -136,6 +138,7 @@ class Stats(ResultModel):
     success_rate_pct: float | None = None
     error_rate_pct: float | None = None
     status_codes: dict[str, int] = Field(default_factory=dict)
+    status_classes: dict[str, int] = Field(default_factory=dict)
     failures_by_kind: dict[str, int] = Field(default_factory=dict)
     duration_s: float = 0.0
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
-
+from loadkit.cli._console import stderr_console, stdout_console
 from loadkit.cli._progress import Progress
 from loadkit.config import load_config
 from loadkit.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS
@@ -26,7 +25,7 @@ def execute_run(*, target: str, profile: str, locustfile: str | None, users: int
                     duration_s=duration, headers=headers, processes=processes,
                     base_dir=config.path.parent if config.path else None)
     samples = min_samples or config.min_samples
-    err = Console(stderr=True)
+    err = stderr_console()
     err.print(f"loadkit: {plan.profile} ({plan.locustfile.name}, peak {max(s.users for s in plan.stages)} users, "
               f"{plan.duration_s:g}s) -> {plan.target}", highlight=False)
     with Progress(err, plan.duration_s, config.thresholds, samples, enabled=not quiet) as progress:
@@ -40,7 +39,7 @@ def emit(result: RunResult, *, output: str, junit_path: Path | None, report_dir:
     if output == "json":
         click.echo(result_json(result))
     else:
-        render_scorecard(result, Console(highlight=False))
+        render_scorecard(result, stdout_console())
     if junit_path is not None:
         write_junit(result, junit_path)
     if report_dir is not None:

@@ -24,12 +24,11 @@ def demo(broken_canary: bool, profile: str, duration: float, output: str) -> int
       loadkit demo                     # a healthy canary: PASS, exit 0
       loadkit demo --broken-canary     # 5 % errors and +600 ms: FAIL, exit 1
     """
-    from rich.console import Console
-
+    from loadkit.cli._console import stderr_console
     from loadkit.cli._execute import execute_run
     from loadkit.sandbox import SandboxProcess
 
-    err = Console(stderr=True)
+    err = stderr_console()
     faults = {"canary_error_rate": BROKEN_ERROR_RATE, "canary_latency_ms": BROKEN_LATENCY_MS} if broken_canary else {}
     err.print("starting the bruno-site sandbox (primary + canary, 2 pods each)...", highlight=False)
     with SandboxProcess(**faults) as sandbox:  # type: ignore[arg-type]

@@ -22,9 +22,9 @@ def profiles(config_path: Path | None, output: str) -> int:
     """
     import json
 
-    from rich.console import Console
     from rich.table import Table
 
+    from loadkit.cli._console import stdout_console
     from loadkit.config import load_config
     from loadkit.units import format_duration
 
@@ -48,5 +48,5 @@ def profiles(config_path: Path | None, output: str) -> int:
     for p in ordered:
         table.add_row(p.name, p.shape_name, str(p.users), format_duration(p.default_duration()), p.locustfile,
                       p.description)
-    Console().print(table)
+    stdout_console().print(table)
     return 0

@@ -171,9 +171,19 @@ class Window:
             "success_rate_pct": 100.0 * (n - bad_for_flagger) / n if n else None,
             "error_rate_pct": 100.0 * self.failures / n if n else None,
             "status_codes": {str(k): v for k, v in sorted(self.codes.items())},
+            "status_classes": status_classes(self.codes),
             "failures_by_kind": dict(sorted(self.kinds.items())),
             "duration_s": round(duration_s, 3),
         }
+
+
+def status_classes(codes: dict[int, int]) -> dict[str, int]:
+    """{200: 5, 204: 1, 503: 2, 0: 1} -> {"2xx": 6, "5xx": 2, "no_response": 1}."""
+    classes: dict[str, int] = {}
+    for code, n in codes.items():
+        name = "no_response" if code == 0 else f"{code // 100}xx"
+        classes[name] = classes.get(name, 0) + n
+    return dict(sorted(classes.items()))
 
 
 def decode_histogram(encoded: str) -> HdrHistogram:

@@ -48,8 +48,8 @@ def render_scorecard(result: RunResult, console: Console) -> None:
     for column in ("check", "observed", "threshold", "result", "reason"):
         table.add_column(column, no_wrap=column != "reason")
     for c in result.checks:
-        table.add_row(c.name, _unit(c.observed, c.unit), threshold_text(c),
-                      Text("PASS", style="green") if c.passed else Text("FAIL", style="bold red"), c.reason)
+        verdict = Text("PASS", style="green") if c.passed else Text("FAIL", style="bold red")
+        table.add_row(c.name, _unit(c.observed, c.unit), threshold_text(c), verdict, "" if c.passed else c.reason)
     console.print(table)
     if s.status_codes:
         codes = "  ".join(f"{'conn-error' if k == '0' else k}: {v:,}" for k, v in s.status_codes.items())

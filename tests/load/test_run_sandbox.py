@@ -163,3 +163,38 @@ def test_locustfiles_run_with_plain_locust(healthy: SandboxProcess, journey: str
     aggregated = dict(zip(rows[0].split(","), rows[-1].split(","), strict=False))
     assert int(aggregated["Request Count"]) > 0
     assert int(aggregated["Failure Count"]) == 0
+
+
+def test_headers_also_reach_plain_httpuser_locustfiles(healthy: SandboxProcess, tmp_path: Path) -> None:
+    locustfile = tmp_path / "plain_http.py"
+    locustfile.write_text(
+        "from locust import HttpUser, constant, task\n\n"
+        "class Visitor(HttpUser):\n"
+        "    wait_time = constant(0.05)\n\n"
+        "    @task\n"
+        "    def home(self):\n"
+        "        self.client.get('/about')\n"
+    )
+    before = istio_requests(healthy)
+    out = run_loadkit("run", "--target", healthy.traffic_url, "--locustfile", str(locustfile), "-u", "2",
+                      "-t", "3s", "-H", "x-canary: insider", "-o", "json", "-q", "--min-samples", "1")
+    assert out.returncode == 0, out.stderr
+    after = istio_requests(healthy)
+    assert after.get("bruno-site-primary", 0) == before.get("bruno-site-primary", 0)
+    assert after["bruno-site"] > before.get("bruno-site", 0)
+
+
+@pytest.mark.parametrize(
+    ("flags", "code", "verdict"),
+    [(["--duration", "5s"], 0, "pass"), (["--duration", "12s", "--broken-canary"], 1, "fail")],
+    ids=["healthy", "broken-canary"],
+)
+def test_demo(flags: list[str], code: int, verdict: str) -> None:
+    out = run_loadkit("demo", "--output", "json", *flags)
+    assert out.returncode == code, out.stderr
+    result = parse_result(out.stdout)
+    assert result["verdict"] == verdict and result["target"].endswith("/canary")
+    if "--broken-canary" in flags:
+        failed = {c["name"] for c in result["checks"] if not c["passed"]}
+        assert failed == {"request-success-rate", "request-duration", "error-rate"}
+        assert not any(c["reason"].startswith("insufficient") for c in result["checks"])

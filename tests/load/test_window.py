@@ -53,6 +53,7 @@ def test_success_rate_follows_flagger_error_rate_counts_every_failure() -> None:
     assert s["success_rate_pct"] == 95.0  # 4 x 5xx + 1 connection error; 4xx are not Flagger failures
     assert s["error_rate_pct"] == 10.0
     assert s["status_codes"] == {"0": 1, "200": 90, "404": 5, "503": 4}
+    assert s["status_classes"] == {"2xx": 90, "4xx": 5, "5xx": 4, "no_response": 1}
     assert s["failures_by_kind"] == {"connection": 1, "http_4xx": 5, "http_5xx": 4}
     assert s["rps"] == 50.0
 

@@ -1,6 +1,7 @@
 """A real Prometheus scrapes the sandbox and answers Flagger's built-in queries, unchanged.
 
-Skipped when `prometheus` / `promtool` are not installed.
+Needs Debian's `prometheus` (which ships promtool); `make test` installs it, so a missing binary fails
+the test instead of skipping it silently.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def _free_port() -> int:
 def prometheus(sandbox: SandboxProcess, tmp_path_factory: pytest.TempPathFactory, poll: Any) -> Iterator[str]:
     binary = shutil.which("prometheus")
     if binary is None:
-        pytest.skip("prometheus is not installed")
+        pytest.fail("prometheus is not installed: run `make test`, which installs Debian's prometheus")
     workdir: Path = tmp_path_factory.mktemp("prometheus")
     admin = sandbox.admin_url.removeprefix("http://")
     (workdir / "prometheus.yml").write_text(
@@ -85,7 +86,7 @@ def _query(prometheus: str, promql: str) -> list[float]:
 def test_exposition_passes_promtool(sandbox: SandboxProcess) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
-        pytest.skip("promtool is not installed")
+        pytest.fail("promtool is not installed: run `make test`, which installs Debian's prometheus")
     httpx.get(f"{sandbox.traffic_url}/canary/")
     text = httpx.get(sandbox.metrics_url, timeout=10).text
     result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
