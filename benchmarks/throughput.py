@@ -14,7 +14,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from _report import write_section
@@ -25,16 +24,15 @@ LOCUSTFILE = HERE / "nowait_locustfile.py"
 
 
 def plain_locust(url: str, duration: int, users: int) -> float:
-    with tempfile.TemporaryDirectory() as tmp:
-        prefix = Path(tmp) / "run"
-        cmd = [*pin(0), sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-H", url,
-               "-u", str(users), "-r", str(users), "-t", f"{duration}s", "--only-summary",
-               "--csv", str(prefix), "--loglevel", "WARNING", "--exit-code-on-error", "0"]
-        subprocess.run(cmd, check=True, capture_output=True, env=_env())
-        rows = (prefix.parent / "run_stats.csv").read_text().splitlines()
-        header = rows[0].split(",")
-        total = dict(zip(header, rows[-1].split(","), strict=False))
-        return float(total["Requests/s"])
+    """Locust's own number: requests / (last request - start), from its --json summary."""
+    cmd = [*pin(0), sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-H", url,
+           "-u", str(users), "-r", str(users), "-t", f"{duration}s", "--json", "--loglevel", "WARNING",
+           "--exit-code-on-error", "0"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=_env())
+    entries = json.loads(out.stdout)
+    requests = sum(e["num_requests"] for e in entries)
+    span = max(e["last_request_timestamp"] for e in entries) - min(e["start_time"] for e in entries)
+    return requests / span
 
 
 def loadkit_run(url: str, duration: int, users: int) -> float:

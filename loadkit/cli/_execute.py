@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
 from loadkit.cli._console import stderr_console, stdout_console
 from loadkit.cli._progress import Progress
 from loadkit.config import load_config

@@ -41,6 +41,16 @@ def new_histogram() -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
 
 
+# HdrHistogram's counts-array index, computed inline in the hot path (the package's own
+# record_value costs about twice as much per request). Same formula as hdrh's _counts_index_for;
+# tests/load/test_window.py checks the two agree value by value.
+_T = new_histogram()
+_MASK, _UNIT, _SHCM, _HALF = _T.sub_bucket_mask, _T.unit_magnitude, _T.sub_bucket_half_count_magnitude, \
+    _T.sub_bucket_half_count
+_BASE = _UNIT + _SHCM + 1
+del _T
+
+
 def failure_kind(status: int, exception: BaseException | str | None) -> str:
     """Classify a failed request: connection, timeout, http_4xx, http_5xx or other."""
     if status == 0:
@@ -56,9 +66,15 @@ def failure_kind(status: int, exception: BaseException | str | None) -> str:
 class Window:
     """Requests seen during one interval (or merged across intervals and processes)."""
 
-    __slots__ = ("codes", "endpoints", "errors", "failures", "hist", "kinds", "requests")
+    __slots__ = ("_counts", "_hist", "_max_us", "_min_us", "_pending", "codes", "endpoints", "errors",
+                 "failures", "kinds", "requests")
 
     def __init__(self) -> None:
+        self._hist: HdrHistogram
+        self._counts: Any
+        self._pending: int
+        self._min_us: int
+        self._max_us: int
         self.requests = 0
         self.failures = 0
         self.codes: dict[int, int] = {}
@@ -66,6 +82,25 @@ class Window:
         self.endpoints: dict[tuple[str, str], list[int]] = {}
         self.errors: dict[str, int] = {}
         self.hist = new_histogram()
+
+    @property
+    def hist(self) -> HdrHistogram:
+        """The latency histogram (µs), with every inline-recorded sample accounted for."""
+        if self._pending:
+            h = self._hist
+            h.total_count += self._pending
+            h.min_value = min(h.min_value, self._min_us)
+            h.max_value = max(h.max_value, self._max_us)
+            self._pending = 0
+        return self._hist
+
+    @hist.setter
+    def hist(self, value: HdrHistogram) -> None:
+        self._hist = value
+        self._counts = value.counts
+        self._pending = 0
+        self._min_us = HIGHEST_US
+        self._max_us = 0
 
     def on_locust_request(self, request_type: str, name: str, response_time: float, response_length: int,
                           response: Any = None, context: Any = None, exception: Any = None,
@@ -85,7 +120,15 @@ class Window:
         ep[0] += 1
         if status:
             us = int(response_time * 1000.0)
-            self.hist.record_value(us if us < HIGHEST_US else HIGHEST_US)
+            if us > HIGHEST_US:
+                us = HIGHEST_US
+            bucket = (us | _MASK).bit_length() - _BASE
+            self._counts[((bucket + 1) << _SHCM) + (us >> (bucket + _UNIT)) - _HALF] += 1
+            self._pending += 1
+            if us > self._max_us:
+                self._max_us = us
+            if us < self._min_us:
+                self._min_us = us
         if exception is not None:
             self.failures += 1
             ep[1] += 1

@@ -128,6 +128,10 @@ class LocustDriver:
         started_at = datetime.now(UTC)
         try:
             proc = self._spawn(plan, write_fd, log_file)
+        except BaseException:
+            os.close(read_fd)
+            log_file.close()
+            raise
         finally:
             os.close(write_fd)
         stream = _Stream(os.fdopen(read_fd, "r", encoding="utf-8"), on_snapshot)
@@ -163,7 +167,9 @@ class LocustDriver:
             raise DriverError(f"cannot start Locust: {exc}", hint="reinstall loadkit (pip install loadkit)") from exc
 
     def _wait(self, proc: subprocess.Popen[bytes], plan: LoadPlan) -> None:
-        deadline = time.monotonic() + STARTUP_ALLOWANCE_S + plan.duration_s + plan.stop_timeout_s + STOP_GRACE_S
+        """Wait for Locust; a hard timeout stops a run that overstays its plan."""
+        budget = STARTUP_ALLOWANCE_S + plan.duration_s + plan.stop_timeout_s + STOP_GRACE_S
+        deadline = time.monotonic() + budget
         while True:
             try:
                 proc.wait(timeout=0.2)
@@ -172,8 +178,8 @@ class LocustDriver:
                 if time.monotonic() > deadline:
                     _stop(proc)
                     raise DriverError(
-                        f"Locust did not finish within {deadline - time.monotonic() + plan.duration_s:.0f}s "
-                        "of its planned duration and was stopped",
+                        f"Locust was still running {budget:.0f}s after start (planned {plan.duration_s:g}s) "
+                        "and was stopped",
                         hint="see the Locust log; a task that never returns keeps Locust from stopping",
                     ) from None
 

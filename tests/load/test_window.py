@@ -93,3 +93,30 @@ def test_failure_messages_are_counted_and_bounded() -> None:
     w.record("GET", "/p0", 1.0, 500, "HTTP 500 number 0")
     assert len(w.errors) == 50
     assert w.errors["GET /p0: HTTP 500 number 0"] == 2
+
+
+def test_inline_recording_matches_hdrhistogram_record_value() -> None:
+    from loadkit.load._window import HIGHEST_US, new_histogram
+
+    rng = random.Random(7)
+    values_us = [0, 1, 2, 1023, 1024, 2047, 2048, 2049, 4095, 4096, 500_000, 504_000, HIGHEST_US - 1, HIGHEST_US]
+    values_us += [int(rng.lognormvariate(8, 3)) % HIGHEST_US for _ in range(20_000)]
+    reference = new_histogram()
+    window = Window()
+    for us in values_us:
+        ms = us / 1000.0  # Locust reports milliseconds as a float
+        reference.record_value(min(int(ms * 1000.0), HIGHEST_US))
+        window.record("GET", "/", ms, 200, None)
+    hist = window.hist
+    assert list(hist.counts) == list(reference.counts)
+    assert (hist.get_total_count(), hist.get_min_value(), hist.get_max_value()) == (
+        reference.get_total_count(), reference.get_min_value(), reference.get_max_value())
+    assert hist.encode() == reference.encode()
+
+
+def test_samples_longer_than_an_hour_are_clamped() -> None:
+    from loadkit.load._window import HIGHEST_US
+
+    w = filled([(HIGHEST_US / 1000.0 * 2, 200)])
+    assert w.hist.get_total_count() == 1
+    assert w.summary(1.0)["max_ms"] >= HIGHEST_US / 1000.0
