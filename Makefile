@@ -21,8 +21,10 @@ $(VENV)/.installed-test: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/loadkit demo
 
-## test: install test dependencies (and Debian's prometheus when missing), run the whole suite
+## test: install test dependencies (and Debian's prometheus when missing), lint, run the whole suite
 test: $(VENV)/.installed-test prometheus
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 prometheus:
