@@ -90,6 +90,7 @@ class _Collector:
         self.cpu: dict[str, float] = {}
         self.lag_ms = 0.0
         self.started: float | None = None
+        self.stopping: float | None = None
         self.last_emit = time.monotonic()
         self.ended = False
 
@@ -117,8 +118,8 @@ class _Collector:
         window, self.pending = self.pending, Window()
         self.total.merge(window)
         elapsed = now - (self.started or now)
-        # Users stop at the planned end; the shutdown after it must not dilute the rate.
-        active = min(elapsed, _PLANNED_S) if _PLANNED_S else elapsed
+        # Users stop at the planned end or on an interrupt; the shutdown after that must not dilute the rate.
+        active = min(elapsed, (self.stopping or now) - (self.started or now), _PLANNED_S or elapsed)
         span, self.last_emit = now - self.last_emit, now
         self.write({
             "type": "snapshot",
@@ -210,9 +211,7 @@ def _start_worker(environment: Environment, runner: WorkerRunner) -> None:
 
 def _start_collector(environment: Environment, runner: Runner) -> None:
     fd = os.environ.get("LOADKIT_STATS_FD")
-    if fd is None:
-        return
-    out = os.fdopen(int(fd), "w", buffering=1, encoding="utf-8")
+    out = os.fdopen(int(fd), "w", buffering=1, encoding="utf-8") if fd else open(os.devnull, "w")  # noqa: SIM115
     local = None if isinstance(runner, MasterRunner) else _Process()
     collector = _Collector(runner, out, local)
     if local is not None:
@@ -226,5 +225,10 @@ def _start_collector(environment: Environment, runner: Runner) -> None:
             collector.started = collector.last_emit = time.monotonic()
             gevent.spawn(collector.loop)
 
+    def on_test_stopping(**_kw: Any) -> None:
+        if collector.stopping is None:
+            collector.stopping = time.monotonic()
+
     environment.events.test_start.add_listener(on_test_start)
+    environment.events.test_stopping.add_listener(on_test_stopping)
     environment.events.quit.add_listener(lambda exit_code=0, **_: collector.finish("completed"))

@@ -4,9 +4,11 @@ The loadkit process never imports locust (it monkey-patches everything with geve
 Locust's own CLI with our plugin beside the user's locustfile, hand it the plan in LOADKIT_PLAN,
 and read one JSON line per second from a pipe (LOADKIT_STATS_FD).
 
-Stopping: Locust runs in its own session so a terminal Ctrl-C reaches only us; we then send it
-SIGTERM, which makes Locust shut down and the plugin write its final snapshot, and score what
-arrived. A second Ctrl-C, or a stop that hangs, kills the process group.
+Stopping: Locust runs in its own session so a terminal Ctrl-C reaches only us; we then send its
+master SIGINT (Locust installs its SIGTERM handler only after a load shape finishes, but turns
+SIGINT into an orderly quit at any time): workers send their last windows, the plugin writes its
+final snapshot, and we score what arrived. A second Ctrl-C, or a stop that hangs, kills the
+process group; so does every exit, so no forked worker outlives the run.
 """
 
 from __future__ import annotations
@@ -143,8 +145,7 @@ class LocustDriver:
             interrupted = True
             _stop(proc)
         finally:
-            if proc.poll() is None:
-                _kill(proc)
+            _kill(proc)  # the master is gone or must go; its forked workers go with it
             stream.thread.join(timeout=STOP_GRACE_S)
             log_file.close()
         return self._outcome(plan, proc, stream, started_at, interrupted, Path(log_file.name))
@@ -226,10 +227,10 @@ def _free_port() -> int:
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM Locust (it writes its final snapshot), wait, then kill. Ctrl-C again kills at once."""
+    """Ask Locust to quit (it writes its final snapshot), wait, then kill. Ctrl-C again kills at once."""
     try:
         # Only the master: it tells its workers to quit and waits for their last windows.
-        os.kill(proc.pid, signal.SIGTERM)
+        os.kill(proc.pid, signal.SIGINT)
         proc.wait(timeout=STOP_GRACE_S)
     except ProcessLookupError:
         return
@@ -238,7 +239,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
+    """SIGKILL Locust's whole process group (its own session: only Locust lives there)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 
