@@ -35,8 +35,9 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from loadkit.errors import ConfigError
+from loadkit.load.journeys import locate_locustfile
 from loadkit.load.profiles import BUILTIN_PROFILES, Profile
-from loadkit.load.shapes import ShapeKind, Stage
+from loadkit.load.shapes import ShapeKind, Stage, stage_problems
 from loadkit.models import DEFAULT_MIN_SAMPLES, StrictModel, Threshold, default_thresholds
 from loadkit.units import parse_duration, parse_header
 
@@ -117,18 +118,39 @@ def load_config(path: Path | None) -> Config:
         spec = ConfigFile.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, node, path), hint=_hint(exc)) from None
-    return _build(spec, path)
+    config = _build(spec, path)
+    _check_profiles(config, spec, node, path)
+    return config
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice: YAML would silently keep only the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    f"while reading the mapping that starts on line {node.start_mark.line + 1}", node.start_mark,
+                    f"duplicate key {key!r} (first given on line {seen[key]}); YAML would keep only the last one",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 def _parse_yaml(text: str, path: Path) -> tuple[yaml.Node | None, Any]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: safe
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        duplicate = "duplicate key" in str(exc.problem)
         raise ConfigError(f"{where}: invalid YAML: {exc.problem}",
-                          hint="check indentation and quoting on that line") from None
+                          hint="remove or merge one of the two" if duplicate
+                          else "check indentation and quoting on that line") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
     if data is None:
@@ -145,6 +167,23 @@ def _build(spec: ConfigFile, path: Path) -> Config:
         profiles[name] = _to_profile(name, p, profiles.get(name), path)
     return Config(path=path, profiles=profiles, thresholds=spec.thresholds or default_thresholds(),
                   min_samples=spec.min_samples)
+
+
+def _check_profiles(config: Config, spec: ConfigFile, node: yaml.Node | None, path: Path) -> None:
+    """What pydantic cannot see: stages Locust would skip, locustfiles that do not exist."""
+    problems = []
+    for name in spec.profiles:
+        profile = config.profiles[name]
+        for problem in stage_problems(profile.stages) if profile.stages else ():
+            problems.append(f"{path}:{_line_of(node, ('profiles', name, 'stages'))}: profiles.{name}.stages: {problem}")
+        try:
+            locate_locustfile(profile.locustfile, path.parent)
+        except ConfigError as exc:
+            line = _line_of(node, ("profiles", name, "locustfile"))
+            problems.append(f"{path}:{line}: profiles.{name}.locustfile: {exc.message}")
+    if problems:
+        message = problems[0] if len(problems) == 1 else "invalid config:\n  " + "\n  ".join(problems)
+        raise ConfigError(message, hint="fix the profile(s) above; docs/configuration.md explains stages")
 
 
 def _to_profile(name: str, p: ProfileSpec, base: Profile | None, path: Path) -> Profile:

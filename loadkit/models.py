@@ -123,13 +123,15 @@ class Stats(ResultModel):
     status_codes counts each HTTP status ("0" = no answer: connection error or timeout);
     status_classes groups them: 2xx, 3xx, 4xx, 5xx and no_response.
     success_rate_pct follows Flagger: 5xx answers and connection errors are failures.
-    error_rate_pct counts every request Locust marks failed (4xx, 5xx, connection, assertions).
+    error_rate_pct counts every request Locust marks failed (4xx, 5xx, connection, catch_response
+    failures) plus every exception a task raised (`exceptions`, e.g. a failed assert), over requests.
     Latency percentiles come from an HdrHistogram (3 significant digits) and are reported as the
     upper edge of their bucket, so a reported p99 <= 500 ms really is <= 500 ms.
     """
 
     requests: int = 0
     failures: int = 0
+    exceptions: int = 0
     rps: float = 0.0
     p50_ms: float | None = None
     p95_ms: float | None = None
@@ -203,6 +205,32 @@ class RunResult(ResultModel):
     @property
     def failed_checks(self) -> list[Check]:
         return [c for c in self.checks if not c.passed]
+
+
+class StageInfo(ResultModel):
+    duration_s: float
+    users: int
+    spawn_rate: float
+
+
+class ProfileInfo(ResultModel):
+    """A traffic profile as `loadkit profiles --output json` shows it."""
+
+    name: str
+    description: str
+    shape: str
+    users: int
+    spawn_rate: float
+    duration_s: float
+    locustfile: str
+    headers: dict[str, str]
+    source: str
+    stages: list[StageInfo]
+
+
+class ProfileList(ResultModel):
+    schema_version: int = SCHEMA_VERSION
+    profiles: list[ProfileInfo]
 
 
 class Snapshot(ResultModel):

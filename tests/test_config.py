@@ -46,6 +46,7 @@ def write(tmp_path: Path, text: str, name: str = "loadkit.yaml") -> Path:
 
 
 def test_good_config(tmp_path: Path) -> None:
+    (tmp_path / "mine.py").write_text("from locust import FastHttpUser\n")
     config = load_config(write(tmp_path, GOOD))
     assert config.min_samples == 50
     assert [t.resolved_metric for t in config.thresholds] == [Metric.REQUEST_SUCCESS_RATE, Metric.LATENCY_P95]
@@ -59,11 +60,13 @@ def test_good_config(tmp_path: Path) -> None:
 
 
 def test_a_profile_named_like_a_builtin_overrides_only_what_it_sets(tmp_path: Path) -> None:
+    (tmp_path / "mine.py").write_text("from locust import FastHttpUser\n")
     steady = load_config(write(tmp_path, GOOD)).profiles["steady"]
     assert (steady.users, steady.duration_s, steady.shape) == (99, 60, ShapeKind.CONSTANT)
 
 
 def test_default_config_is_picked_up_from_cwd(workdir: Path) -> None:
+    (workdir / "mine.py").write_text("from locust import FastHttpUser\n")
     write(workdir, GOOD)
     assert "checkout-burst" in load_config(None).profiles
 
@@ -93,10 +96,18 @@ def test_no_config_gives_builtins_and_plan_thresholds(workdir: Path) -> None:
         ("profiles:\n  x: [\n", ["loadkit.yaml:3:1: invalid YAML"]),
         ("- just\n- a list\n", ["must be a mapping"]),
         ("min_samples: 0\n", ["loadkit.yaml:1: min_samples", "greater than or equal to 1"]),
+        ("thresholds:\n  - name: request-duration\n    thresholdRange: {max: 1}\nthresholds:\n  - name: rps\n"
+         "    thresholdRange: {min: 1}\n", ["loadkit.yaml:4:1", "duplicate key 'thresholds' (first given on line 1)"]),
+        ("profiles:\n  x:\n    locustfile: nothere.py\n", ["loadkit.yaml:3: profiles.x.locustfile", "not found"]),
+        ("profiles:\n  x:\n    stages:\n      - {duration: 10s, users: 100, spawn_rate: 1}\n",
+         ["loadkit.yaml:3: profiles.x.stages", "takes 100s, longer than the stage"]),
+        ("profiles:\n  x:\n    stages:\n      - {duration: 10s, users: 0}\n", ["no stage has any users"]),
+        ("profiles:\n  x:\n    stages:\n      - {duration: 500ms, users: 1}\n", ["needs at least 1s"]),
     ],
     ids=["typo-key", "negative-users", "bad-duration", "bad-shape", "shape-and-stages", "bad-header",
          "bad-profile-name", "threshold-typo", "unknown-metric", "empty-thresholds", "schema-version",
-         "broken-yaml", "not-a-mapping", "zero-min-samples"],
+         "broken-yaml", "not-a-mapping", "zero-min-samples", "duplicate-key", "missing-locustfile",
+         "unreachable-stage", "no-users", "too-short-stage"],
 )
 def test_config_errors_name_file_line_field_and_fix(workdir: Path, text: str, expected: list[str]) -> None:
     write(workdir, text)

@@ -6,6 +6,7 @@ Command modules import only click at module level so `loadkit --help` stays fast
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from types import FrameType
@@ -13,7 +14,9 @@ from types import FrameType
 import click
 
 from loadkit import __version__
-from loadkit.errors import EXIT_INTERRUPTED, Interrupted, LoadkitError
+from loadkit.errors import EXIT_INTERRUPTED, EXIT_TARGET, Interrupted, LoadkitError
+
+EXIT_INTERNAL = EXIT_TARGET  # an engine failure, never mistaken for a verdict
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -37,6 +40,15 @@ class LoadkitGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:  # a loadkit bug: say so in one line, keep the traceback for debugging
+            if os.environ.get("LOADKIT_DEBUG"):
+                raise
+            click.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)
+            click.echo("  fix: this is a loadkit bug; rerun with LOADKIT_DEBUG=1 for the traceback and report it",
+                       err=True)
+            ctx.exit(EXIT_INTERNAL)
         if isinstance(rv, int) and ctx.parent is None:
             ctx.exit(rv)
         return rv

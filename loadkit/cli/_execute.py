@@ -9,7 +9,7 @@ import click
 from loadkit.cli._console import stderr_console, stdout_console
 from loadkit.cli._progress import Progress
 from loadkit.config import load_config
-from loadkit.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS
+from loadkit.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS, UsageError
 from loadkit.load.profiles import get_profile
 from loadkit.load.session import plan_run, run_scored
 from loadkit.models import RunResult, Verdict
@@ -20,6 +20,7 @@ def execute_run(*, target: str, profile: str, locustfile: str | None, users: int
                 spawn_rate: float | None, duration: float | None, headers: dict[str, str],
                 processes: int, config_path: Path | None, output: str, junit_path: Path | None,
                 report_dir: Path | None, min_samples: int | None, quiet: bool) -> int:
+    prepare_outputs(junit_path, report_dir)
     config = load_config(config_path)
     chosen = get_profile(profile, config.profiles)
     plan = plan_run(chosen, target=target, locustfile=locustfile, users=users, spawn_rate=spawn_rate,
@@ -35,16 +36,37 @@ def execute_run(*, target: str, profile: str, locustfile: str | None, users: int
     return exit_code(result)
 
 
+def prepare_outputs(junit_path: Path | None, report_dir: Path | None) -> None:
+    """Fail before the run, not after it, when a result file cannot be written."""
+    try:
+        if report_dir is not None:
+            report_dir.mkdir(parents=True, exist_ok=True)
+            (report_dir / ".loadkit-write-check").touch()
+            (report_dir / ".loadkit-write-check").unlink()
+        if junit_path is not None:
+            junit_path.parent.mkdir(parents=True, exist_ok=True)
+            junit_path.touch()
+    except OSError as exc:
+        which = "--report-dir" if report_dir is not None and exc.filename and str(report_dir) in str(exc.filename) \
+            else "--junit"
+        raise UsageError(f"cannot write {which} {exc.filename}: {exc.strerror or exc}",
+                         hint="choose a writable path") from exc
+
+
 def emit(result: RunResult, *, output: str, junit_path: Path | None, report_dir: Path | None) -> None:
     """stdout gets the result (scorecard or JSON); files get the rest."""
     if output == "json":
         click.echo(result_json(result))
     else:
         render_scorecard(result, stdout_console())
-    if junit_path is not None:
-        write_junit(result, junit_path)
-    if report_dir is not None:
-        write_report_dir(result, report_dir)
+    try:
+        if junit_path is not None:
+            write_junit(result, junit_path)
+        if report_dir is not None:
+            write_report_dir(result, report_dir)
+    except OSError as exc:
+        raise UsageError(f"the run finished but {exc.filename} could not be written: {exc.strerror or exc}",
+                         hint="the result is on stdout above; choose a writable path next time") from exc
 
 
 def exit_code(result: RunResult) -> int:

@@ -38,9 +38,14 @@ class HeaderType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-def output_option(f: F) -> F:
-    return click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text",
-                        show_default=True, help="text: a scorecard; json: the result model on stdout.")(f)
+RESULT_OUTPUT_HELP = "text: a scorecard; json: the result model on stdout."
+
+
+def output_option(f: F | None = None, *, help_text: str = RESULT_OUTPUT_HELP) -> Any:
+    """`--output text|json`; use as `@output_option` or `@output_option(help_text=...)`."""
+    decorator = click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text",
+                             show_default=True, help=help_text)
+    return decorator(f) if f is not None else decorator
 
 
 def config_option(f: F) -> F:

@@ -20,33 +20,22 @@ def profiles(config_path: Path | None, output: str) -> int:
       loadkit profiles
       loadkit profiles --output json | jq '.profiles[].name'
     """
-    import json
-
     from rich.table import Table
 
     from loadkit.cli._console import stdout_console
     from loadkit.config import load_config
+    from loadkit.models import ProfileList
     from loadkit.units import format_duration
 
     config = load_config(config_path)
-    ordered = sorted(config.profiles.values(), key=lambda p: p.name)
+    listing = ProfileList(profiles=[p.info() for p in sorted(config.profiles.values(), key=lambda p: p.name)])
     if output == "json":
-        rows = [
-            {
-                "name": p.name, "description": p.description, "shape": p.shape_name, "users": p.users,
-                "spawn_rate": p.spawn_rate, "duration_s": p.default_duration(), "locustfile": p.locustfile,
-                "headers": dict(p.headers), "source": p.source,
-                "stages": [s.__dict__ for s in p.resolve_stages()],
-            }
-            for p in ordered
-        ]
-        click.echo(json.dumps({"schema_version": 1, "profiles": rows}, indent=2))
+        click.echo(listing.model_dump_json(indent=2))
         return 0
     table = Table(show_edge=False, pad_edge=False)
     for column in ("name", "shape", "users", "duration", "locustfile", "description"):
         table.add_column(column)
-    for p in ordered:
-        table.add_row(p.name, p.shape_name, str(p.users), format_duration(p.default_duration()), p.locustfile,
-                      p.description)
+    for p in listing.profiles:
+        table.add_row(p.name, p.shape, str(p.users), format_duration(p.duration_s), p.locustfile, p.description)
     stdout_console().print(table)
     return 0

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from loadkit.cli._options import output_option
 from loadkit.errors import UsageError
 
 if TYPE_CHECKING:
@@ -101,13 +102,7 @@ def sandbox() -> None:
     callback=_namespace,
     help="Namespace label on every metric, as in the cluster the PromQL was written for.",
 )
-@click.option(
-    "--output",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="How to announce readiness on stdout: a few lines, or exactly one JSON line.",
-)
+@output_option(help_text="How to announce readiness on stdout: a few lines, or exactly one JSON line.")
 def up(
     host: str,
     port: int,
@@ -137,9 +132,9 @@ def up(
     """
     import asyncio
 
-    from rich.console import Console
     from rich.text import Text
 
+    from loadkit.cli._console import stderr_console
     from loadkit.sandbox._spec import SandboxConfig, Version, VersionSpec
     from loadkit.sandbox._supervisor import run_sandbox
 
@@ -154,7 +149,7 @@ def up(
         primary=VersionSpec(Version.PRIMARY, pods, primary_error_rate, primary_latency_ms),
         canary=VersionSpec(Version.CANARY, pods, canary_error_rate, canary_latency_ms),
     )
-    console = Console(stderr=True)
+    console = stderr_console()
 
     def log(message: str) -> None:
         console.print(Text(f"sandbox: {message}"), soft_wrap=True)

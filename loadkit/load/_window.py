@@ -6,7 +6,8 @@ significant digits (0.1 % resolution), not Locust's rounded buckets where 504 ms
 
 Counting rules (documented in docs/metrics.md):
 - success rate (Flagger's): requests minus 5xx answers minus connection errors, over requests.
-- error rate: requests Locust marks as failed (4xx, 5xx, connection errors, failed assertions).
+- error rate: requests Locust marks as failed (4xx, 5xx, connection errors, catch_response
+  failures) plus exceptions raised by tasks (a failed `assert` in a locustfile), over requests.
 - latency: every request that got an HTTP answer; connection errors have no latency.
 """
 
@@ -67,7 +68,7 @@ class Window:
     """Requests seen during one interval (or merged across intervals and processes)."""
 
     __slots__ = ("_counts", "_hist", "_max_us", "_min_us", "_pending", "codes", "endpoints", "errors",
-                 "failures", "kinds", "requests")
+                 "exceptions", "failures", "kinds", "requests")
 
     def __init__(self) -> None:
         self._hist: HdrHistogram
@@ -77,6 +78,7 @@ class Window:
         self._max_us: int
         self.requests = 0
         self.failures = 0
+        self.exceptions = 0
         self.codes: dict[int, int] = {}
         self.kinds: dict[str, int] = {}
         self.endpoints: dict[tuple[str, str], list[int]] = {}
@@ -134,6 +136,12 @@ class Window:
             ep[1] += 1
             self._failed(request_type, name, status, exception)
 
+    def on_locust_user_error(self, user_instance: Any = None, exception: Any = None, tb: Any = None,
+                             **_kw: Any) -> None:
+        """Locust's `user_error` event: a task (or on_start) raised, e.g. a failed assert on a response."""
+        self.exceptions += 1
+        self._count_message(f"task error: {_error_text(exception)}")
+
     def record(self, method: str, name: str, response_time_ms: float, status: int,
                exception: BaseException | str | None) -> None:
         """Record one request without Locust objects (tests, other drivers)."""
@@ -142,14 +150,17 @@ class Window:
     def _failed(self, method: str, name: str, status: int, exception: Any) -> None:
         kind = failure_kind(status, exception)
         self.kinds[kind] = self.kinds.get(kind, 0) + 1
-        message = f"{method} {name}: {_error_text(exception)}"
+        self._count_message(f"{method} {name}: {_error_text(exception)}")
+
+    def _count_message(self, message: str, n: int = 1) -> None:
         if message in self.errors or len(self.errors) < MAX_ERROR_MESSAGES:
-            self.errors[message] = self.errors.get(message, 0) + 1
+            self.errors[message] = self.errors.get(message, 0) + n
 
     def take(self) -> Window:
         """Move everything recorded so far into a new Window and start afresh (same object)."""
         taken = Window()
         taken.requests, taken.failures, taken.codes = self.requests, self.failures, self.codes
+        taken.exceptions, self.exceptions = self.exceptions, 0
         taken.kinds, taken.endpoints, taken.errors, taken.hist = self.kinds, self.endpoints, self.errors, self.hist
         self.requests = self.failures = 0
         self.codes, self.kinds, self.endpoints, self.errors = {}, {}, {}, {}
@@ -159,6 +170,7 @@ class Window:
     def merge(self, other: Window) -> None:
         self.requests += other.requests
         self.failures += other.failures
+        self.exceptions += other.exceptions
         for code, n in other.codes.items():
             self.codes[code] = self.codes.get(code, 0) + n
         for kind, n in other.kinds.items():
@@ -168,8 +180,7 @@ class Window:
             ep[0] += req
             ep[1] += fail
         for message, n in other.errors.items():
-            if message in self.errors or len(self.errors) < MAX_ERROR_MESSAGES:
-                self.errors[message] = self.errors.get(message, 0) + n
+            self._count_message(message, n)
         if other.hist.get_total_count():
             self.hist.add(other.hist)
 
@@ -178,18 +189,24 @@ class Window:
         return {
             "requests": self.requests,
             "failures": self.failures,
+            "exceptions": self.exceptions,
             "codes": {str(k): v for k, v in self.codes.items()},
             "kinds": dict(self.kinds),
             "endpoints": [[m, n, r, f] for (m, n), (r, f) in self.endpoints.items()],
             "errors": dict(self.errors),
-            "hist": self.hist.encode().decode("ascii") if self.hist.get_total_count() else "",
+            "hist": self.encoded_histogram(),
         }
+
+    def encoded_histogram(self) -> str:
+        """Base64 HdrHistogram (V2 format, µs), or "" when nothing was timed."""
+        return self.hist.encode().decode("ascii") if self.hist.get_total_count() else ""
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Window:
         w = cls()
         w.requests = int(data["requests"])
         w.failures = int(data["failures"])
+        w.exceptions = int(data.get("exceptions", 0))
         w.codes = {int(k): int(v) for k, v in data["codes"].items()}
         w.kinds = {str(k): int(v) for k, v in data["kinds"].items()}
         w.endpoints = {(str(m), str(n)): [int(r), int(f)] for m, n, r, f in data["endpoints"]}
@@ -211,8 +228,9 @@ class Window:
             "p95_ms": pct[95.0],
             "p99_ms": pct[99.0],
             "max_ms": max_ms(self.hist),
+            "exceptions": self.exceptions,
             "success_rate_pct": 100.0 * (n - bad_for_flagger) / n if n else None,
-            "error_rate_pct": 100.0 * self.failures / n if n else None,
+            "error_rate_pct": min(100.0, 100.0 * (self.failures + self.exceptions) / n) if n else None,
             "status_codes": {str(k): v for k, v in sorted(self.codes.items())},
             "status_classes": status_classes(self.codes),
             "failures_by_kind": dict(sorted(self.kinds.items())),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import time
 from typing import Any
 
@@ -28,12 +29,11 @@ from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
 from locust.runners import MasterRunner, Runner, WorkerRunner
 
-from loadkit.load._window import Window, latency_percentiles_ms
-from loadkit.load.shapes import Stage, tick, total_duration
+from loadkit.load._window import Window
+from loadkit.load.shapes import Stage, tick
 
 _PLAN: dict[str, Any] = json.loads(os.environ.get("LOADKIT_PLAN") or "{}")
 _STAGES = [Stage(**s) for s in _PLAN.get("stages", [])]
-_PLANNED_S = total_duration(_STAGES)
 _MESSAGE = "loadkit_window"
 _INTERVAL_S = 1.0
 logger = logging.getLogger("loadkit")
@@ -66,6 +66,7 @@ class _Process:
             if getattr(handler, "__qualname__", "") == "Runner.__init__.<locals>.on_request":
                 environment.events.request.remove_listener(handler)
         environment.events.request.add_listener(self.window.on_locust_request)
+        environment.events.user_error.add_listener(self.window.on_locust_user_error)
 
     def drain(self) -> tuple[Window, float, float]:
         lag, self.lag_ms = self.lag_ms, 0.0
@@ -118,8 +119,9 @@ class _Collector:
         window, self.pending = self.pending, Window()
         self.total.merge(window)
         elapsed = now - (self.started or now)
-        # Users stop at the planned end or on an interrupt; the shutdown after that must not dilute the rate.
-        active = min(elapsed, (self.stopping or now) - (self.started or now), _PLANNED_S or elapsed)
+        # Load runs from the first users until Locust starts stopping (planned end or interrupt);
+        # the shutdown after that must not dilute the rate.
+        active = (self.stopping or now) - (self.started or now)
         span, self.last_emit = now - self.last_emit, now
         self.write({
             "type": "snapshot",
@@ -140,10 +142,9 @@ class _Collector:
         self.write({
             "type": "end",
             "reason": reason,
-            "histogram": self.total.hist.encode().decode("ascii") if self.total.hist.get_total_count() else "",
+            "histogram": self.total.encoded_histogram(),
             "endpoints": [[m, n, r, f] for (m, n), (r, f) in sorted(self.total.endpoints.items())],
             "errors": sorted(([m, c] for m, c in self.total.errors.items()), key=lambda e: -e[1]),
-            "percentiles_ms": latency_percentiles_ms(self.total.hist),
         })
         self.out.close()
 
@@ -180,16 +181,23 @@ def _wrap_http_user(user_class: type, headers: dict[str, str]) -> None:
 def _on_init(environment: Environment, runner: Runner, **_kw: Any) -> None:
     if not _PLAN:
         return  # loaded without loadkit (plain `locust -f`): stay out of the way
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # Started from a background job (`loadkit run ... &`) SIGINT arrives ignored, but it is how
+        # loadkit asks Locust for an orderly stop: restore Python's KeyboardInterrupt.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    logger.warning("loadkit: Locust's own request statistics are replaced by loadkit's exact ones; "
+                "Locust's summary below shows none")
     if _PLAN.get("headers"):
         _apply_headers(environment, _PLAN["headers"])
+    notes = []
     shapes = getattr(environment, "available_shape_classes", None) or {}
     if len(shapes) > 1:
         others = ", ".join(n for n in shapes if n != "LoadkitShape")
-        logger.warning("loadkit: ignoring the locustfile's own load shape (%s); the profile's stages run", others)
+        notes.append(f"the locustfile's own load shape ({others}) was ignored: the profile's stages ran")
     if isinstance(runner, WorkerRunner):
         _start_worker(environment, runner)
     else:
-        _start_collector(environment, runner)
+        _start_collector(environment, runner, notes)
 
 
 def _start_worker(environment: Environment, runner: WorkerRunner) -> None:
@@ -209,7 +217,7 @@ def _start_worker(environment: Environment, runner: WorkerRunner) -> None:
     environment.events.test_stop.add_listener(lambda **_: send())
 
 
-def _start_collector(environment: Environment, runner: Runner) -> None:
+def _start_collector(environment: Environment, runner: Runner, notes: list[str]) -> None:
     fd = os.environ.get("LOADKIT_STATS_FD")
     out = os.fdopen(int(fd), "w", buffering=1, encoding="utf-8") if fd else open(os.devnull, "w")  # noqa: SIM115
     local = None if isinstance(runner, MasterRunner) else _Process()
@@ -218,7 +226,7 @@ def _start_collector(environment: Environment, runner: Runner) -> None:
         local.listen(environment)
     else:
         runner.register_message(_MESSAGE, collector.on_worker_window)
-    collector.write({"type": "start", "processes": _PLAN.get("processes", 1), "pid": os.getpid()})
+    collector.write({"type": "start", "processes": _PLAN.get("processes", 1), "pid": os.getpid(), "notes": notes})
 
     def on_test_start(**_kw: Any) -> None:
         if collector.started is None:

@@ -15,13 +15,16 @@ TARGET_HINT = "check --target and that the service is up (`loadkit sandbox up` s
 
 def validate_target(url: str) -> str:
     """Accept http(s)://host[:port][/prefix]; return it without a trailing slash."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"bad target {url!r}", hint="give a full URL, e.g. --target http://127.0.0.1:8080/canary")
+    example = "give a full URL, e.g. --target http://127.0.0.1:8080/canary"
     try:
-        parts.port  # noqa: B018 - raises on a bad port
+        parts = urlsplit(url)
+        port = parts.port  # raises on a bad port
     except ValueError as exc:
-        raise UsageError(f"bad target {url!r}: {exc}", hint="use a port between 1 and 65535") from exc
+        raise UsageError(f"bad target {url!r}: {exc}", hint=example) from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"bad target {url!r}", hint=example)
+    if port == 0:
+        raise UsageError(f"bad target {url!r}: port 0", hint="use a port between 1 and 65535")
     if parts.query or parts.fragment:
         raise UsageError(f"bad target {url!r}: no query or fragment allowed", hint="give the base URL only")
     return url.rstrip("/")

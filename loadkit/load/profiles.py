@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 
 from loadkit.errors import ConfigError
 from loadkit.load.shapes import ShapeKind, Stage, build_stages, scale_stages, total_duration
+from loadkit.models import ProfileInfo, StageInfo
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,15 @@ class Profile:
 
     def default_duration(self) -> float:
         return total_duration(self.stages) if self.stages else self.duration_s
+
+    def info(self) -> ProfileInfo:
+        return ProfileInfo(
+            name=self.name, description=self.description, shape=self.shape_name, users=self.users,
+            spawn_rate=self.spawn_rate, duration_s=self.default_duration(), locustfile=self.locustfile,
+            headers=dict(self.headers), source=self.source,
+            stages=[StageInfo(duration_s=s.duration_s, users=s.users, spawn_rate=s.spawn_rate)
+                    for s in self.resolve_stages()],
+        )
 
 
 def _builtin(name: str, description: str, shape: ShapeKind, users: int, spawn_rate: float,

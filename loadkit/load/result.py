@@ -54,10 +54,15 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
     stats = outcome.final
     card = evaluate(thresholds, observations_from_stats(stats), min_samples)
     health = assess_generator(outcome.snapshots, plan.processes)
-    warnings = []
+    warnings = list(outcome.notes)
     if health.saturated:
         warnings.append(f"load generator saturated: {health.reason}; latency figures are unreliable "
                         "(use --processes N or fewer users)")
+    if stats.exceptions:
+        task_errors = [m for m, _ in outcome.errors if m.startswith("task error:")]
+        example = f"; most common: {task_errors[0].removeprefix('task error: ')}" if task_errors else ""
+        warnings.append(f"the locustfile's tasks raised {stats.exceptions} exception(s), counted in "
+                        f"error-rate{example}")
     if outcome.interrupted:
         warnings.append(f"interrupted after {fmt(stats.duration_s)}s: scored what was collected")
     return RunResult(

@@ -77,7 +77,8 @@ class LoadOutcome:
     errors: list[list[Any]]
     histogram: str
     interrupted: bool
-    log_path: Path | None
+    notes: list[str]
+    log_path: Path | None  # None unless kept (log_dir given)
 
 
 class _Stream:
@@ -87,6 +88,7 @@ class _Stream:
         self.pipe = pipe
         self.on_snapshot = on_snapshot
         self.started = threading.Event()
+        self.notes: list[str] = []
         self.snapshots: list[Snapshot] = []
         self.end: dict[str, Any] | None = None
         self.thread = threading.Thread(target=self._read, name="loadkit-stats", daemon=True)
@@ -102,6 +104,7 @@ class _Stream:
     def _handle(self, record: dict[str, Any]) -> None:
         kind = record.pop("type")
         if kind == "start":
+            self.notes.extend(str(n) for n in record.get("notes", []))
             self.started.set()
         elif kind == "snapshot":
             snap = Snapshot.model_validate(record)
@@ -148,7 +151,12 @@ class LocustDriver:
             _kill(proc)  # the master is gone or must go; its forked workers go with it
             stream.thread.join(timeout=STOP_GRACE_S)
             log_file.close()
-        return self._outcome(plan, proc, stream, started_at, interrupted, Path(log_file.name))
+        log_path = Path(log_file.name)
+        try:
+            return self._outcome(plan, proc, stream, started_at, interrupted, log_path)
+        finally:
+            if self.log_dir is None:
+                log_path.unlink(missing_ok=True)  # a temporary log; errors above quote its tail
 
     def _open_log(self) -> IO[bytes]:
         if self.log_dir is not None:
@@ -203,7 +211,7 @@ class LocustDriver:
             started_at=started_at, ended_at=datetime.now(UTC), snapshots=stream.snapshots, final=final,
             endpoints=end.get("endpoints", []), errors=end.get("errors", []),
             histogram=end.get("histogram", ""),
-            interrupted=interrupted, log_path=log_path,
+            interrupted=interrupted, notes=stream.notes, log_path=log_path if self.log_dir is not None else None,
         )
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from loadkit.errors import UsageError
 from loadkit.load.journeys import check_locustfile_syntax, locate_locustfile
 from loadkit.load.preflight import preflight, validate_target
 from loadkit.load.profiles import Profile
 from loadkit.load.result import build_result
 from loadkit.load.runner import LoadPlan, LocustDriver
+from loadkit.load.shapes import stage_problems
 from loadkit.models import RunResult, Snapshot, Threshold
 
 
@@ -18,12 +20,19 @@ def plan_run(profile: Profile, *, target: str, locustfile: str | None = None, us
              headers: Mapping[str, str] | None = None, processes: int = 1,
              base_dir: Path | None = None) -> LoadPlan:
     """Resolve a profile plus overrides into a concrete plan; raises ConfigError/UsageError."""
+    target = validate_target(target)
+    stages = profile.resolve_stages(users=users, spawn_rate=spawn_rate, duration_s=duration_s)
+    if problems := stage_problems(stages):
+        raise UsageError(
+            f"profile {profile.name!r} cannot run as asked:\n  - " + "\n  - ".join(problems),
+            hint="give a longer --duration, a higher --spawn-rate, or fix the profile's stages",
+        )
     path = locate_locustfile(locustfile or profile.locustfile, base_dir)
     check_locustfile_syntax(path)
     return LoadPlan(
-        target=validate_target(target),
+        target=target,
         locustfile=path,
-        stages=profile.resolve_stages(users=users, spawn_rate=spawn_rate, duration_s=duration_s),
+        stages=stages,
         headers={**profile.headers, **(headers or {})},
         processes=processes,
         profile=profile.name,

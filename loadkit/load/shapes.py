@@ -77,12 +77,35 @@ def _reachable_rate(rate: float, delta: int, length: float) -> float:
 def scale_stages(stages: Sequence[Stage], *, users: int | None = None,
                  duration_s: float | None = None) -> list[Stage]:
     """Rescale custom stages to a new peak and/or total duration, keeping their proportions."""
-    peak = max(s.users for s in stages)
+    peak = peak_users(stages)
     total = total_duration(stages)
-    u = (users / peak) if users else 1.0
+    u = (users / peak) if users and peak else 1.0
     d = (duration_s / total) if duration_s else 1.0
     return [Stage(s.duration_s * d, max(1, round(s.users * u)) if s.users else 0, s.spawn_rate * u)
             for s in stages]
+
+
+MIN_STAGE_S = 1.0  # Locust asks the shape for the load once a second
+
+
+def stage_problems(stages: Sequence[Stage]) -> list[str]:
+    """Why these stages would not run as written (Locust would skip or truncate them), if at all."""
+    problems = []
+    if peak_users(stages) < 1:
+        problems.append("no stage has any users")
+    previous = 0
+    for number, stage in enumerate(stages, start=1):
+        if stage.duration_s < MIN_STAGE_S:
+            problems.append(f"stage {number} lasts {stage.duration_s:.3g}s; Locust changes the load once a "
+                            f"second, so every stage needs at least {MIN_STAGE_S:g}s")
+        delta = abs(stage.users - previous)
+        if delta and delta / stage.spawn_rate > stage.duration_s:
+            needed = delta / stage.duration_s
+            problems.append(f"stage {number} goes from {previous} to {stage.users} users at {stage.spawn_rate:g}/s, "
+                            f"which takes {delta / stage.spawn_rate:.3g}s, longer than the stage "
+                            f"({stage.duration_s:.3g}s); use a spawn_rate of at least {needed:.3g} or a longer stage")
+        previous = stage.users
+    return problems
 
 
 def total_duration(stages: Sequence[Stage]) -> float:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from loadkit.models import RunResult
 from loadkit.report.text import threshold_text
-from loadkit.scoring import fmt
+from loadkit.scoring import fmt, with_unit
 
 
 def junit_xml(result: RunResult) -> str:
@@ -32,7 +32,8 @@ def junit_xml(result: RunResult) -> str:
         })
         if not check.passed:
             failure = ET.SubElement(case, "failure", {"message": check.reason, "type": "ThresholdFailed"})
-            failure.text = f"{check.name}: observed {check.observed}, threshold {threshold_text(check)}"
+            failure.text = (f"{check.name}: observed {with_unit(check.observed, check.unit)}, "
+                            f"threshold {threshold_text(check)}")
     if result.warnings:
         ET.SubElement(suite, "system-err").text = "\n".join(result.warnings)
     root = ET.Element("testsuites", {"tests": str(len(result.checks)), "failures": str(failed)})

@@ -7,24 +7,11 @@ from rich.table import Table
 from rich.text import Text
 
 from loadkit.models import Check, RunResult, Verdict
-from loadkit.scoring import fmt
-
-
-def _unit(value: float | None, unit: str) -> str:
-    if value is None:
-        return "-"
-    if unit == "%":
-        return f"{fmt(value)}%"
-    return f"{fmt(value)} {unit}".strip()
+from loadkit.scoring import fmt, range_text, with_unit
 
 
 def threshold_text(check: Check) -> str:
-    lo, hi = check.min, check.max
-    if lo is not None and hi is not None:
-        return f"{_unit(lo, check.unit)} .. {_unit(hi, check.unit)}"
-    if lo is not None:
-        return f">= {_unit(lo, check.unit)}"
-    return f"<= {_unit(hi, check.unit)}"
+    return range_text(check.min, check.max, check.unit)
 
 
 def verdict_text(verdict: Verdict) -> Text:
@@ -40,8 +27,8 @@ def render_scorecard(result: RunResult, console: Console) -> None:
     console.print(head)
     console.print(
         f"requests {s.requests:,}  failures {s.failures:,}  rps {fmt(s.rps)}  "
-        f"p50 {_unit(s.p50_ms, 'ms')}  p95 {_unit(s.p95_ms, 'ms')}  p99 {_unit(s.p99_ms, 'ms')}  "
-        f"max {_unit(s.max_ms, 'ms')}  over {fmt(s.duration_s)}s",
+        f"p50 {with_unit(s.p50_ms, 'ms')}  p95 {with_unit(s.p95_ms, 'ms')}  p99 {with_unit(s.p99_ms, 'ms')}  "
+        f"max {with_unit(s.max_ms, 'ms')}  over {fmt(s.duration_s)}s",
         highlight=False,
     )
     table = Table(show_edge=False, pad_edge=False)
@@ -49,7 +36,7 @@ def render_scorecard(result: RunResult, console: Console) -> None:
         table.add_column(column, no_wrap=column != "reason")
     for c in result.checks:
         verdict = Text("PASS", style="green") if c.passed else Text("FAIL", style="bold red")
-        table.add_row(c.name, _unit(c.observed, c.unit), threshold_text(c), verdict, "" if c.passed else c.reason)
+        table.add_row(c.name, with_unit(c.observed, c.unit), threshold_text(c), verdict, "" if c.passed else c.reason)
     console.print(table)
     if s.status_codes:
         codes = "  ".join(f"{'conn-error' if k == '0' else k}: {v:,}" for k, v in s.status_codes.items())

@@ -51,11 +51,11 @@ def evaluate_threshold(threshold: Threshold, observation: Observation | None, mi
         return check(False, f"insufficient data: {samples} requests, need at least {needed} (min_samples)")
     if bounds.min is not None and observed < bounds.min:
         shown = _distinct(observed, bounds.min) + _sep(unit)
-        return check(False, f"{shown} is below the minimum {fmt(bounds.min)}{_sep(unit)}")
+        return check(False, f"{shown} is below the minimum {with_unit(bounds.min, unit)}")
     if bounds.max is not None and observed > bounds.max:
         shown = _distinct(observed, bounds.max) + _sep(unit)
-        return check(False, f"{shown} is above the maximum {fmt(bounds.max)}{_sep(unit)}")
-    return check(True, f"{fmt(observed)}{_sep(unit)} is within {_range_text(bounds.min, bounds.max, unit)}")
+        return check(False, f"{shown} is above the maximum {with_unit(bounds.max, unit)}")
+    return check(True, f"{with_unit(observed, unit)} meets {range_text(bounds.min, bounds.max, unit)}")
 
 
 def evaluate(
@@ -82,10 +82,15 @@ def _sep(unit: str) -> str:
     return "%" if unit == "%" else (f" {unit}" if unit else "")
 
 
-def _range_text(lo: float | None, hi: float | None, unit: str) -> str:
-    u = _sep(unit)
+def with_unit(value: float | None, unit: str) -> str:
+    """99.5, '%' -> '99.5%'; 412.3, 'ms' -> '412.3 ms'; None -> '-'."""
+    return "-" if value is None else f"{fmt(value)}{_sep(unit)}"
+
+
+def range_text(lo: float | None, hi: float | None, unit: str) -> str:
+    """A threshold as people write it: '>= 99%', '<= 500 ms', '10 .. 20 req/s'."""
     if lo is not None and hi is not None:
-        return f"[{fmt(lo)}, {fmt(hi)}]{u}"
+        return f"{with_unit(lo, unit)} .. {with_unit(hi, unit)}"
     if lo is not None:
-        return f"min {fmt(lo)}{u}"
-    return f"max {fmt(hi or 0.0)}{u}"
+        return f">= {with_unit(lo, unit)}"
+    return f"<= {with_unit(hi, unit)}"

@@ -67,10 +67,15 @@ def test_profiles_include_the_config_file(tmp_path: Path) -> None:
         (["run", "--target", "http://127.0.0.1:9", "--locustfile", "missing.py"], "locustfile 'missing.py' not found"),
         (["run", "--target", "http://127.0.0.1:9", "--config", "missing.yaml"], "cannot read config file"),
         (["run"], "Missing option '--target'"),
+        (["run", "--target", "http://[::1"], "Invalid IPv6 URL"),
+        (["run", "--target", "http://127.0.0.1:9", "--junit", "/proc/no/such/dir/x.xml"], "cannot write --junit"),
+        (["run", "--target", "http://127.0.0.1:9", "--report-dir", "/proc/version/x"], "cannot write --report-dir"),
+        (["run", "--target", "http://127.0.0.1:9", "-p", "step", "-t", "2s"], "every stage needs at least 1s"),
         (["frobnicate"], "No such command"),
     ],
     ids=["unknown-profile", "bad-duration", "negative-users", "zero-spawn-rate", "bad-header", "bad-target",
-         "missing-locustfile", "missing-config", "no-target", "unknown-command"],
+         "missing-locustfile", "missing-config", "no-target", "unknown-command", "bad-ipv6", "unwritable-junit",
+         "unwritable-report-dir", "too-short-for-stages"],
 )
 def test_bad_input_exits_2_with_a_clear_message(args: list[str], needle: str) -> None:
     out = run_loadkit(*args)
@@ -114,3 +119,19 @@ def test_a_locustfile_that_fails_to_import_is_a_driver_error(tmp_path: Path) -> 
         server.shutdown()
     assert out.returncode == 3
     assert "Locust failed to start" in out.stderr and "no_such_module_anywhere" in out.stderr
+
+
+def test_an_unexpected_error_is_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    import loadkit.config
+    from loadkit.cli import cli
+
+    def broken(_path: object) -> object:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(loadkit.config, "load_config", broken)
+    result = CliRunner().invoke(cli, ["profiles"])
+    assert result.exit_code == 3
+    assert "internal error: RuntimeError: boom" in result.stderr
+    assert "LOADKIT_DEBUG=1" in result.stderr and "Traceback" not in result.stderr
