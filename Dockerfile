@@ -1,4 +1,5 @@
-# loadkit: `docker run --rm loadkit run --target http://bruno-site-canary.bruno:80 --profile smoke`
+# loadkit. By default the Flagger webhook service on :8080; or any command, e.g.
+#   docker run --rm loadkit run --target http://bruno-site-canary.bruno:80 --profile smoke
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
@@ -13,5 +14,6 @@ RUN useradd --create-home --uid 10001 loadkit
 USER 10001
 WORKDIR /home/loadkit
 
+EXPOSE 8080
 ENTRYPOINT ["loadkit"]
-CMD ["--help"]
+CMD ["serve", "--host", "0.0.0.0", "--port", "8080", "--db", "/home/loadkit/loadkit.db"]

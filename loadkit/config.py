@@ -77,19 +77,42 @@ class ProfileSpec(StrictModel):
         return headers
 
 
+class ServerSpec(StrictModel):
+    """Settings of `loadkit serve` that belong in the config file (see docs/webhook.md)."""
+
+    target_template: str = "http://{name}-canary.{namespace}:80"
+    default_profiles: dict[str, str] = Field(
+        default_factory=lambda: {"pre-rollout": "smoke", "rollout": "steady"})
+    max_duration: Duration = 3600.0
+    max_users: int = Field(default=1000, ge=1)
+
+    @field_validator("target_template")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        try:
+            value.format(name="n", namespace="ns")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"use only {{name}} and {{namespace}} in target_template ({exc})") from None
+        return value
+
+
 class ConfigFile(StrictModel):
     schema_version: Literal[1] = 1
     min_samples: int = Field(default=DEFAULT_MIN_SAMPLES, ge=1)
     thresholds: list[Threshold] | None = Field(default=None, min_length=1)
+    threshold_sets: dict[str, list[Threshold]] = Field(default_factory=dict)
     profiles: dict[str, ProfileSpec] = Field(default_factory=dict)
+    server: ServerSpec = Field(default_factory=ServerSpec)
 
-    @field_validator("profiles")
+    @field_validator("profiles", "threshold_sets")
     @classmethod
-    def _profile_names(cls, profiles: dict[str, ProfileSpec]) -> dict[str, ProfileSpec]:
-        for name in profiles:
+    def _names(cls, named: dict[str, Any]) -> dict[str, Any]:
+        for name, value in named.items():
             if not _PROFILE_NAME.match(name):
-                raise ValueError(f"bad profile name {name!r}: use lower-case letters, digits, '-' and '_'")
-        return profiles
+                raise ValueError(f"bad name {name!r}: use lower-case letters, digits, '-' and '_'")
+            if isinstance(value, list) and not value:
+                raise ValueError(f"threshold set {name!r} is empty: give at least one threshold")
+        return named
 
 
 @dataclass(frozen=True)
@@ -99,7 +122,22 @@ class Config:
     path: Path | None = None
     profiles: dict[str, Profile] = field(default_factory=lambda: dict(BUILTIN_PROFILES))
     thresholds: list[Threshold] = field(default_factory=default_thresholds)
+    threshold_sets: dict[str, list[Threshold]] = field(default_factory=dict)
     min_samples: int = DEFAULT_MIN_SAMPLES
+    server: ServerSpec = field(default_factory=ServerSpec)
+
+    def threshold_set(self, name: str | None) -> list[Threshold]:
+        """A named set, or the default `thresholds` for None/"default"; ConfigError lists the names."""
+        if name in (None, "", DEFAULT_SET):
+            return self.thresholds
+        try:
+            return self.threshold_sets[name]
+        except KeyError:
+            known = ", ".join([DEFAULT_SET, *sorted(self.threshold_sets)])
+            raise ConfigError(f"unknown threshold set {name!r}", hint=f"use one of: {known}") from None
+
+
+DEFAULT_SET = "default"
 
 
 def load_config(path: Path | None) -> Config:
@@ -166,12 +204,16 @@ def _build(spec: ConfigFile, path: Path) -> Config:
     for name, p in spec.profiles.items():
         profiles[name] = _to_profile(name, p, profiles.get(name), path)
     return Config(path=path, profiles=profiles, thresholds=spec.thresholds or default_thresholds(),
-                  min_samples=spec.min_samples)
+                  threshold_sets=dict(spec.threshold_sets), min_samples=spec.min_samples, server=spec.server)
 
 
 def _check_profiles(config: Config, spec: ConfigFile, node: yaml.Node | None, path: Path) -> None:
-    """What pydantic cannot see: stages Locust would skip, locustfiles that do not exist."""
+    """What pydantic cannot see: stages Locust would skip, locustfiles that do not exist, unknown names."""
     problems = []
+    for kind, name in spec.server.default_profiles.items():
+        if name not in config.profiles:
+            line = _line_of(node, ("server", "default_profiles", kind))
+            problems.append(f"{path}:{line}: server.default_profiles.{kind}: unknown profile {name!r}")
     for name in spec.profiles:
         profile = config.profiles[name]
         for problem in stage_problems(profile.stages) if profile.stages else ():

@@ -87,7 +87,7 @@ def test_no_config_gives_builtins_and_plan_thresholds(workdir: Path) -> None:
         ("profiles:\n  x:\n    shape: ramp\n    stages: [{duration: 1s, users: 1}]\n",
          ["profiles.x", "either 'shape' or 'stages'"]),
         ("profiles:\n  x:\n    headers: {'bad name': v}\n", ["profiles.x.headers", "bad header"]),
-        ("profiles:\n  Bad Name: {}\n", ["profiles", "bad profile name"]),
+        ("profiles:\n  Bad Name: {}\n", ["profiles", "bad name 'Bad Name'"]),
         ("thresholds:\n  - name: request-duration\n    thresholdRange: {maximum: 5}\n",
          ["loadkit.yaml:3: thresholds.0.thresholdRange.maximum: unknown key", "valid here: max, min"]),
         ("thresholds:\n  - name: latency\n    thresholdRange: {max: 5}\n", ["loadkit.yaml:2", "unknown metric"]),

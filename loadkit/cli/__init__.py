@@ -78,9 +78,10 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from loadkit.cli import demo, profiles, run, sandbox
+    from loadkit.cli import demo, profiles, run, sandbox, serve
 
     cli.add_command(run.run)
+    cli.add_command(serve.serve)
     cli.add_command(profiles.profiles)
     cli.add_command(sandbox.sandbox)
     cli.add_command(demo.demo)

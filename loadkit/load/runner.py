@@ -81,6 +81,10 @@ class LoadOutcome:
     log_path: Path | None  # None unless kept (log_dir given)
 
 
+class _StopRequested(Exception):
+    """The caller set the stop event (another thread: the webhook's post-rollout or shutdown)."""
+
+
 class _Stream:
     """Reads the plugin's JSON lines on a thread and keeps what matters."""
 
@@ -124,7 +128,10 @@ class LocustDriver:
     def __init__(self, log_dir: Path | None = None) -> None:
         self.log_dir = log_dir
 
-    def run(self, plan: LoadPlan, on_snapshot: Callable[[Snapshot], None] | None = None) -> LoadOutcome:
+    def run(self, plan: LoadPlan, on_snapshot: Callable[[Snapshot], None] | None = None,
+            stop: threading.Event | None = None) -> LoadOutcome:
+        """Run Locust to the end of the plan, or until Ctrl-C/SIGTERM or `stop` is set (then it is
+        stopped in order and `interrupted` is True)."""
         if "," in str(plan.locustfile):
             raise ConfigError(f"locustfile path {plan.locustfile} contains a comma",
                               hint="Locust splits -f on commas; rename or move the file")
@@ -143,8 +150,8 @@ class LocustDriver:
         stream.thread.start()
         interrupted = False
         try:
-            self._wait(proc, plan)
-        except (KeyboardInterrupt, Interrupted):
+            self._wait(proc, plan, stop)
+        except (KeyboardInterrupt, Interrupted, _StopRequested):
             interrupted = True
             _stop(proc)
         finally:
@@ -175,7 +182,7 @@ class LocustDriver:
         except OSError as exc:
             raise DriverError(f"cannot start Locust: {exc}", hint="reinstall loadkit (pip install loadkit)") from exc
 
-    def _wait(self, proc: subprocess.Popen[bytes], plan: LoadPlan) -> None:
+    def _wait(self, proc: subprocess.Popen[bytes], plan: LoadPlan, stop: threading.Event | None) -> None:
         """Wait for Locust; a hard timeout stops a run that overstays its plan."""
         budget = STARTUP_ALLOWANCE_S + plan.duration_s + plan.stop_timeout_s + STOP_GRACE_S
         deadline = time.monotonic() + budget
@@ -184,6 +191,8 @@ class LocustDriver:
                 proc.wait(timeout=0.2)
                 return
             except subprocess.TimeoutExpired:
+                if stop is not None and stop.is_set():
+                    raise _StopRequested from None
                 if time.monotonic() > deadline:
                     _stop(proc)
                     raise DriverError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -41,8 +42,8 @@ def plan_run(profile: Profile, *, target: str, locustfile: str | None = None, us
 
 def run_scored(plan: LoadPlan, thresholds: list[Threshold], min_samples: int, *,
                on_snapshot: Callable[[Snapshot], None] | None = None,
-               log_dir: Path | None = None) -> RunResult:
-    """Pre-flight the target, run Locust, score the outcome."""
+               log_dir: Path | None = None, stop: threading.Event | None = None) -> RunResult:
+    """Pre-flight the target, run Locust, score the outcome. Setting `stop` ends the run early."""
     preflight(plan.target, plan.headers)
-    outcome = LocustDriver(log_dir=log_dir).run(plan, on_snapshot=on_snapshot)
+    outcome = LocustDriver(log_dir=log_dir).run(plan, on_snapshot=on_snapshot, stop=stop)
     return build_result(plan, outcome, thresholds, min_samples)

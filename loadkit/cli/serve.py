@@ -1,0 +1,55 @@
+"""`loadkit serve`: the Flagger webhook service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from loadkit.cli._options import config_option, output_option
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 in a container).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="Port to listen on; 0 picks a free one.")
+@config_option
+@click.option("--db", "db_path", type=click.Path(path_type=Path, dir_okay=False), default=Path("loadkit.db"),
+              show_default=True, help="SQLite file for runs, results, events and freezes.")
+@click.option("--allow-target", "allow_targets", multiple=True, metavar="REGEX",
+              help="Targets (full URL) runs may load, repeatable; default: in-cluster services only "
+                   "(*.svc, *.svc.cluster.local, <name>-canary.<namespace>).")
+@click.option("--allow-namespace", "allow_namespaces", multiple=True, metavar="REGEX",
+              help="Canary namespaces that may call, repeatable; default: any.")
+@click.option("--max-concurrent-runs", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Runs at once; past it hooks answer 429 with Retry-After.")
+@click.option("--max-body", "max_body", type=click.IntRange(min=256), default=64 * 1024, show_default=True,
+              help="Largest request body in bytes; larger ones get 413.")
+@click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Bearer token for the admin API (freezes, stopping runs); or set LOADKIT_TOKEN.")
+@click.option("--public-url", metavar="URL", help="Base URL put in answers' run links, e.g. http://loadkit.loadkit:8080.")
+@output_option(help_text="How to announce readiness on stdout: a line of text, or one JSON line.")
+def serve(host: str, port: int, config_path: Path | None, db_path: Path, allow_targets: tuple[str, ...],
+          allow_namespaces: tuple[str, ...], max_concurrent_runs: int, max_body: int, token_file: Path | None,
+          public_url: str | None, output: str) -> int:
+    """Serve Flagger webhooks that gate canary analysis on scored load runs.
+
+    \b
+    Hooks: POST /flagger/<kind> for confirm-rollout, pre-rollout, rollout, confirm-traffic-increase,
+    confirm-promotion, rollback, post-rollout and event. Also /healthz, /readyz, /metrics, /runs,
+    /runs/{id}, /events, /admin/freeze and /openapi.json.
+
+    \b
+    Examples:
+      loadkit serve --config loadkit.yaml --db /var/lib/loadkit/loadkit.db --host 0.0.0.0
+      loadkit serve --allow-target '^http://127\\.0\\.0\\.1:\\d+(/.*)?$'     # against the local sandbox
+
+    SIGTERM stops gracefully: running load is stopped and marked interrupted, the store is flushed.
+    """
+    from loadkit.webhook.server import build_settings, run_server
+
+    settings = build_settings(config_path=config_path, db_path=db_path, allow_targets=allow_targets,
+                              allow_namespaces=allow_namespaces, max_concurrent_runs=max_concurrent_runs,
+                              max_body=max_body, token_file=token_file, public_url=public_url)
+    return run_server(settings, host=host, port=port, output=output)

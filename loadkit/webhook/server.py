@@ -1,0 +1,103 @@
+"""Start `loadkit serve`: validate everything, bind, announce, serve until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from types import FrameType
+
+import click
+import uvicorn
+
+from loadkit.config import load_config
+from loadkit.errors import UsageError
+from loadkit.webhook.app import create_app
+from loadkit.webhook.policy import Policy
+from loadkit.webhook.runs import RunManager
+from loadkit.webhook.settings import ServeSettings, compile_patterns, read_token
+from loadkit.webhook.store import Store
+
+GRACEFUL_S = 30
+
+
+def build_settings(*, config_path: Path | None, db_path: Path, allow_targets: tuple[str, ...],
+                   allow_namespaces: tuple[str, ...], max_concurrent_runs: int, max_body: int,
+                   token_file: Path | None, public_url: str | None) -> ServeSettings:
+    return ServeSettings(
+        config=load_config(config_path),
+        db_path=db_path,
+        policy=Policy(allow_targets=compile_patterns(allow_targets, "--allow-target"),
+                      allow_namespaces=compile_patterns(allow_namespaces, "--allow-namespace")),
+        max_concurrent_runs=max_concurrent_runs,
+        max_body_bytes=max_body,
+        token=read_token(token_file, os.environ.get("LOADKIT_TOKEN")),
+        public_url=public_url,
+    )
+
+
+class _Server(uvicorn.Server):
+    """On SIGTERM/SIGINT stop the load runs first, so hooks waiting on them answer at once."""
+
+    def __init__(self, config: uvicorn.Config, manager: RunManager) -> None:
+        super().__init__(config)
+        self.manager = manager
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.manager.begin_shutdown()
+        super().handle_exit(sig, frame)
+
+
+def run_server(settings: ServeSettings, *, host: str, port: int, output: str) -> int:
+    sock = _bind(host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    url = f"http://{bound_host}:{bound_port}"
+    if settings.public_url is None:
+        settings = ServeSettings(**{**settings.__dict__, "public_url": url})
+    try:
+        store = Store(settings.db_path, url_for=settings.run_url)
+    except Exception as exc:  # sqlite3.Error or OSError: a bad --db path
+        sock.close()
+        raise UsageError(f"cannot open --db {settings.db_path}: {exc}", hint="choose a writable file") from None
+    manager = RunManager(store, settings.config.min_samples, settings.max_concurrent_runs, url_for=settings.run_url)
+    app = create_app(settings, store, manager)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", loop="auto", http="auto",
+                            timeout_graceful_shutdown=GRACEFUL_S)  # auto: uvloop and httptools (see pyproject)
+    _announce(settings, url, output)
+    # uvicorn re-raises the signal it handled once it has shut down; SIGTERM is a normal stop (exit 0).
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        _Server(config, manager).run(sockets=[sock])
+    finally:
+        store.close()
+    return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                         hint="pick another --port (0 picks a free one) or --host") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _announce(settings: ServeSettings, url: str, output: str) -> None:
+    profiles = sorted(settings.config.profiles)
+    sets = ["default", *sorted(settings.config.threshold_sets)]
+    if output == "json":
+        click.echo(json.dumps({"schema_version": 1, "url": url, "db": str(settings.db_path), "profiles": profiles,
+                               "threshold_sets": sets, "max_concurrent_runs": settings.max_concurrent_runs}))
+    else:
+        click.echo(f"loadkit serve listening on {url}  (db {settings.db_path}; profiles: {', '.join(profiles)}; "
+                   f"threshold sets: {', '.join(sets)})")
+    sys.stdout.flush()

@@ -1,0 +1,175 @@
+"""Flagger's exact payloads against a real `loadkit serve` and real sandboxes."""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from pathlib import Path
+
+import pytest
+
+from loadkit.sandbox import SandboxProcess
+from tests.webhook.conftest import Serve, payload, poll
+
+pytestmark = pytest.mark.slow
+
+
+def checksum() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def test_pre_rollout_passes_a_healthy_canary(server: Serve, healthy_site: SandboxProcess) -> None:
+    # The payload from Flagger's docs, with loadkit's metadata.
+    answer = server.hook("pre-rollout", payload(f"{healthy_site.traffic_url}/canary", profile="quick"))
+    assert answer.status_code == 200, answer.text
+    assert answer.text.startswith("pre-rollout passed") and "/runs/" in answer.text
+    run = server.get(f"/runs/{answer.headers['X-Loadkit-Run']}").json()
+    assert run["checksum"] == "85d557f47b" and run["status"] == "completed" and run["verdict"] == "pass"
+    assert run["result"]["schema_version"] == 1 and run["result"]["stats"]["requests"] >= 50
+    assert run["result"]["stats"]["duration_s"] < 5  # the 4 s profile, not longer
+
+
+def test_pre_rollout_fails_a_canary_with_5pct_503s(server: Serve, faulty_site: SandboxProcess) -> None:
+    answer = server.hook("pre-rollout", payload(f"{faulty_site.traffic_url}/canary", checksum=checksum()))
+    assert answer.status_code == 412, answer.text
+    assert "request-success-rate" in answer.text and "below the minimum 99%" in answer.text
+    assert "\n" not in answer.text.strip()  # one line: Flagger puts it in an event
+
+
+def test_pre_rollout_answers_within_duration_plus_overhead(server: Serve, healthy_site: SandboxProcess) -> None:
+    answer = server.hook("pre-rollout", payload(f"{healthy_site.traffic_url}/canary", checksum=checksum(),
+                                                duration="3s"))
+    assert answer.status_code == 200
+    assert answer.elapsed.total_seconds() < 3 + 1.5
+
+
+def test_rollout_starts_once_then_reports_and_promotion_waits_for_the_pass(
+        server: Serve, healthy_site: SandboxProcess) -> None:
+    body = payload(f"{healthy_site.traffic_url}/canary", checksum=checksum(), duration="4s")
+    first = server.hook("rollout", body)
+    assert first.status_code == 202, first.text
+    run_id = first.headers["X-Loadkit-Run"]
+    assert server.hook("confirm-promotion", body).status_code == 403  # still running
+    assert server.hook("rollback", body).status_code == 409  # running and not failed: no rollback
+    second = server.hook("rollout", body)
+    assert second.status_code == 200 and second.headers["X-Loadkit-Run"] == run_id  # never two runs for one key
+    poll(lambda: server.get(f"/runs/{run_id}").json()["status"] == "completed", timeout=30)
+    promote = server.hook("confirm-promotion", body)
+    assert promote.status_code == 200, promote.text
+    assert server.hook("rollout", body).status_code == 200
+    assert server.hook("rollback", body).status_code == 409
+    runs = server.get("/runs", params={"namespace": "bruno", "name": "bruno-site"}).json()["runs"]
+    assert [r["id"] for r in runs if r["checksum"] == body["checksum"]] == [run_id]
+
+
+def test_a_breach_turns_rollout_4xx_and_signals_rollback(server: Serve, faulty_site: SandboxProcess) -> None:
+    body = payload(f"{faulty_site.traffic_url}/canary", checksum=checksum(), duration="30s")
+    assert server.hook("rollout", body).status_code == 202
+    breached = poll(lambda: (r := server.hook("rollout", body)).status_code == 412 and r, timeout=20)
+    assert "request-success-rate" in breached.text
+    rollback = server.hook("rollback", body)
+    assert rollback.status_code == 200 and rollback.text.startswith("roll back")
+    assert server.hook("confirm-traffic-increase", body).status_code == 403
+    assert server.hook("confirm-promotion", body).status_code == 403
+    stop = server.hook("post-rollout", {**body, "phase": "Failed"})
+    assert stop.status_code == 200 and "stopped 1 run" in stop.text
+    run = server.get(f"/runs/{breached.headers['X-Loadkit-Run']}").json()
+    assert run["status"] == "stopped" and run["verdict"] == "fail" and run["result"]["interrupted"] is True
+
+
+def test_confirm_traffic_increase_follows_the_live_score(server: Serve, healthy_site: SandboxProcess) -> None:
+    body = payload(f"{healthy_site.traffic_url}/canary", checksum=checksum(), duration="20s")
+    assert server.hook("confirm-traffic-increase", body).status_code == 403  # no run yet
+    assert server.hook("rollout", body).status_code == 202
+    poll(lambda: server.hook("confirm-traffic-increase", body).status_code == 200, timeout=15)
+    assert server.hook("post-rollout", body).status_code == 200
+
+
+def test_rollback_without_a_run_is_404(server: Serve) -> None:
+    answer = server.hook("rollback", payload("http://127.0.0.1:9/", checksum=checksum()))
+    assert answer.status_code == 404 and answer.text.startswith("no rollback")
+
+
+def test_events_are_stored(server: Serve) -> None:
+    body = {"name": "bruno-site", "namespace": "bruno", "phase": "Progressing", "checksum": "abc",
+            "metadata": {"eventMessage": "Advance bruno-site.bruno canary weight 10", "eventType": "Normal",
+                         "timestamp": "1700000000000"}}
+    assert server.hook("event", body).status_code == 200
+    events = server.get("/events", params={"namespace": "bruno", "name": "bruno-site"}).json()
+    assert events[0]["message"] == "Advance bruno-site.bruno canary weight 10" and events[0]["event_type"] == "Normal"
+
+
+def test_result_is_the_loadkit_run_model_and_metrics_move(server: Serve, healthy_site: SandboxProcess) -> None:
+    answer = server.hook("pre-rollout", payload(f"{healthy_site.traffic_url}/canary", checksum=checksum()))
+    result = server.get(f"/runs/{answer.headers['X-Loadkit-Run']}/result").json()
+    assert {"schema_version", "verdict", "score", "target", "profile", "started_at", "ended_at", "stats",
+            "checks"} <= set(result)
+    metrics = server.get("/metrics").text
+    assert 'loadkit_runs_total{status="completed",verdict="pass"}' in metrics
+    assert 'loadkit_last_score{name="bruno-site",namespace="bruno"}' in metrics
+    assert 'loadkit_hook_answers_total{code="200",kind="pre-rollout"}' in metrics
+    openapi = server.get("/openapi.json").json()
+    assert "/flagger/{kind}" in openapi["paths"] and "/runs/{run_id}" in openapi["paths"]
+
+
+def test_freeze_blocks_confirm_rollout(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    serve = Serve(tmp_path, "--token-file", str(token)).start()
+    try:
+        body = payload("http://127.0.0.1:9/", checksum="")
+        assert serve.hook("confirm-rollout", body).status_code == 200
+        freeze = {"namespace": "bruno", "name": "*", "reason": "change freeze until Monday"}
+        assert serve.admin("PUT", "/admin/freeze", json=freeze).status_code == 401
+        assert serve.admin("PUT", "/admin/freeze", "wrong", json=freeze).status_code == 401
+        assert serve.admin("PUT", "/admin/freeze", "s3cret", json=freeze).status_code == 200
+        frozen = serve.hook("confirm-rollout", body)
+        assert frozen.status_code == 403 and "change freeze until Monday" in frozen.text
+        other = serve.hook("confirm-rollout", {**body, "namespace": "shop"})
+        assert other.status_code == 200
+        removed = serve.admin("DELETE", "/admin/freeze", "s3cret", params={"namespace": "bruno"})
+        assert removed.json()["removed"] is True
+        assert serve.hook("confirm-rollout", body).status_code == 200
+    finally:
+        serve.stop()
+
+
+def test_admin_writes_are_refused_without_a_configured_token(server: Serve) -> None:
+    answer = server.admin("PUT", "/admin/freeze", "anything", json={"reason": "x"})
+    assert answer.status_code == 403 and "--token-file" in answer.text
+
+
+def test_restart_keeps_verdicts_and_interrupts_runs_in_flight(tmp_path: Path, healthy_site: SandboxProcess) -> None:
+    serve = Serve(tmp_path).start()
+    try:
+        passed = payload(f"{healthy_site.traffic_url}/canary", checksum=checksum())
+        assert serve.hook("pre-rollout", passed).status_code == 200
+        assert serve.hook("confirm-promotion", passed).status_code == 200
+        flying = payload(f"{healthy_site.traffic_url}/canary", checksum=checksum(), duration="60s")
+        started = serve.hook("rollout", flying)
+        assert started.status_code == 202
+        poll(lambda: serve.get(f"/runs/{started.headers['X-Loadkit-Run']}").json()["live"])
+        assert serve.stop(signal.SIGTERM) == 0
+        serve.start()
+        assert serve.hook("confirm-promotion", passed).status_code == 200  # the verdict survived
+        old = serve.get(f"/runs/{started.headers['X-Loadkit-Run']}").json()
+        assert old["status"] == "interrupted" and old["verdict"] is None
+        assert serve.hook("confirm-promotion", flying).status_code == 403  # interrupted is never a pass
+        again = serve.hook("rollout", flying)
+        assert again.status_code == 202 and again.headers["X-Loadkit-Run"] != old["id"]
+        assert serve.hook("post-rollout", flying).status_code == 200
+    finally:
+        serve.stop()
+
+
+def test_past_the_run_limit_hooks_answer_429(tmp_path: Path, healthy_site: SandboxProcess) -> None:
+    serve = Serve(tmp_path, "--max-concurrent-runs", "1").start()
+    try:
+        one = payload(f"{healthy_site.traffic_url}/canary", checksum=checksum(), duration="30s")
+        assert serve.hook("rollout", one).status_code == 202
+        other = serve.hook("rollout", payload(f"{healthy_site.traffic_url}/canary", name="shop", checksum="x"))
+        assert other.status_code == 429 and int(other.headers["Retry-After"]) > 0
+        assert serve.hook("rollout", one).status_code == 200  # the same key still answers
+        assert serve.hook("post-rollout", one).status_code == 200
+    finally:
+        serve.stop()
