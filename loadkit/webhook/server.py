@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -14,7 +15,7 @@ import click
 import uvicorn
 
 from loadkit.config import load_config
-from loadkit.errors import UsageError
+from loadkit.errors import EXIT_INTERRUPTED, UsageError
 from loadkit.webhook.app import create_app
 from loadkit.webhook.policy import Policy
 from loadkit.webhook.runs import RunManager
@@ -39,14 +40,43 @@ def build_settings(*, config_path: Path | None, db_path: Path, allow_targets: tu
     )
 
 
-class _Server(uvicorn.Server):
-    """On SIGTERM/SIGINT stop the load runs first, so hooks waiting on them answer at once."""
+class _Signals:
+    """Remembers SIGINT/SIGTERM outside uvicorn's own handling: before it starts and after it
+    re-raises the signal it handled, so a signal is never lost and Ctrl-C still exits 130."""
 
-    def __init__(self, config: uvicorn.Config, manager: RunManager) -> None:
+    def __init__(self) -> None:
+        self.received: list[int] = []
+
+    def __call__(self, sig: int, _frame: FrameType | None) -> None:
+        self.received.append(sig)
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self)
+        signal.signal(signal.SIGTERM, self)
+
+    def exit_code(self) -> int:
+        return EXIT_INTERRUPTED if signal.SIGINT in self.received else 0
+
+
+class _Server(uvicorn.Server):
+    """Announces readiness once listening; on SIGTERM/SIGINT stops the load runs first, so hooks
+    waiting on them answer at once."""
+
+    def __init__(self, config: uvicorn.Config, manager: RunManager, signals: _Signals,
+                 announce: Callable[[], None]) -> None:
         super().__init__(config)
-        self.manager = manager
+        self.manager, self.signals, self.announce = manager, signals, announce
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.should_exit:
+            return
+        self.announce()
+        if self.signals.received:  # arrived while starting: honour it now
+            self.handle_exit(self.signals.received[-1], None)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.signals.received.append(sig)
         self.manager.begin_shutdown()
         super().handle_exit(sig, frame)
 
@@ -66,14 +96,13 @@ def run_server(settings: ServeSettings, *, host: str, port: int, output: str) ->
     app = create_app(settings, store, manager)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", loop="auto", http="auto",
                             timeout_graceful_shutdown=GRACEFUL_S)  # auto: uvloop and httptools (see pyproject)
-    _announce(settings, url, output)
-    # uvicorn re-raises the signal it handled once it has shut down; SIGTERM is a normal stop (exit 0).
-    signal.signal(signal.SIGTERM, lambda *_: None)
+    signals = _Signals()
+    signals.install()
     try:
-        _Server(config, manager).run(sockets=[sock])
+        _Server(config, manager, signals, lambda: _announce(settings, url, output)).run(sockets=[sock])
     finally:
         store.close()
-    return 0
+    return signals.exit_code()  # SIGTERM is a normal stop (0); Ctrl-C is 130
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -107,11 +107,12 @@ def test_flagger_queries_work_unchanged(sandbox: SandboxProcess, prometheus: str
     sender = threading.Thread(target=traffic, daemon=True)
     sender.start()
     try:
-        # Enough scrapes for rate() over [1m]: two samples of the canary's error series.
+        # Enough scrapes for a steady rate() over [1m]: five samples of the canary's error series
+        # (with two, rate()'s extrapolation at the series' edges can move the ratio by points).
         samples = (
             'count_over_time(istio_requests_total{destination_workload="bruno-site",response_code="503"}[1m])'
         )
-        poll(lambda: (_query(prometheus, samples) or [0])[0] >= 2, timeout=20, interval=0.2)
+        poll(lambda: (_query(prometheus, samples) or [0])[0] >= 5, timeout=30, interval=0.2)
     finally:
         stop.set()
         sender.join(10)
@@ -119,4 +120,6 @@ def test_flagger_queries_work_unchanged(sandbox: SandboxProcess, prometheus: str
     # Exactly 10% of canary requests fail; rate() extrapolation blurs that by a fraction of a point.
     assert 88.0 <= success_rate <= 92.0
     [p99] = _query(prometheus, P99_MS)
-    assert CANARY_LATENCY_MS < p99 <= 100
+    # Istio's buckets around 30 ms are 25/50/100/250; a busy CI machine can push a few requests
+    # past 100 ms, so the bound is the next bucket edge.
+    assert CANARY_LATENCY_MS < p99 <= 250
