@@ -80,7 +80,7 @@ class ProfileSpec(StrictModel):
 class ServerSpec(StrictModel):
     """Settings of `loadkit serve` that belong in the config file (see docs/webhook.md)."""
 
-    target_template: str = "http://{name}-canary.{namespace}:80"
+    target_template: str = "http://{name}-canary.{namespace}.svc:80"
     default_profiles: dict[str, str] = Field(
         default_factory=lambda: {"pre-rollout": "smoke", "rollout": "steady"})
     max_duration: Duration = 3600.0

@@ -5,8 +5,13 @@
     │   └── ConfigError          exit 2  bad config file, profile or threshold
     ├── TargetError              exit 3  the target cannot be reached
     ├── DriverError              exit 3  the load engine failed (Locust crashed, would not stop)
-    ├── PayloadError             exit 2  a bad webhook payload (the webhook maps it to 400)
-    ├── SafetyError              exit 2  a guard refused an action
+    ├── PayloadError             exit 2  a bad webhook payload                  (webhook: 400)
+    │   └── TooLargeError        exit 2  a request body over the limit           (webhook: 413)
+    ├── SafetyError              exit 2  a guard refused an action               (webhook: 403)
+    ├── NotFoundError            exit 2  no such run / hook kind                 (webhook: 404)
+    ├── NotReadyError            exit 2  it exists but is not there yet          (webhook: 409)
+    ├── AuthError                exit 2  missing or wrong credentials            (webhook: 401/403)
+    ├── BusyError                exit 3  too much work at once, retry later      (webhook: 429)
     └── Interrupted              exit 130 SIGINT/SIGTERM
 
 A verdict of "fail" is a result, not an exception: it exits 1 without passing through here.
@@ -63,8 +68,38 @@ class PayloadError(LoadkitError):
     exit_code = EXIT_USAGE
 
 
+class TooLargeError(PayloadError):
+    pass
+
+
 class SafetyError(LoadkitError):
     exit_code = EXIT_USAGE
+
+
+class NotFoundError(LoadkitError):
+    exit_code = EXIT_USAGE
+
+
+class NotReadyError(LoadkitError):
+    exit_code = EXIT_USAGE
+
+
+class AuthError(LoadkitError):
+    """`configured=False`: the endpoint is disabled because no credentials are configured."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, *, configured: bool = True) -> None:
+        super().__init__(message)
+        self.configured = configured
+
+
+class BusyError(LoadkitError):
+    exit_code = EXIT_TARGET
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class Interrupted(LoadkitError):

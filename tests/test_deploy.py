@@ -10,8 +10,8 @@ import yaml
 
 from loadkit.cli import cli
 from loadkit.config import load_config
-from loadkit.webhook.models import HookKind
-from loadkit.webhook.policy import VALID_KEYS
+from loadkit.webhook.models import FlaggerPayload, HookKind
+from loadkit.webhook.policy import VALID_KEYS, Policy, resolve
 from tests.conftest import ROOT
 
 DEPLOY = ROOT / "deploy"
@@ -84,6 +84,26 @@ def test_example_canaries_use_real_hooks_profiles_and_metadata(name: str) -> Non
         if "profile" in meta:
             assert meta["profile"] in config.profiles
     assert {HookKind.PRE_ROLLOUT, HookKind.ROLLOUT, HookKind.CONFIRM_PROMOTION, HookKind.ROLLBACK} <= types
+
+
+@pytest.mark.parametrize("name", ["canary.yaml", "ab-testing.yaml", "blue-green.yaml"])
+def test_example_hooks_pass_the_servers_own_policy(name: str) -> None:
+    """What the shipped server (default allow-lists, shipped config) says to each example hook."""
+    [canary] = documents(DEPLOY / "examples" / name)
+    config = load_config(DEPLOY / "base" / "loadkit.yaml")
+    for hook in canary["spec"]["analysis"]["webhooks"]:
+        kind = HookKind(hook["type"])
+        payload = FlaggerPayload(name=canary["metadata"]["name"], namespace=canary["metadata"]["namespace"],
+                                 phase="Progressing", checksum="85d557f47b", metadata=hook.get("metadata"))
+        call = resolve(kind, payload, config, Policy())  # raises on any refusal
+        if kind in (HookKind.PRE_ROLLOUT, HookKind.ROLLOUT):
+            assert call.target.startswith("http://bruno-site") and ".svc" in call.target
+            assert call.profile is not None
+            duration = call.duration_s or call.profile.duration_s
+            timeout = float(hook.get("timeout", "10s").removesuffix("s"))
+            if kind is HookKind.PRE_ROLLOUT:
+                assert timeout > duration + 5, "the webhook must wait for the whole pre-rollout run"
+            assert hook.get("retries", 0) >= 1
 
 
 def test_the_canary_example_follows_the_plan() -> None:

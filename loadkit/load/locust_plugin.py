@@ -108,6 +108,12 @@ class _Collector:
             else:
                 gevent.sleep(_INTERVAL_S)
             self.emit_snapshot()
+            if _orphaned():
+                # Locust runs in its own session, so a parent killed with SIGKILL leaves it behind:
+                # stop the way the parent would have asked, instead of loading the target on.
+                logger.warning("loadkit: the loadkit process that started this run is gone; stopping")
+                os.kill(os.getpid(), signal.SIGINT)
+                return
 
     def emit_snapshot(self) -> None:
         if self.local is not None:
@@ -153,6 +159,11 @@ class _Collector:
             self.out.write(json.dumps(record) + "\n")
         except (BrokenPipeError, ValueError):
             self.ended = True  # the parent is gone; nothing left to report to
+
+
+def _orphaned() -> bool:
+    parent = os.environ.get("LOADKIT_PARENT_PID")
+    return parent is not None and os.getppid() != int(parent)
 
 
 def _apply_headers(environment: Environment, headers: dict[str, str]) -> None:

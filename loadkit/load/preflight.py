@@ -16,6 +16,9 @@ TARGET_HINT = "check --target and that the service is up (`loadkit sandbox up` s
 def validate_target(url: str) -> str:
     """Accept http(s)://host[:port][/prefix]; return it without a trailing slash."""
     example = "give a full URL, e.g. --target http://127.0.0.1:8080/canary"
+    if not url.isascii() or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        raise UsageError(f"bad target {url!r}: spaces, control and non-ASCII characters are not allowed",
+                         hint="percent-encode them, e.g. %20 for a space")
     try:
         parts = urlsplit(url)
         port = parts.port  # raises on a bad port

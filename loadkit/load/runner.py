@@ -173,7 +173,8 @@ class LocustDriver:
 
     def _spawn(self, plan: LoadPlan, write_fd: int, log_file: IO[bytes]) -> subprocess.Popen[bytes]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "LOADKIT_"))}
-        env.update(LOADKIT_PLAN=plan.plugin_env(), LOADKIT_STATS_FD=str(write_fd), PYTHONUNBUFFERED="1")
+        env.update(LOADKIT_PLAN=plan.plugin_env(), LOADKIT_STATS_FD=str(write_fd), PYTHONUNBUFFERED="1",
+                   LOADKIT_PARENT_PID=str(os.getpid()))
         try:
             return subprocess.Popen(
                 _locust_command(plan), env=env, stdin=subprocess.DEVNULL, stdout=log_file,

@@ -6,10 +6,13 @@ decodes, validates and authorises every Flagger payload, for every hook kind.
 """
 
 
+import asyncio
 import hmac
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -17,14 +20,23 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
 
-from loadkit.errors import LoadkitError, PayloadError, SafetyError
+from loadkit.errors import (
+    AuthError,
+    BusyError,
+    LoadkitError,
+    NotFoundError,
+    NotReadyError,
+    PayloadError,
+    SafetyError,
+    TooLargeError,
+)
 from loadkit.webhook.hooks import Hooks
 from loadkit.webhook.metrics import WebhookMetrics
 from loadkit.webhook.models import FlaggerPayload, Freeze, HookAnswer, HookKind, RunList, RunRecord
 from loadkit.webhook.policy import HookCall, resolve
-from loadkit.webhook.runs import Busy, RunManager
+from loadkit.webhook.runs import RunManager
 from loadkit.webhook.settings import ServeSettings
-from loadkit.webhook.store import Store
+from loadkit.webhook.store import Store, now
 
 _HOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "success for Flagger (for `rollback`: roll back now)"},
@@ -40,11 +52,8 @@ _HOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-class HttpError(LoadkitError):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.headers = headers or {}
+PRUNE_EVERY_S = 3600.0
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: ServeSettings, store: Store, manager: RunManager) -> FastAPI:
@@ -53,16 +62,26 @@ def create_app(settings: ServeSettings, store: Store, manager: RunManager) -> Fa
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store.interrupt_unfinished("the server restarted during the run")
+        store.interrupt_unfinished("the server restarted during the run: not judged, never a pass")
+        pruner = asyncio.create_task(_prune_forever(store, settings.retention_s))
         app.state.ready = True
         yield
         app.state.ready = False
-        manager.shutdown()
+        pruner.cancel()
+        await asyncio.to_thread(manager.shutdown)
 
     app = FastAPI(title="loadkit webhook", version="1", docs_url=None, redoc_url=None, lifespan=lifespan,
                   description="Flagger webhooks that gate canary analysis on scored Locust load runs.")
     app.state.ready = False
     _install_error_handlers(app)
+
+    @app.middleware("http")
+    async def count_hook_answers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        if request.url.path.startswith("/flagger/"):
+            kind = request.url.path.removeprefix("/flagger/")
+            metrics.hook_answered(kind if kind in _KINDS else "unknown", response.status_code)
+        return response
 
     async def flagger_call(request: Request) -> HookCall:
         kind = _hook_kind(request.path_params["kind"])
@@ -71,20 +90,18 @@ def create_app(settings: ServeSettings, store: Store, manager: RunManager) -> Fa
 
     def require_token(request: Request) -> None:
         if settings.token is None:
-            raise HttpError(403, "this endpoint needs a bearer token, and none is configured "
-                            "(start loadkit serve with --token-file)")
-        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), settings.token.encode()):
-            raise HttpError(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+            raise AuthError("this endpoint needs a bearer token, and none is configured "
+                            "(start loadkit serve with --token-file)", configured=False)
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), settings.token.encode()):
+            raise AuthError("missing or wrong bearer token (send Authorization: Bearer <token>)")
 
     @app.post("/flagger/{kind}", responses=_HOOK_RESPONSES, summary="A Flagger webhook",
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                   "schema": FlaggerPayload.model_json_schema()}}}},
               description="kind: " + ", ".join(k.value for k in HookKind))
     async def flagger_hook(request: Request, call: Annotated[HookCall, Depends(flagger_call)]) -> Response:
-        answer = await hooks.handle(call)
-        metrics.hook_answered(call.kind.value, answer.status)
-        return _answer(request, answer)
+        return _answer(request, await hooks.handle(call))
 
     @app.get("/healthz", response_class=PlainTextResponse)
     async def healthz() -> str:
@@ -113,7 +130,7 @@ def create_app(settings: ServeSettings, store: Store, manager: RunManager) -> Fa
     async def get_result(run_id: str) -> Response:
         run = _find(store, run_id)
         if run.result is None:
-            raise HttpError(409, f"run {run_id} has no result ({run.status.value}): {run.reason or 'running'}")
+            raise NotReadyError(f"run {run_id} has no result ({run.status.value}): {run.reason or 'running'}")
         return Response(run.result.model_dump_json(), media_type="application/json")
 
     @app.post("/runs/{run_id}/stop", dependencies=[Depends(require_token)])
@@ -148,29 +165,41 @@ def create_app(settings: ServeSettings, store: Store, manager: RunManager) -> Fa
     return app
 
 
+_KINDS = frozenset(k.value for k in HookKind)
+
+
+async def _prune_forever(store: Store, retention_s: float) -> None:
+    """Keep the store bounded: forget finished runs and events past the retention, hourly."""
+    while True:
+        await asyncio.to_thread(store.prune, now() - timedelta(seconds=retention_s))
+        await asyncio.sleep(PRUNE_EVERY_S)
+
+
 def _hook_kind(text: str) -> HookKind:
     try:
         return HookKind(text)
     except ValueError:
         valid = ", ".join(k.value for k in HookKind)
-        raise HttpError(404, f"unknown hook kind {text!r}; valid: {valid} (POST /flagger/<kind>)") from None
+        raise NotFoundError(f"unknown hook kind {text[:64]!r}; valid: {valid} (POST /flagger/<kind>)") from None
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise HttpError(413, f"body of {declared} bytes is larger than the limit ({limit} bytes, --max-body)")
+        raise TooLargeError(f"body of {declared} bytes is larger than the limit ({limit} bytes, --max-body)")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise HttpError(413, f"body is larger than the limit ({limit} bytes, --max-body)")
+            raise TooLargeError(f"body is larger than the limit ({limit} bytes, --max-body)")
     return bytes(body)
 
 
 def _decode(body: bytes) -> FlaggerPayload:
     try:
         data = json.loads(body)
+    except RecursionError:
+        raise PayloadError("malformed JSON: nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise PayloadError(f"malformed JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -192,7 +221,7 @@ def _first_error(exc: ValidationError) -> str:
 def _find(store: Store, run_id: str) -> RunRecord:
     run = store.get_run(run_id)
     if run is None:
-        raise HttpError(404, f"no run {run_id!r}")
+        raise NotFoundError(f"no run {run_id[:64]!r}")
     return run
 
 
@@ -219,28 +248,39 @@ def _error(request: Request, status: int, message: str, headers: dict[str, str] 
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    handlers: dict[type[Exception], Callable[[Request, Any], Awaitable[Response]]] = {}
+    """Every error becomes a 4xx/5xx with a one-line reason; the status per error class is here."""
 
-    async def on_http(request: Request, exc: HttpError) -> Response:
-        return _error(request, exc.status, exc.message, exc.headers)
-
-    async def on_payload(request: Request, exc: PayloadError) -> Response:
-        return _error(request, 400, f"bad payload: {exc.message}")
-
-    async def on_safety(request: Request, exc: SafetyError) -> Response:
-        return _error(request, 403, f"refused: {exc}".replace("\n", " "))
-
-    async def on_busy(request: Request, exc: Busy) -> Response:
-        return _error(request, 429, exc.message, {"Retry-After": str(exc.retry_after_s)})
+    async def on_loadkit(request: Request, exc: LoadkitError) -> Response:
+        status, headers = _status_for(exc)
+        prefix = {400: "bad payload: ", 503: "temporary failure, retry: "}.get(status, "")
+        return _error(request, status, prefix + str(exc).replace("\n", " "), headers)
 
     async def on_validation(request: Request, exc: RequestValidationError) -> Response:
         fields = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         return _error(request, 400, f"bad request: {fields}")
 
-    async def on_loadkit(request: Request, exc: LoadkitError) -> Response:
-        return _error(request, 503, f"temporary failure, retry: {exc.message}")
+    async def on_bug(request: Request, exc: Exception) -> Response:
+        log.exception("internal error answering %s %s", request.method, request.url.path)
+        return _error(request, 500, f"internal error ({type(exc).__name__}); this is a loadkit bug, see its log")
 
-    handlers.update({HttpError: on_http, PayloadError: on_payload, SafetyError: on_safety, Busy: on_busy,
-                     RequestValidationError: on_validation, LoadkitError: on_loadkit})
-    for exc_type, handler in handlers.items():
-        app.add_exception_handler(exc_type, handler)
+    app.add_exception_handler(LoadkitError, on_loadkit)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, on_bug)
+
+
+def _status_for(exc: LoadkitError) -> tuple[int, dict[str, str]]:
+    if isinstance(exc, TooLargeError):
+        return 413, {}
+    if isinstance(exc, PayloadError):
+        return 400, {}
+    if isinstance(exc, SafetyError):
+        return 403, {}
+    if isinstance(exc, NotFoundError):
+        return 404, {}
+    if isinstance(exc, NotReadyError):
+        return 409, {}
+    if isinstance(exc, AuthError):
+        return (401, {"WWW-Authenticate": "Bearer"}) if exc.configured else (403, {})
+    if isinstance(exc, BusyError):
+        return 429, {"Retry-After": str(exc.retry_after_s)}
+    return 503, {}

@@ -13,7 +13,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from loadkit.models import SCHEMA_VERSION, RunResult, Snapshot
+from loadkit.models import SCHEMA_VERSION, RunResult, Snapshot, Verdict
+
+# Kubernetes names as Flagger uses them: a Service `<name>-canary` in `<namespace>`, so both must be
+# DNS labels. This also keeps the default target `<name>-canary.<namespace>` inside the cluster.
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 
 
 class HookKind(enum.StrEnum):
@@ -46,10 +50,10 @@ class FlaggerPayload(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    name: StrictStr = Field(min_length=1, max_length=253)
-    namespace: StrictStr = Field(min_length=1, max_length=63)
-    phase: StrictStr = Field(min_length=1, max_length=64)
-    checksum: StrictStr = Field(default="", max_length=128)
+    name: StrictStr = Field(pattern=DNS_LABEL, max_length=63)
+    namespace: StrictStr = Field(pattern=DNS_LABEL, max_length=63)
+    phase: StrictStr = Field(default="", max_length=64)  # empty while a new canary initialises
+    checksum: StrictStr = Field(default="", max_length=128, pattern=r"^[A-Za-z0-9._-]*$")
     metadata: dict[StrictStr, StrictStr] | None = None
 
 
@@ -61,12 +65,18 @@ class RunStatus(enum.StrEnum):
     ERROR = "error"  # the target or Locust failed; never a pass
 
 
+class LiveVerdict(enum.StrEnum):
+    COLLECTING = "collecting"  # fewer than min_samples requests so far
+    PASS = "pass"
+    FAIL = "fail"
+
+
 class LiveState(BaseModel):
     """The latest snapshot of a running run and its verdict so far."""
 
     model_config = ConfigDict(extra="forbid")
 
-    verdict: str  # "collecting", "pass" or "fail"
+    verdict: LiveVerdict
     failing: list[str] = Field(default_factory=list)
     reason: str = ""
     snapshot: Snapshot | None = None
@@ -87,7 +97,7 @@ class RunRecord(BaseModel):
     thresholds: str
     target: str
     status: RunStatus
-    verdict: str | None = None  # "pass" / "fail" once finished (or stopped)
+    verdict: Verdict | None = None  # once scored; never set for interrupted runs
     score: float | None = None
     reason: str = ""
     created_at: datetime
@@ -124,8 +134,8 @@ class Freeze(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    namespace: str = Field(default="*", pattern=r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$")
-    name: str = Field(default="*", min_length=1, max_length=253)
+    namespace: str = Field(default="*", pattern=r"^(\*|[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)$")
+    name: str = Field(default="*", pattern=r"^(\*|[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)$")
     reason: str = Field(min_length=1, max_length=500)
 
 
@@ -137,5 +147,5 @@ class HookAnswer(BaseModel):
     status: int
     message: str
     run: str | None = None
-    verdict: str | None = None
+    verdict: Verdict | None = None
     details: dict[str, Any] = Field(default_factory=dict)

@@ -5,10 +5,12 @@ and the safety rules (allowed namespaces and targets). Nothing here names a comm
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from loadkit.config import Config
 from loadkit.errors import ConfigError, PayloadError, SafetyError, UsageError
@@ -43,9 +45,20 @@ class Policy:
 
 
 def default_target_patterns(payload: FlaggerPayload) -> list[re.Pattern[str]]:
-    """In-cluster services only: *.svc, *.svc.cluster.local and <name>-canary.<namespace>."""
+    """In-cluster services only: *.svc, *.svc.cluster.local and <name>-canary.<namespace>
+    (which `in_cluster` turns into <name>-canary.<namespace>.svc before it is loaded)."""
     canary = rf"https?://{re.escape(payload.name)}-canary\.{re.escape(payload.namespace)}(:\d+)?(/.*)?"
     return [re.compile(_SVC_HOST), re.compile(canary)]
+
+
+def in_cluster(target: str, payload: FlaggerPayload) -> str:
+    """`http://<name>-canary.<namespace>` -> `http://<name>-canary.<namespace>.svc`: the same Service
+    inside the cluster, but it can never resolve to a public host (a namespace named like a TLD)."""
+    parts = urlsplit(target)
+    if parts.hostname == f"{payload.name}-canary.{payload.namespace}":
+        netloc = f"{parts.hostname}.svc" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return target
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,7 @@ def _run_call(kind: HookKind, payload: FlaggerPayload, meta: dict[str, str], con
     profile = _profile(meta, config, kind)
     target = _target(meta, payload, config)
     policy.check_target(target, payload)
+    target = in_cluster(target, payload)
     limits = config.server
     duration = _parse(meta, MetadataKey.DURATION, parse_duration)
     if duration is not None and duration > limits.max_duration:
@@ -157,17 +171,30 @@ def _positive_int(text: str) -> int:
 
 def _positive_float(text: str) -> float:
     value = float(text.strip())
-    if not value > 0:
-        raise ValueError(f"{text!r} must be a number above 0")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{text!r} must be a finite number above 0")
     return value
+
+
+# Headers that would change where or how the request goes, not what the canary sees.
+_REFUSED_HEADERS = frozenset({"host", "connection", "content-length", "transfer-encoding", "te", "upgrade",
+                              "proxy-authorization", "keep-alive", "trailer"})
 
 
 def parse_headers(text: str) -> dict[str, str]:
     """`{"x-canary": "insider"}` (JSON, as Flagger metadata is strings) or `Name: value` lines."""
     text = text.strip()
     if text.startswith("{"):
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except RecursionError:
+            raise ValueError("the JSON headers object is nested too deeply") from None
         if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
             raise ValueError("a JSON headers object must map names to string values")
-        return dict(parse_header(f"{k}: {v}") for k, v in data.items())
-    return dict(parse_header(line) for line in text.splitlines() if line.strip())
+        headers = dict(parse_header(f"{k}: {v}") for k, v in data.items())
+    else:
+        headers = dict(parse_header(line) for line in text.splitlines() if line.strip())
+    refused = sorted(name for name in headers if name.lower() in _REFUSED_HEADERS)
+    if refused:
+        raise ValueError(f"header(s) {', '.join(refused)} cannot be set: they change where the request goes")
+    return headers

@@ -3,36 +3,34 @@
 The webhook process never imports locust; every run is a Locust child process (see
 loadkit.load.runner) with a hard timeout. Runs are keyed by (namespace, name, checksum, profile,
 hook), so Flagger's retries join the run already going instead of starting a second one.
+
+A run's end is written to the store and the run leaves the manager under one lock, so a hook
+never sees a run as running in memory after the store says it ended.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from loadkit.errors import DriverError, LoadkitError, TargetError
+from loadkit.errors import BusyError, LoadkitError, TargetError
 from loadkit.load.runner import LoadPlan
 from loadkit.load.session import run_scored
 from loadkit.models import RunResult, Snapshot, Threshold, Verdict
 from loadkit.scoring import evaluate, observations_from_stats
-from loadkit.webhook.models import LiveState, RunRecord, RunStatus
+from loadkit.webhook.models import LiveState, LiveVerdict, RunRecord, RunStatus
 from loadkit.webhook.policy import HookCall
 from loadkit.webhook.store import Store, now
 
 log = logging.getLogger(__name__)
 
 RunKey = tuple[str, str, str, str, str]
-
-
-class Busy(LoadkitError):
-    """Too many runs at once: the webhook answers 429 with Retry-After."""
-
-    def __init__(self, limit: int, retry_after_s: int) -> None:
-        super().__init__(f"{limit} runs are already going (--max-concurrent-runs); retry later")
-        self.retry_after_s = retry_after_s
+SHUTDOWN_WAIT_S = 20.0
+INTERRUPTED_REASON = "the server shut down during the run: not judged, never a pass"
 
 
 @dataclass
@@ -47,6 +45,15 @@ class _Active:
     live: LiveState | None = None
 
 
+@dataclass(frozen=True)
+class _Ending:
+    status: RunStatus
+    verdict: Verdict | None
+    score: float | None
+    reason: str
+    result: RunResult | None = None
+
+
 def run_key(call: HookCall) -> RunKey:
     profile = call.profile.name if call.profile else ""
     return (call.namespace, call.name, call.checksum, profile, call.kind.value)
@@ -56,13 +63,13 @@ def live_state(snapshot: Snapshot, thresholds: list[Threshold], min_samples: int
     """The verdict so far: 'collecting' until min_samples, then 'pass' or 'fail' on cumulative stats."""
     cumulative = snapshot.cumulative
     if cumulative.requests < min_samples:
-        return LiveState(verdict="collecting", snapshot=snapshot,
+        return LiveState(verdict=LiveVerdict.COLLECTING, snapshot=snapshot,
                          reason=f"collecting: {cumulative.requests} of {min_samples} requests")
     card = evaluate(thresholds, observations_from_stats(cumulative), min_samples)
     failing = [c for c in card.checks if not c.passed]
     reason = "; ".join(f"{c.name}: {c.reason}" for c in failing) or "every threshold met so far"
-    return LiveState(verdict=card.verdict.value, failing=[c.name for c in failing], reason=reason,
-                     snapshot=snapshot)
+    verdict = LiveVerdict.PASS if card.verdict is Verdict.PASS else LiveVerdict.FAIL
+    return LiveState(verdict=verdict, failing=[c.name for c in failing], reason=reason, snapshot=snapshot)
 
 
 class RunManager:
@@ -79,7 +86,7 @@ class RunManager:
         self._by_key: dict[RunKey, str] = {}
         self._closing = False
 
-    # -- starting and waiting ---------------------------------------------------------------------
+    # -- starting and looking -----------------------------------------------------------------------
 
     def start(self, call: HookCall, plan: LoadPlan) -> tuple[RunRecord, bool]:
         """The running run for this key, or a new one: (record, started_now)."""
@@ -87,11 +94,13 @@ class RunManager:
         with self._lock:
             running = self._by_key.get(key)
             if running is not None:
-                return self._active[running].record, False
+                active = self._active[running]
+                return active.record.model_copy(update={"live": active.live}), False
             if self._closing:
-                raise Busy(self.max_concurrent, retry_after_s=30)
+                raise BusyError("the server is shutting down; retry against the new instance", retry_after_s=30)
             if len(self._active) >= self.max_concurrent:
-                raise Busy(self.max_concurrent, retry_after_s=max(5, int(plan.duration_s // 4)))
+                raise BusyError(f"{self.max_concurrent} runs are already going (--max-concurrent-runs); retry later",
+                                retry_after_s=max(5, int(plan.duration_s // 4)))
             active = self._new(call, plan, key)
             self._active[active.record.id] = active
             self._by_key[key] = active.record.id
@@ -108,15 +117,14 @@ class RunManager:
         self.store.insert_run(record)
         return _Active(record=record, key=key, plan=plan, thresholds=call.thresholds)
 
-    def wait(self, run_id: str, timeout_s: float) -> bool:
+    def is_done(self, run_id: str) -> bool:
         with self._lock:
-            active = self._active.get(run_id)
-        return True if active is None else active.done.wait(timeout_s)
+            return run_id not in self._active
 
     def live(self, run_id: str) -> LiveState | None:
         with self._lock:
             active = self._active.get(run_id)
-        return active.live if active else None
+            return active.live if active else None
 
     def active_runs(self) -> list[RunRecord]:
         with self._lock:
@@ -124,79 +132,75 @@ class RunManager:
 
     # -- stopping -----------------------------------------------------------------------------------
 
-    def is_done(self, run_id: str) -> bool:
-        with self._lock:
-            return run_id not in self._active
-
     def request_stop(self, namespace: str, name: str, run_id: str | None = None) -> list[str]:
-        """Ask this canary's runs (or one run) to stop; they are scored on what they collected.
-
-        Returns at once; poll `is_done` for each id returned.
-        """
+        """Ask this canary's runs (or one run) to stop; they are scored on what they collected
+        (status `stopped`, which never counts as a pass). Returns at once; poll `is_done`."""
         with self._lock:
             targets = [a for a in self._active.values()
                        if (a.record.namespace, a.record.name) == (namespace, name)
                        and (run_id is None or a.record.id == run_id)]
-        for active in targets:
-            active.stop_status = RunStatus.STOPPED
-            active.stop.set()
+            for active in targets:
+                if active.stop_status is not RunStatus.INTERRUPTED:  # a shutdown wins over a stop
+                    active.stop_status = RunStatus.STOPPED
+                active.stop.set()
         return [a.record.id for a in targets]
 
-    def begin_shutdown(self) -> list[str]:
+    def begin_shutdown(self) -> None:
         """SIGTERM, first step: refuse new runs and ask every run to stop; returns at once."""
         with self._lock:
             self._closing = True
-            targets = list(self._active.values())
-        for active in targets:
-            active.stop_status = RunStatus.INTERRUPTED
-            active.stop.set()
-        return [a.record.id for a in targets]
+            for active in self._active.values():
+                active.stop_status = RunStatus.INTERRUPTED
+                active.stop.set()
 
-    def shutdown(self, timeout_s: float = 20.0) -> None:
-        """Stop every run, mark it interrupted (never a pass), leave nothing running."""
+    def shutdown(self, timeout_s: float = SHUTDOWN_WAIT_S) -> None:
+        """Stop every run (all at once), mark it interrupted (never a pass), leave nothing running."""
         self.begin_shutdown()
         with self._lock:
-            targets = list(self._active.values())
-        for active in targets:
-            active.done.wait(timeout_s)
-        self.store.interrupt_unfinished("the server shut down during the run")
+            waiting = list(self._active.values())
+        deadline = time.monotonic() + timeout_s
+        for active in waiting:
+            active.done.wait(max(0.0, deadline - time.monotonic()))
+        self.store.interrupt_unfinished(INTERRUPTED_REASON)
 
     # -- the run thread ---------------------------------------------------------------------------
 
     def _execute(self, active: _Active) -> None:
-        run_id = active.record.id
         try:
             result = run_scored(active.plan, active.thresholds, self.min_samples,
                                 on_snapshot=lambda snap: self._on_snapshot(active, snap), stop=active.stop)
-            self._finish(active, result)
-        except TargetError as exc:  # the canary cannot be reached: a failed check, not a glitch
-            self.store.finish_run(run_id, RunStatus.ERROR, verdict=Verdict.FAIL.value, score=0.0,
-                                  reason=exc.message, result=None)
-        except (DriverError, LoadkitError) as exc:
-            self.store.finish_run(run_id, RunStatus.ERROR, verdict=None, score=None, reason=exc.message,
-                                  result=None)
+            ending = self._judge(active, result)
+        except TargetError as exc:  # not judged: it could be loadkit's side (egress, a wrong target)
+            ending = _Ending(RunStatus.ERROR, None, None, f"cannot reach the target: {exc.message}")
+        except LoadkitError as exc:
+            ending = _Ending(RunStatus.ERROR, None, None, exc.message)
         except Exception as exc:  # never leave a run marked running
-            log.exception("run %s failed", run_id)
-            self.store.finish_run(run_id, RunStatus.ERROR, verdict=None, score=None,
-                                  reason=f"internal error: {type(exc).__name__}: {exc}", result=None)
-        finally:
-            with self._lock:
-                self._active.pop(run_id, None)
-                if self._by_key.get(active.key) == run_id:
-                    del self._by_key[active.key]
-            active.done.set()
+            log.exception("run %s failed", active.record.id)
+            ending = _Ending(RunStatus.ERROR, None, None, f"internal error: {type(exc).__name__}: {exc}")
+        with self._lock:  # the store and the manager change together: no window where they disagree
+            self.store.finish_run(active.record.id, ending.status, verdict=ending.verdict, score=ending.score,
+                                  reason=ending.reason, result=ending.result)
+            self._active.pop(active.record.id, None)
+            if self._by_key.get(active.key) == active.record.id:
+                del self._by_key[active.key]
+        active.done.set()
 
     def _on_snapshot(self, active: _Active, snapshot: Snapshot) -> None:
-        active.live = live_state(snapshot, active.thresholds, self.min_samples)
-        self.store.update_live(active.record.id, active.live)
+        live = live_state(snapshot, active.thresholds, self.min_samples)
+        with self._lock:
+            active.live = live
+        self.store.update_live(active.record.id, live)
 
-    def _finish(self, active: _Active, result: RunResult) -> None:
+    @staticmethod
+    def _judge(active: _Active, result: RunResult) -> _Ending:
         if result.interrupted and active.stop_status is RunStatus.INTERRUPTED:
-            self.store.finish_run(active.record.id, RunStatus.INTERRUPTED, verdict=None, score=None,
-                                  reason="the server shut down during the run", result=result)
-            return
+            # Keep what was measured, but its verdict must not read as a pass anywhere.
+            unjudged = result.model_copy(update={"verdict": Verdict.FAIL, "warnings": [
+                *result.warnings, f"not judged: {INTERRUPTED_REASON}"]})
+            return _Ending(RunStatus.INTERRUPTED, None, None, INTERRUPTED_REASON, unjudged)
         status = RunStatus.STOPPED if result.interrupted else RunStatus.COMPLETED
         failing = "; ".join(f"{c.name}: {c.reason}" for c in result.failed_checks)
         reason = failing or f"every threshold met over {result.stats.requests} requests"
-        self.store.finish_run(active.record.id, status, verdict=result.verdict.value, score=result.score,
-                              reason=reason, result=result)
+        if status is RunStatus.STOPPED:
+            reason = f"stopped before its end ({reason})"
+        return _Ending(status, result.verdict, result.score, reason, result)

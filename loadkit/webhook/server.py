@@ -27,7 +27,7 @@ GRACEFUL_S = 30
 
 def build_settings(*, config_path: Path | None, db_path: Path, allow_targets: tuple[str, ...],
                    allow_namespaces: tuple[str, ...], max_concurrent_runs: int, max_body: int,
-                   token_file: Path | None, public_url: str | None) -> ServeSettings:
+                   token_file: Path | None, public_url: str | None, retention_s: float) -> ServeSettings:
     return ServeSettings(
         config=load_config(config_path),
         db_path=db_path,
@@ -37,6 +37,7 @@ def build_settings(*, config_path: Path | None, db_path: Path, allow_targets: tu
         max_body_bytes=max_body,
         token=read_token(token_file, os.environ.get("LOADKIT_TOKEN")),
         public_url=public_url,
+        retention_s=retention_s,
     )
 
 

@@ -23,6 +23,7 @@ class ServeSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY
     token: str | None = None
     public_url: str | None = None
+    retention_s: float = 30 * 86400.0
 
     def run_url(self, run_id: str) -> str:
         return f"{(self.public_url or '').rstrip('/')}/runs/{run_id}"

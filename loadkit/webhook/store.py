@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from loadkit.models import RunResult
+from loadkit.models import RunResult, Verdict
 from loadkit.webhook.models import EventRecord, Freeze, LiveState, RunRecord, RunStatus
 
 _SCHEMA = """
@@ -44,6 +44,10 @@ _RUN_COLUMNS = ("id, namespace, name, checksum, profile, hook, thresholds, targe
 # Hooks and listings need the verdict, not the full result (timeline, histogram): skip parsing it.
 # The live state of a running run is read from the RunManager (fresher, already parsed).
 _SUMMARY_COLUMNS = _RUN_COLUMNS.replace("live_json, result_json", "NULL, NULL")
+
+
+MAX_SERIES = 1000  # canaries in per-canary metrics, newest first: a bound on label cardinality
+MAX_EVENT_MESSAGE = 4096
 
 
 def now() -> datetime:
@@ -102,12 +106,12 @@ class Store:
             db.execute("UPDATE runs SET live_json=? WHERE id=? AND status=?",
                        (live.model_dump_json(), run_id, RunStatus.RUNNING.value))
 
-    def finish_run(self, run_id: str, status: RunStatus, *, verdict: str | None, score: float | None,
+    def finish_run(self, run_id: str, status: RunStatus, *, verdict: Verdict | None, score: float | None,
                    reason: str, result: RunResult | None) -> None:
         with self._tx() as db:
             db.execute(
                 "UPDATE runs SET status=?, verdict=?, score=?, reason=?, finished_at=?, result_json=? WHERE id=?",
-                (status.value, verdict, score, reason, now().isoformat(),
+                (status.value, verdict.value if verdict else None, score, reason, now().isoformat(),
                  result.model_dump_json() if result else None, run_id),
             )
 
@@ -127,10 +131,20 @@ class Store:
                            "LIMIT ?", (*args, limit))
 
     def verdict_counts(self) -> dict[tuple[str, str], int]:
+        """Finished runs by (status, verdict): only grows, so it can be a Prometheus counter."""
         with self._lock:
-            rows = self._db.execute("SELECT status, COALESCE(verdict, ''), COUNT(*) FROM runs "
-                                    "GROUP BY status, verdict").fetchall()
+            rows = self._db.execute("SELECT status, COALESCE(verdict, ''), COUNT(*) FROM runs WHERE status != ? "
+                                    "GROUP BY status, verdict", (RunStatus.RUNNING.value,)).fetchall()
         return {(status, verdict): count for status, verdict, count in rows}
+
+    def prune(self, older_than: datetime) -> int:
+        """Forget finished runs and events older than `older_than` (retention); returns rows removed."""
+        cutoff = older_than.isoformat()
+        with self._tx() as db:
+            runs = db.execute("DELETE FROM runs WHERE status != ? AND created_at < ?",
+                              (RunStatus.RUNNING.value, cutoff)).rowcount
+            events = db.execute("DELETE FROM events WHERE received_at < ?", (cutoff,)).rowcount
+        return runs + events
 
     def latest_scores(self) -> list[tuple[str, str, float]]:
         """(namespace, name, score) of the newest scored run of every canary."""
@@ -138,7 +152,7 @@ class Store:
             rows = self._db.execute(
                 "SELECT namespace, name, score FROM runs r WHERE score IS NOT NULL AND created_at = "
                 "(SELECT MAX(created_at) FROM runs WHERE namespace=r.namespace AND name=r.name "
-                "AND score IS NOT NULL) ORDER BY namespace, name").fetchall()
+                "AND score IS NOT NULL) ORDER BY created_at DESC LIMIT ?", (MAX_SERIES,)).fetchall()
         return [(str(ns), str(n), float(score)) for ns, n, score in rows]
 
     def _query(self, sql: str, args: tuple[object, ...]) -> list[RunRecord]:
@@ -153,8 +167,8 @@ class Store:
             db.execute(
                 "INSERT INTO events (namespace, name, phase, checksum, event_type, message, timestamp, "
                 "received_at) VALUES (?,?,?,?,?,?,?,?)",
-                (event.namespace, event.name, event.phase, event.checksum, event.event_type, event.message,
-                 event.timestamp, event.received_at.isoformat()),
+                (event.namespace, event.name, event.phase, event.checksum, event.event_type[:64],
+                 event.message[:MAX_EVENT_MESSAGE], event.timestamp[:64], event.received_at.isoformat()),
             )
 
     def list_events(self, namespace: str | None, name: str | None, limit: int = 100) -> list[EventRecord]:
@@ -204,7 +218,7 @@ def _run_from_row(row: tuple[object, ...]) -> RunRecord:
     return RunRecord(
         id=str(run_id), namespace=str(namespace), name=str(name), checksum=str(checksum), profile=str(profile),
         hook=hook, thresholds=str(thresholds), target=str(target), status=status,  # type: ignore[arg-type]
-        verdict=verdict if verdict is None else str(verdict),
+        verdict=Verdict(str(verdict)) if verdict else None,
         score=float(score) if isinstance(score, int | float) else None, reason=str(reason or ""),
         created_at=datetime.fromisoformat(str(created_at)),
         finished_at=datetime.fromisoformat(str(finished_at)) if finished_at else None,

@@ -85,6 +85,7 @@ class Serve:
 
     def admin(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers.update(kwargs.pop("headers", {}))
         return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=30, **kwargs)
 
 

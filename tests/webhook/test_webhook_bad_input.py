@@ -40,6 +40,15 @@ CASES = [
     ("unknown-threshold-set", "rollout", with_meta(thresholds="lenient"), 400, "unknown threshold set 'lenient'"),
     ("stages-too-short", "rollout", with_meta(profile="step", duration="2s"), 400, "every stage needs at least 1s"),
     ("oversized", "rollout", {**GOOD, "phase": "x" * 70_000}, 413, "larger than the limit"),
+    ("name-not-a-dns-label", "rollout", {**GOOD, "name": "127.0.0.1:9/canary/"}, 400, "name: String should match"),
+    ("namespace-with-dots", "rollout", {**GOOD, "namespace": "evil.example"}, 400, "namespace: String should"),
+    ("upper-case-name", "rollout", {**GOOD, "name": "Bruno"}, 400, "name: String should match"),
+    ("infinite-spawn-rate", "rollout", with_meta(spawn_rate="inf"), 400, "must be a finite number above 0"),
+    ("nan-spawn-rate", "rollout", with_meta(spawn_rate="nan"), 400, "must be a finite number above 0"),
+    ("host-header", "rollout", with_meta(headers="Host: evil.example"), 400, "cannot be set"),
+    ("deep-json", "rollout", b"[" * 60_000, 400, "malformed JSON"),
+    ("deep-json-headers", "rollout", with_meta(headers='{"a":' * 3000 + "1" + "}" * 3000), 400, "metadata headers"),
+    ("non-ascii-target", "rollout", with_meta(target="http://127.0.0.1:9/\u2028"), 400, "non-ASCII"),
 ]
 
 
@@ -49,6 +58,27 @@ def test_bad_input_is_a_4xx_with_a_reason(server: Serve, kind: str, body: object
     assert answer.status_code == status, answer.text
     assert reason in answer.text
     assert server.get("/healthz").status_code == 200
+
+
+def test_every_answer_is_counted_in_metrics(server: Serve) -> None:
+    server.hook("deploy", GOOD)
+    server.hook("rollout", b"{")
+    metrics = server.get("/metrics").text
+    assert 'loadkit_hook_answers_total{code="404",kind="unknown"}' in metrics
+    assert 'loadkit_hook_answers_total{code="400",kind="rollout"}' in metrics
+    assert 'status="running"' not in metrics  # a counter of finished runs only
+
+
+def test_bearer_scheme_is_required(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret")
+    serve = Serve(tmp_path, "--token-file", str(token)).start()
+    try:
+        bare = serve.admin("PUT", "/admin/freeze", json={"reason": "x"}, headers={"Authorization": "s3cret"})
+        assert bare.status_code == 401
+        assert serve.admin("PUT", "/admin/freeze", "s3cret", json={"reason": "x"}).status_code == 200
+    finally:
+        serve.stop()
 
 
 def test_json_answers_on_request(server: Serve) -> None:

@@ -173,3 +173,86 @@ def test_past_the_run_limit_hooks_answer_429(tmp_path: Path, healthy_site: Sandb
         assert serve.hook("post-rollout", one).status_code == 200
     finally:
         serve.stop()
+
+
+def test_a_stopped_run_never_promotes(tmp_path: Path, healthy_site: SandboxProcess) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret")
+    serve = Serve(tmp_path, "--token-file", str(token)).start()
+    try:
+        body = payload(f"{healthy_site.traffic_url}/canary", checksum=checksum(), duration="60s")
+        run_id = serve.hook("rollout", body).headers["X-Loadkit-Run"]
+        poll(lambda: (serve.get(f"/runs/{run_id}").json().get("live") or {}).get("verdict") == "pass")
+        assert serve.admin("POST", f"/runs/{run_id}/stop", "s3cret").json()["stopping"] is True
+        run = poll(lambda: (r := serve.get(f"/runs/{run_id}").json())["status"] != "running" and r)
+        assert run["status"] == "stopped" and run["verdict"] == "pass"  # scored, but cut short
+        assert serve.hook("confirm-promotion", body).status_code == 403
+        again = serve.hook("rollout", body)  # "ensure running": a stopped run is started afresh
+        assert again.status_code == 202 and again.headers["X-Loadkit-Run"] != run_id
+        assert serve.hook("post-rollout", body).status_code == 200
+    finally:
+        serve.stop()
+
+
+def test_a_passed_pre_rollout_is_reused(server: Serve, healthy_site: SandboxProcess) -> None:
+    body = payload(f"{healthy_site.traffic_url}/canary", checksum=checksum())
+    first = server.hook("pre-rollout", body)
+    assert first.status_code == 200
+    again = server.hook("pre-rollout", body)  # e.g. Flagger's webhook timed out and it calls again
+    assert again.status_code == 200 and again.headers["X-Loadkit-Run"] == first.headers["X-Loadkit-Run"]
+    assert again.elapsed.total_seconds() < 1
+
+
+def test_an_unreachable_target_is_not_judged_and_never_rolls_back(server: Serve) -> None:
+    body = payload("http://127.0.0.1:9/canary", checksum=checksum())
+    pre = server.hook("pre-rollout", body)
+    assert pre.status_code == 424 and "could not run" in pre.text and "cannot reach" in pre.text
+    started = server.hook("rollout", body)
+    assert started.status_code == 202
+    poll(lambda: server.get(f"/runs/{started.headers['X-Loadkit-Run']}").json()["status"] == "error")
+    assert server.hook("rollback", body).status_code == 409  # could not run is not "failed"
+    assert server.hook("confirm-promotion", body).status_code == 403  # and never a pass
+    retry = server.hook("rollout", body)
+    assert retry.status_code == 424 and "retrying as run" in retry.text
+    assert retry.headers["X-Loadkit-Run"] != started.headers["X-Loadkit-Run"]
+
+
+def test_any_failed_current_run_rolls_back(server: Serve, healthy_site: SandboxProcess,
+                                           faulty_site: SandboxProcess) -> None:
+    revision = checksum()
+    failing = payload(f"{faulty_site.traffic_url}/canary", checksum=revision, profile="quick", duration="3s")
+    passing = payload(f"{healthy_site.traffic_url}/canary", checksum=revision, profile="steady", duration="3s")
+    assert server.hook("pre-rollout", failing).status_code == 412
+    assert server.hook("pre-rollout", passing).status_code == 200  # the newest run passed ...
+    revision_only = payload("http://127.0.0.1:9/", checksum=revision)
+    assert server.hook("rollback", revision_only).status_code == 200  # ... but the quick one failed
+    assert server.hook("confirm-promotion", revision_only).status_code == 403
+
+
+def test_the_default_target_stays_in_the_cluster(tmp_path: Path) -> None:
+    serve = Serve(tmp_path, local_targets=False).start()
+    try:
+        body = {"name": "bruno-site", "namespace": "com", "phase": "Progressing", "checksum": checksum(),
+                "metadata": {"duration": "2s"}}
+        started = serve.hook("rollout", body)
+        assert started.status_code == 202
+        run = serve.get(f"/runs/{started.headers['X-Loadkit-Run']}").json()
+        assert run["target"] == "http://bruno-site-canary.com.svc:80"  # never the public bruno-site-canary.com
+        assert serve.hook("post-rollout", body).status_code == 200
+    finally:
+        serve.stop()
+
+
+def test_load_stops_when_the_server_is_killed(tmp_path: Path, healthy_site: SandboxProcess) -> None:
+    import psutil
+
+    serve = Serve(tmp_path).start()
+    assert serve.proc is not None
+    body = payload(f"{healthy_site.traffic_url}/canary", checksum=checksum(), duration="60s")
+    run_id = serve.hook("rollout", body).headers["X-Loadkit-Run"]
+    poll(lambda: serve.get(f"/runs/{run_id}").json().get("live"))
+    locust = [p for p in psutil.Process(serve.proc.pid).children(recursive=True) if "locust" in " ".join(p.cmdline())]
+    assert locust
+    serve.stop(signal.SIGKILL)
+    _gone, alive = psutil.wait_procs(locust, timeout=15)
+    assert not alive, "Locust kept loading the canary after its server was killed"

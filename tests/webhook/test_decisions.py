@@ -1,0 +1,70 @@
+"""What counts as passed, failed or within thresholds: table-driven, no server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from loadkit.models import Verdict
+from loadkit.webhook.hooks import current, has_failed, has_passed, is_within
+from loadkit.webhook.models import HookKind, LiveState, LiveVerdict, RunRecord, RunStatus
+from loadkit.webhook.store import Store
+
+T0 = datetime(2026, 11, 29, tzinfo=UTC)
+
+
+def run(status: RunStatus, verdict: Verdict | None = None, live: LiveVerdict | None = None,
+        hook: HookKind = HookKind.ROLLOUT, profile: str = "steady", age_s: int = 0, run_id: str = "r") -> RunRecord:
+    return RunRecord(id=run_id, namespace="bruno", name="bruno-site", checksum="c", profile=profile, hook=hook,
+                     thresholds="default", target="http://t", status=status, verdict=verdict,
+                     created_at=T0 - timedelta(seconds=age_s),
+                     live=LiveState(verdict=live) if live else None)
+
+
+@pytest.mark.parametrize(
+    ("record", "passed", "failed", "within"),
+    [
+        (run(RunStatus.COMPLETED, Verdict.PASS), True, False, True),
+        (run(RunStatus.COMPLETED, Verdict.FAIL), False, True, False),
+        (run(RunStatus.STOPPED, Verdict.PASS), False, False, False),
+        (run(RunStatus.STOPPED, Verdict.FAIL), False, True, False),
+        (run(RunStatus.INTERRUPTED), False, False, False),
+        (run(RunStatus.ERROR), False, False, False),
+        (run(RunStatus.RUNNING), False, False, False),
+        (run(RunStatus.RUNNING, live=LiveVerdict.COLLECTING), False, False, False),
+        (run(RunStatus.RUNNING, live=LiveVerdict.PASS), False, False, True),
+        (run(RunStatus.RUNNING, live=LiveVerdict.FAIL), False, True, False),
+    ],
+    ids=["completed-pass", "completed-fail", "stopped-pass", "stopped-fail", "interrupted", "error",
+         "running-starting", "running-collecting", "running-passing", "running-breached"],
+)
+def test_run_judgements(record: RunRecord, passed: bool, failed: bool, within: bool) -> None:
+    assert (has_passed(record), has_failed(record), is_within(record)) == (passed, failed, within)
+
+
+def test_current_is_the_newest_run_of_each_hook_and_profile() -> None:
+    runs = [  # newest first, as the store returns them
+        run(RunStatus.COMPLETED, Verdict.PASS, profile="steady", run_id="a"),
+        run(RunStatus.COMPLETED, Verdict.FAIL, profile="quick", age_s=5, run_id="b"),
+        run(RunStatus.COMPLETED, Verdict.FAIL, profile="steady", age_s=10, run_id="c"),
+        run(RunStatus.COMPLETED, Verdict.PASS, hook=HookKind.PRE_ROLLOUT, profile="steady", age_s=20, run_id="d"),
+    ]
+    assert [r.id for r in current(runs)] == ["a", "b", "d"]
+
+
+def test_store_keeps_verdicts_interrupts_runs_and_prunes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = Store(tmp_path / "s.db")
+    finished = run(RunStatus.RUNNING, run_id="old")
+    store.insert_run(finished.model_copy(update={"created_at": T0 - timedelta(days=40)}))
+    store.finish_run("old", RunStatus.COMPLETED, verdict=Verdict.PASS, score=100.0, reason="ok", result=None)
+    store.insert_run(run(RunStatus.RUNNING, run_id="flying"))
+    assert store.verdict_counts() == {("completed", "pass"): 1}  # running runs are not counted
+    assert store.interrupt_unfinished("restart") == 1
+    flying = store.get_run("flying")
+    assert flying is not None and flying.status is RunStatus.INTERRUPTED and flying.verdict is None
+    assert store.prune(T0 - timedelta(days=30)) == 1
+    assert store.get_run("old") is None and store.get_run("flying") is not None
+    store.close()
+    reopened = Store(tmp_path / "s.db")
+    assert reopened.get_run("flying") is not None
