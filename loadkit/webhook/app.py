@@ -10,7 +10,7 @@ import asyncio
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Annotated, Any
@@ -19,6 +19,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loadkit.errors import (
     AuthError,
@@ -75,13 +76,7 @@ def create_app(settings: ServeSettings, store: Store, manager: RunManager) -> Fa
     app.state.ready = False
     _install_error_handlers(app)
 
-    @app.middleware("http")
-    async def count_hook_answers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        if request.url.path.startswith("/flagger/"):
-            kind = request.url.path.removeprefix("/flagger/")
-            metrics.hook_answered(kind if kind in _KINDS else "unknown", response.status_code)
-        return response
+    app.add_middleware(_CountHookAnswers, metrics=metrics)
 
     async def flagger_call(request: Request) -> HookCall:
         kind = _hook_kind(request.path_params["kind"])
@@ -166,6 +161,30 @@ def create_app(settings: ServeSettings, store: Store, manager: RunManager) -> Fa
 
 
 _KINDS = frozenset(k.value for k in HookKind)
+
+
+class _CountHookAnswers:
+    """Plain ASGI middleware (Starlette's BaseHTTPMiddleware costs milliseconds a request):
+    counts every answer under /flagger/, errors included, by hook kind and status."""
+
+    def __init__(self, app: ASGIApp, metrics: WebhookMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not path.startswith("/flagger/"):
+            await self.app(scope, receive, send)
+            return
+        kind = path.removeprefix("/flagger/")
+        kind = kind if kind in _KINDS else "unknown"
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.metrics.hook_answered(kind, int(message["status"]))
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
 
 
 async def _prune_forever(store: Store, retention_s: float) -> None:
