@@ -38,7 +38,7 @@ from loadkit.errors import ConfigError
 from loadkit.load.journeys import locate_locustfile
 from loadkit.load.profiles import BUILTIN_PROFILES, Profile
 from loadkit.load.shapes import ShapeKind, Stage, stage_problems
-from loadkit.models import DEFAULT_MIN_SAMPLES, StrictModel, Threshold, default_thresholds
+from loadkit.models import DEFAULT_MIN_SAMPLES, StrictModel, Threshold, default_chaos_thresholds, default_thresholds
 from loadkit.units import parse_duration, parse_header
 
 DEFAULT_CONFIG = Path("loadkit.yaml")
@@ -100,6 +100,7 @@ class ConfigFile(StrictModel):
     schema_version: Literal[1] = 1
     min_samples: int = Field(default=DEFAULT_MIN_SAMPLES, ge=1)
     thresholds: list[Threshold] | None = Field(default=None, min_length=1)
+    chaos_thresholds: list[Threshold] | None = Field(default=None)
     threshold_sets: dict[str, list[Threshold]] = Field(default_factory=dict)
     profiles: dict[str, ProfileSpec] = Field(default_factory=dict)
     server: ServerSpec = Field(default_factory=ServerSpec)
@@ -125,6 +126,7 @@ class Config:
     threshold_sets: dict[str, list[Threshold]] = field(default_factory=dict)
     min_samples: int = DEFAULT_MIN_SAMPLES
     server: ServerSpec = field(default_factory=ServerSpec)
+    chaos_thresholds: list[Threshold] = field(default_factory=default_chaos_thresholds)
 
     def threshold_set(self, name: str | None) -> list[Threshold]:
         """A named set, or the default `thresholds` for None/"default"; ConfigError lists the names."""
@@ -204,7 +206,9 @@ def _build(spec: ConfigFile, path: Path) -> Config:
     for name, p in spec.profiles.items():
         profiles[name] = _to_profile(name, p, profiles.get(name), path)
     return Config(path=path, profiles=profiles, thresholds=spec.thresholds or default_thresholds(),
-                  threshold_sets=dict(spec.threshold_sets), min_samples=spec.min_samples, server=spec.server)
+                  threshold_sets=dict(spec.threshold_sets), min_samples=spec.min_samples, server=spec.server,
+                  chaos_thresholds=default_chaos_thresholds() if spec.chaos_thresholds is None
+                  else list(spec.chaos_thresholds))
 
 
 def _check_profiles(config: Config, spec: ConfigFile, node: yaml.Node | None, path: Path) -> None:

@@ -44,6 +44,8 @@ class Metric(enum.StrEnum):
     LATENCY_P99 = "latency-p99"
     LATENCY_MAX = "latency-max"
     RPS = "rps"
+    AVAILABILITY = "availability"  # chaos: success rate while the fault was on
+    RECOVERY_TIME = "recovery-time"  # chaos: seconds until the thresholds held again
 
 
 class ThresholdRange(StrictModel):
@@ -90,6 +92,14 @@ class Threshold(StrictModel):
     def resolved_metric(self) -> Metric:
         assert self.metric is not None  # set by _metric_from_name
         return self.metric
+
+
+def default_chaos_thresholds() -> list[Threshold]:
+    """The plan's resilience goals: zero downtime, recovery in under two minutes."""
+    return [
+        Threshold(name="availability", thresholdRange=ThresholdRange(min=100)),
+        Threshold(name="recovery-time", thresholdRange=ThresholdRange(max=120)),
+    ]
 
 
 def default_thresholds() -> list[Threshold]:
@@ -241,4 +251,5 @@ class Snapshot(ResultModel):
     cpu_pct: float
     lag_ms: float
     window: Stats
+    window_histogram: str = ""  # the window's latencies (HdrHistogram, µs, base64): windows merge exactly
     cumulative: Stats

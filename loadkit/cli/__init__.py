@@ -78,9 +78,10 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from loadkit.cli import demo, profiles, run, sandbox, serve
+    from loadkit.cli import chaos, demo, profiles, run, sandbox, serve
 
     cli.add_command(run.run)
+    cli.add_command(chaos.chaos)
     cli.add_command(serve.serve)
     cli.add_command(profiles.profiles)
     cli.add_command(sandbox.sandbox)

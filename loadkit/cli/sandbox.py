@@ -51,7 +51,8 @@ def sandbox() -> None:
     "--admin-port",
     type=click.IntRange(0, 65535),
     default=None,
-    help="Port of /metrics, /healthz and /sandbox.  [default: --port + 1; free with --port 0]",
+    help="Port of /metrics, /healthz, /sandbox and the chaos API (/faults, /pods/kill)."
+    "  [default: --port + 1; free with --port 0]",
 )
 @click.option(
     "--pods",
@@ -125,6 +126,12 @@ def up(
       everything else            -> --canary-weight percent canary, the rest primary
 
     \b
+    Chaos, on the admin port (see docs/sandbox.md):
+      POST /faults {"version": "canary", "kind": "abort", "http_status": 503, "percentage": 10}
+      POST /pods/kill {"version": "canary", "count": 1}
+      DELETE /faults
+
+    \b
     Examples:
       loadkit sandbox up
       loadkit sandbox up --canary-weight 20 --canary-error-rate 0.05 --canary-latency-ms 30
@@ -170,6 +177,7 @@ def render_text(info: SandboxInfo) -> str:
         "             header x-canary: insider  -> canary",
         f"             everything else           -> {weight}% canary, {100 - weight}% primary",
         f"  metrics  {info.metrics_url}   (status: {info.admin_url}/sandbox)",
+        f"  chaos    {info.admin_url}/faults (router delay/abort), {info.admin_url}/pods/kill",
     ]
     for version, workload in info.workloads.items():
         ports = ", ".join(str(pod.port) for pod in workload.pods)

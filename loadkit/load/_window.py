@@ -238,6 +238,27 @@ class Window:
         }
 
 
+def window_from_summary(stats: dict[str, Any], histogram: str) -> Window:
+    """Rebuild a mergeable Window from a summary (Stats fields) and its encoded histogram."""
+    w = Window()
+    w.requests = int(stats.get("requests", 0))
+    w.failures = int(stats.get("failures", 0))
+    w.exceptions = int(stats.get("exceptions", 0))
+    w.codes = {int(k): int(v) for k, v in (stats.get("status_codes") or {}).items()}
+    w.kinds = {str(k): int(v) for k, v in (stats.get("failures_by_kind") or {}).items()}
+    if histogram:
+        w.hist = decode_histogram(histogram)
+    return w
+
+
+def merge_summaries(parts: list[tuple[dict[str, Any], str]], duration_s: float) -> dict[str, Any]:
+    """Exact stats of several windows together (e.g. one phase of a chaos run)."""
+    total = Window()
+    for stats, histogram in parts:
+        total.merge(window_from_summary(stats, histogram))
+    return total.summary(duration_s)
+
+
 def status_classes(codes: dict[int, int]) -> dict[str, int]:
     """{200: 5, 204: 1, 503: 2, 0: 1} -> {"2xx": 6, "5xx": 2, "no_response": 1}."""
     classes: dict[str, int] = {}

@@ -136,6 +136,7 @@ class _Collector:
             "cpu_pct": max(self.cpu.values(), default=0.0),
             "lag_ms": round(self.lag_ms, 1),
             "window": window.summary(span),
+            "window_histogram": window.encoded_histogram(),
             "cumulative": self.total.summary(active),
         })
         self.lag_ms = 0.0

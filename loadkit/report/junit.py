@@ -3,45 +3,52 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 
-from loadkit.models import RunResult
+from loadkit.models import Check, RunResult
 from loadkit.report.text import threshold_text
 from loadkit.scoring import fmt, with_unit
 
 
 def junit_xml(result: RunResult) -> str:
-    duration = (result.ended_at - result.started_at).total_seconds()
-    failed = len(result.failed_checks)
+    return checks_junit(f"loadkit.{result.profile}", result.checks, result.started_at, result.ended_at,
+                        {"target": result.target, "verdict": result.verdict.value, "score": fmt(result.score),
+                         "requests": str(result.stats.requests)}, result.warnings)
+
+
+def checks_junit(suite_name: str, checks: Sequence[Check], started_at: datetime, ended_at: datetime,
+                 properties: Mapping[str, str], warnings: Sequence[str]) -> str:
+    """JUnit XML for CI systems: one testcase per check, failures carry the reason."""
+    duration = (ended_at - started_at).total_seconds()
+    failed = sum(1 for c in checks if not c.passed)
     suite = ET.Element("testsuite", {
-        "name": f"loadkit.{result.profile}",
-        "tests": str(len(result.checks)),
-        "failures": str(failed),
-        "errors": "0",
-        "skipped": "0",
-        "time": f"{duration:.3f}",
-        "timestamp": result.started_at.isoformat(),
+        "name": suite_name, "tests": str(len(checks)), "failures": str(failed), "errors": "0", "skipped": "0",
+        "time": f"{duration:.3f}", "timestamp": started_at.isoformat(),
     })
     props = ET.SubElement(suite, "properties")
-    for name, value in (("target", result.target), ("verdict", result.verdict.value),
-                        ("score", fmt(result.score)), ("requests", str(result.stats.requests))):
+    for name, value in properties.items():
         ET.SubElement(props, "property", {"name": name, "value": value})
-    for check in result.checks:
-        case = ET.SubElement(suite, "testcase", {
-            "classname": f"loadkit.{result.profile}", "name": check.name, "time": f"{duration:.3f}",
-        })
+    for check in checks:
+        case = ET.SubElement(suite, "testcase", {"classname": suite_name, "name": check.name,
+                                                 "time": f"{duration:.3f}"})
         if not check.passed:
             failure = ET.SubElement(case, "failure", {"message": check.reason, "type": "ThresholdFailed"})
             failure.text = (f"{check.name}: observed {with_unit(check.observed, check.unit)}, "
                             f"threshold {threshold_text(check)}")
-    if result.warnings:
-        ET.SubElement(suite, "system-err").text = "\n".join(result.warnings)
-    root = ET.Element("testsuites", {"tests": str(len(result.checks)), "failures": str(failed)})
+    if warnings:
+        ET.SubElement(suite, "system-err").text = "\n".join(warnings)
+    root = ET.Element("testsuites", {"tests": str(len(checks)), "failures": str(failed)})
     root.append(suite)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
 def write_junit(result: RunResult, path: Path) -> None:
+    write_text(path, junit_xml(result))
+
+
+def write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(junit_xml(result), encoding="utf-8")
+    path.write_text(text, encoding="utf-8")

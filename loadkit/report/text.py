@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -18,6 +20,18 @@ def verdict_text(verdict: Verdict) -> Text:
     return Text(verdict.value.upper(), style="bold green" if verdict is Verdict.PASS else "bold red")
 
 
+def render_checks(checks: Sequence[Check], console: Console) -> None:
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("check", "observed", "threshold", "result", "reason"):
+        table.add_column(column, no_wrap=column != "reason")
+    for c in checks:
+        verdict = Text("PASS", style="green") if c.passed else Text("FAIL", style="bold red")
+        observed = with_unit(c.observed, c.unit) if c.metric != "steady-state" else "-"
+        threshold = threshold_text(c) if c.min is not None or c.max is not None else "-"
+        table.add_row(c.name, observed, threshold, verdict, "" if c.passed else c.reason)
+    console.print(table)
+
+
 def render_scorecard(result: RunResult, console: Console) -> None:
     s = result.stats
     head = Text.assemble(
@@ -31,13 +45,7 @@ def render_scorecard(result: RunResult, console: Console) -> None:
         f"max {with_unit(s.max_ms, 'ms')}  over {fmt(s.duration_s)}s",
         highlight=False,
     )
-    table = Table(show_edge=False, pad_edge=False)
-    for column in ("check", "observed", "threshold", "result", "reason"):
-        table.add_column(column, no_wrap=column != "reason")
-    for c in result.checks:
-        verdict = Text("PASS", style="green") if c.passed else Text("FAIL", style="bold red")
-        table.add_row(c.name, with_unit(c.observed, c.unit), threshold_text(c), verdict, "" if c.passed else c.reason)
-    console.print(table)
+    render_checks(result.checks, console)
     if s.status_codes:
         codes = "  ".join(f"{'conn-error' if k == '0' else k}: {v:,}" for k, v in s.status_codes.items())
         console.print(f"status codes  {codes}", highlight=False)

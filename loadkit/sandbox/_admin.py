@@ -2,12 +2,12 @@
 
     GET /metrics   the router's Istio metrics plus every pod's app metrics, one exposition
     GET /healthz   200 "ok" while the supervisor runs
-    GET /sandbox   JSON status (`models.SandboxInfo` with live pod fields)
+    GET /sandbox   JSON status (`models.SandboxInfo` with live pod fields and active faults)
+    /faults, /pods chaos endpoints (router faults, pod kills), served by `_chaos.ChaosApi`
 
 Pods are scraped concurrently on every `/metrics` request, the way Prometheus would scrape each
 pod, and merged. A pod that is down or restarting is reported by `loadkit_sandbox_pod_up 0` and
-otherwise left out, so one dead pod never fails the whole scrape. Chaos endpoints (kill pods,
-router faults) would be added here as POST routes.
+otherwise left out, so one dead pod never fails the whole scrape.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from aiohttp import web
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from loadkit.sandbox._chaos import ChaosApi
 from loadkit.sandbox._istio import IstioMetrics
 from loadkit.sandbox._merge import merge_families, parse_exposition, render_exposition
 from loadkit.sandbox._pods import Pod, ReplicaSet
@@ -41,11 +42,13 @@ class AdminApi:
         replica_sets: dict[Version, ReplicaSet],
         session: aiohttp.ClientSession,
         status: Callable[[], SandboxInfo],
+        chaos: ChaosApi | None = None,
     ) -> None:
         self._istio = istio
         self._replica_sets = replica_sets
         self._session = session
         self._status = status
+        self._chaos = chaos
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -56,6 +59,9 @@ class AdminApi:
                 web.get("/sandbox", self.sandbox),
             ]
         )
+        if self._chaos is not None:
+            app.add_routes(self._chaos.routes())
+            app.on_cleanup.append(self._chaos.close)
         return app
 
     async def healthz(self, request: web.Request) -> web.Response:

@@ -1,4 +1,4 @@
-"""Fault injection that tests can count on.
+"""Fault injection that tests can count on: the pods' error rate and the router's Istio faults.
 
 A random 10% error rate makes every assertion statistical. The sandbox is the ground truth for
 loadkit's own tests, so its faults are deterministic instead: an `ErrorInjector` with rate F fails
@@ -6,13 +6,27 @@ exactly floor(i * F) of its first i calls, spread as evenly as possible (an accu
 Bresenham's line algorithm). With round-robin routing over pods that each hold one injector, a
 run of requests sees the configured rate to within one error per pod.
 
-Router-level faults (Istio's `fault.delay` / `fault.abort`) belong here too when they are added.
+Router faults are Istio's VirtualService `fault:` block, per version: a `RouterFault` delays or
+aborts `percentage` % of that version's requests, each fault counting with its own injector, so
+a 10% abort answers exactly floor(n / 10) of the n requests that reach the version while it is
+active. `FaultTable.decide` takes every fault's decision when a request arrives, like the pods do,
+so concurrency cannot change the counts. Pure: ids, clocks and timers belong to the caller.
 """
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from loadkit.sandbox._spec import Version
+
 # Floating-point sums of e.g. 0.1 drift just below 1.0 (ten times 0.1 is 0.9999999999999999).
 _EPSILON = 1e-9
+
+ABORT_BODY = "fault filter abort"  # what Envoy's fault filter answers, byte for byte
+DELAY_FLAG, ABORT_FLAG = "DI", "FI"  # Envoy's response flags for injected delays and aborts
 
 
 class ErrorInjector:
@@ -35,3 +49,99 @@ class ErrorInjector:
             self._accumulated -= 1.0
             return True
         return False
+
+
+class FaultKind(enum.StrEnum):
+    """Istio's two HTTP fault kinds."""
+
+    DELAY = "delay"
+    ABORT = "abort"
+
+
+@dataclass
+class RouterFault:
+    """One fault on one version's traffic, like a VirtualService `fault:` with a percentage.
+
+    A delay fault carries `delay_ms`, an abort fault `http_status`; the caller validates that.
+    """
+
+    id: str
+    version: Version
+    kind: FaultKind
+    percentage: float
+    created_at: datetime
+    expires_at: datetime
+    delay_ms: int | None = None
+    http_status: int | None = None
+    _injector: ErrorInjector = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._injector = ErrorInjector(self.percentage / 100)
+
+    def hits(self) -> bool:
+        """Whether this request is one of the `percentage` % this fault applies to."""
+        return self._injector.should_fail()
+
+    def describe(self) -> str:
+        """For the log, e.g. "abort 503 on 10% of canary requests"."""
+        what = f"delay {self.delay_ms} ms" if self.kind is FaultKind.DELAY else f"abort {self.http_status}"
+        return f"{what} on {self.percentage:g}% of {self.version.value} requests"
+
+
+@dataclass(frozen=True)
+class FaultDecision:
+    """What the router does to one request: wait `delay_ms`, then maybe answer `abort_status`."""
+
+    delay_ms: int = 0
+    abort_status: int | None = None
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return ((DELAY_FLAG,) if self.delay_ms else ()) + ((ABORT_FLAG,) if self.abort_status else ())
+
+
+NO_FAULT = FaultDecision()
+
+
+class FaultTable:
+    """The active router faults, oldest first. Example: `table.add(fault); table.decide(version)`."""
+
+    def __init__(self) -> None:
+        self._faults: dict[str, RouterFault] = {}
+
+    def __iter__(self) -> Iterator[RouterFault]:
+        return iter(list(self._faults.values()))
+
+    def __len__(self) -> int:
+        return len(self._faults)
+
+    def add(self, fault: RouterFault) -> None:
+        if fault.id in self._faults:
+            raise ValueError(f"a fault with id {fault.id!r} already exists")
+        self._faults[fault.id] = fault
+
+    def remove(self, fault_id: str) -> RouterFault | None:
+        return self._faults.pop(fault_id, None)
+
+    def clear(self, version: Version | None = None) -> list[RouterFault]:
+        """Remove every fault, or every fault of `version`; returns the removed ones."""
+        removed = [f for f in self._faults.values() if version is None or f.version is version]
+        for fault in removed:
+            del self._faults[fault.id]
+        return removed
+
+    def decide(self, version: Version) -> FaultDecision:
+        """Delays add up; the oldest abort that hits wins, as with several Envoy fault filters.
+
+        Every fault of the version sees every request, so each one's count stays exact no matter
+        which other faults are active.
+        """
+        delay_ms, abort_status = 0, None
+        for fault in self._faults.values():
+            if fault.version is not version or not fault.hits():
+                continue
+            if fault.kind is FaultKind.DELAY:
+                delay_ms += fault.delay_ms or 0
+            elif abort_status is None:
+                abort_status = fault.http_status
+        return FaultDecision(delay_ms, abort_status)

@@ -14,6 +14,8 @@ kept; the source side is "unknown", as Istio reports for traffic from outside th
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from loadkit.sandbox._spec import APP, Version
@@ -60,6 +62,21 @@ LABELS = (
     "response_flags",
     "connection_security_policy",
 )
+
+
+# The flags the sandbox can set, in the order Envoy lists them in `%RESPONSE_FLAGS%`.
+_FLAG_ORDER = ("UH", "UF", "UC", "DI", "FI", "DC")
+
+
+def response_flags(flags: Iterable[str]) -> str:
+    """Envoy's `response_flags` value: the set flags comma-joined in Envoy's order, or "-" for none.
+
+    >>> response_flags(["FI", "DI"]), response_flags(["-"]), response_flags([])
+    ('DI,FI', '-', '-')
+    """
+    present = {flag for flag in flags if flag != "-"}
+    ordered = [flag for flag in _FLAG_ORDER if flag in present]
+    return ",".join(ordered + sorted(present - set(_FLAG_ORDER))) or "-"
 
 
 def destination_labels(

@@ -6,15 +6,19 @@ keep failing, like a crash-loop back-off). Restarted pods get a new port; the ro
 per request, so it follows them. Pods run in their own session so a terminal Ctrl-C reaches only
 the supervisor, which then stops them in order.
 
-Chaos actions such as "kill N pods of the canary" belong on `ReplicaSet` next to `stop()`: the
-restart loop already treats any exit it did not ask for as a crash.
+`ReplicaSet.kill` is `kubectl delete pod --grace-period 0` for chaos experiments: the pod leaves the
+router's endpoints at once, its process gets SIGKILL (or SIGTERM), and a replacement starts
+`restart_after_s` after the kill — like a new pod being scheduled, not the crash back-off. The
+replacement keeps the pod's name and counts as a restart, so `restarts` shows what happened.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
+import signal
 import sys
 from collections import deque
 from collections.abc import Callable
@@ -32,6 +36,13 @@ STOP_GRACE_S = 3.0
 _STDERR_TAIL_LINES = 20
 
 
+class KillSignal(enum.StrEnum):
+    """The signals a chaos action may send: no grace at all, or the pod's own graceful shutdown."""
+
+    SIGKILL = "SIGKILL"
+    SIGTERM = "SIGTERM"
+
+
 class PodStartError(Exception):
     """A pod exited or stayed silent before printing its ready line."""
 
@@ -44,6 +55,10 @@ class Pod:
     port: int | None = None
     ready: bool = False
     restarts: int = 0
+    # Set by `ReplicaSet.kill`: when (loop time) the replacement may start, and which signal it got.
+    restart_at: float | None = None
+    killed_by: KillSignal | None = None
+    endpoint_lag_s: float = 0.0  # how long the router still picks it after it died (set by kill)
     stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=_STDERR_TAIL_LINES))
     _relays: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -89,6 +104,7 @@ class ReplicaSet:
             for identity in (PodIdentity(namespace, spec.version, i) for i in range(spec.pods))
         ]
         self._tasks: list[asyncio.Task[None]] = []
+        self._escalations: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._next = 0
 
@@ -117,10 +133,33 @@ class ReplicaSet:
         self._next += 1
         return pod
 
+    def kill(self, count: int, sig: KillSignal, restart_after_s: float, endpoint_lag_s: float = 0.0) -> list[Pod]:
+        """Kill the first `count` alive pods (all of them if fewer are alive); returns those killed.
+
+        Like a Service's endpoints, the router keeps picking a killed pod for `endpoint_lag_s`
+        after it died (those requests fail: 503 UF), then stops. A pod that ignores SIGTERM gets
+        SIGKILL after STOP_GRACE_S, as the kubelet would do.
+        """
+        victims = [pod for pod in self.pods if pod.alive][:count]
+        restart_at = asyncio.get_running_loop().time() + max(restart_after_s, endpoint_lag_s)
+        for pod in victims:
+            assert pod.process is not None  # alive implies a process
+            if endpoint_lag_s <= 0:
+                pod.ready = False
+            pod.restart_at, pod.killed_by, pod.endpoint_lag_s = restart_at, sig, endpoint_lag_s
+            if sig is KillSignal.SIGKILL:
+                with contextlib.suppress(ProcessLookupError):
+                    pod.process.send_signal(signal.SIGKILL)
+            else:
+                task = asyncio.create_task(_terminate(pod.process), name=f"terminate {pod.name}")
+                self._escalations.add(task)
+                task.add_done_callback(self._escalations.discard)
+        return victims
+
     async def stop(self) -> None:
         """Stop restarting, then SIGTERM every pod and SIGKILL those that outstay STOP_GRACE_S."""
         self._stopping = True
-        for task in self._tasks:
+        for task in [*self._tasks, *self._escalations]:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(_terminate(pod.process) for pod in self.pods if pod.process))
@@ -148,15 +187,30 @@ class ReplicaSet:
                 await self._watch(pod)
                 if self._stopping:
                     return
-            delay = min(RESTART_DELAY_S * 2**failures, MAX_RESTART_DELAY_S)
-            await asyncio.sleep(delay)
+            await asyncio.sleep(self._restart_delay(pod, failures))
             pod.restarts += 1
+
+    def _restart_delay(self, pod: Pod, failures: int) -> float:
+        """A killed pod's replacement comes when the kill said; a crashed pod's after the back-off."""
+        if pod.restart_at is not None:
+            delay = max(0.0, pod.restart_at - asyncio.get_running_loop().time())
+            pod.restart_at = None
+            return delay
+        return min(RESTART_DELAY_S * 2**failures, MAX_RESTART_DELAY_S)
 
     async def _watch(self, pod: Pod) -> None:
         assert pod.process is not None
         code = await pod.process.wait()
+        if pod.killed_by is not None and pod.endpoint_lag_s > 0:
+            await asyncio.sleep(pod.endpoint_lag_s)  # the endpoints have not caught up yet
         pod.ready = False
-        if not self._stopping:
+        killed_by, pod.killed_by = pod.killed_by, None
+        if self._stopping:
+            return
+        if killed_by is not None and pod.restart_at is not None:
+            delay = max(0.0, pod.restart_at - asyncio.get_running_loop().time())
+            self._log(f"pod {pod.name} (pid {pod.pid}) killed ({killed_by.value}); new one in {delay:.1f} s")
+        else:
             self._log(f"pod {pod.name} (pid {pod.pid}) exited with code {code}; restarting it")
 
     async def _spawn(self, pod: Pod) -> None:

@@ -10,13 +10,21 @@ failures they would in a mesh:
     503 "upstream connect error ... connection termination"   UC  the pod dropped the connection
     (whatever status was being sent)                          DC  the client hung up first
 
-Every proxied request is recorded in Istio's metrics (`_istio`), timed from the moment the router
-received it until the response is written. Router-level fault injection (Istio's `fault.delay` /
-`fault.abort`) would slot in at the top of `Router.handle`.
+Faults from the admin API (`_faults.FaultTable`, Istio's `fault.delay` / `fault.abort`) apply after
+the routing decision, to the chosen version's requests only: delays first, then aborts, which
+Envoy answers itself without contacting a pod:
+
+    (the fault's http_status) "fault filter abort"           FI  an abort fault hit
+    (whatever the request got, after delay_ms)                DI  a delay fault hit
+
+Probes (`/healthz`, also as `/canary/healthz`) are never faulted, as kubelet probes bypass the
+VirtualService. Every request is recorded in Istio's metrics (`_istio`), timed from the moment the
+router received it until the response is written, so an injected delay shows in the histogram.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 
@@ -25,9 +33,11 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from loadkit.sandbox._istio import IstioMetrics
+from loadkit.sandbox._faults import ABORT_BODY, NO_FAULT, FaultTable
+from loadkit.sandbox._istio import IstioMetrics, response_flags
 from loadkit.sandbox._pods import ReplicaSet
-from loadkit.sandbox._routing import choose_route, end_to_end_headers
+from loadkit.sandbox._routing import Route, choose_route, end_to_end_headers
+from loadkit.sandbox._site import HEALTH_PATH
 from loadkit.sandbox._spec import Version
 
 _CONNECT_ERROR = "upstream connect error or disconnect/reset before headers. reset reason: "
@@ -58,11 +68,13 @@ class Router:
         session: aiohttp.ClientSession,
         *,
         canary_weight: int,
+        faults: FaultTable | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self._replica_sets = replica_sets
         self._istio = istio
         self._session = session
+        self._faults = faults if faults is not None else FaultTable()
         self.canary_weight = canary_weight
         self._rng = rng or random.Random()
 
@@ -74,19 +86,29 @@ class Router:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         route = choose_route(request.raw_path, request.headers, self.canary_weight, self._rng.random() * 100)
-        pod = self._replica_sets[route.version].pick()
-        if pod is None or pod.port is None:
-            response, flags = _local_reply(503, "no healthy upstream"), "UH"
+        is_probe = route.path.partition("?")[0] == HEALTH_PATH
+        fault = NO_FAULT if is_probe else self._faults.decide(route.version)
+        if fault.delay_ms:
+            await asyncio.sleep(fault.delay_ms / 1000)
+        if fault.abort_status is not None:
+            response, flag = _local_reply(fault.abort_status, ABORT_BODY), "-"
         else:
-            response, flags = await self._forward(request, pod.port, route.path)
+            response, flag = await self._upstream(request, route)
         response.headers["X-Served-By"] = route.version.workload
         try:
             await response.prepare(request)
             await response.write_eof()
         except ConnectionResetError:
-            flags = "DC"  # Envoy's "downstream connection termination": the client went away
+            flag = "DC"  # Envoy's "downstream connection termination": the client went away
+        flags = response_flags((*fault.flags, flag))
         self._istio.record(route.version, response.status, flags, (time.perf_counter() - started) * 1000)
         return response
+
+    async def _upstream(self, request: web.Request, route: Route) -> tuple[web.Response, str]:
+        pod = self._replica_sets[route.version].pick()
+        if pod is None or pod.port is None:
+            return _local_reply(503, "no healthy upstream"), "UH"
+        return await self._forward(request, pod.port, route.path)
 
     async def _forward(self, request: web.Request, port: int, path: str) -> tuple[web.Response, str]:
         body = await request.read()

@@ -24,6 +24,8 @@ from prometheus_client import disable_created_metrics
 
 from loadkit.errors import EXIT_INTERRUPTED, EXIT_PASS, UsageError
 from loadkit.sandbox._admin import AdminApi
+from loadkit.sandbox._chaos import ChaosApi, fault_infos
+from loadkit.sandbox._faults import FaultTable
 from loadkit.sandbox._istio import IstioMetrics
 from loadkit.sandbox._pods import Log, ReplicaSet
 from loadkit.sandbox._router import Router, create_upstream_session
@@ -65,6 +67,7 @@ class Sandbox:
         self.config = config
         self._log = log
         self.istio = IstioMetrics(config.namespace)
+        self.faults = FaultTable()
         self.replica_sets = {
             spec.version: ReplicaSet(spec, config.namespace, log) for spec in config.versions
         }
@@ -83,12 +86,19 @@ class Sandbox:
             raise
         self.traffic_url, self.admin_url = _url(traffic_sock), _url(admin_sock)
         self._session = create_upstream_session()
-        router = Router(self.replica_sets, self.istio, self._session, canary_weight=config.canary_weight)
+        router = Router(
+            self.replica_sets,
+            self.istio,
+            self._session,
+            canary_weight=config.canary_weight,
+            faults=self.faults,
+        )
         admin = AdminApi(
             istio=self.istio,
             replica_sets=self.replica_sets,
             session=self._session,
             status=lambda: self.info(live=True),
+            chaos=ChaosApi(faults=self.faults, replica_sets=self.replica_sets, log=self._log),
         )
         await self._serve(router.app(), traffic_sock)
         await self._serve(admin.app(), admin_sock)
@@ -118,7 +128,7 @@ class Sandbox:
         await asyncio.gather(*(rs.stop() for rs in self.replica_sets.values()))
 
     def info(self, *, live: bool) -> SandboxInfo:
-        """What runs where; `live` adds each pod's alive flag and restart count."""
+        """What runs where; `live` adds each pod's alive flag and restart count, and the faults."""
         workloads = {
             version: WorkloadInfo(
                 name=version.workload,
@@ -144,6 +154,7 @@ class Sandbox:
             namespace=self.config.namespace,
             canary_weight=self.config.canary_weight,
             workloads=workloads,
+            faults=fault_infos(self.faults) if live else None,
         )
 
 

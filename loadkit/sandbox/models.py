@@ -1,7 +1,10 @@
-"""The sandbox's wire format: the ready line of `sandbox up --output json` and `GET /sandbox`.
+"""The sandbox's wire format: the ready line of `sandbox up --output json`, `GET /sandbox` and the
+chaos endpoints of the admin API.
 
-Both are a `SandboxInfo`. The ready line leaves out the live fields (`alive`, `restarts`), which
-only the status endpoint fills in.
+The ready line and the status are a `SandboxInfo`. The ready line leaves out the live fields
+(`alive`, `restarts`, `faults`), which only the status endpoint fills in. Request bodies
+(`FaultRequest`, `KillRequest`) are strict: no extra keys, no strings for numbers, so a typo is a
+400 that names the field rather than a silently ignored setting.
 
 Example ready line (one line, wrapped here):
 
@@ -13,11 +16,18 @@ Example ready line (one line, wrapped here):
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
+from loadkit.sandbox._faults import FaultKind
+from loadkit.sandbox._pods import KillSignal
 from loadkit.sandbox._spec import Version
+
+MAX_FAULT_TTL_S = 86_400.0
+MAX_RESTART_AFTER_S = 300.0
 
 
 class PodInfo(BaseModel):
@@ -39,6 +49,21 @@ class WorkloadInfo(BaseModel):
     pods: list[PodInfo]
 
 
+class FaultInfo(BaseModel):
+    """An active router fault, as `GET /faults` lists it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    version: Version
+    kind: FaultKind
+    delay_ms: int | None
+    http_status: int | None
+    percentage: float
+    created_at: datetime
+    expires_at: datetime
+
+
 class SandboxInfo(BaseModel):
     """Where a running sandbox listens and what it runs."""
 
@@ -51,6 +76,7 @@ class SandboxInfo(BaseModel):
     namespace: str
     canary_weight: int
     workloads: dict[Version, WorkloadInfo]
+    faults: list[FaultInfo] | None = None
 
     def ready_line(self) -> str:
         """The single JSON line `sandbox up --output json` prints."""
@@ -58,3 +84,67 @@ class SandboxInfo(BaseModel):
 
     def status(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+_STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class FaultRequest(BaseModel):
+    """Body of `POST /faults`. Example: `{"version": "canary", "kind": "abort", "http_status": 503}`."""
+
+    model_config = _STRICT
+
+    version: Version
+    kind: FaultKind
+    delay_ms: int | None = Field(default=None, gt=0, validate_default=True)
+    http_status: int | None = Field(default=None, ge=400, le=599, validate_default=True)
+    percentage: float = Field(default=100.0, gt=0, le=100)
+    ttl_s: float = Field(default=600.0, gt=0, le=MAX_FAULT_TTL_S)
+
+    @field_validator("delay_ms", "http_status")
+    @classmethod
+    def _belongs_to_kind(cls, value: int | None, info: ValidationInfo) -> int | None:
+        kind = info.data.get("kind")  # absent when `kind` itself was invalid: that error suffices
+        wanted = {"delay_ms": FaultKind.DELAY, "http_status": FaultKind.ABORT}[str(info.field_name)]
+        if kind is wanted and value is None:
+            raise PydanticCustomError("fault_kind", "required for kind {kind}", {"kind": wanted.value})
+        if kind is not None and kind is not wanted and value is not None:
+            raise PydanticCustomError("fault_kind", "only allowed for kind {kind}", {"kind": wanted.value})
+        return value
+
+
+class KillRequest(BaseModel):
+    """Body of `POST /pods/kill`. Example: `{"version": "canary", "count": 1}`."""
+
+    model_config = _STRICT
+
+    version: Version
+    count: int = Field(ge=1)
+    restart_after_s: float = Field(default=2.0, ge=0, le=MAX_RESTART_AFTER_S)
+    signal: KillSignal = KillSignal.SIGKILL
+    # Kubernetes takes a moment to drop a dead pod from the Service's endpoints (kube-proxy / Envoy
+    # EDS); until then requests still go to it and fail. 0 makes the router forget it at once.
+    endpoint_lag_s: float = Field(default=1.0, ge=0, le=30)
+
+
+class KillResult(BaseModel):
+    """Answer of `POST /pods/kill`: the pods that got the signal, in pod order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    killed: list[str]
+    restart_after_s: float
+    signal: KillSignal
+
+
+class PodState(BaseModel):
+    """One pod as `GET /pods` lists it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    version: Version
+    port: int | None
+    pid: int | None
+    alive: bool
+    restarts: int

@@ -25,6 +25,8 @@ UNITS = {
     Metric.LATENCY_P99: "ms",
     Metric.LATENCY_MAX: "ms",
     Metric.RPS: "req/s",
+    Metric.AVAILABILITY: "%",
+    Metric.RECOVERY_TIME: "s",
 }
 
 

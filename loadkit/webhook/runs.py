@@ -186,7 +186,7 @@ class RunManager:
         active.done.set()
 
     def _on_snapshot(self, active: _Active, snapshot: Snapshot) -> None:
-        live = live_state(snapshot, active.thresholds, self.min_samples)
+        live = live_state(snapshot.model_copy(update={"window_histogram": ""}), active.thresholds, self.min_samples)
         with self._lock:
             active.live = live
         self.store.update_live(active.record.id, live)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from fractions import Fraction
 
 import pytest
@@ -11,8 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from loadkit.cli.sandbox import render_text
 from loadkit.sandbox import SandboxConfig, Version
-from loadkit.sandbox._faults import ErrorInjector
-from loadkit.sandbox._istio import destination_labels
+from loadkit.sandbox._faults import NO_FAULT, ErrorInjector, FaultDecision, FaultKind, FaultTable, RouterFault
+from loadkit.sandbox._istio import destination_labels, response_flags
 from loadkit.sandbox._merge import merge_families, parse_exposition, render_exposition
 from loadkit.sandbox._routing import choose_route, end_to_end_headers
 from loadkit.sandbox._shop import (
@@ -268,6 +269,8 @@ def test_render_text_names_urls_rules_and_versions() -> None:
     for expected in (
         "http://127.0.0.1:8080",
         "http://127.0.0.1:8081/metrics",
+        "http://127.0.0.1:8081/faults",
+        "http://127.0.0.1:8081/pods/kill",
         "x-canary: insider",
         "/canary",
         "20% canary, 80% primary",
@@ -276,3 +279,88 @@ def test_render_text_names_urls_rules_and_versions() -> None:
         "Press Ctrl-C to stop.",
     ):
         assert expected in text
+
+
+# -- router faults -------------------------------------------------------------------------------
+
+_T0 = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def _fault(fault_id: str, version: Version, kind: FaultKind, percentage: float, **kwargs: int) -> RouterFault:
+    return RouterFault(fault_id, version, kind, percentage, _T0, _T0, **kwargs)
+
+
+def _decisions(table: FaultTable, version: Version, n: int) -> list[FaultDecision]:
+    return [table.decide(version) for _ in range(n)]
+
+
+@pytest.mark.parametrize("percentage", [100.0, 50.0, 33.3, 10.0, 2.5, 1.0, 0.1], ids=str)
+def test_fault_hits_exactly_floor_n_times_percentage(percentage: float) -> None:
+    table = FaultTable()
+    table.add(_fault("a", Version.CANARY, FaultKind.ABORT, percentage, http_status=503))
+    aborted = 0
+    for n in range(1, 1001):
+        aborted += table.decide(Version.CANARY).abort_status == 503
+        assert aborted == math.floor(n * Fraction(str(percentage)) / 100), f"after {n} requests"
+
+
+def test_faults_apply_to_their_version_only() -> None:
+    table = FaultTable()
+    table.add(_fault("a", Version.CANARY, FaultKind.ABORT, 100, http_status=503))
+    assert set(_decisions(table, Version.PRIMARY, 5)) == {NO_FAULT}
+    assert set(_decisions(table, Version.CANARY, 5)) == {FaultDecision(abort_status=503)}
+
+
+def test_delays_add_up_and_the_oldest_abort_wins() -> None:
+    table = FaultTable()
+    table.add(_fault("d1", Version.CANARY, FaultKind.DELAY, 100, delay_ms=100))
+    table.add(_fault("d2", Version.CANARY, FaultKind.DELAY, 50, delay_ms=20))
+    table.add(_fault("a1", Version.CANARY, FaultKind.ABORT, 50, http_status=500))
+    table.add(_fault("a2", Version.CANARY, FaultKind.ABORT, 100, http_status=503))
+    assert _decisions(table, Version.CANARY, 4) == [
+        FaultDecision(100, 503),
+        FaultDecision(120, 500),
+        FaultDecision(100, 503),
+        FaultDecision(120, 500),
+    ]
+    assert FaultDecision(120, 500).flags == ("DI", "FI")
+    assert (FaultDecision(5).flags, NO_FAULT.flags) == (("DI",), ())
+
+
+def test_fault_table_removes_by_id_and_by_version() -> None:
+    table = FaultTable()
+    for fault_id, version in [("c1", Version.CANARY), ("p1", Version.PRIMARY), ("c2", Version.CANARY)]:
+        table.add(_fault(fault_id, version, FaultKind.DELAY, 100, delay_ms=1))
+    with pytest.raises(ValueError, match="already exists"):
+        table.add(_fault("c1", Version.CANARY, FaultKind.DELAY, 100, delay_ms=1))
+    assert table.remove("nope") is None
+    assert [f.id for f in table.clear(Version.CANARY)] == ["c1", "c2"]
+    assert [f.id for f in table] == ["p1"]
+    assert table.remove("p1") is not None and len(table) == 0
+
+
+def test_fault_describes_itself_for_the_log() -> None:
+    assert _fault("a", Version.CANARY, FaultKind.ABORT, 10, http_status=503).describe() == (
+        "abort 503 on 10% of canary requests"
+    )
+    assert _fault("d", Version.PRIMARY, FaultKind.DELAY, 100, delay_ms=250).describe() == (
+        "delay 250 ms on 100% of primary requests"
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "label"),
+    [
+        ([], "-"),
+        (["-"], "-"),
+        (["UF"], "UF"),
+        (["FI", "-"], "FI"),
+        (["FI", "DI"], "DI,FI"),
+        (["DI", "DC"], "DI,DC"),
+        (["DI", "UF"], "UF,DI"),
+        (["DI", "DI"], "DI"),
+    ],
+    ids=["none", "dash", "one", "fi", "envoy-order", "delay-then-hangup", "delay-then-connect-fail", "dedup"],
+)
+def test_response_flags_join_in_envoy_order(flags: list[str], label: str) -> None:
+    assert response_flags(flags) == label

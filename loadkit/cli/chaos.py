@@ -1,0 +1,166 @@
+"""`loadkit chaos run|validate|cleanup`: Chaos Toolkit experiments under load, scored and rolled back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from loadkit.cli._options import DurationType, config_option, output_option
+
+
+def _parse_var(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
+    """`k=v` or `k:type=v` (type: str, int, float, bool, json), like `chaos run --var`."""
+    out: dict[str, Any] = {}
+    casts: dict[str, Callable[[str], Any]] = {
+        "str": str, "int": int, "float": float, "json": json.loads,
+        "bool": lambda v: v.strip().lower() in ("1", "true", "yes", "on"),
+    }
+    for value in values:
+        key, sep, raw = value.partition("=")
+        name, _, kind = key.partition(":")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{value!r}: write it as key=value or key:type=value")
+        try:
+            out[name.strip()] = casts[kind or "str"](raw)
+        except KeyError:
+            raise click.BadParameter(f"{value!r}: unknown type {kind!r} (str, int, float, bool, json)") from None
+        except ValueError as exc:
+            raise click.BadParameter(f"{value!r}: {exc}") from None
+    return out
+
+
+def guard_options(f: Any) -> Any:
+    for option in reversed([
+        click.option("--allow-primary", is_flag=True, help="Allow actions on the primary workload (it serves users)."),
+        click.option("--allow-namespace", "allow_namespaces", multiple=True, metavar="REGEX",
+                     help="Namespaces actions may touch, repeatable (default: any but system namespaces)."),
+        click.option("--max-kill-share", type=click.FloatRange(0, 1, min_open=True),
+                     help="Largest share of a workload's pods a kill may take (default 0.5)."),
+        click.option("--var", "variables", multiple=True, callback=_parse_var, metavar="KEY[:TYPE]=VALUE",
+                     help="Experiment configuration value, repeatable (like chaos run --var)."),
+    ]):
+        f = option(f)
+    return f
+
+
+@click.group("chaos")
+def chaos() -> None:
+    """Chaos Toolkit experiments against the canary, under load, always rolled back.
+
+    \b
+    Example:
+      loadkit chaos run experiments/local-latency.yaml --target http://127.0.0.1:8080/canary
+    """
+
+
+@chaos.command("run")
+@click.argument("experiment", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--target", metavar="URL", help="Where the load goes (default: the experiment's loadkit_target).")
+@click.option("--profile", "-p", default="steady", show_default=True, help="Traffic profile; its peak users hold.")
+@click.option("--users", "-u", type=click.IntRange(min=1), help="Users of load (overrides the profile's peak).")
+@guard_options
+@click.option("--dry-run", is_flag=True, help="Run the probes and the load only; no action (fault) runs.")
+@click.option("--cooldown", type=DurationType(), default="10s", show_default=True,
+              help="Keep the load on after the rollbacks to measure the recovery (at least a recovery window).")
+@click.option("--recovery-window", type=DurationType(), default="5s", show_default=True,
+              help="Recovered = the thresholds hold over a whole window this long.")
+@config_option
+@output_option
+@click.option("--journal", "journal_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write Chaos Toolkit's journal here.")
+@click.option("--junit", "junit_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write JUnit XML (one testcase per check).")
+def run(experiment: Path, target: str | None, profile: str, users: int | None, allow_primary: bool,
+        allow_namespaces: tuple[str, ...], max_kill_share: float | None, variables: dict[str, Any], dry_run: bool,
+        cooldown: float, recovery_window: float, config_path: Path | None, output: str, journal_path: Path | None,
+        junit_path: Path | None) -> int:
+    """Run EXPERIMENT (Chaos Toolkit JSON/YAML) under load and score what happened.
+
+    The load starts before the steady-state hypothesis and runs through the method and the
+    rollbacks; rollbacks always run (also on failure, Ctrl-C or SIGTERM). The result has the
+    journal's status, the steady states, load per phase, availability during the fault, the
+    recovery time, checks, a score and a verdict. Exit codes as for `loadkit run`.
+
+    \b
+    Examples:
+      loadkit chaos run experiments/local-pod-kill.yaml --target http://127.0.0.1:8080/canary
+      loadkit chaos run experiments/latency-canary.yaml --var canary=bruno-site --var namespace=bruno \\
+          --target http://bruno-site-canary.bruno:80 --allow-namespace bruno --junit chaos.xml
+    """
+    from loadkit.chaos.driver import ChaosOptions, run_chaos
+    from loadkit.cli._console import stderr_console, stdout_console
+    from loadkit.cli._execute import prepare_outputs
+    from loadkit.config import load_config
+    from loadkit.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS
+    from loadkit.models import Verdict
+    from loadkit.report.chaos import chaos_junit, render_chaos
+    from loadkit.report.junit import write_text
+
+    prepare_outputs(junit_path, None)
+    config = load_config(config_path)
+    options = ChaosOptions(experiment_path=experiment, target=target, profile=profile, users=users,
+                           variables=variables, dry_run=dry_run, allow_primary=allow_primary,
+                           allow_namespaces=allow_namespaces, max_kill_share=max_kill_share,
+                           journal_path=journal_path, cooldown_s=cooldown, recovery_window_s=recovery_window)
+    stderr_console().print(f"loadkit chaos: {experiment} ({'dry run, ' if dry_run else ''}load: {profile})",
+                           highlight=False)
+    result = run_chaos(options, config)
+    if output == "json":
+        click.echo(result.model_dump_json(indent=2))
+    else:
+        render_chaos(result, stdout_console())
+    if junit_path is not None:
+        write_text(junit_path, chaos_junit(result))
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_PASS if result.verdict is Verdict.PASS else EXIT_FAIL
+
+
+@chaos.command("validate")
+@click.argument("experiments", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@guard_options
+def validate(experiments: tuple[Path, ...], allow_primary: bool, allow_namespaces: tuple[str, ...],
+             max_kill_share: float | None, variables: dict[str, Any]) -> int:
+    """Check experiments as Chaos Toolkit does (schema, modules, arguments) plus loadkit's guards.
+
+    \b
+    Example:
+      loadkit chaos validate experiments/*.yaml
+    """
+    from loadkit.chaos.driver import ChaosOptions, prepare
+    from loadkit.errors import EXIT_PASS, EXIT_USAGE, LoadkitError
+
+    bad = 0
+    for path in experiments:
+        try:
+            prepared = prepare(ChaosOptions(experiment_path=path, variables=variables, allow_primary=allow_primary,
+                                            allow_namespaces=allow_namespaces, max_kill_share=max_kill_share))
+            click.echo(f"ok       {path}  ({prepared.experiment.get('title')})")
+        except LoadkitError as exc:
+            bad += 1
+            click.echo(f"invalid  {path}: {exc.message.removeprefix(f'{path}: ')}")
+    return EXIT_USAGE if bad else EXIT_PASS
+
+
+@chaos.command("cleanup")
+@click.option("--namespace", "-n", help="Only this namespace (default: every namespace).")
+@click.option("--sandbox", "sandbox_admin_url", metavar="ADMIN_URL",
+              help="Also remove every fault from this local sandbox (its admin URL).")
+@click.option("--skip-kubernetes", is_flag=True, help="Do not talk to a Kubernetes API (sandbox only).")
+def cleanup(namespace: str | None, sandbox_admin_url: str | None, skip_kubernetes: bool) -> int:
+    """Remove every leftover object labelled app.kubernetes.io/managed-by=loadkit (and sandbox faults).
+
+    \b
+    Examples:
+      loadkit chaos cleanup --namespace bruno
+      loadkit chaos cleanup --skip-kubernetes --sandbox http://127.0.0.1:8081
+    """
+    from loadkit.chaos.cleanup import remove_everything
+
+    for line in remove_everything(namespace, sandbox_admin_url, kubernetes=not skip_kubernetes):
+        click.echo(line)
+    return 0

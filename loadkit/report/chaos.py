@@ -1,0 +1,41 @@
+"""Render a chaos run: scorecard text and JUnit, from the ChaosResult model."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from loadkit.chaos.models import ChaosResult
+from loadkit.report.junit import checks_junit
+from loadkit.report.text import render_checks, verdict_text
+from loadkit.scoring import fmt, with_unit
+
+
+def render_chaos(result: ChaosResult, console: Console) -> None:
+    console.print(Text.assemble(("loadkit chaos ", "bold"), f"{result.experiment!r} -> {result.target}  ",
+                                verdict_text(result.verdict), f"  score {fmt(result.score)}"))
+    fault = (f"fault {fmt(result.fault.duration_s)}s" if result.fault else "no fault injected") + \
+        (" (dry run)" if result.dry_run else "")
+    console.print(
+        f"journal {result.journal_status}{' (deviated)' if result.deviated else ''}  {fault}  "
+        f"availability {with_unit(result.availability_pct, '%')}  "
+        f"recovery {with_unit(result.recovery_time_s, 's') if result.fault else '-'}  "
+        f"rollbacks {result.rollbacks.run}/{result.rollbacks.planned}", highlight=False)
+    phases = Table(show_edge=False, pad_edge=False)
+    for column in ("phase", "requests", "success", "errors", "p99", "rps"):
+        phases.add_column(column)
+    for phase in result.phases:
+        s = phase.stats
+        phases.add_row(phase.name, f"{s.requests:,}", with_unit(s.success_rate_pct, "%"),
+                       with_unit(s.error_rate_pct, "%"), with_unit(s.p99_ms, "ms"), fmt(s.rps))
+    console.print(phases)
+    render_checks(result.checks, console)
+    for warning in result.warnings:
+        console.print(Text(f"warning: {warning}", style="yellow"))
+
+
+def chaos_junit(result: ChaosResult) -> str:
+    return checks_junit(f"loadkit.chaos.{result.experiment}", result.checks, result.started_at, result.ended_at,
+                        {"target": result.target, "verdict": result.verdict.value, "score": fmt(result.score),
+                         "journal_status": result.journal_status}, result.warnings)
