@@ -127,7 +127,7 @@ def test_summaries_with_histograms_merge_exactly() -> None:
 
     a = filled([(float(i), 200) for i in range(1, 300)] + [(5.0, 503)] * 3)
     b = filled([(float(i), 200) for i in range(300, 600)] + [(0.0, 0)])
-    both = filled([(float(i), 200) for i in range(1, 300)] + [(5.0, 503)] * 3 + [(float(i), 200) for i in range(300, 600)]
-                  + [(0.0, 0)])
+    both = filled([(float(i), 200) for i in range(1, 300)] + [(5.0, 503)] * 3
+                  + [(float(i), 200) for i in range(300, 600)] + [(0.0, 0)])
     merged = merge_summaries([(a.summary(1.0), a.encoded_histogram()), (b.summary(1.0), b.encoded_histogram())], 2.0)
     assert merged == both.summary(2.0)
