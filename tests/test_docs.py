@@ -38,9 +38,14 @@ def test_every_command_and_option_is_documented(path: str, command: click.Comman
             assert any(opt in DOCS for opt in param.opts if opt.startswith("--")), f"{path} {param.opts}"
 
 
+def code_blocks(text: str) -> list[str]:
+    """The contents of fenced code blocks (```lang ... ```), in order."""
+    return re.findall(r"^```[\w-]*\n(.*?)^```$", text, re.S | re.M)
+
+
 def readme_command_lines() -> list[str]:
     lines = []
-    for block in re.findall(r"```\n(.*?)```", README, re.S):
+    for block in code_blocks(README):
         for line in block.splitlines():
             line = re.sub(r"^\.venv/bin/", "", line.split("  #")[0].strip())
             if line.startswith("loadkit ") and "[" not in line:
