@@ -45,7 +45,8 @@ def chaos_run(sandbox: SandboxProcess, experiment: str | Path, *args: str,
     """`loadkit chaos run` as a user runs it: (exit code, JSON result or None, stderr)."""
     out = subprocess.run(
         loadkit_cmd("chaos", "run", str(EXPERIMENTS / experiment if isinstance(experiment, str) else experiment),
-                    "--target", f"{sandbox.traffic_url}/canary", "--cooldown", "3s", "-o", "json", *args),
+                    "--target", f"{sandbox.traffic_url}/canary", "--cooldown", "3s", "--recovery-window", "3s",
+                    "-o", "json", *args),
         cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env or chaos_env(sandbox), check=False,
     )
     return out.returncode, (json.loads(out.stdout) if out.stdout.strip() else None), out.stderr
