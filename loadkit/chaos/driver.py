@@ -1,13 +1,16 @@
 """`loadkit chaos run`: a Chaos Toolkit experiment under real load, always rolled back, scored.
 
-Order: validate the experiment and scan it with the safety guards (nothing runs if they refuse);
-start the load; run the experiment with Chaos Toolkit (rollback strategy `always`), recording
-when the fault started and ended; keep the load for a cool-down to see the recovery; stop it;
-remove any loadkit fault still in place; score.
+Order: validate the experiment and check it with the safety guards, statically and against the
+live pod counts (nothing runs if they refuse); start the load and let it settle; run the
+experiment with Chaos Toolkit (rollback strategy `always`), recording when the fault was
+injected; run any rollback Chaos Toolkit could not; remove whatever fault this run created that
+is still in place; keep the load for a cool-down to see the recovery; stop it; score.
 
-Signals: during the rollbacks Ctrl-C and SIGTERM are deferred until the rollbacks finished (the
-run then counts as interrupted), so a fault is never left behind by an impatient operator.
-chaoslib must run in the main thread; Locust runs in its own process.
+Signals (see `_Signals`): before the rollbacks a Ctrl-C or SIGTERM interrupts the experiment
+(chaoslib then rolls back); from the rollbacks on they are deferred until loadkit is done
+cleaning up (the run counts as interrupted, exit 130). Three signals during the rollbacks
+abandon a hung rollback; loadkit still removes its own faults. chaoslib must run in the main
+thread; Locust runs in its own process.
 """
 
 from __future__ import annotations
@@ -28,23 +31,28 @@ from types import FrameType
 from typing import Any
 
 from chaoslib import merge_vars
+from chaoslib.activity import execute_activity
 from chaoslib.configuration import load_configuration
 from chaoslib.exceptions import ChaosException
 from chaoslib.experiment import ensure_experiment_is_valid, run_experiment
 from chaoslib.loader import load_experiment
 from chaoslib.run import RunEventHandler
+from chaoslib.secret import load_secrets
 from chaoslib.types import Dry, Strategy
 
 from loadkit.chaos import live
-from loadkit.chaos.guards import scan_experiment
+from loadkit.chaos.guards import GUARD_KEYS, scan_experiment
 from loadkit.chaos.live import LoadSession
 from loadkit.chaos.models import ChaosResult
+from loadkit.chaos.preflight import check_before_run
 from loadkit.chaos.result import SETTLE_S, ChaosInputs, Timeline, build_chaos_result
 from loadkit.config import Config
-from loadkit.errors import ConfigError, Interrupted, SafetyError, UsageError
+from loadkit.errors import ConfigError, SafetyError, UsageError
 from loadkit.load.runner import LoadPlan
 
 SANDBOX_MODULE, K8S_MODULE = "loadkit.chaos.sandbox", "loadkit.chaos.k8s"
+ABANDON_AFTER = 3  # signals during the rollbacks before a hung rollback is abandoned
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -68,11 +76,12 @@ class Prepared:
     experiment: dict[str, Any]
     configuration: dict[str, Any]
     experiment_vars: tuple[dict[str, Any], dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
 
 
 def prepare(options: ChaosOptions) -> Prepared:
     """Load, validate and guard-scan an experiment; raises ConfigError or SafetyError (exit 2)."""
-    _quiet_chaoslib()
+    _chaoslib_logging()
     path = str(options.experiment_path)
     if not options.experiment_path.is_file():
         raise ConfigError(f"experiment {path} not found", hint="give the path to a Chaos Toolkit JSON/YAML file")
@@ -80,46 +89,62 @@ def prepare(options: ChaosOptions) -> Prepared:
         experiment = dict(load_experiment(path))
     except (ChaosException, ValueError, OSError) as exc:
         raise ConfigError(f"{path}: cannot load the experiment: {exc}") from None
-    config_vars, secret_vars = merge_vars(dict(options.variables), None)
-    experiment["configuration"] = {**(experiment.get("configuration") or {}), **_guard_settings(options)}
+    declared = dict(experiment.get("configuration") or {})
+    variables, notes = _typed_vars(options.variables, declared)
+    config_vars, secret_vars = merge_vars(variables, None)
+    experiment["configuration"] = {**declared, **_guard_settings(options)}
+    # chaoslib pops the keys it uses from the vars it is given: hand it a copy, keep ours for the run.
+    try:
+        configuration = dict(load_configuration(experiment["configuration"], dict(config_vars)))
+    except ChaosException as exc:
+        raise ConfigError(f"{path}: invalid configuration: {exc}") from None
+    _refuse(path, scan_experiment(experiment, configuration))  # before chaoslib imports anything it names
     try:
         ensure_experiment_is_valid(experiment)
     except (ChaosException, TypeError, ValueError) as exc:
-        raise ConfigError(f"{path}: invalid experiment: {exc}",
-                          hint="check it with: chaos validate " + path) from None
-    # chaoslib pops the keys it uses from the vars it is given: hand it a copy, keep ours for the run.
-    configuration = dict(load_configuration(experiment["configuration"], dict(config_vars)))
-    problems = scan_experiment(experiment, configuration)
+        raise ConfigError(f"{path}: invalid experiment: {exc}", hint="check it with: chaos validate " + path) from None
+    return Prepared(experiment, configuration, (config_vars, secret_vars), notes)
+
+
+def _refuse(path: str, problems: list[str]) -> None:
     if problems:
         raise SafetyError(f"{path}: refused before anything ran:\n  - " + "\n  - ".join(problems))
-    return Prepared(experiment, configuration, (config_vars, secret_vars))
 
 
 def run_chaos(options: ChaosOptions, config: Config) -> ChaosResult:
     prepared = prepare(options)
     experiment, configuration = prepared.experiment, prepared.configuration
-    if options.dry_run:
+    if not options.dry_run:
+        problems, notes = check_before_run(experiment, configuration)
+        _refuse(str(options.experiment_path), problems)
+        prepared.notes += notes
+    else:
         experiment["dry"] = Dry.ACTIONS
     session = LoadSession(_plan(options, config, configuration), config.thresholds, config.min_samples)
-    timeline = Timeline()
-    journal: dict[str, Any] = {"status": "aborted", "deviated": False}
+    timeline = Timeline(notes=list(prepared.notes))
+    recorder = _Recorder(timeline, options.dry_run)
+    signals = _Signals(recorder)
+    journal: dict[str, Any] = {"status": "interrupted", "deviated": False}
     live.set_current(session)
+    signals.install()
     try:
         timeline.load_start = time.time()
         session.start()
-        journal = _run(experiment, prepared, timeline, options.dry_run)
-        if journal.get("status") != "interrupted":
-            # Long enough to see one whole recovery window after the fault is gone.
-            _cool_down(session, max(options.cooldown_s, options.recovery_window_s + SETTLE_S + 1.0))
-    except (KeyboardInterrupt, Interrupted):
-        journal = {**journal, "status": "interrupted"}
+        journal = _run(experiment, prepared, recorder)
+    except KeyboardInterrupt:
+        journal = {**(recorder.journal or journal), "status": "interrupted"}
     finally:
-        leftovers = _remove_leftovers(experiment, configuration)
+        signals.defer()
+        leftovers = _clean_up(experiment, prepared, journal, timeline)
+        if not signals.received:
+            _cool_down(session, max(options.cooldown_s, options.recovery_window_s + SETTLE_S + 1.0), signals)
         session.stop()
         timeline.load_end = time.time()
         live.set_current(None)
-    if timeline.notes and any("deferred" in n for n in timeline.notes):
+        signals.restore()
+    if signals.received:
         journal = {**journal, "status": "interrupted"}
+        timeline.notes.append(f"{', '.join(signals.received)} received: stopped after the rollbacks and clean-up")
     _write_journal(options.journal_path, journal)
     return build_chaos_result(ChaosInputs(
         experiment=experiment, journal=journal, timeline=timeline, windows=session.windows(),
@@ -131,26 +156,67 @@ def run_chaos(options: ChaosOptions, config: Config) -> ChaosResult:
     ))
 
 
-def _run(experiment: dict[str, Any], prepared: Prepared, timeline: Timeline, dry: bool) -> dict[str, Any]:
+def _run(experiment: dict[str, Any], prepared: Prepared, recorder: _Recorder) -> dict[str, Any]:
     settings = {"runtime": {"rollbacks": {"strategy": "always"}}}
-    handler = _Recorder(timeline, dry)
     return dict(run_experiment(experiment, settings=settings, strategy=Strategy.DEFAULT,
                                experiment_vars=prepared.experiment_vars,  # a tuple, whatever its annotation says
-                               event_handlers=[handler]))
+                               event_handlers=[recorder]))
+
+
+def _clean_up(experiment: dict[str, Any], prepared: Prepared, journal: dict[str, Any], timeline: Timeline) -> list[str]:
+    """Rollbacks chaoslib could not run, then this run's own faults that are still there."""
+    _finish_rollbacks(experiment, prepared, journal, timeline)
+    run_id = str(prepared.configuration.get("loadkit_run_id", ""))
+    modules = {(a.get("provider") or {}).get("module") for a in [*(experiment.get("method") or []),
+                                                                *(experiment.get("rollbacks") or [])]}
+    removed: list[str] = []
+    if SANDBOX_MODULE in modules:
+        from loadkit.chaos import sandbox
+
+        removed += sandbox.remove_run_faults(run_id)
+    if K8S_MODULE in modules:
+        from loadkit.chaos import k8s
+
+        try:
+            removed += [f"VirtualService {name}" for name in k8s.delete_run_faults(run_id)]
+        except Exception as exc:  # the API may be unreachable: say so, never hide it
+            timeline.notes.append(f"could not check Kubernetes for faults left by this run: {exc}")
+    if removed:
+        timeline.leftovers_removed_at = time.time()
+    return removed
+
+
+def _finish_rollbacks(experiment: dict[str, Any], prepared: Prepared, journal: dict[str, Any],
+                      timeline: Timeline) -> None:
+    """Rollbacks always run: play the ones a signal kept chaoslib from playing."""
+    planned = list(experiment.get("rollbacks") or [])
+    done = journal.setdefault("rollbacks", [])
+    if len(done) >= len(planned) or not journal.get("run"):
+        return  # all played, or the method never started (nothing to roll back)
+    configuration = dict(prepared.configuration)
+    secrets = load_secrets(experiment.get("secrets") or {}, configuration, dict(prepared.experiment_vars[1]))
+    missing = planned[len(done):]
+    for activity in missing:
+        try:
+            done.append(execute_activity(experiment, activity, configuration, secrets, experiment.get("dry")))
+        except Exception as exc:
+            done.append({"activity": activity, "status": "failed", "exception": [str(exc)]})
+    timeline.rollbacks_end = time.time()
+    timeline.notes.append(f"loadkit ran {len(missing)} rollback(s) that Chaos Toolkit could not run")
 
 
 def _plan(options: ChaosOptions, config: Config, configuration: Mapping[str, Any]) -> LoadPlan:
     target = options.target or configuration.get("loadkit_target")
     if not target:
-        raise UsageError("no target to load", hint="pass --target URL, or set loadkit_target in the experiment's "
-                         "configuration (e.g. with --var loadkit_target=http://...)")
+        raise UsageError("no target to load", hint="pass --target URL (or set loadkit_target in the experiment's "
+                         "configuration)")
     return live.hold_plan(config, options.profile, str(target), options.users)
 
 
-def _cool_down(session: LoadSession, seconds: float) -> None:
-    """Keep the load on after the rollbacks so the result shows the recovery."""
+def _cool_down(session: LoadSession, seconds: float, signals: _Signals) -> None:
+    """Keep the load on after the fault is gone so the result shows the recovery (a signal ends it)."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and session.running:
+    while time.monotonic() < deadline and session.running and not signals.received:
         time.sleep(0.2)
 
 
@@ -163,51 +229,52 @@ def _guard_settings(options: ChaosOptions) -> dict[str, Any]:
     return settings
 
 
-def _remove_leftovers(experiment: Mapping[str, Any], configuration: dict[str, Any]) -> list[str]:
-    """The last line of defence: whatever loadkit faults this run created and are still there."""
-    modules = {(a.get("provider") or {}).get("module") for a in [*(experiment.get("method") or []),
-                                                                *(experiment.get("rollbacks") or [])]}
-    removed: list[str] = []
-    if SANDBOX_MODULE in modules:
-        from loadkit.chaos import sandbox
-
-        try:
-            faults = sandbox.list_faults(configuration=configuration)
-            if faults:
-                sandbox.remove_faults(configuration=configuration)
-                removed += [f"sandbox fault {f['id']} ({f['kind']} on {f['version']})" for f in faults]
-        except ChaosException as exc:
-            logging.getLogger(__name__).warning("could not check the sandbox for leftover faults: %s", exc)
-    if K8S_MODULE in modules:
-        removed += _remove_k8s_leftovers(str(configuration.get("loadkit_run_id", "")))
-    return removed
-
-
-def _remove_k8s_leftovers(run_id: str) -> list[str]:
-    from loadkit.chaos import k8s
-
-    try:
-        return k8s._delete_matching(f"{k8s.MANAGED_BY}=loadkit,{k8s.RUN_LABEL}={run_id}", None, None)
-    except Exception as exc:  # the API may be unreachable: say so, never hide it
-        logging.getLogger(__name__).warning("could not check Kubernetes for leftover faults: %s", exc)
-        return []
+def _typed_vars(variables: Mapping[str, Any], declared: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """--var values take the type of the experiment's own value (`fault_seconds: 10` -> int)."""
+    forbidden = sorted(GUARD_KEYS & set(variables))
+    if forbidden:
+        raise UsageError(f"--var {', '.join(forbidden)}: safety settings cannot be set as variables",
+                         hint="use --allow-primary, --allow-namespace and --max-kill-share")
+    typed: dict[str, Any] = {}
+    notes = [f"--var {k} is not in the experiment's configuration (nothing uses it)"
+             for k in variables if k not in declared]
+    for key, value in variables.items():
+        current = declared.get(key)
+        if isinstance(value, str) and isinstance(current, bool | int | float):
+            try:
+                value = (value.strip().lower() in ("1", "true", "yes", "on")) if isinstance(current, bool) \
+                    else type(current)(value)
+            except ValueError:
+                raise UsageError(f"--var {key}={value}: the experiment uses a {type(current).__name__} here",
+                                 hint=f"give a {type(current).__name__}, e.g. --var {key}={current}") from None
+        typed[key] = value
+    return typed, notes
 
 
 class _Recorder(RunEventHandler):  # type: ignore[misc]
-    """Records when the fault started and ended; defers signals while the rollbacks run."""
+    """Keeps the live journal and when the fault was injected and removed."""
 
     def __init__(self, timeline: Timeline, dry: bool) -> None:
         self.timeline = timeline
         self.dry = dry
         self.in_method = False
-        self.saved: dict[int, Any] = {}
+        self.journal: dict[str, Any] | None = None
+        self.on_started: Any = None
+        self.on_rollbacks: Any = None
+
+    def running(self, experiment: Any, journal: Any, *_args: Any) -> None:
+        self.journal = journal
+        if self.on_started:
+            self.on_started()  # chaoslib just set its own SIGTERM handler: put ours back
 
     def start_method(self, experiment: Any) -> None:
         self.in_method = True
 
-    def start_activity(self, activity: Any) -> None:
-        if self.in_method and not self.dry and activity.get("type") == "action" and self.timeline.fault_start is None:
-            self.timeline.fault_start = time.time()
+    def activity_completed(self, activity: Any, run: Any) -> None:
+        """The fault is on from the start of the first method action that succeeded."""
+        if (self.in_method and not self.dry and activity.get("type") == "action"
+                and run.get("status") == "succeeded" and self.timeline.fault_start is None):
+            self.timeline.fault_start = datetime.fromisoformat(run["start"]).timestamp()
 
     def method_completed(self, experiment: Any, state: Any) -> None:
         self.in_method = False
@@ -215,20 +282,58 @@ class _Recorder(RunEventHandler):  # type: ignore[misc]
 
     def start_rollbacks(self, experiment: Any) -> None:
         self.in_method = False
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self.saved[sig] = signal.signal(sig, self._defer)
+        if self.on_rollbacks:
+            self.on_rollbacks()
 
     def rollbacks_completed(self, experiment: Any, journal: Any) -> None:
         self.timeline.rollbacks_end = time.time()
+
+
+class _Signals:
+    """Ctrl-C / SIGTERM policy of a chaos run: interrupt the experiment until the rollbacks start,
+    then defer until clean-up is done (three during the rollbacks abandon a hung one)."""
+
+    def __init__(self, recorder: _Recorder) -> None:
+        self.received: list[str] = []
+        self.deferring = False
+        self.in_rollbacks = False
+        self.saved: dict[int, Any] = {}
+        recorder.on_started = self.reinstall
+        recorder.on_rollbacks = self.start_rollbacks
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.saved[sig] = signal.signal(sig, self.handle)
+
+    def reinstall(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self.handle)
+
+    def start_rollbacks(self) -> None:
+        self.deferring = self.in_rollbacks = True
+
+    def defer(self) -> None:
+        self.deferring, self.in_rollbacks = True, False
+
+    def restore(self) -> None:
         for sig, previous in self.saved.items():
             signal.signal(sig, previous)
 
-    def _defer(self, signum: int, _frame: FrameType | None) -> None:
-        self.timeline.notes.append(f"{signal.Signals(signum).name} deferred until the rollbacks finished")
-        print(f"loadkit: {signal.Signals(signum).name}: finishing the rollbacks first", file=sys.stderr)
+    def handle(self, signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        self.received.append(name)
+        if not self.deferring:
+            # KeyboardInterrupt, not chaoslib's InterruptExecution: a Python probe or action would
+            # swallow the latter (as ActivityFailed) and the experiment would carry on.
+            raise KeyboardInterrupt
+        if self.in_rollbacks and len(self.received) >= ABANDON_AFTER:
+            print(f"loadkit: {name} x{len(self.received)}: abandoning the rollbacks (loadkit still removes its "
+                  "own faults)", file=sys.stderr)
+            raise KeyboardInterrupt
+        print(f"loadkit: {name}: finishing the rollbacks and clean-up first", file=sys.stderr)
 
 
-def _quiet_chaoslib() -> None:
+def _chaoslib_logging() -> None:
     logger = logging.getLogger("chaostoolkit")
     if not any(getattr(h, "_loadkit", False) for h in logger.handlers):
         handler = logging.StreamHandler(sys.stderr)

@@ -22,12 +22,13 @@ from typing import Any
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
-from loadkit.chaos.guards import Guards, check_selector
+from loadkit.chaos.guards import Guards, check_canary_host, check_selector
 from loadkit.errors import SafetyError
 from loadkit.units import parse_duration
 
-__all__ = ["add_canary_abort", "add_canary_delay", "add_dependency_abort", "cleanup", "kill_canary_pods",
-           "list_faults", "remove_faults", "wait_for_canary_pods"]
+__all__ = ["active_faults", "add_canary_abort", "add_canary_delay", "add_dependency_abort", "cleanup",
+           "delete_run_faults", "kill_canary_pods", "list_faults", "remove_faults", "running_pods",
+           "wait_for_canary_pods"]
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 CANARY_LABEL = "loadkit.io/canary"
@@ -44,27 +45,43 @@ def kill_canary_pods(name: str, ns: str, qty: int = 1, mode: str = "fixed", grac
     guards = _guards(configuration, ns, name)
     selector = f"app={name}"
     _safely(check_selector, selector)
-    available = len(_core(secrets).list_namespaced_pod(ns, label_selector=selector).items)
+    available = len(running_pods(selector, ns, secrets))
     count = _safely(guards.kill_quantity, int(qty), available, mode)
     killed = terminate_pods(label_selector=selector, ns=ns, qty=count, mode="fixed", rand=True,
                             grace_period=grace_period, secrets=secrets)
     return list(killed or [])
 
 
-def wait_for_canary_pods(name: str, ns: str, count: int = 1, timeout_s: float = 120.0,
+def wait_for_canary_pods(name: str, ns: str, count: int | None = None, timeout_s: float = 120.0,
                          secrets: Secrets = None) -> int:
-    """Wait until at least `count` canary pods are Running and Ready again (a restoring rollback)."""
+    """Wait until the canary Deployment's pods (`count`, default its spec.replicas) are Running and
+    Ready again: a restoring rollback."""
     import time
 
+    from chaosk8s import create_k8s_api_client
+    from kubernetes import client
+
+    wanted = count
+    if wanted is None:
+        deployment = client.AppsV1Api(create_k8s_api_client(secrets)).read_namespaced_deployment(name, ns)
+        wanted = int(deployment.spec.replicas or 0)
     deadline = time.monotonic() + timeout_s
     while True:
-        pods = _core(secrets).list_namespaced_pod(ns, label_selector=f"app={name}").items
-        ready = [p for p in pods if p.status and p.status.phase == "Running" and _ready(p)]
-        if len(ready) >= count:
+        ready = running_pods(f"app={name}", ns, secrets)
+        if len(ready) >= wanted:
             return len(ready)
         if time.monotonic() > deadline:
-            raise ActivityFailed(f"only {len(ready)} of {count} canary pods ready after {timeout_s:g}s")
+            raise ActivityFailed(f"only {len(ready)} of {wanted} canary pods ready after {timeout_s:g}s")
         time.sleep(0.5)
+
+
+def running_pods(selector: str, ns: str, secrets: Secrets = None, name_pattern: str | None = None) -> list[Any]:
+    """Pods that match, are Running and Ready, and are not being deleted: what a kill can take."""
+    pods = _core(secrets).list_namespaced_pod(ns, label_selector=selector).items
+    pattern = re.compile(name_pattern) if name_pattern else None
+    return [p for p in pods
+            if p.status and p.status.phase == "Running" and _ready(p) and not p.metadata.deletion_timestamp
+            and (pattern is None or pattern.search(p.metadata.name))]
 
 
 def _ready(pod: Any) -> bool:
@@ -112,9 +129,29 @@ def list_faults(ns: str | None = None, secrets: Secrets = None) -> list[dict[str
     return _listed(_custom(secrets), f"{MANAGED_BY}=loadkit", ns)
 
 
-def cleanup(ns: str | None = None, secrets: Secrets = None) -> list[str]:
+def cleanup(ns: str | None = None, secrets: Secrets = None, expired_only: bool = False) -> list[str]:
     """Delete every object loadkit created (in `ns`, or everywhere): `loadkit chaos cleanup`."""
-    return _delete_matching(f"{MANAGED_BY}=loadkit", ns, secrets)
+    return _delete_matching(f"{MANAGED_BY}=loadkit", ns, secrets, expired_only=expired_only)
+
+
+def delete_run_faults(run_id: str, secrets: Secrets = None) -> list[str]:
+    """Delete what one `loadkit chaos run` created, wherever it is (its last line of defence)."""
+    return _delete_matching(f"{MANAGED_BY}=loadkit,{RUN_LABEL}={run_id}", None, secrets)
+
+
+def active_faults(name: str, ns: str, secrets: Secrets = None) -> list[dict[str, Any]]:
+    """Unexpired loadkit faults on a canary: another run is (or was, killed) at work on it."""
+    now = datetime.now(UTC)
+    return [vs for vs in _listed(_custom(secrets), f"{MANAGED_BY}=loadkit,{CANARY_LABEL}={name}", ns)
+            if not _expired(vs, now)]
+
+
+def _expired(item: dict[str, Any], now: datetime) -> bool:
+    stamp = (item["metadata"].get("annotations") or {}).get(EXPIRES)
+    try:
+        return stamp is not None and datetime.fromisoformat(stamp) <= now
+    except ValueError:
+        return False
 
 
 # -- helpers ----------------------------------------------------------------------------------------
@@ -122,7 +159,9 @@ def cleanup(ns: str | None = None, secrets: Secrets = None) -> list[str]:
 def _create_fault(name: str, ns: str, kind: str, host: str, fault: dict[str, Any],
                   source_labels: dict[str, str] | None, expires_in: str, configuration: Configuration,
                   secrets: Secrets) -> str:
-    _guards(configuration, ns, name)
+    guards = _guards(configuration, ns, name)
+    if kind != "dependency-abort":
+        _safely(check_canary_host, host, name, guards)
     if not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", host):
         raise ActivityFailed(f"host {host!r} is not a service host name")
     route: dict[str, Any] = {"fault": fault, "route": [{"destination": {"host": host}}]}
@@ -130,7 +169,7 @@ def _create_fault(name: str, ns: str, kind: str, host: str, fault: dict[str, Any
         route["match"] = [{"sourceLabels": source_labels}]
     run = str((configuration or {}).get("loadkit_run_id", "manual"))
     expires = datetime.now(UTC) + timedelta(seconds=parse_duration(expires_in))
-    vs_name = f"loadkit-{kind}-{name}"[:63].rstrip("-")
+    vs_name = f"loadkit-{kind}-{name}"[:56].rstrip("-") + f"-{run[:6]}"  # one per run: never a name clash
     body = {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "VirtualService",
         "metadata": {"name": vs_name, "namespace": ns,
@@ -147,12 +186,15 @@ def _create_fault(name: str, ns: str, kind: str, host: str, fault: dict[str, Any
     return vs_name
 
 
-def _delete_matching(selector: str, ns: str | None, secrets: Secrets) -> list[str]:
+def _delete_matching(selector: str, ns: str | None, secrets: Secrets, expired_only: bool = False) -> list[str]:
     from kubernetes.client.rest import ApiException
 
     api = _custom(secrets)
     removed = []
+    now = datetime.now(UTC)
     for item in _listed(api, selector, ns):
+        if expired_only and not _expired(item, now):
+            continue
         meta = item["metadata"]
         try:
             api.delete_namespaced_custom_object(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"])

@@ -58,12 +58,13 @@ class LoadSession:
         self._thread = threading.Thread(target=self._run, name="loadkit-chaos-load", daemon=True)
 
     def start(self, ready_timeout_s: float = 60.0) -> None:
-        """Pre-flight the target, start Locust, wait for its first snapshot with users."""
+        """Pre-flight the target, start Locust, and wait until the load has settled: every user
+        started and two full windows at that level (the spawn burst is not the steady state)."""
         preflight(self.plan.target, self.plan.headers)
         self.started_at = time.time()
         self._thread.start()
         deadline = time.monotonic() + ready_timeout_s
-        while not self._has_users():
+        while not self._settled():
             if self._error is not None:
                 raise self._error
             if not self._thread.is_alive() or time.monotonic() > deadline:
@@ -93,9 +94,11 @@ class LoadSession:
     def recent(self, seconds: float) -> Stats:
         return self.stats(since=time.time() - seconds)
 
-    def _has_users(self) -> bool:
+    def _settled(self) -> bool:
+        peak = max(s.users for s in self.plan.stages)
         with self._lock:
-            return any(s.snapshot.users > 0 for s in self._stamped)
+            at_peak = [s for s in self._stamped if s.snapshot.users >= peak]
+        return len(at_peak) >= 2
 
     def _record(self, snapshot: Snapshot) -> None:
         with self._lock:

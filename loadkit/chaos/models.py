@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 
 from pydantic import Field
 
 from loadkit.models import SCHEMA_VERSION, Check, ResultModel, Stats, Threshold, Verdict
+
+
+class JournalStatus(enum.StrEnum):
+    """Chaos Toolkit's run status (its journal's `status`)."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ABORTED = "aborted"
+    INTERRUPTED = "interrupted"
+
+
+class ChaosCheck(enum.StrEnum):
+    """Checks of a chaos run that are not threshold metrics."""
+
+    STEADY_STATE = "steady-state"
+    METHOD = "method"
+    ROLLBACKS = "rollbacks"
 
 
 class PhaseLoad(ResultModel):
@@ -42,7 +60,7 @@ class ChaosResult(ResultModel):
     profile: str
     started_at: datetime
     ended_at: datetime
-    journal_status: str  # completed | failed | aborted | interrupted (Chaos Toolkit's)
+    journal_status: JournalStatus
     deviated: bool
     interrupted: bool
     dry_run: bool = False

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from loadkit.chaos.live import Stamped
-from loadkit.chaos.models import ChaosResult, FaultWindow, PhaseLoad, Rollbacks
+from loadkit.chaos.models import ChaosCheck, ChaosResult, FaultWindow, JournalStatus, PhaseLoad, Rollbacks
 from loadkit.chaos.phases import phase_stats, recovery_time
 from loadkit.models import Check, Metric, Stats, Threshold, Verdict
 from loadkit.scoring import Observation, evaluate, observations_from_stats
@@ -34,6 +34,7 @@ class Timeline:
     fault_start: float | None = None
     method_end: float | None = None
     rollbacks_end: float | None = None
+    leftovers_removed_at: float | None = None  # loadkit removed a fault the rollbacks had not
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -42,7 +43,7 @@ class Timeline:
         need to finish; without rollbacks, the end of the method."""
         if self.fault_start is None:
             return None
-        removed = self.rollbacks_end or self.method_end or self.load_end
+        removed = self.leftovers_removed_at or self.rollbacks_end or self.method_end or self.load_end
         return min(removed + SETTLE_S, self.load_end) if self.load_end else removed + SETTLE_S
 
 
@@ -74,17 +75,19 @@ def build_chaos_result(inputs: ChaosInputs) -> ChaosResult:
     if fault_start is not None:
         recovery = recovery_time(inputs.windows, fault_start, inputs.load_thresholds, inputs.recovery_window_s)
     rollbacks = _rollbacks(inputs.experiment, j, inputs.leftovers)
-    checks = [*_gate_checks(before_met, after_met, bool(j.get("deviated"))), _method_check(j),
-              *_load_checks(inputs, fault_stats, recovery, fault_start is not None), _rollback_check(rollbacks)]
+    status = _status(j)
+    checks = [*_gate_checks(before_met, after_met, bool(j.get("deviated"))), _method_check(j, inputs.dry_run),
+              *_load_checks(inputs, fault_stats, recovery, fault_start is not None, status),
+              _rollback_check(rollbacks)]
     passed = sum(c.weight for c in checks if c.passed)
     total = sum(c.weight for c in checks)
-    verdict = Verdict.PASS if all(c.passed for c in checks) and j.get("status") == "completed" else Verdict.FAIL
+    verdict = Verdict.PASS if all(c.passed for c in checks) and status is JournalStatus.COMPLETED else Verdict.FAIL
     return ChaosResult(
         verdict=verdict, score=round(100.0 * passed / total, 1) if total else 0.0,
         experiment=str(inputs.experiment.get("title", "")), experiment_path=inputs.path, target=inputs.target,
         profile=inputs.profile, started_at=_dt(t.load_start), ended_at=_dt(t.load_end),
-        journal_status=str(j.get("status", "aborted")), deviated=bool(j.get("deviated")),
-        interrupted=j.get("status") == "interrupted", dry_run=inputs.dry_run,
+        journal_status=status, deviated=bool(j.get("deviated")),
+        interrupted=status is JournalStatus.INTERRUPTED, dry_run=inputs.dry_run,
         steady_state_before_met=before_met, steady_state_after_met=after_met, rollbacks=rollbacks,
         fault=FaultWindow(start=_dt(fault_start), end=_dt(fault_end), duration_s=round(fault_end - fault_start, 3))
         if fault_start is not None and fault_end is not None else None,
@@ -113,7 +116,8 @@ def _gate_checks(before: bool | None, after: bool | None, deviated: bool) -> lis
         passed = met is not False
         reason = (f"steady state {what} was met" if met else f"steady state {what} was NOT met") \
             if met is not None else f"not checked {what} (no hypothesis, or the run stopped first)"
-        return Check(name=name, metric="steady-state", observed=None if met is None else float(met), min=None,
+        return Check(name=name, metric=ChaosCheck.STEADY_STATE.value, observed=None if met is None else float(met),
+                     min=None,
                      max=None, passed=passed, reason=reason)
 
     checks = [gate("steady-state-before", before, "before the fault")]
@@ -123,7 +127,8 @@ def _gate_checks(before: bool | None, after: bool | None, deviated: bool) -> lis
     return [*checks, after_check]
 
 
-def _load_checks(inputs: ChaosInputs, fault: Stats, recovery: float | None, had_fault: bool) -> list[Check]:
+def _load_checks(inputs: ChaosInputs, fault: Stats, recovery: float | None, had_fault: bool,
+                 status: JournalStatus) -> list[Check]:
     observations: dict[Metric, Observation] = dict(observations_from_stats(fault))
     observations[Metric.AVAILABILITY] = Observation(fault.success_rate_pct if fault.requests else None,
                                                     fault.requests, "%")
@@ -135,23 +140,34 @@ def _load_checks(inputs: ChaosInputs, fault: Stats, recovery: float | None, had_
     for check in card.checks:
         reason = check.reason
         if check.metric == Metric.RECOVERY_TIME and check.observed is None and had_fault:
-            reason = "did not recover: the thresholds never held again over a whole window before the load ended"
+            reason = ("interrupted before a recovery could be measured" if status is JournalStatus.INTERRUPTED
+                      else "did not recover: the thresholds never held again over a whole window before the load "
+                      "ended")
         checks.append(check.model_copy(update={"reason": f"{reason} ({where})"}))
     return checks
 
 
-def _method_check(journal: Mapping[str, Any]) -> Check:
+def _method_check(journal: Mapping[str, Any], dry_run: bool) -> Check:
     """Chaos Toolkit records a failed action without failing the run; an experiment whose fault was
     never injected (refused by a guard, an API error) tested nothing, so it cannot pass."""
     runs = journal.get("run") or []
     failed = [r for r in runs if r.get("status") != "succeeded" and (r.get("activity") or {}).get("type") == "action"]
+    metric = ChaosCheck.METHOD.value
     if not failed:
-        return Check(name="method", metric="method", observed=float(len(runs)), min=None, max=None, passed=True,
-                     reason=f"{len(runs)} method activities ran")
+        reason = "dry run: no action ran" if dry_run else f"{len(runs)} method activities ran and succeeded"
+        return Check(name="method", metric=metric, observed=float(len(runs)), min=None, max=None, passed=True,
+                     reason=reason)
     details = "; ".join(f"{(r.get('activity') or {}).get('name')}: {_last_line(r.get('exception'))}" for r in failed)
-    return Check(name="method", metric="method", observed=float(len(runs) - len(failed)), min=None, max=None,
+    return Check(name="method", metric=metric, observed=float(len(runs) - len(failed)), min=None, max=None,
                  passed=False, reason=f"{len(failed)} action(s) failed, so the fault was not (fully) injected: "
                  f"{details}")
+
+
+def _status(journal: Mapping[str, Any]) -> JournalStatus:
+    try:
+        return JournalStatus(str(journal.get("status")))
+    except ValueError:
+        return JournalStatus.ABORTED
 
 
 def _last_line(exception: Any) -> str:
@@ -174,7 +190,8 @@ def _rollback_check(r: Rollbacks) -> Check:
         reason = (f"{r.run} of {r.planned} rollbacks ran, {r.failed} failed"
                   + (f"; loadkit removed what was left: {', '.join(r.leftovers_removed)}"
                      if r.leftovers_removed else ""))
-    return Check(name="rollbacks", metric="rollbacks", observed=float(r.run), min=float(r.planned), max=None,
+    return Check(name="rollbacks", metric=ChaosCheck.ROLLBACKS.value, observed=float(r.run), min=float(r.planned),
+                 max=None,
                  passed=ok, reason=reason)
 
 

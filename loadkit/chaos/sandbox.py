@@ -34,23 +34,27 @@ __all__ = ["add_abort", "add_delay", "kill_pods", "list_faults", "remove_faults"
 
 VERSIONS = ("canary", "primary")
 
+# Faults created in this process, by run (configuration loadkit_run_id): what `loadkit chaos run`
+# removes if the experiment's rollbacks did not. Never other runs' or people's faults.
+_created: dict[str, list[tuple[str, str]]] = {}
+
 
 def add_delay(delay_ms: int, version: str = "canary", percentage: float = 100.0, ttl_s: float = 600.0,
               admin_url: str | None = None, configuration: Configuration = None) -> dict[str, Any]:
     """Delay `percentage` % of a version's requests by `delay_ms` at the router (Istio fault.delay)."""
     _guard(version, configuration)
-    return _call("POST", "/faults", configuration, admin_url, {
+    return _remember(configuration, admin_url, _call("POST", "/faults", configuration, admin_url, {
         "version": version, "kind": "delay", "delay_ms": int(delay_ms), "percentage": float(percentage),
-        "ttl_s": float(ttl_s)})
+        "ttl_s": float(ttl_s)}))
 
 
 def add_abort(http_status: int = 503, version: str = "canary", percentage: float = 10.0, ttl_s: float = 600.0,
               admin_url: str | None = None, configuration: Configuration = None) -> dict[str, Any]:
     """Answer `percentage` % of a version's requests with `http_status` at the router (fault.abort)."""
     _guard(version, configuration)
-    return _call("POST", "/faults", configuration, admin_url, {
+    return _remember(configuration, admin_url, _call("POST", "/faults", configuration, admin_url, {
         "version": version, "kind": "abort", "http_status": int(http_status), "percentage": float(percentage),
-        "ttl_s": float(ttl_s)})
+        "ttl_s": float(ttl_s)}))
 
 
 def remove_faults(version: str | None = None, admin_url: str | None = None,
@@ -68,8 +72,10 @@ def kill_pods(count: int = 1, version: str = "canary", restart_after_s: float = 
               configuration: Configuration = None) -> list[str]:
     """Kill `count` pods of a version (SIGKILL); the sandbox starts new ones after `restart_after_s`."""
     guards = _guard(version, configuration)
-    alive = [p for p in _pods(configuration, admin_url) if p["version"] == version and p["alive"]]
-    guards.kill_quantity(int(count), len(alive))
+    try:
+        guards.kill_quantity(int(count), running_pods(version, admin_url, configuration))
+    except SafetyError as exc:
+        raise ActivityFailed(f"refused by loadkit's safety guards: {exc}") from None
     answer = _call("POST", "/pods/kill", configuration, admin_url, {
         "version": version, "count": int(count), "restart_after_s": float(restart_after_s)})
     return list(answer["killed"])
@@ -86,6 +92,32 @@ def wait_for_pods(version: str = "canary", timeout_s: float = 60.0, admin_url: s
         if time.monotonic() > deadline:
             raise ActivityFailed(f"{version} pods not all back after {timeout_s:g}s: {pods}")
         time.sleep(0.2)
+
+
+def remove_run_faults(run_id: str) -> list[str]:
+    """Remove the faults this process created for `run_id` that are still in place."""
+    removed = []
+    for base, fault_id in _created.pop(run_id, []):
+        try:
+            present = {f["id"]: f for f in _call("GET", "/faults", None, base)["faults"]}
+            if fault_id in present:
+                _call("DELETE", f"/faults/{fault_id}", None, base)
+                fault = present[fault_id]
+                removed.append(f"sandbox fault {fault_id} ({fault['kind']} on {fault['version']})")
+        except ActivityFailed as exc:
+            removed.append(f"sandbox fault {fault_id}: could not be checked ({exc})")
+    return removed
+
+
+def running_pods(version: str, admin_url: str | None = None, configuration: Configuration = None) -> int:
+    return sum(1 for p in _pods(configuration, admin_url) if p["version"] == version and p["alive"])
+
+
+def _remember(configuration: Configuration, admin_url: str | None, fault: dict[str, Any]) -> dict[str, Any]:
+    run = str((configuration or {}).get("loadkit_run_id", ""))
+    if run:
+        _created.setdefault(run, []).append((_base(configuration, admin_url), str(fault["id"])))
+    return fault
 
 
 def _guard(version: str, configuration: Configuration) -> Guards:

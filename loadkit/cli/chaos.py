@@ -92,10 +92,11 @@ def run(experiment: Path, target: str | None, profile: str, users: int | None, a
           --target http://bruno-site-canary.bruno:80 --allow-namespace bruno --junit chaos.xml
     """
     from loadkit.chaos.driver import ChaosOptions, run_chaos
+    from loadkit.chaos.models import JournalStatus
     from loadkit.cli._console import stderr_console, stdout_console
     from loadkit.cli._execute import prepare_outputs
     from loadkit.config import load_config
-    from loadkit.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS
+    from loadkit.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS, EXIT_TARGET
     from loadkit.models import Verdict
     from loadkit.report.chaos import chaos_junit, render_chaos
     from loadkit.report.junit import write_text
@@ -117,6 +118,8 @@ def run(experiment: Path, target: str | None, profile: str, users: int | None, a
         write_text(junit_path, chaos_junit(result))
     if result.interrupted:
         return EXIT_INTERRUPTED
+    if result.journal_status is JournalStatus.ABORTED:
+        return EXIT_TARGET  # the experiment itself broke (an activity raised): not a verdict on the canary
     return EXIT_PASS if result.verdict is Verdict.PASS else EXIT_FAIL
 
 

@@ -26,7 +26,7 @@ def render_checks(checks: Sequence[Check], console: Console) -> None:
         table.add_column(column, no_wrap=column != "reason")
     for c in checks:
         verdict = Text("PASS", style="green") if c.passed else Text("FAIL", style="bold red")
-        observed = with_unit(c.observed, c.unit) if c.metric != "steady-state" else "-"
+        observed = "-" if c.metric == "steady-state" else with_unit(c.observed, c.unit)
         threshold = threshold_text(c) if c.min is not None or c.max is not None else "-"
         table.add_row(c.name, observed, threshold, verdict, "" if c.passed else c.reason)
     console.print(table)

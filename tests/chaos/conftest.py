@@ -56,8 +56,9 @@ def interrupt_mid_fault(sandbox: SandboxProcess, experiment: str, sig: signal.Si
                         env: dict[str, str] | None = None,
                         fault_active: Callable[[], bool] | None = None) -> tuple[int, dict[str, Any], str]:
     """Start a chaos run, wait until its fault is in place, send `sig`, collect the result."""
+    path = experiment if experiment.startswith("/") else str(EXPERIMENTS / experiment)
     proc = subprocess.Popen(
-        loadkit_cmd("chaos", "run", str(EXPERIMENTS / experiment), "--target", f"{sandbox.traffic_url}/canary",
+        loadkit_cmd("chaos", "run", path, "--target", f"{sandbox.traffic_url}/canary",
                     "--cooldown", "2s", "-o", "json", *args),
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or chaos_env(sandbox))
     active = fault_active or (lambda: bool(faults(sandbox)))

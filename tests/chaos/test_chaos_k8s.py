@@ -131,3 +131,54 @@ def test_cleanup_without_a_cluster_is_a_clear_error() -> None:
     out = run_loadkit("chaos", "cleanup", env={"KUBECONFIG": "/dev/null/none", "KUBERNETES_HOST": "http://127.0.0.1:9"})
     assert out.returncode == 3 and "cannot clean up through the Kubernetes API" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_direct_chaosk8s_kill_over_the_cap_is_refused_before_the_run(sandbox: SandboxProcess,
+                                                                         k8s: FakeKubernetes, tmp_path) -> None:
+    import yaml
+
+    from tests.chaos.conftest import EXPERIMENTS
+
+    experiment = yaml.safe_load((EXPERIMENTS / "pod-kill-canary.yaml").read_text())
+    experiment["method"][0]["provider"] = {"type": "python", "module": "chaosk8s.pod.actions",
+                                           "func": "terminate_pods",
+                                           "arguments": {"label_selector": "app=bruno-site", "ns": "bruno", "qty": 2}}
+    path = tmp_path / "kill-both.yaml"
+    path.write_text(yaml.safe_dump(experiment))
+    code, result, stderr = chaos_run(sandbox, path, env=env_for(sandbox, k8s))
+    assert code == 2 and result is None and "killing 2 of 2 pods is over the cap" in stderr
+    assert k8s.deleted_pods == []
+
+
+def test_the_pod_kill_rollback_waits_for_every_replica(sandbox: SandboxProcess) -> None:
+    with FakeKubernetes(recreate_after_s=4) as slow:
+        code, result, stderr = chaos_run(sandbox, "pod-kill-canary.yaml", "--var", "observe_seconds=1",
+                                         env=env_for(sandbox, slow))
+        assert result is not None and code == 0, stderr
+        ready = [p for p in slow.pods("bruno", "app=bruno-site") if p["status"]["phase"] == "Running"]
+        assert len(ready) == 2  # the rollback returned only once the replacement was up
+        assert result["rollbacks"]["failed"] == 0
+
+
+def test_another_runs_active_fault_refuses_and_an_expired_one_is_removed(sandbox: SandboxProcess,
+                                                                          k8s: FakeKubernetes) -> None:
+    labels = {"app.kubernetes.io/managed-by": "loadkit", "loadkit.io/canary": "bruno-site", "loadkit.io/run": "old"}
+    k8s.plant_virtualservice("bruno", "loadkit-delay-bruno-site-old", labels=labels)
+    vs = k8s.virtualservices("bruno")[0]
+    vs["metadata"]["annotations"] = {"loadkit.io/expires-at": "2099-01-01T00:00:00+00:00"}
+    import httpx
+
+    httpx.put(f"{k8s.url}/apis/networking.istio.io/v1beta1/namespaces/bruno/virtualservices/{vs['metadata']['name']}",
+              json=vs).raise_for_status()
+    code, result, stderr = chaos_run(sandbox, "latency-canary.yaml", "--var", "fault_seconds=1",
+                                     env=env_for(sandbox, k8s))
+    assert code == 2 and "another loadkit fault is active on bruno/bruno-site" in stderr
+    vs = k8s.virtualservices("bruno")[0]
+    vs["metadata"]["annotations"] = {"loadkit.io/expires-at": "2000-01-01T00:00:00+00:00"}
+    httpx.put(f"{k8s.url}/apis/networking.istio.io/v1beta1/namespaces/bruno/virtualservices/{vs['metadata']['name']}",
+              json=vs).raise_for_status()
+    code, result, stderr = chaos_run(sandbox, "latency-canary.yaml", "--var", "fault_seconds=1",
+                                     env=env_for(sandbox, k8s))
+    assert result is not None and code == 0, stderr
+    assert any("expired loadkit fault" in w for w in result["warnings"])
+    assert loadkit_vs(k8s) == []

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -19,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_latency_fault_breaks_request_duration_and_is_removed(sandbox: SandboxProcess) -> None:
-    code, result, stderr = chaos_run(sandbox, "local-latency.yaml", "--var", "fault_seconds:int=6")
+    code, result, stderr = chaos_run(sandbox, "local-latency.yaml", "--var", "fault_seconds=6")  # typed like the file
     assert code == 1, stderr
     assert result is not None and result["verdict"] == "fail"
     assert result["journal_status"] == "completed" and result["deviated"] is True
@@ -91,16 +93,104 @@ def test_the_primary_is_refused_before_anything_runs(sandbox: SandboxProcess, tm
     assert result is not None and result["fault"] is not None  # allowed when asked for explicitly
 
 
-def test_a_kill_over_the_share_cap_is_refused_when_it_runs(sandbox: SandboxProcess, tmp_path: Path) -> None:
-    experiment = yaml.safe_load((EXPERIMENTS / "local-pod-kill.yaml").read_text())
-    experiment["method"][0]["provider"]["arguments"]["count"] = 2
-    path = tmp_path / "kill-all.yaml"
+def write_variant(tmp_path: Path, source: str, change: Any, name: str = "variant.yaml") -> Path:
+    experiment = yaml.safe_load((EXPERIMENTS / source).read_text())
+    change(experiment)
+    path = tmp_path / name
     path.write_text(yaml.safe_dump(experiment))
+    return path
+
+
+def test_a_kill_over_the_share_cap_is_refused_before_the_run(sandbox: SandboxProcess, tmp_path: Path) -> None:
+    path = write_variant(tmp_path, "local-pod-kill.yaml",
+                         lambda e: e["method"][0]["provider"]["arguments"].update(count=2))
     before = pods(sandbox)
-    code, result, stderr = chaos_run(sandbox, path, "--var", "observe_seconds:int=1")
-    assert result is not None and code == 1
-    assert "over the cap" in stderr
+    code, result, stderr = chaos_run(sandbox, path)
+    assert code == 2 and result is None
+    assert "killing 2 of 2 pods is over the cap" in stderr and "refused before anything ran" in stderr
     assert all(pods(sandbox)[name]["restarts"] == pod["restarts"] for name, pod in before.items())
+
+
+def test_sigterm_inside_a_running_action_interrupts_before_the_fault(sandbox: SandboxProcess,
+                                                                      tmp_path: Path) -> None:
+    """chaoslib turns a SIGTERM inside a Python action into a failed action and carries on; loadkit
+    must stop the experiment instead, and never inject the fault that came next."""
+    def slow_first(e: dict[str, Any]) -> None:
+        # A Python activity that keeps running for a while: it waits for data that never comes.
+        e["method"].insert(0, {"type": "action", "name": "slow-step", "provider": {
+            "type": "python", "module": "loadkit.chaos.probes", "func": "rps",
+            "arguments": {"window_s": 1, "min_samples": 10**9, "wait_s": 20}}})
+
+    path = write_variant(tmp_path, "local-latency.yaml", slow_first)
+    code, result, stderr = interrupt_mid_fault(sandbox, str(path), signal.SIGTERM,
+                                               fault_active=_in_method(sandbox))
+    assert code == 130, stderr
+    assert result["interrupted"] is True and result["fault"] is None  # the delay never went in
+    assert faults(sandbox) == []
+
+
+def _in_method(sandbox: SandboxProcess) -> Any:
+    """True once the experiment's load has settled and its method is going (a few seconds in)."""
+    import time
+
+    started = time.monotonic()
+    return lambda: time.monotonic() - started > 6
+
+
+def test_two_quick_signals_still_roll_back_and_report(sandbox: SandboxProcess) -> None:
+    proc = _start(sandbox, "local-latency.yaml", "--var", "fault_seconds=60")
+    _wait_for(lambda: bool(faults(sandbox)))
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 130, stderr
+    result = json.loads(stdout)
+    assert result["interrupted"] is True and result["rollbacks"]["run"] == 1
+    assert faults(sandbox) == []
+
+
+def test_without_rollbacks_loadkit_removes_the_fault_before_the_cool_down(sandbox: SandboxProcess,
+                                                                          tmp_path: Path) -> None:
+    path = write_variant(tmp_path, "local-latency.yaml", lambda e: e.pop("rollbacks"))
+    code, result, stderr = chaos_run(sandbox, path, "--var", "fault_seconds=3")
+    assert result is not None and code == 1, stderr
+    assert faults(sandbox) == []
+    rollbacks = check(result, "rollbacks")
+    assert rollbacks["passed"] is False and "loadkit removed what was left" in rollbacks["reason"]
+    after = next(p for p in result["phases"] if p["name"] == "after")["stats"]
+    assert after["p99_ms"] < 300  # the cool-down ran without the 600 ms delay
+
+
+def test_a_dry_run_leaves_other_peoples_faults_alone(sandbox: SandboxProcess) -> None:
+    import httpx
+
+    planted = httpx.post(f"{sandbox.admin_url}/faults",
+                         json={"version": "primary", "kind": "delay", "delay_ms": 1, "ttl_s": 120}).json()
+    try:
+        code, result, stderr = chaos_run(sandbox, "local-abort.yaml", "--dry-run")
+        assert code == 0, stderr
+        assert result is not None and check(result, "rollbacks")["passed"] is True
+        assert [f["id"] for f in faults(sandbox)] == [planted["id"]]
+    finally:
+        httpx.delete(f"{sandbox.admin_url}/faults/{planted['id']}")
+
+
+def _start(sandbox: SandboxProcess, experiment: str, *args: str) -> subprocess.Popen[str]:
+    from tests.conftest import loadkit_cmd
+
+    return subprocess.Popen(
+        loadkit_cmd("chaos", "run", str(EXPERIMENTS / experiment), "--target", f"{sandbox.traffic_url}/canary",
+                    "--cooldown", "2s", "-o", "json", *args),
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=chaos_env(sandbox))
+
+
+def _wait_for(condition: Any, timeout: float = 60) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
 
 
 def test_shipped_experiments_pass_plain_chaos_validate(tmp_path: Path) -> None:
