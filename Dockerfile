@@ -9,6 +9,7 @@ COPY pyproject.toml README.md ./
 COPY loadkit ./loadkit
 COPY locustfiles ./locustfiles
 RUN pip install . && rm -rf /src
+COPY experiments /experiments
 
 RUN useradd --create-home --uid 10001 loadkit
 USER 10001

@@ -18,7 +18,8 @@ DEPLOY = ROOT / "deploy"
 API_VERSIONS = {
     "Namespace": "v1", "ServiceAccount": "v1", "Service": "v1", "PersistentVolumeClaim": "v1",
     "Deployment": "apps/v1", "NetworkPolicy": "networking.k8s.io/v1", "Canary": "flagger.app/v1beta1",
-    "Kustomization": "kustomize.config.k8s.io/v1beta1",
+    "Kustomization": "kustomize.config.k8s.io/v1beta1", "Role": "rbac.authorization.k8s.io/v1",
+    "RoleBinding": "rbac.authorization.k8s.io/v1", "CronJob": "batch/v1",
 }
 
 
@@ -125,3 +126,17 @@ def test_dockerfile_serves_as_non_root_on_8080() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "USER 10001" in dockerfile and "EXPOSE 8080" in dockerfile
     assert 'ENTRYPOINT ["loadkit"]' in dockerfile and '"serve"' in dockerfile
+
+
+def test_game_day_cronjob_runs_shipped_experiments_with_just_enough_rbac() -> None:
+    [cronjob] = documents(DEPLOY / "chaos" / "cronjob.yaml")
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    script = " ".join(pod["containers"][0]["args"])
+    for name in ("pod-kill-canary.yaml", "latency-canary.yaml"):
+        assert f"/experiments/{name}" in script and (ROOT / "experiments" / name).is_file()
+    assert pod["serviceAccountName"] == "loadkit-chaos"
+    role = next(d for d in documents(DEPLOY / "chaos" / "rbac.yaml") if d["kind"] == "Role")
+    verbs = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
+    assert verbs[(("",), ("pods",))] >= {"list", "delete"}
+    assert "delete" not in verbs[(("apps",), ("deployments",))]
+    assert "COPY experiments /experiments" in (ROOT / "Dockerfile").read_text()
