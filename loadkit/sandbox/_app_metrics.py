@@ -38,6 +38,9 @@ class AppMetrics:
         self.visits = self._funnel("shop_visits", "Shop visits: GET / and GET /api/products.")
         self.cart_additions = self._funnel("shop_cart_additions", "Successful POST /api/cart calls.")
         self.checkouts = self._funnel("shop_checkouts", "Successful checkouts (orders placed).")
+        # User satisfaction: ratings (1-5 stars) users give after a checkout; average = stars / ratings.
+        self.ratings = self._funnel("shop_ratings", "Ratings users gave (POST /api/rating).")
+        self.rating_stars = self._funnel("shop_rating_stars", "Sum of the stars of those ratings.")
 
     def _funnel(self, name: str, documentation: str) -> Counter:
         counter = Counter(name, documentation, list(self._labels), registry=self.registry)

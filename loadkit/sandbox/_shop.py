@@ -70,6 +70,9 @@ class CartInputError(Exception):
         return {"error": self.message, "field": self.field}
 
 
+MAX_STARS = 5
+
+
 def decode_cart(cookie: str | None) -> Cart:
     """Parse the cart cookie, dropping anything malformed: a cookie is user input, not a 500."""
     cart: Cart = {}
@@ -124,6 +127,16 @@ def parse_cart_addition(payload: object) -> tuple[int, int]:
     if product_id not in PRODUCTS_BY_ID:
         raise CartInputError(404, "product_id", f"unknown product_id {product_id}")
     return product_id, quantity
+
+
+def parse_rating(payload: object) -> int:
+    """Validate a `POST /api/rating` body (`{"stars": 1..5}`); returns the stars or raises CartInputError."""
+    if not isinstance(payload, dict):
+        raise CartInputError(400, "body", 'body must be a JSON object like {"stars": 5}')
+    stars = payload.get("stars")
+    if not _is_int(stars) or not 1 <= stars <= MAX_STARS:
+        raise CartInputError(400, "stars", f"stars is required and must be an integer from 1 to {MAX_STARS}")
+    return stars
 
 
 def _is_int(value: object) -> TypeGuard[int]:

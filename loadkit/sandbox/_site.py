@@ -56,6 +56,7 @@ def create_site_app(
             web.get("/api/cart", _cart),
             web.post("/api/cart", _add_to_cart),
             web.post("/api/checkout", _checkout),
+            web.post("/api/rating", _rating),
             web.get(HEALTH_PATH, _healthz),
             web.get(METRICS_PATH, _pod_metrics),
         ]
@@ -194,6 +195,20 @@ async def _checkout(request: web.Request) -> web.Response:
     response = _json({"order_id": order_id, "total": _shop.cart_total_cents(cart) / 100}, status=201)
     response.del_cookie(_shop.CART_COOKIE, path="/")
     return response
+
+
+async def _rating(request: web.Request) -> web.Response:
+    """A user rates their visit (1-5 stars): the plan's user-satisfaction signal."""
+    try:
+        stars = _shop.parse_rating(json.loads(await request.read() or b"null"))
+    except ValueError as exc:
+        return _json({"error": f"body is not valid JSON: {exc}", "field": "body"}, status=400)
+    except _shop.CartInputError as exc:
+        return _json(exc.to_json(), status=exc.status)
+    metrics = request.app[_METRICS]
+    metrics.ratings.inc()
+    metrics.rating_stars.inc(stars)
+    return _json({"stars": stars}, status=201)
 
 
 async def _healthz(request: web.Request) -> web.Response:

@@ -187,6 +187,16 @@ def test_cart_rejects_bad_input(client: httpx.Client, body: bytes, status: int, 
     assert "set-cookie" not in response.headers
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [(b"{", "body"), (b"[5]", "body"), (b'{"stars": 0}', "stars"), (b'{"stars": 6}', "stars"),
+     (b'{"stars": true}', "stars"), (b'{"stars": 4.5}', "stars"), (b"", "body")],
+)
+def test_rating_rejects_bad_input(client: httpx.Client, body: bytes, field: str) -> None:
+    response = client.post("/api/rating", content=body, headers={"content-type": "application/json"})
+    assert (response.status_code, response.json()["field"]) == (400, field)
+
+
 # -- metrics -----------------------------------------------------------------------------------
 
 
@@ -251,18 +261,22 @@ def test_istio_labels_and_histogram_buckets(
 def test_app_metrics_and_funnel_move(
     sandbox: SandboxProcess, client: httpx.Client, scrape: Any, total: Any, poll: Any
 ) -> None:
-    names = ("shop_visits_total", "shop_cart_additions_total", "shop_checkouts_total")
+    names = ("shop_visits_total", "shop_cart_additions_total", "shop_checkouts_total", "shop_ratings_total",
+             "shop_rating_stars_total")
     before = scrape(sandbox.metrics_url)
     client.get("/canary/")
     client.get("/canary/api/products")
     client.get("/canary/blog/42")
     client.post("/canary/api/cart", json={"product_id": 1})
     client.post("/canary/api/checkout")
+    assert client.post("/canary/api/rating", json={"stars": 4}).status_code == 201
+    assert client.post("/canary/api/rating", json={"stars": 2}).status_code == 201
 
     # App metrics are recorded before the pod answers, so no polling is needed here.
     after = scrape(sandbox.metrics_url)
     moved = {n: total(after, n, workload=CANARY) - total(before, n, workload=CANARY) for n in names}
-    assert moved == {"shop_visits_total": 2, "shop_cart_additions_total": 1, "shop_checkouts_total": 1}
+    assert moved == {"shop_visits_total": 2, "shop_cart_additions_total": 1, "shop_checkouts_total": 1,
+                     "shop_ratings_total": 2, "shop_rating_stars_total": 6}
     blog = {"workload": CANARY, "path": "/blog/{n}", "status": "200"}
     assert total(after, "http_requests_total", **blog) - total(before, "http_requests_total", **blog) == 1
     assert total(after, "http_request_duration_seconds_count", workload=CANARY, version="canary") > 0
