@@ -29,22 +29,28 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from loadkit.errors import ConfigError
 from loadkit.load.journeys import locate_locustfile
 from loadkit.load.profiles import BUILTIN_PROFILES, Profile
 from loadkit.load.shapes import ShapeKind, Stage, stage_problems
-from loadkit.models import DEFAULT_MIN_SAMPLES, StrictModel, Threshold, default_chaos_thresholds, default_thresholds
-from loadkit.units import parse_duration, parse_header
+from loadkit.models import (
+    DEFAULT_MIN_SAMPLES,
+    Duration,
+    StrictModel,
+    Threshold,
+    default_chaos_thresholds,
+    default_thresholds,
+)
+from loadkit.units import parse_header
 
 DEFAULT_CONFIG = Path("loadkit.yaml")
 _PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class StageSpec(StrictModel):
@@ -81,18 +87,36 @@ class ServerSpec(StrictModel):
     """Settings of `loadkit serve` that belong in the config file (see docs/webhook.md)."""
 
     target_template: str = "http://{name}-canary.{namespace}.svc:80"
+    baseline_template: str = "http://{name}-primary.{namespace}.svc:80"  # compare: {baseline: primary}
     default_profiles: dict[str, str] = Field(
         default_factory=lambda: {"pre-rollout": "smoke", "rollout": "steady"})
     max_duration: Duration = 3600.0
     max_users: int = Field(default=1000, ge=1)
 
-    @field_validator("target_template")
+    @field_validator("target_template", "baseline_template")
     @classmethod
     def _template(cls, value: str) -> str:
         try:
             value.format(name="n", namespace="ns")
         except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"use only {{name}} and {{namespace}} in target_template ({exc})") from None
+            raise ValueError(f"use only {{name}} and {{namespace}} in the template ({exc})") from None
+        return value
+
+
+class PrometheusSpec(StrictModel):
+    """Where server-side checks read from (see docs/prometheus.md); CLI options override these."""
+
+    url: str | None = None
+    canary: str | None = None  # Flagger's target: the canary workload, e.g. bruno-site
+    namespace: str | None = None
+    interval: Duration = Field(default=60.0, gt=0)  # loadkit score's window, Flagger's default 1m
+    settle: Duration = Field(default=30.0, ge=0)  # after a run, wait this long at most for the last scrape
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not a URL: give Prometheus' base URL, e.g. http://prometheus:9090")
         return value
 
 
@@ -104,6 +128,13 @@ class ConfigFile(StrictModel):
     threshold_sets: dict[str, list[Threshold]] = Field(default_factory=dict)
     profiles: dict[str, ProfileSpec] = Field(default_factory=dict)
     server: ServerSpec = Field(default_factory=ServerSpec)
+    prometheus: PrometheusSpec = Field(default_factory=PrometheusSpec)
+
+    @field_validator("thresholds", "chaos_thresholds")
+    @classmethod
+    def _distinct(cls, checks: list[Threshold] | None) -> list[Threshold] | None:
+        _distinct_names(checks or [])
+        return checks
 
     @field_validator("profiles", "threshold_sets")
     @classmethod
@@ -113,7 +144,18 @@ class ConfigFile(StrictModel):
                 raise ValueError(f"bad name {name!r}: use lower-case letters, digits, '-' and '_'")
             if isinstance(value, list) and not value:
                 raise ValueError(f"threshold set {name!r} is empty: give at least one threshold")
+            if isinstance(value, list):
+                _distinct_names(value)
         return named
+
+
+def _distinct_names(checks: list[Threshold]) -> None:
+    seen: set[str] = set()
+    for check in checks:
+        if check.name in seen:
+            raise ValueError(f"two checks are named {check.name!r}: give each its own name (and 'metric:' to "
+                             "check one metric twice)")
+        seen.add(check.name)
 
 
 @dataclass(frozen=True)
@@ -127,6 +169,7 @@ class Config:
     min_samples: int = DEFAULT_MIN_SAMPLES
     server: ServerSpec = field(default_factory=ServerSpec)
     chaos_thresholds: list[Threshold] = field(default_factory=default_chaos_thresholds)
+    prometheus: PrometheusSpec = field(default_factory=PrometheusSpec)
 
     def threshold_set(self, name: str | None) -> list[Threshold]:
         """A named set, or the default `thresholds` for None/"default"; ConfigError lists the names."""
@@ -148,12 +191,31 @@ def load_config(path: Path | None) -> Config:
         if not DEFAULT_CONFIG.is_file():
             return Config()
         path = DEFAULT_CONFIG
+    node, data = _parse_yaml(_read(path, "--config"), path)
+    return _validated(node, data, path)
+
+
+def load_thresholds(path: Path) -> list[Threshold]:
+    """`--thresholds FILE`: a YAML list of checks, or a loadkit config (its `thresholds:`)."""
+    node, data = _parse_yaml(_read(path, "--thresholds"), path, allow_list=True)
+    if isinstance(data, list):  # validated as a config's `thresholds:`, errors keep their lines
+        if node is not None:
+            key = yaml.ScalarNode("tag:yaml.org,2002:str", "thresholds", node.start_mark, node.end_mark)
+            node = yaml.MappingNode("tag:yaml.org,2002:map", [(key, node)], node.start_mark, node.end_mark)
+        data = {"thresholds": data}
+    return _validated(node, data, path).thresholds
+
+
+def _read(path: Path, option: str) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}",
-                          hint="check the --config path") from exc
-    node, data = _parse_yaml(text, path)
+        what = "config file" if option == "--config" else "thresholds file"
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}", hint=f"check the {option} path") \
+            from exc
+
+
+def _validated(node: yaml.Node | None, data: Any, path: Path) -> Config:
     try:
         spec = ConfigFile.model_validate(data)
     except ValidationError as exc:
@@ -180,7 +242,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _parse_yaml(text: str, path: Path) -> tuple[yaml.Node | None, Any]:
+def _parse_yaml(text: str, path: Path, allow_list: bool = False) -> tuple[yaml.Node | None, Any]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: safe
@@ -195,7 +257,7 @@ def _parse_yaml(text: str, path: Path) -> tuple[yaml.Node | None, Any]:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
     if data is None:
         data = {}
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) and not (allow_list and isinstance(data, list)):
         raise ConfigError(f"{path}:1: the config must be a mapping (keys like profiles:, thresholds:)",
                           hint="see docs/configuration.md for an example")
     return node, data
@@ -208,7 +270,7 @@ def _build(spec: ConfigFile, path: Path) -> Config:
     return Config(path=path, profiles=profiles, thresholds=spec.thresholds or default_thresholds(),
                   threshold_sets=dict(spec.threshold_sets), min_samples=spec.min_samples, server=spec.server,
                   chaos_thresholds=default_chaos_thresholds() if spec.chaos_thresholds is None
-                  else list(spec.chaos_thresholds))
+                  else list(spec.chaos_thresholds), prometheus=spec.prometheus)
 
 
 def _check_profiles(config: Config, spec: ConfigFile, node: yaml.Node | None, path: Path) -> None:

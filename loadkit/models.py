@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from loadkit.units import parse_duration
 
 SCHEMA_VERSION = 1
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class StrictModel(BaseModel):
@@ -48,6 +52,67 @@ class Metric(enum.StrEnum):
     RECOVERY_TIME = "recovery-time"  # chaos: seconds until the thresholds held again
 
 
+class Source(enum.StrEnum):
+    """Where a check's number comes from: loadkit's own requests, or Prometheus (every request)."""
+
+    CLIENT = "client"
+    PROMETHEUS = "prometheus"
+
+
+# Metrics with a built-in Prometheus query (Flagger's Istio queries and siblings of them).
+PROMETHEUS_METRICS = frozenset({
+    Metric.REQUEST_SUCCESS_RATE, Metric.REQUEST_DURATION, Metric.ERROR_RATE, Metric.LATENCY_P50,
+    Metric.LATENCY_P95, Metric.LATENCY_P99, Metric.RPS,
+})
+
+CompareMetricName = Literal["latency", "error-rate"]
+Classification = Literal["pass", "high", "low", "nodata"]
+CompareVerdict = Literal["pass", "marginal", "fail"]
+
+
+def _critical_by_default() -> list[CompareMetricName]:
+    return ["error-rate"]
+
+
+class CompareSpec(StrictModel):
+    """A canary-vs-baseline check (Kayenta-style), e.g. `compare: {baseline: primary, max_degradation_pct: 5}`.
+
+    baseline: `primary` (the Flagger primary of the target: `--baseline URL` for load, workload
+    `<target>-primary` in Prometheus), a URL (load) or a workload name (Prometheus).
+    source: `client` runs the same profile against both at once and compares per-request samples;
+    `prometheus` compares both workloads' series over the same window.
+    """
+
+    baseline: str = Field(default="primary", min_length=1)
+    source: Source | None = None  # default: client in run, the webhook and chaos; prometheus in score
+    max_degradation_pct: float = Field(default=5.0, ge=0)
+    max_error_increase_pct: float = Field(default=1.0, ge=0)
+    confidence: float = Field(default=0.98, gt=0.5, lt=1)
+    min_samples: int | None = Field(default=None, ge=3)
+    critical: list[CompareMetricName] = Field(default_factory=_critical_by_default)
+    pass_score: float = Field(default=95.0, ge=0, le=100)
+    marginal_score: float = Field(default=75.0, ge=0, le=100)
+    interval: Duration | None = Field(default=None, gt=0)  # Prometheus: the window (default: the run's)
+    step: Duration | None = Field(default=None, gt=0)  # Prometheus: one latency point per step (default window/60)
+
+    @model_validator(mode="after")
+    def _scores(self) -> CompareSpec:
+        if self.marginal_score > self.pass_score:
+            raise ValueError(f"marginal_score ({self.marginal_score:g}) is above pass_score ({self.pass_score:g})")
+        return self
+
+    @property
+    def needed_samples(self) -> int:
+        """Per side: requests (client) or series points (Prometheus)."""
+        if self.min_samples is not None:
+            return self.min_samples
+        return COMPARE_MIN_POINTS if self.source is Source.PROMETHEUS else COMPARE_MIN_REQUESTS
+
+
+COMPARE_MIN_REQUESTS = 50  # Spinnaker: "at least 50 pieces of data per metric"
+COMPARE_MIN_POINTS = 20
+
+
 class ThresholdRange(StrictModel):
     """Flagger's shape: both bounds inclusive; at least one is required."""
 
@@ -64,33 +129,80 @@ class ThresholdRange(StrictModel):
 
 
 class Threshold(StrictModel):
-    """A check: `{name, thresholdRange: {min, max}}`, optionally `metric`, `weight`, `min_samples`.
+    """A check. Three kinds, all with `name`, `weight` and optional `min_samples`:
 
-    `name` selects a built-in metric (request-success-rate, request-duration, error-rate, ...);
-    give any other name plus `metric:` to check the same metric twice under different names.
+    - a built-in metric: `{name: request-success-rate, thresholdRange: {min: 99}}`, measured by
+      loadkit's own requests (`source: client`, the default) or by Flagger's Istio query
+      (`source: prometheus`); give any other name plus `metric:` to check a metric twice;
+    - a custom Prometheus metric, Flagger MetricTemplate style: `{name, query, thresholdRange}`, the
+      query a template with {{ namespace }}, {{ target }}, {{ interval }}, {{ variables.x }};
+    - a comparison with the primary: `{name, compare: {baseline: primary, max_degradation_pct: 5}}`.
     """
 
     name: str = Field(min_length=1)
     metric: Metric | None = None
-    thresholdRange: ThresholdRange  # Flagger's spelling, on purpose
+    source: Source | None = None
+    query: str | None = Field(default=None, min_length=1)
+    interval: Duration | None = Field(default=None, gt=0)
+    templateVariables: dict[str, str] = Field(default_factory=dict)  # Flagger's spelling
+    thresholdRange: ThresholdRange | None = None  # Flagger's spelling, on purpose
+    compare: CompareSpec | None = None
     weight: float = Field(default=1.0, gt=0)
     min_samples: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="before")
     @classmethod
     def _metric_from_name(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("metric") is None and isinstance(data.get("name"), str):
+        if not isinstance(data, dict) or data.get("query") is not None or data.get("compare") is not None:
+            return data
+        if data.get("metric") is None and isinstance(data.get("name"), str):
             if data["name"] not in {m.value for m in Metric}:
                 known = ", ".join(m.value for m in Metric)
                 raise ValueError(
-                    f"unknown metric {data['name']!r}: name one of {known}, or add 'metric:' with one of them"
+                    f"unknown metric {data['name']!r}: name one of {known}, add 'metric:' with one of them, "
+                    "or give a Prometheus 'query:'"
                 )
             data = {**data, "metric": data["name"]}
         return data
 
+    @model_validator(mode="after")
+    def _one_kind(self) -> Threshold:
+        if (self.thresholdRange is None) == (self.compare is None):
+            raise ValueError("give either thresholdRange (e.g. {min: 99}) or compare (e.g. {baseline: primary})")
+        if self.compare is not None and (self.query or self.metric or self.source or self.interval):
+            raise ValueError("a compare check takes its settings inside compare: drop query/metric/source/interval")
+        if self.query is not None:
+            if self.metric is not None:
+                raise ValueError("a custom query is its own metric: drop 'metric:'")
+            if self.source is Source.CLIENT:
+                raise ValueError("a query is read from Prometheus: drop 'source: client'")
+        elif self.templateVariables:
+            raise ValueError("templateVariables need a custom 'query:'")
+        if self.resolved_source is Source.PROMETHEUS and self.query is None and self.metric is not None \
+                and self.metric not in PROMETHEUS_METRICS:
+            known = ", ".join(sorted(m.value for m in PROMETHEUS_METRICS))
+            raise ValueError(f"{self.metric.value} has no built-in Prometheus query: use one of {known}, "
+                             "or give your own 'query:'")
+        if self.interval is not None and self.resolved_source is Source.CLIENT and self.compare is None:
+            raise ValueError("interval applies to Prometheus checks: add 'source: prometheus' or drop it")
+        return self
+
+    @property
+    def resolved_source(self) -> Source:
+        if self.compare is not None:
+            return self.compare.source or Source.CLIENT
+        if self.query is not None:
+            return Source.PROMETHEUS
+        return self.source or Source.CLIENT
+
+    @property
+    def is_client_range(self) -> bool:
+        """Judged from loadkit's own stats alone (live progress can show these during a run)."""
+        return self.compare is None and self.resolved_source is Source.CLIENT
+
     @property
     def resolved_metric(self) -> Metric:
-        assert self.metric is not None  # set by _metric_from_name
+        assert self.metric is not None, "custom and compare checks have no built-in metric"
         return self.metric
 
 
@@ -112,19 +224,6 @@ def default_thresholds() -> list[Threshold]:
 
 
 DEFAULT_MIN_SAMPLES = 100
-
-
-class Check(ResultModel):
-    name: str
-    metric: str
-    observed: float | None
-    min: float | None
-    max: float | None
-    passed: bool
-    reason: str
-    unit: str = ""
-    weight: float = 1.0
-    samples: int = 0
 
 
 class Stats(ResultModel):
@@ -153,6 +252,59 @@ class Stats(ResultModel):
     status_classes: dict[str, int] = Field(default_factory=dict)
     failures_by_kind: dict[str, int] = Field(default_factory=dict)
     duration_s: float = 0.0
+
+
+class ComparedMetric(ResultModel):
+    """One metric of a comparison: classification pass/high/low/nodata and why."""
+
+    name: str
+    classification: Classification
+    passed: bool
+    critical: bool
+    baseline: float | None = None
+    canary: float | None = None
+    unit: str = ""
+    effect_pct: float | None = None
+    p_value: float | None = None
+    baseline_samples: int = 0
+    canary_samples: int = 0
+    reason: str
+
+
+class Comparison(ResultModel):
+    """Canary vs baseline: per-metric judgements, a score (share passing) and pass/marginal/fail."""
+
+    schema_version: int = SCHEMA_VERSION
+    verdict: CompareVerdict
+    score: float
+    reason: str
+    source: Source
+    baseline: str
+    canary: str
+    metrics: list[ComparedMetric]
+    settings: CompareSpec
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    baseline_stats: Stats | None = None
+    canary_stats: Stats | None = None
+    queries: dict[str, str] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+
+
+class Check(ResultModel):
+    name: str
+    metric: str
+    observed: float | None
+    min: float | None
+    max: float | None
+    passed: bool
+    reason: str
+    unit: str = ""
+    weight: float = 1.0
+    samples: int = 0
+    source: Source = Source.CLIENT
+    query: str | None = Field(default=None, description="The PromQL that was run (Prometheus checks)")
+    comparison: Comparison | None = None
 
 
 class EndpointStats(ResultModel):
@@ -211,6 +363,27 @@ class RunResult(ResultModel):
     timeline: list[TimelinePoint] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     histogram: str | None = Field(default=None, description="HdrHistogram (µs) of all latencies, base64")
+
+    @property
+    def failed_checks(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+
+class ScoreResult(ResultModel):
+    """`loadkit score`: a canary scored from Prometheus alone. Same verdict/score/checks as RunResult."""
+
+    schema_version: int = SCHEMA_VERSION
+    verdict: Verdict
+    score: float
+    target: str  # namespace/workload
+    prometheus: str
+    namespace: str
+    canary: str
+    interval_s: float
+    evaluated_at: datetime
+    checks: list[Check]
+    thresholds: list[Threshold] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
 
     @property
     def failed_checks(self) -> list[Check]:

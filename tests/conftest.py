@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,3 +43,55 @@ def run_loadkit(*args: str, timeout: float = 120, cwd: Path | None = None,
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.chdir(tmp_path)
     yield tmp_path
+
+
+def _free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        return int(sock.getsockname()[1])
+
+
+def _prometheus_ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def start_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[list[str]], str]]:
+    """`start_prometheus(["127.0.0.1:PORT", ...])` -> URL of a real Prometheus scraping them every 1 s.
+
+    Debian's `prometheus`; `make test` installs it, so a missing binary fails instead of skipping.
+    """
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("prometheus is not installed: run `make test`, which installs Debian's prometheus")
+    with contextlib.ExitStack() as stack:
+
+        def start(targets: list[str]) -> str:
+            workdir = tmp_path_factory.mktemp("prometheus")
+            listed = ", ".join(f"'{t}'" for t in targets)
+            (workdir / "prometheus.yml").write_text(
+                "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+                f"scrape_configs: [{{job_name: sandbox, static_configs: [{{targets: [{listed}]}}]}}]\n"
+            )
+            url = f"http://127.0.0.1:{_free_port()}"
+            process = subprocess.Popen(
+                [binary, f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'data'}",
+                 f"--web.listen-address={url.removeprefix('http://')}", "--log.level=warn"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+
+            def stop() -> None:
+                process.terminate()
+                process.wait(10)
+
+            stack.callback(stop)
+            deadline = time.monotonic() + 30
+            while not _prometheus_ready(url):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"Prometheus did not start (exit {process.poll()})")
+                time.sleep(0.1)
+            return url
+
+        yield start

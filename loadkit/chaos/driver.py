@@ -15,6 +15,7 @@ thread; Locust runs in its own process.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import signal
@@ -23,7 +24,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
@@ -49,6 +50,9 @@ from loadkit.chaos.result import SETTLE_S, ChaosInputs, Timeline, build_chaos_re
 from loadkit.config import Config
 from loadkit.errors import ConfigError, SafetyError, UsageError
 from loadkit.load.runner import LoadPlan
+from loadkit.models import Threshold
+from loadkit.prometheus import Workload
+from loadkit.serverside import ServerSide, client_compares, gather, require
 
 SANDBOX_MODULE, K8S_MODULE = "loadkit.chaos.sandbox", "loadkit.chaos.k8s"
 ABANDON_AFTER = 3  # signals during the rollbacks before a hung rollback is abandoned
@@ -69,6 +73,7 @@ class ChaosOptions:
     journal_path: Path | None = None
     cooldown_s: float = 10.0
     recovery_window_s: float = 5.0
+    server: ServerSide = field(default_factory=ServerSide)  # Prometheus checks; read over the fault window
 
 
 @dataclass
@@ -120,6 +125,8 @@ def run_chaos(options: ChaosOptions, config: Config) -> ChaosResult:
         prepared.notes += notes
     else:
         experiment["dry"] = Dry.ACTIONS
+    server = _server_side(options.server, configuration)
+    _check_server_side([*config.thresholds, *config.chaos_thresholds], server)
     session = LoadSession(_plan(options, config, configuration), config.thresholds, config.min_samples)
     timeline = Timeline(notes=list(prepared.notes))
     recorder = _Recorder(timeline, options.dry_run)
@@ -146,14 +153,39 @@ def run_chaos(options: ChaosOptions, config: Config) -> ChaosResult:
         journal = {**journal, "status": "interrupted"}
         timeline.notes.append(f"{', '.join(signals.received)} received: stopped after the rollbacks and clean-up")
     _write_journal(options.journal_path, journal)
+    external, notes = gather([*config.thresholds, *config.chaos_thresholds], server,
+                             start=_dt(timeline.fault_start or timeline.load_start),
+                             end=_dt(timeline.fault_end or timeline.load_end), wait=not signals.received)
+    timeline.notes.extend(notes)
     return build_chaos_result(ChaosInputs(
         experiment=experiment, journal=journal, timeline=timeline, windows=session.windows(),
         load_thresholds=config.thresholds, chaos_thresholds=config.chaos_thresholds,
         min_samples=config.min_samples, target=session.plan.target, profile=session.plan.profile,
         path=str(options.experiment_path), dry_run=options.dry_run, leftovers=leftovers,
         journal_path=str(options.journal_path) if options.journal_path else None,
-        recovery_window_s=options.recovery_window_s,
+        recovery_window_s=options.recovery_window_s, external=external,
     ))
+
+
+def _server_side(server: ServerSide, configuration: Mapping[str, Any]) -> ServerSide:
+    """The experiment's `canary` and `namespace` configuration name the workload when no option did."""
+    canary, namespace = configuration.get("canary"), configuration.get("namespace")
+    if server.workload is None and isinstance(canary, str) and isinstance(namespace, str):
+        return dataclasses.replace(server, workload=Workload(namespace, canary))
+    return server
+
+
+def _check_server_side(thresholds: list[Threshold], server: ServerSide) -> None:
+    """Before any load: Prometheus checks can run; comparisons read Prometheus (one load only here)."""
+    for t in client_compares(thresholds):
+        raise ConfigError(f"check {t.name!r} compares loadkit's own traffic with a baseline, which chaos runs do "
+                          "not send", hint="use compare: {source: prometheus} to compare the canary with the primary "
+                                           "over the fault window")
+    require(thresholds, server)
+
+
+def _dt(ts: float | None) -> datetime:
+    return datetime.fromtimestamp(ts or time.time(), UTC)
 
 
 def _run(experiment: dict[str, Any], prepared: Prepared, recorder: _Recorder) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from loadkit.chaos.live import Stamped
 from loadkit.load._window import merge_summaries
 from loadkit.models import Stats, Threshold
-from loadkit.scoring import evaluate, observations_from_stats
+from loadkit.scoring import client_thresholds, evaluate, observations_from_stats
 
 
 def phase_stats(windows: Sequence[Stamped], start: float | None, end: float | None) -> Stats:
@@ -39,7 +39,7 @@ def recovery_time(windows: Sequence[Stamped], fault_start: float, thresholds: Se
 
 
 def _holds(stats: Stats, thresholds: Sequence[Threshold], min_samples: int) -> bool:
-    card = evaluate(thresholds, observations_from_stats(stats), min_samples)
+    card = evaluate(client_thresholds(thresholds), observations_from_stats(stats), min_samples)
     return all(c.passed for c in card.checks)
 
 

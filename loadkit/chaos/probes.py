@@ -25,7 +25,7 @@ from chaoslib.exceptions import ActivityFailed
 
 from loadkit.chaos.live import LoadSession, current
 from loadkit.models import Stats
-from loadkit.scoring import evaluate, observations_from_stats
+from loadkit.scoring import client_thresholds, evaluate, observations_from_stats
 
 __all__ = ["error_rate", "p95_ms", "p99_ms", "rps", "success_rate", "thresholds_met"]
 
@@ -78,5 +78,5 @@ def thresholds_met(window_s: float = 10, min_samples: int = 20, wait_s: float = 
     """True when every load threshold (request-success-rate, request-duration, error-rate, or the
     config's) is met over the window: the steady state, as loadkit scores it."""
     stats, session = _window(window_s, min_samples, wait_s)
-    card = evaluate(session.thresholds, observations_from_stats(stats), min_samples)
+    card = evaluate(client_thresholds(session.thresholds), observations_from_stats(stats), min_samples)
     return all(c.passed for c in card.checks)

@@ -63,6 +63,7 @@ class ChaosInputs:
     leftovers: Sequence[str]
     journal_path: str | None
     recovery_window_s: float
+    external: Mapping[str, Observation] = field(default_factory=dict)  # Prometheus/compare, over the fault
 
 
 def build_chaos_result(inputs: ChaosInputs) -> ChaosResult:
@@ -134,7 +135,7 @@ def _load_checks(inputs: ChaosInputs, fault: Stats, recovery: float | None, had_
                                                     fault.requests, "%")
     observations[Metric.RECOVERY_TIME] = Observation(recovery, fault.requests, "s")
     thresholds = list(inputs.load_thresholds) + ([] if inputs.dry_run else list(inputs.chaos_thresholds))
-    card = evaluate(thresholds, observations, inputs.min_samples)
+    card = evaluate(thresholds, observations, inputs.min_samples, inputs.external)
     where = "during the fault" if had_fault else "over the whole run (nothing was injected)"
     checks = []
     for check in card.checks:

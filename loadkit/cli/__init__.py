@@ -78,9 +78,11 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from loadkit.cli import chaos, demo, profiles, run, sandbox, serve
+    from loadkit.cli import chaos, compare, demo, profiles, run, sandbox, score, serve
 
     cli.add_command(run.run)
+    cli.add_command(score.score)
+    cli.add_command(compare.compare)
     cli.add_command(chaos.chaos)
     cli.add_command(serve.serve)
     cli.add_command(profiles.profiles)

@@ -8,30 +8,43 @@ import click
 
 from loadkit.cli._console import stderr_console, stdout_console
 from loadkit.cli._progress import Progress
+from loadkit.cli._server import server_side
 from loadkit.config import load_config
 from loadkit.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS, UsageError
 from loadkit.load.profiles import get_profile
 from loadkit.load.session import plan_run, run_scored
-from loadkit.models import RunResult, Verdict
+from loadkit.models import RunResult, ScoreResult, Verdict
 from loadkit.report import render_scorecard, result_json, write_junit, write_report_dir
+from loadkit.report.junit import checks_junit, write_text
+from loadkit.report.text import render_score
+from loadkit.scoring import fmt
+from loadkit.serverside import baseline_target, require
 
 
 def execute_run(*, target: str, profile: str, locustfile: str | None, users: int | None,
                 spawn_rate: float | None, duration: float | None, headers: dict[str, str],
                 processes: int, config_path: Path | None, output: str, junit_path: Path | None,
-                report_dir: Path | None, min_samples: int | None, quiet: bool) -> int:
+                report_dir: Path | None, min_samples: int | None, quiet: bool, baseline: str | None = None,
+                prometheus_url: str | None = None, canary_name: str | None = None,
+                namespace: str | None = None) -> int:
     prepare_outputs(junit_path, report_dir)
     config = load_config(config_path)
+    server = server_side(config, prometheus_url=prometheus_url, canary_name=canary_name, namespace=namespace,
+                         baseline=baseline)
     chosen = get_profile(profile, config.profiles)
     plan = plan_run(chosen, target=target, locustfile=locustfile, users=users, spawn_rate=spawn_rate,
                     duration_s=duration, headers=headers, processes=processes,
                     base_dir=config.path.parent if config.path else None)
     samples = min_samples or config.min_samples
+    require(config.thresholds, server)  # settings and queries refused before the header, not after
     err = stderr_console()
+    against = f" (and the baseline {server.baseline_url} at once)" if baseline_target(config.thresholds, server) \
+        else ""
     err.print(f"loadkit: {plan.profile} ({plan.locustfile.name}, peak {max(s.users for s in plan.stages)} users, "
-              f"{plan.duration_s:g}s) -> {plan.target}", highlight=False)
+              f"{plan.duration_s:g}s) -> {plan.target}{against}", highlight=False)
     with Progress(err, plan.duration_s, config.thresholds, samples, enabled=not quiet) as progress:
-        result = run_scored(plan, config.thresholds, samples, on_snapshot=progress.update, log_dir=report_dir)
+        result = run_scored(plan, config.thresholds, samples, on_snapshot=progress.update, log_dir=report_dir,
+                            server=server)
     emit(result, output=output, junit_path=junit_path, report_dir=report_dir)
     return exit_code(result)
 
@@ -69,7 +82,23 @@ def emit(result: RunResult, *, output: str, junit_path: Path | None, report_dir:
                          hint="the result is on stdout above; choose a writable path next time") from exc
 
 
-def exit_code(result: RunResult) -> int:
-    if result.interrupted:
+def emit_score(result: ScoreResult, *, output: str, junit_path: Path | None) -> None:
+    if output == "json":
+        click.echo(result.model_dump_json(indent=2))
+    else:
+        render_score(result, stdout_console())
+    if junit_path is not None:
+        try:
+            write_text(junit_path, checks_junit(
+                f"loadkit.score.{result.canary}", result.checks, result.evaluated_at, result.evaluated_at,
+                {"target": result.target, "prometheus": result.prometheus, "verdict": result.verdict.value,
+                 "score": fmt(result.score)}, result.warnings))
+        except OSError as exc:
+            raise UsageError(f"the result is on stdout but {exc.filename} could not be written: "
+                             f"{exc.strerror or exc}", hint="choose a writable --junit path") from exc
+
+
+def exit_code(result: RunResult | ScoreResult) -> int:
+    if isinstance(result, RunResult) and result.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_PASS if result.verdict is Verdict.PASS else EXIT_FAIL

@@ -73,3 +73,17 @@ def load_options(f: F) -> F:
     for option in reversed(options):
         f = option(f)
     return f
+
+
+def prometheus_options(f: F) -> F:
+    """`--prometheus URL --canary NAME --namespace NS`: where Prometheus checks read from."""
+    options = [
+        click.option("--prometheus", "prometheus_url", metavar="URL",
+                     help="Prometheus base URL for Prometheus checks (default: prometheus.url in the config)."),
+        click.option("--canary", "canary_name", metavar="NAME",
+                     help="The canary workload, Flagger's target (e.g. bruno-site); the primary is NAME-primary."),
+        click.option("--namespace", metavar="NS", help="The canary's namespace (e.g. bruno)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f

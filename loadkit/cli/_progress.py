@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.text import Text
 
 from loadkit.models import Snapshot, Threshold, Verdict
-from loadkit.scoring import evaluate, fmt, observations_from_stats
+from loadkit.scoring import client_thresholds, evaluate, fmt, observations_from_stats
 from loadkit.units import format_duration
 
 PLAIN_EVERY_S = 5.0
@@ -25,7 +25,7 @@ class Progress:
                  min_samples: int, enabled: bool = True) -> None:
         self.console = console
         self.total_s = total_s
-        self.thresholds = list(thresholds)
+        self.thresholds = client_thresholds(thresholds)  # the rest are judged after the run
         self.min_samples = min_samples
         self.enabled = enabled
         self.live: Live | None = None
@@ -67,6 +67,8 @@ class Progress:
     def verdict_so_far(self, snap: Snapshot) -> Text:
         if snap.cumulative.requests < self.min_samples:
             return Text(f"collecting ({snap.cumulative.requests}/{self.min_samples})", style="dim")
+        if not self.thresholds:
+            return Text("judged after the run", style="dim")
         card = evaluate(self.thresholds, observations_from_stats(snap.cumulative), self.min_samples)
         if card.verdict is Verdict.PASS:
             return Text("passing so far", style="green")

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from loadkit.cli._options import DurationType, config_option, output_option
+from loadkit.cli._options import DurationType, config_option, output_option, prometheus_options
 
 
 def _parse_var(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
@@ -68,6 +68,7 @@ def chaos() -> None:
               help="Keep the load on after the rollbacks to measure the recovery (at least a recovery window).")
 @click.option("--recovery-window", type=DurationType(), default="5s", show_default=True,
               help="Recovered = the thresholds hold over a whole window this long.")
+@prometheus_options
 @config_option
 @output_option
 @click.option("--journal", "journal_path", type=click.Path(path_type=Path, dir_okay=False),
@@ -76,7 +77,8 @@ def chaos() -> None:
               help="Also write JUnit XML (one testcase per check).")
 def run(experiment: Path, target: str | None, profile: str, users: int | None, allow_primary: bool,
         allow_namespaces: tuple[str, ...], max_kill_share: float | None, variables: dict[str, Any], dry_run: bool,
-        cooldown: float, recovery_window: float, config_path: Path | None, output: str, journal_path: Path | None,
+        cooldown: float, recovery_window: float, prometheus_url: str | None, canary_name: str | None,
+        namespace: str | None, config_path: Path | None, output: str, journal_path: Path | None,
         junit_path: Path | None) -> int:
     """Run EXPERIMENT (Chaos Toolkit JSON/YAML) under load and score what happened.
 
@@ -84,6 +86,8 @@ def run(experiment: Path, target: str | None, profile: str, users: int | None, a
     rollbacks; rollbacks always run (also on failure, Ctrl-C or SIGTERM). The result has the
     journal's status, the steady states, load per phase, availability during the fault, the
     recovery time, checks, a score and a verdict. Exit codes as for `loadkit run`.
+    Prometheus checks in the thresholds (--prometheus) are read over the fault window; the
+    workload defaults to the experiment's `canary` and `namespace` configuration.
 
     \b
     Examples:
@@ -95,6 +99,7 @@ def run(experiment: Path, target: str | None, profile: str, users: int | None, a
     from loadkit.chaos.models import JournalStatus
     from loadkit.cli._console import stderr_console, stdout_console
     from loadkit.cli._execute import prepare_outputs
+    from loadkit.cli._server import server_side
     from loadkit.config import load_config
     from loadkit.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS, EXIT_TARGET
     from loadkit.models import Verdict
@@ -106,7 +111,9 @@ def run(experiment: Path, target: str | None, profile: str, users: int | None, a
     options = ChaosOptions(experiment_path=experiment, target=target, profile=profile, users=users,
                            variables=variables, dry_run=dry_run, allow_primary=allow_primary,
                            allow_namespaces=allow_namespaces, max_kill_share=max_kill_share,
-                           journal_path=journal_path, cooldown_s=cooldown, recovery_window_s=recovery_window)
+                           journal_path=journal_path, cooldown_s=cooldown, recovery_window_s=recovery_window,
+                           server=server_side(config, prometheus_url=prometheus_url, canary_name=canary_name,
+                                              namespace=namespace))
     stderr_console().print(f"loadkit chaos: {experiment} ({'dry run, ' if dry_run else ''}load: {profile})",
                            highlight=False)
     result = run_chaos(options, config)

@@ -6,13 +6,17 @@ from pathlib import Path
 
 import click
 
-from loadkit.cli._options import config_option, load_options, output_option
+from loadkit.cli._options import config_option, load_options, output_option, prometheus_options
 
 
 @click.command("run")
 @click.option("--target", required=True, metavar="URL",
               help="Base URL of the canary route, e.g. http://127.0.0.1:8080/canary.")
 @load_options
+@click.option("--baseline", metavar="URL",
+              help="The primary's URL, for compare checks ({baseline: primary}): the same profile runs against it "
+                   "at the same time, e.g. http://127.0.0.1:8080 on the sandbox.")
+@prometheus_options
 @config_option
 @output_option
 @click.option("--junit", "junit_path", type=click.Path(path_type=Path, dir_okay=False),
@@ -25,7 +29,8 @@ from loadkit.cli._options import config_option, load_options, output_option
 def run(target: str, profile: str, locustfile: str | None, users: int | None, spawn_rate: float | None,
         duration: float | None, headers: tuple[tuple[str, str], ...], processes: int,
         config_path: Path | None, output: str, junit_path: Path | None, report_dir: Path | None,
-        min_samples: int | None, quiet: bool) -> int:
+        min_samples: int | None, quiet: bool, baseline: str | None, prometheus_url: str | None,
+        canary_name: str | None, namespace: str | None) -> int:
     """Run a load profile against TARGET and score it.
 
     \b
@@ -33,6 +38,8 @@ def run(target: str, profile: str, locustfile: str | None, users: int | None, sp
       loadkit run --target http://127.0.0.1:8080/canary --profile smoke
       loadkit run --target http://bruno-site-canary.bruno:80 -p steady -u 50 -t 2m -o json | jq .verdict
       loadkit run --target http://127.0.0.1:8080 -H 'x-canary: insider' --junit load.xml
+      loadkit run --target http://127.0.0.1:8080/canary --config loadkit.yaml \
+          --prometheus http://127.0.0.1:9090 --canary bruno-site --namespace bruno --baseline http://127.0.0.1:8080
 
     Exits 0 when every threshold is met, 1 when one fails (or there was too little data),
     2 on bad input, 3 when the target or Locust fails, 130 when interrupted.
@@ -43,4 +50,5 @@ def run(target: str, profile: str, locustfile: str | None, users: int | None, sp
         target=target, profile=profile, locustfile=locustfile, users=users, spawn_rate=spawn_rate,
         duration=duration, headers=dict(headers), processes=processes, config_path=config_path,
         output=output, junit_path=junit_path, report_dir=report_dir, min_samples=min_samples, quiet=quiet,
+        baseline=baseline, prometheus_url=prometheus_url, canary_name=canary_name, namespace=namespace,
     )

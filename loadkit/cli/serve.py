@@ -31,10 +31,12 @@ from loadkit.cli._options import DurationType, config_option, output_option
 @click.option("--public-url", metavar="URL", help="Base URL put in answers' run links, e.g. http://loadkit.loadkit:8080.")
 @click.option("--retention", type=DurationType(), default="30d", show_default=True,
               help="Forget finished runs and events older than this (checked hourly).")
+@click.option("--prometheus", "prometheus_url", metavar="URL",
+              help="Prometheus for threshold sets with Prometheus checks (default: prometheus.url in the config).")
 @output_option(help_text="How to announce readiness on stdout: a line of text, or one JSON line.")
 def serve(host: str, port: int, config_path: Path | None, db_path: Path, allow_targets: tuple[str, ...],
           allow_namespaces: tuple[str, ...], max_concurrent_runs: int, max_body: int, token_file: Path | None,
-          public_url: str | None, retention: float, output: str) -> int:
+          public_url: str | None, retention: float, prometheus_url: str | None, output: str) -> int:
     """Serve Flagger webhooks that gate canary analysis on scored load runs.
 
     \b
@@ -54,5 +56,5 @@ def serve(host: str, port: int, config_path: Path | None, db_path: Path, allow_t
     settings = build_settings(config_path=config_path, db_path=db_path, allow_targets=allow_targets,
                               allow_namespaces=allow_namespaces, max_concurrent_runs=max_concurrent_runs,
                               max_body=max_body, token_file=token_file, public_url=public_url,
-                              retention_s=retention)
+                              retention_s=retention, prometheus_url=prometheus_url)
     return run_server(settings, host=host, port=port, output=output)

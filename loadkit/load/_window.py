@@ -286,3 +286,22 @@ def max_ms(hist: HdrHistogram) -> float | None:
     if not hist.get_total_count():
         return None
     return hist.get_highest_equivalent_value(hist.get_max_value()) / 1000.0
+
+
+def latency_samples_ms(encoded: str) -> Any:
+    """Every recorded latency (ms), from a base64 HdrHistogram: one sample per request.
+
+    Each value is its bucket's midpoint (3 significant digits), as close as the histogram knows.
+    Returns a numpy array (numpy is imported here, not in the Locust process that shares this module).
+    """
+    import numpy as np
+
+    if not encoded:
+        return np.empty(0)
+    hist = decode_histogram(encoded)
+    values, counts = [], []
+    for item in hist.get_recorded_iterator():
+        low = hist.get_lowest_equivalent_value(item.value_iterated_to)
+        values.append((low + hist.get_highest_equivalent_value(item.value_iterated_to)) / 2000.0)
+        counts.append(item.count_added_in_this_iter_step)
+    return np.repeat(np.asarray(values, dtype=float), np.asarray(counts, dtype=np.int64))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from loadkit.load.runner import LoadOutcome, LoadPlan
 from loadkit.models import (
@@ -14,7 +14,7 @@ from loadkit.models import (
     Threshold,
     TimelinePoint,
 )
-from loadkit.scoring import evaluate, fmt, observations_from_stats
+from loadkit.scoring import Observation, evaluate, fmt, observations_from_stats
 
 CPU_SATURATED_PCT = 90.0
 SATURATED_SHARE = 0.25  # of the samples
@@ -49,12 +49,13 @@ def assess_generator(snapshots: Sequence[Snapshot], processes: int) -> Generator
     )
 
 
-def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Threshold],
-                 min_samples: int) -> RunResult:
+def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Threshold], min_samples: int,
+                 external: Mapping[str, Observation] | None = None, notes: Sequence[str] = ()) -> RunResult:
+    """`external`: observations of Prometheus and compare checks (loadkit.serverside.gather)."""
     stats = outcome.final
-    card = evaluate(thresholds, observations_from_stats(stats), min_samples)
+    card = evaluate(thresholds, observations_from_stats(stats), min_samples, external)
     health = assess_generator(outcome.snapshots, plan.processes)
-    warnings = list(outcome.notes)
+    warnings = [*outcome.notes, *notes]
     if health.saturated:
         warnings.append(f"load generator saturated: {health.reason}; latency figures are unreliable "
                         "(use --processes N or fewer users)")

@@ -8,12 +8,15 @@ from pathlib import Path
 
 from loadkit.errors import UsageError
 from loadkit.load.journeys import check_locustfile_syntax, locate_locustfile
+from loadkit.load.pair import run_pair
 from loadkit.load.preflight import preflight, validate_target
 from loadkit.load.profiles import Profile
 from loadkit.load.result import build_result
 from loadkit.load.runner import LoadPlan, LocustDriver
 from loadkit.load.shapes import stage_problems
-from loadkit.models import RunResult, Snapshot, Threshold
+from loadkit.models import CompareSpec, Comparison, RunResult, Snapshot, Threshold
+from loadkit.scoring import judge
+from loadkit.serverside import ServerSide, baseline_target, gather, require, side_of
 
 
 def plan_run(profile: Profile, *, target: str, locustfile: str | None = None, users: int | None = None,
@@ -42,8 +45,45 @@ def plan_run(profile: Profile, *, target: str, locustfile: str | None = None, us
 
 def run_scored(plan: LoadPlan, thresholds: list[Threshold], min_samples: int, *,
                on_snapshot: Callable[[Snapshot], None] | None = None,
-               log_dir: Path | None = None, stop: threading.Event | None = None) -> RunResult:
-    """Pre-flight the target, run Locust, score the outcome. Setting `stop` ends the run early."""
+               log_dir: Path | None = None, stop: threading.Event | None = None,
+               server: ServerSide | None = None) -> RunResult:
+    """Pre-flight, run Locust, score the outcome. Setting `stop` ends the run early.
+
+    With compare checks the same plan also runs against the baseline, at the same time; with
+    Prometheus checks their queries are checked before and run after the load.
+    """
+    server = server or ServerSide()
+    require(thresholds, server)
+    baseline = baseline_target(thresholds, server)
     preflight(plan.target, plan.headers)
-    outcome = LocustDriver(log_dir=log_dir).run(plan, on_snapshot=on_snapshot, stop=stop)
-    return build_result(plan, outcome, thresholds, min_samples)
+    if baseline is None:
+        outcome = LocustDriver(log_dir=log_dir).run(plan, on_snapshot=on_snapshot, stop=stop)
+        pair = None
+    else:
+        preflight(baseline, plan.headers)
+        outcome, other = run_pair(plan, baseline, log_dir=log_dir, on_snapshot=on_snapshot, stop=stop)
+        pair = (outcome.final, outcome.histogram, other.final, other.histogram)
+    external, notes = gather(thresholds, server, start=outcome.started_at, end=outcome.ended_at, pair=pair,
+                             wait=not outcome.interrupted, canary_label=plan.target)
+    return build_result(plan, outcome, thresholds, min_samples, external, notes)
+
+
+def compare_scored(plan: LoadPlan, baseline: str, spec: CompareSpec, *,
+                   on_snapshot: Callable[[Snapshot], None] | None = None, log_dir: Path | None = None,
+                   stop: threading.Event | None = None) -> tuple[Comparison, bool]:
+    """`loadkit compare` with load: the plan against canary and baseline at once, judged.
+
+    Returns (comparison, interrupted).
+    """
+    baseline = validate_target(baseline)
+    preflight(plan.target, plan.headers)
+    preflight(baseline, plan.headers)
+    canary, other = run_pair(plan, baseline, log_dir=log_dir, on_snapshot=on_snapshot, stop=stop)
+    comparison = judge(side_of(other.final, other.histogram), side_of(canary.final, canary.histogram), spec,
+                       baseline_name=baseline, canary_name=plan.target)
+    warnings = [*canary.notes, *(f"baseline: {n}" for n in other.notes)]
+    if canary.interrupted:
+        warnings.append("interrupted: compared what was collected")
+    return comparison.model_copy(update={
+        "started_at": canary.started_at, "ended_at": canary.ended_at, "baseline_stats": other.final,
+        "canary_stats": canary.final, "warnings": warnings}), canary.interrupted

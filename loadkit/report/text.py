@@ -8,7 +8,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from loadkit.models import Check, RunResult, Verdict
+from loadkit.models import Check, Comparison, RunResult, ScoreResult, Source, Verdict
+from loadkit.prometheus.queries import promql_duration
 from loadkit.scoring import fmt, range_text, with_unit
 
 
@@ -21,15 +22,35 @@ def verdict_text(verdict: Verdict) -> Text:
 
 
 def render_checks(checks: Sequence[Check], console: Console) -> None:
+    sources = any(c.source is not Source.CLIENT or c.comparison is not None for c in checks)
     table = Table(show_edge=False, pad_edge=False)
-    for column in ("check", "observed", "threshold", "result", "reason"):
+    for column in ("check", *(["from"] if sources else []), "observed", "threshold", "result", "reason"):
         table.add_column(column, no_wrap=column != "reason")
     for c in checks:
         verdict = Text("PASS", style="green") if c.passed else Text("FAIL", style="bold red")
         observed = "-" if c.metric == "steady-state" else with_unit(c.observed, c.unit)
         threshold = threshold_text(c) if c.min is not None or c.max is not None else "-"
-        table.add_row(c.name, observed, threshold, verdict, "" if c.passed else c.reason)
+        if c.comparison is not None:
+            observed, threshold = f"score {fmt(c.comparison.score)}", f"score >= {fmt(c.min or 0)}"
+        where = ["compare" if c.comparison is not None or c.metric == "compare" else c.source.value] if sources else []
+        table.add_row(c.name, *where, observed, threshold, verdict, "" if c.passed else c.reason)
     console.print(table)
+    for c in checks:
+        if c.comparison is not None:
+            render_comparison(c.comparison, console, title=f"compare {c.name}")
+
+
+def render_comparison(comparison: Comparison, console: Console, title: str = "compare") -> None:
+    """Each metric's decision, in words: what was compared, the test, the effect, the classification."""
+    style = {"pass": "bold green", "marginal": "bold yellow"}.get(comparison.verdict, "bold red")
+    console.print(Text.assemble(f"{title}: {comparison.canary} vs {comparison.baseline} ({comparison.source.value})  ",
+                                (comparison.verdict.upper(), style), f"  score {fmt(comparison.score)}"))
+    for m in comparison.metrics:
+        mark = Text(f"{m.classification:<6}", style="green" if m.passed else "bold red")
+        critical = " (critical)" if m.critical else ""
+        console.print(Text.assemble("  ", mark, f" {m.name}{critical}: {m.reason}"), highlight=False)
+    for warning in comparison.warnings:
+        console.print(Text(f"  warning: {warning}", style="yellow"))
 
 
 def render_scorecard(result: RunResult, console: Console) -> None:
@@ -52,5 +73,15 @@ def render_scorecard(result: RunResult, console: Console) -> None:
     if s.failures_by_kind:
         kinds = "  ".join(f"{k}: {v:,}" for k, v in s.failures_by_kind.items())
         console.print(f"failures      {kinds}", highlight=False)
+    for warning in result.warnings:
+        console.print(Text(f"warning: {warning}", style="yellow"))
+
+
+def render_score(result: ScoreResult, console: Console) -> None:
+    console.print(Text.assemble(
+        ("loadkit score ", "bold"), f"{result.target} (Prometheus {result.prometheus}, last "
+        f"{promql_duration(result.interval_s)})  ", verdict_text(result.verdict), f"  score {fmt(result.score)}",
+    ))
+    render_checks(result.checks, console)
     for warning in result.warnings:
         console.print(Text(f"warning: {warning}", style="yellow"))

@@ -1,7 +1,17 @@
 """Pure scoring: observations + thresholds -> checks -> score -> verdict. No I/O, no clock."""
 
-from loadkit.scoring._evaluate import Scorecard, evaluate, evaluate_threshold, fmt, range_text, with_unit
-from loadkit.scoring._observe import Observation, observations_from_stats
+from loadkit.scoring._compare import Side, judge, proportion_p_value
+from loadkit.scoring._evaluate import (
+    Scorecard,
+    client_thresholds,
+    evaluate,
+    evaluate_threshold,
+    fmt,
+    metric_label,
+    range_text,
+    with_unit,
+)
+from loadkit.scoring._observe import UNITS, Observation, observations_from_stats
 
-__all__ = ["Observation", "Scorecard", "evaluate", "evaluate_threshold", "fmt", "observations_from_stats",
-           "range_text", "with_unit"]
+__all__ = ["UNITS", "Observation", "Scorecard", "Side", "client_thresholds", "evaluate", "evaluate_threshold", "fmt",
+           "judge", "metric_label", "observations_from_stats", "proportion_p_value", "range_text", "with_unit"]

@@ -1,12 +1,16 @@
 """Thresholds + observations -> checks -> score -> verdict. Pure: no I/O, no clock.
 
 Rules, in order, for each threshold:
-1. no observation or no value            -> fail, "no data"
-2. fewer samples than min_samples        -> fail, "insufficient data" (never a pass)
-3. observed < min or observed > max      -> fail (both bounds are inclusive, as in Flagger)
-4. otherwise                             -> pass
+1. no observation or no value            -> fail, "no data" (as Flagger: no data is never a pass)
+2. fewer samples than min_samples        -> fail, "insufficient data" (client-side counts only)
+3. a comparison                          -> passes only when its verdict is pass
+4. observed < min or observed > max      -> fail (both bounds are inclusive, as in Flagger)
+5. otherwise                             -> pass
 score = 100 * (weight of passed checks) / (weight of all checks); verdict = pass only if every
 check passed.
+
+Client-side range checks read `observations` (by metric, from loadkit's stats); every other
+check (Prometheus, compare) reads `external`, keyed by the threshold's name.
 """
 
 from __future__ import annotations
@@ -31,45 +35,74 @@ def fmt(value: float) -> str:
     return "0" if text == "-0" else text
 
 
+def metric_label(threshold: Threshold) -> str:
+    """What a check measured: the built-in metric, 'compare', or the custom metric's own name."""
+    if threshold.compare is not None:
+        return "compare"
+    return threshold.metric.value if threshold.metric is not None else threshold.name
+
+
 def evaluate_threshold(threshold: Threshold, observation: Observation | None, min_samples: int) -> Check:
-    metric = threshold.resolved_metric
-    bounds = threshold.thresholdRange
-    unit = observation.unit if observation and observation.unit else UNITS.get(metric, "")
+    spec = threshold.compare
+    lo, hi = (spec.pass_score, None) if spec is not None else (
+        threshold.thresholdRange.min if threshold.thresholdRange else None,
+        threshold.thresholdRange.max if threshold.thresholdRange else None)
+    default_unit = UNITS.get(threshold.metric, "") if threshold.metric is not None else ""
+    unit = observation.unit if observation and observation.unit else default_unit
     needed = threshold.min_samples or min_samples
     samples = observation.samples if observation else 0
-    observed = observation.value if observation else None
+    comparison = observation.comparison if observation else None
+    observed = comparison.score if comparison else (observation.value if observation else None)
 
     def check(passed: bool, reason: str) -> Check:
         return Check(
-            name=threshold.name, metric=metric.value, observed=observed, min=bounds.min, max=bounds.max,
-            passed=passed, reason=reason, unit=unit, weight=threshold.weight, samples=samples,
+            name=threshold.name, metric=metric_label(threshold), observed=observed, min=lo, max=hi,
+            passed=passed, reason=reason, unit=unit, weight=threshold.weight, samples=samples or 0,
+            source=threshold.resolved_source, query=observation.query if observation else None,
+            comparison=comparison,
         )
 
     if observation is None or observed is None:
-        return check(False, "no data: nothing was measured for this metric")
-    if samples < needed:
+        why = observation.reason if observation and observation.reason else "nothing was measured for this metric"
+        return check(False, why if why.startswith("no data") else f"no data: {why}")
+    if samples is not None and samples < needed and comparison is None:
         return check(False, f"insufficient data: {samples} requests, need at least {needed} (min_samples)")
-    if bounds.min is not None and observed < bounds.min:
-        shown = _distinct(observed, bounds.min) + _sep(unit)
-        return check(False, f"{shown} is below the minimum {with_unit(bounds.min, unit)}")
-    if bounds.max is not None and observed > bounds.max:
-        shown = _distinct(observed, bounds.max) + _sep(unit)
-        return check(False, f"{shown} is above the maximum {with_unit(bounds.max, unit)}")
-    return check(True, f"{with_unit(observed, unit)} meets {range_text(bounds.min, bounds.max, unit)}")
+    if comparison is not None:
+        return check(comparison.verdict == "pass", f"{comparison.verdict}: {comparison.reason}")
+    if lo is not None and observed < lo:
+        shown = _distinct(observed, lo) + _sep(unit)
+        return check(False, f"{shown} is below the minimum {with_unit(lo, unit)}")
+    if hi is not None and observed > hi:
+        shown = _distinct(observed, hi) + _sep(unit)
+        return check(False, f"{shown} is above the maximum {with_unit(hi, unit)}")
+    return check(True, f"{with_unit(observed, unit)} meets {range_text(lo, hi, unit)}")
 
 
 def evaluate(
     thresholds: Sequence[Threshold],
     observations: Mapping[Metric, Observation],
     min_samples: int = DEFAULT_MIN_SAMPLES,
+    external: Mapping[str, Observation] | None = None,
 ) -> Scorecard:
     """Judge every threshold and combine the checks into a score and a verdict."""
-    checks = [evaluate_threshold(t, observations.get(t.resolved_metric), min_samples) for t in thresholds]
+    checks = [evaluate_threshold(t, _observation(t, observations, external or {}), min_samples) for t in thresholds]
     total = sum(c.weight for c in checks)
     passed = sum(c.weight for c in checks if c.passed)
     score = round(100.0 * passed / total, 1) if total else 0.0
     verdict = Verdict.PASS if checks and all(c.passed for c in checks) else Verdict.FAIL
     return Scorecard(checks=checks, score=score, verdict=verdict)
+
+
+def _observation(threshold: Threshold, observations: Mapping[Metric, Observation],
+                 external: Mapping[str, Observation]) -> Observation | None:
+    if threshold.is_client_range:
+        return observations.get(threshold.resolved_metric)
+    return external.get(threshold.name)
+
+
+def client_thresholds(thresholds: Sequence[Threshold]) -> list[Threshold]:
+    """The checks loadkit's own stats decide (what live progress can judge during a run)."""
+    return [t for t in thresholds if t.is_client_range]
 
 
 def _distinct(value: float, bound: float) -> str:

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loadkit.models import Metric, Stats
+from loadkit.models import Comparison, Metric, Source, Stats
 
 
 @dataclass(frozen=True)
 class Observation:
-    """One measured value. `value=None` means no data; `samples` feeds the min_samples rule."""
+    """One measured value. `value=None` means no data, and `reason` may say why.
+
+    `samples` feeds the min_samples rule; None means not counted (a Prometheus value: Flagger
+    has no such rule either). A compare check carries its `comparison`, which decides it.
+    """
 
     value: float | None
-    samples: int
+    samples: int | None
     unit: str = ""
+    source: Source = Source.CLIENT
+    reason: str = ""
+    query: str | None = None
+    comparison: Comparison | None = None
 
 
 UNITS = {

@@ -17,6 +17,7 @@ from loadkit.errors import ConfigError, PayloadError, SafetyError, UsageError
 from loadkit.load.preflight import validate_target
 from loadkit.load.profiles import Profile, get_profile
 from loadkit.models import Threshold
+from loadkit.serverside import client_compares, prometheus_checks
 from loadkit.units import parse_duration, parse_header
 from loadkit.webhook.models import EVENT_KEYS, FlaggerPayload, HookKind, MetadataKey
 
@@ -71,6 +72,7 @@ class HookCall:
     thresholds_name: str = "default"
     thresholds: list[Threshold] = field(default_factory=list)
     target: str = ""
+    baseline: str | None = None  # the primary's URL, when a compare check runs load against it
     users: int | None = None
     spawn_rate: float | None = None
     duration_s: float | None = None
@@ -128,12 +130,30 @@ def _run_call(kind: HookKind, payload: FlaggerPayload, meta: dict[str, str], con
         thresholds = config.threshold_set(meta.get(MetadataKey.THRESHOLDS))
     except ConfigError as exc:
         raise PayloadError(f"metadata thresholds: {exc.message}; {exc.hint}") from None
+    baseline = _baseline(thresholds, payload, config, policy)
     return HookCall(
-        kind=kind, payload=payload, profile=profile, thresholds=thresholds,
+        kind=kind, payload=payload, profile=profile, thresholds=thresholds, baseline=baseline,
         thresholds_name=meta.get(MetadataKey.THRESHOLDS) or "default", target=target, users=users,
         spawn_rate=_parse(meta, MetadataKey.SPAWN_RATE, _positive_float), duration_s=duration,
         headers=_parse(meta, MetadataKey.HEADERS, parse_headers) or {},
     )
+
+
+def _baseline(thresholds: list[Threshold], payload: FlaggerPayload, config: Config, policy: Policy) -> str | None:
+    """Checks this server cannot measure are refused now, not after the load; the primary's URL for compares."""
+    if prometheus_checks(thresholds) and config.prometheus.url is None:
+        names = ", ".join(t.name for t in prometheus_checks(thresholds))
+        raise PayloadError(f"the threshold set has Prometheus checks ({names}) but this server has no Prometheus; "
+                           "start loadkit serve with --prometheus URL (or set prometheus.url in its config)")
+    if not client_compares(thresholds):
+        return None
+    raw = config.server.baseline_template.format(name=payload.name, namespace=payload.namespace)
+    try:
+        baseline = validate_target(raw)
+    except UsageError as exc:
+        raise PayloadError(f"server.baseline_template gives a bad URL: {exc.message}") from None
+    policy.check_target(baseline, payload)
+    return baseline
 
 
 def _profile(meta: dict[str, str], config: Config, kind: HookKind) -> Profile:

@@ -16,15 +16,22 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from loadkit.config import PrometheusSpec
 from loadkit.errors import BusyError, LoadkitError, TargetError
 from loadkit.load.runner import LoadPlan
 from loadkit.load.session import run_scored
 from loadkit.models import RunResult, Snapshot, Threshold, Verdict
-from loadkit.scoring import evaluate, observations_from_stats
+from loadkit.prometheus import Workload
+from loadkit.scoring import client_thresholds, evaluate, observations_from_stats
+from loadkit.serverside import ServerSide
 from loadkit.webhook.models import LiveState, LiveVerdict, RunRecord, RunStatus
 from loadkit.webhook.policy import HookCall
 from loadkit.webhook.store import Store, now
+
+if TYPE_CHECKING:
+    from loadkit.prometheus.source import PrometheusSource
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,7 @@ class _Active:
     done: threading.Event = field(default_factory=threading.Event)
     stop_status: RunStatus = RunStatus.STOPPED
     live: LiveState | None = None
+    server: ServerSide = field(default_factory=ServerSide)
 
 
 @dataclass(frozen=True)
@@ -65,7 +73,11 @@ def live_state(snapshot: Snapshot, thresholds: list[Threshold], min_samples: int
     if cumulative.requests < min_samples:
         return LiveState(verdict=LiveVerdict.COLLECTING, snapshot=snapshot,
                          reason=f"collecting: {cumulative.requests} of {min_samples} requests")
-    card = evaluate(thresholds, observations_from_stats(cumulative), min_samples)
+    live = client_thresholds(thresholds)  # Prometheus and compare checks are judged when the run ends
+    if not live:
+        return LiveState(verdict=LiveVerdict.COLLECTING, snapshot=snapshot,
+                         reason="its checks read Prometheus or compare with the primary: judged when the run ends")
+    card = evaluate(live, observations_from_stats(cumulative), min_samples)
     failing = [c for c in card.checks if not c.passed]
     reason = "; ".join(f"{c.name}: {c.reason}" for c in failing) or "every threshold met so far"
     verdict = LiveVerdict.PASS if card.verdict is Verdict.PASS else LiveVerdict.FAIL
@@ -76,8 +88,11 @@ class RunManager:
     """Starts, tracks and stops runs; writes their live and final state to the store."""
 
     def __init__(self, store: Store, min_samples: int, max_concurrent: int,
-                 url_for: Callable[[str], str] = lambda run_id: f"/runs/{run_id}") -> None:
+                 url_for: Callable[[str], str] = lambda run_id: f"/runs/{run_id}",
+                 prometheus: PrometheusSpec | None = None) -> None:
         self.store = store
+        self.prometheus_spec = prometheus or PrometheusSpec()
+        self._prometheus: PrometheusSource | None = None  # made on first use, shared by the runs
         self.min_samples = min_samples
         self.max_concurrent = max_concurrent
         self.url_for = url_for
@@ -115,7 +130,17 @@ class RunManager:
             created_at=now(), url=self.url_for(run_id),
         )
         self.store.insert_run(record)
-        return _Active(record=record, key=key, plan=plan, thresholds=call.thresholds)
+        return _Active(record=record, key=key, plan=plan, thresholds=call.thresholds, server=self._server(call))
+
+    def _server(self, call: HookCall) -> ServerSide:
+        """Prometheus checks query the payload's canary (name, namespace); compare runs against its primary."""
+        spec = self.prometheus_spec
+        if spec.url is not None and self._prometheus is None:
+            from loadkit.prometheus.source import PrometheusSource
+
+            self._prometheus = PrometheusSource(spec.url)
+        return ServerSide(prometheus=self._prometheus, workload=Workload(call.namespace, call.name),
+                          baseline_url=call.baseline, settle_s=spec.settle)
 
     def is_done(self, run_id: str) -> bool:
         with self._lock:
@@ -168,7 +193,8 @@ class RunManager:
     def _execute(self, active: _Active) -> None:
         try:
             result = run_scored(active.plan, active.thresholds, self.min_samples,
-                                on_snapshot=lambda snap: self._on_snapshot(active, snap), stop=active.stop)
+                                on_snapshot=lambda snap: self._on_snapshot(active, snap), stop=active.stop,
+                                server=active.server)
             ending = self._judge(active, result)
         except TargetError as exc:  # not judged: it could be loadkit's side (egress, a wrong target)
             ending = _Ending(RunStatus.ERROR, None, None, f"cannot reach the target: {exc.message}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -27,9 +28,16 @@ GRACEFUL_S = 30
 
 def build_settings(*, config_path: Path | None, db_path: Path, allow_targets: tuple[str, ...],
                    allow_namespaces: tuple[str, ...], max_concurrent_runs: int, max_body: int,
-                   token_file: Path | None, public_url: str | None, retention_s: float) -> ServeSettings:
+                   token_file: Path | None, public_url: str | None, retention_s: float,
+                   prometheus_url: str | None = None) -> ServeSettings:
+    config = load_config(config_path)
+    if prometheus_url is not None:
+        if not prometheus_url.startswith(("http://", "https://")):
+            raise UsageError(f"--prometheus {prometheus_url!r} is not a URL",
+                             hint="give Prometheus' base URL, e.g. --prometheus http://prometheus.istio-system:9090")
+        config = dataclasses.replace(config, prometheus=config.prometheus.model_copy(update={"url": prometheus_url}))
     return ServeSettings(
-        config=load_config(config_path),
+        config=config,
         db_path=db_path,
         policy=Policy(allow_targets=compile_patterns(allow_targets, "--allow-target"),
                       allow_namespaces=compile_patterns(allow_namespaces, "--allow-namespace")),
@@ -93,7 +101,8 @@ def run_server(settings: ServeSettings, *, host: str, port: int, output: str) ->
     except Exception as exc:  # sqlite3.Error or OSError: a bad --db path
         sock.close()
         raise UsageError(f"cannot open --db {settings.db_path}: {exc}", hint="choose a writable file") from None
-    manager = RunManager(store, settings.config.min_samples, settings.max_concurrent_runs, url_for=settings.run_url)
+    manager = RunManager(store, settings.config.min_samples, settings.max_concurrent_runs, url_for=settings.run_url,
+                         prometheus=settings.config.prometheus)
     app = create_app(settings, store, manager)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", loop="auto", http="auto",
                             timeout_graceful_shutdown=GRACEFUL_S)  # auto: uvloop and httptools (see pyproject)

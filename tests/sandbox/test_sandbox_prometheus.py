@@ -7,11 +7,9 @@ the test instead of skipping it silently.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -40,41 +38,9 @@ def sandbox(start_sandbox: Callable[..., SandboxProcess]) -> SandboxProcess:
     return start_sandbox(pods=1, canary_error_rate=0.1, canary_latency_ms=CANARY_LATENCY_MS)
 
 
-def _free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as sock:
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def prometheus(sandbox: SandboxProcess, tmp_path_factory: pytest.TempPathFactory, poll: Any) -> Iterator[str]:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus is not installed: run `make test`, which installs Debian's prometheus")
-    workdir: Path = tmp_path_factory.mktemp("prometheus")
-    admin = sandbox.admin_url.removeprefix("http://")
-    (workdir / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        f"scrape_configs: [{{job_name: sandbox, static_configs: [{{targets: ['{admin}']}}]}}]\n"
-    )
-    url = f"http://127.0.0.1:{_free_port()}"
-    process = subprocess.Popen(
-        [binary, f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'data'}",
-         f"--web.listen-address={url.removeprefix('http://')}", "--log.level=warn"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        poll(lambda: _ready(url), timeout=20)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
+def prometheus(sandbox: SandboxProcess, start_prometheus: Callable[[list[str]], str]) -> str:
+    return start_prometheus([sandbox.admin_url.removeprefix("http://")])
 
 
 def _query(prometheus: str, promql: str) -> list[float]:

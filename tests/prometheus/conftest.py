@@ -1,0 +1,96 @@
+"""A real sandbox scraped every second by a real Prometheus (Debian's), shared per module."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from loadkit.sandbox import SandboxProcess
+from tests.conftest import ROOT
+
+CANARY_LATENCY_MS = 400
+
+# A shop visit as a funnel: nine catalogue visits, then a checkout, then a rating given the way
+# locustfiles/api.py gives it (by how fast the checkout was). Conversion = 1/9 of successful checkouts.
+FUNNEL = f"""
+import random
+import sys
+
+sys.path.insert(0, {str(ROOT / "locustfiles")!r})
+from api import stars  # the shipped journey's rating rule
+
+from locust import FastHttpUser, constant, task
+
+
+class Shopper(FastHttpUser):
+    wait_time = constant(0.05)
+
+    @task
+    def visit_and_buy(self):
+        for _ in range(9):
+            self.client.get("/api/products")
+        self.client.post("/api/cart", json={{"product_id": random.randint(1, 20), "quantity": 1}})
+        with self.client.post("/api/checkout", json={{}}, catch_response=True) as response:
+            ok = response.status_code == 201
+            elapsed_ms = response.request_meta["response_time"]
+        self.client.post("/api/rating", json={{"stars": stars(ok, elapsed_ms)}})
+"""
+
+CHECKS = """
+thresholds:
+  - name: request-success-rate            # loadkit's own requests
+    thresholdRange: {min: 99}
+  - name: server-success-rate             # Flagger's Istio query
+    metric: request-success-rate
+    source: prometheus
+    thresholdRange: {min: 99}
+  - name: server-p99
+    metric: request-duration
+    source: prometheus
+    thresholdRange: {max: 1000}
+  - name: conversion-rate                 # the plan's business metrics, MetricTemplate style
+    query: |
+      sum(rate(shop_checkouts_total{namespace="{{ namespace }}",workload="{{ target }}"}[{{ interval }}]))
+      / sum(rate(shop_visits_total{namespace="{{ namespace }}",workload="{{ target }}"}[{{ interval }}])) * 100
+    thresholdRange: {min: 2.5}
+  - name: conversion-rate-goal            # the same ratio, from templateVariables, with a higher bar
+    query: |
+      sum(rate({{ variables.done }}{namespace="{{ namespace }}",workload="{{ target }}"}[{{ interval }}]))
+      / sum(rate({{ variables.start }}{namespace="{{ namespace }}",workload="{{ target }}"}[{{ interval }}])) * 100
+    templateVariables: {start: shop_visits_total, done: shop_checkouts_total}
+    thresholdRange: {min: 20}
+  - name: user-satisfaction
+    query: |
+      sum(increase(shop_rating_stars_total{namespace="{{ namespace }}",workload="{{ target }}"}[{{ interval }}]))
+      / sum(increase(shop_ratings_total{namespace="{{ namespace }}",workload="{{ target }}"}[{{ interval }}]))
+    thresholdRange: {min: 4.0}
+"""
+
+
+@pytest.fixture(scope="module")
+def shop() -> Iterator[SandboxProcess]:
+    """Primary healthy; canary with 3 % 503s and 400 ms per request."""
+    with SandboxProcess(pods=1, canary_error_rate=0.03, canary_latency_ms=CANARY_LATENCY_MS) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture(scope="module")
+def quiet() -> Iterator[SandboxProcess]:
+    """A canary nobody sends traffic to (namespace `quiet`)."""
+    with SandboxProcess(pods=1, namespace="quiet") as sandbox:
+        yield sandbox
+
+
+@pytest.fixture(scope="module")
+def prometheus(shop: SandboxProcess, quiet: SandboxProcess, start_prometheus: Callable[[list[str]], str]) -> str:
+    return start_prometheus([s.admin_url.removeprefix("http://") for s in (shop, quiet)])
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("prometheus-checks")
+    (root / "funnel.py").write_text(FUNNEL)
+    (root / "loadkit.yaml").write_text(CHECKS)
+    return {"funnel": root / "funnel.py", "config": root / "loadkit.yaml", "dir": root}

@@ -1,0 +1,103 @@
+"""The canary-vs-baseline judge (pure): classifications, critical metrics, score cut-offs, reasons."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from loadkit.models import CompareSpec, Source, Threshold
+from loadkit.scoring import Observation, Side, evaluate, judge, proportion_p_value
+
+RNG = np.random.default_rng(7)
+
+
+def latencies(median_ms: float, n: int = 500) -> np.ndarray:
+    return median_ms + RNG.exponential(2.0, n)
+
+
+def run(baseline: Side, canary: Side, **settings: object):  # type: ignore[no-untyped-def]
+    return judge(baseline, canary, CompareSpec.model_validate(settings), baseline_name="primary",
+                 canary_name="canary")
+
+
+def test_identical_distributions_pass() -> None:
+    result = run(Side(latencies(50), 500, 2), Side(latencies(50), 500, 3))
+    assert (result.verdict, result.score) == ("pass", 100.0)
+    assert [m.classification for m in result.metrics] == ["pass", "pass"]
+
+
+def test_twenty_percent_slower_is_high_and_explained() -> None:
+    result = run(Side(latencies(50), 500, 0), Side(latencies(60), 500, 0))
+    latency = result.metrics[0]
+    assert latency.classification == "high" and not latency.passed
+    assert latency.effect_pct == pytest.approx(19.5, abs=2)
+    assert "Mann-Whitney" in latency.reason and "more than the allowed 5%" in latency.reason
+    # latency is not critical by default: one of two metrics passing is a score of 50 -> fail
+    assert (result.verdict, result.score) == ("fail", 50.0)
+
+
+def test_a_significant_but_small_slowdown_passes() -> None:
+    result = run(Side(latencies(50, 5000), 5000, 0), Side(latencies(51, 5000), 5000, 0))
+    latency = result.metrics[0]
+    assert latency.p_value is not None and latency.p_value < 0.02  # significant...
+    assert latency.classification == "pass" and "within the allowed 5%" in latency.reason  # ...but within 5 %
+
+
+def test_faster_canary_is_low_and_passes() -> None:
+    result = run(Side(latencies(60), 500, 0), Side(latencies(50), 500, 0))
+    assert result.metrics[0].classification == "low" and result.verdict == "pass"
+
+
+def test_two_points_more_errors_fail_the_critical_error_rate() -> None:
+    result = run(Side(latencies(50, 1000), 1000, 0), Side(latencies(50, 1000), 1000, 20))
+    errors = result.metrics[1]
+    assert errors.classification == "high" and errors.critical
+    assert errors.canary == pytest.approx(2.0) and errors.effect_pct == pytest.approx(2.0)
+    assert result.verdict == "fail" and "critical metric error-rate failed" in result.reason
+
+
+def test_more_errors_within_the_allowance_pass() -> None:
+    # +0.5 points, significant with this many requests, but within max_error_increase_pct (1)
+    result = run(Side(latencies(50), 20000, 0), Side(latencies(50), 20000, 100))
+    assert result.metrics[1].p_value is not None and result.metrics[1].p_value < 0.02
+    assert result.metrics[1].classification == "pass"
+
+
+def test_too_few_samples_is_nodata_and_fails() -> None:
+    result = run(Side(latencies(50, 30), 30, 0), Side(latencies(50, 30), 30, 0))
+    assert [m.classification for m in result.metrics] == ["nodata", "nodata"]
+    assert result.verdict == "fail" and "need 50 each" in result.metrics[0].reason
+
+
+def test_constant_samples_on_both_sides_pass() -> None:
+    result = run(Side([5.0] * 100, 100, 0), Side([5.0] * 100, 100, 0))
+    assert result.metrics[0].classification == "pass" and result.verdict == "pass"
+
+
+def test_marginal_between_the_cut_offs() -> None:
+    result = run(Side(latencies(50), 500, 0), Side(latencies(60), 500, 0), pass_score=90, marginal_score=50)
+    assert (result.verdict, result.score) == ("marginal", 50.0)
+
+
+def test_latency_can_be_made_critical() -> None:
+    result = run(Side(latencies(50), 500, 0), Side(latencies(60), 500, 0), critical=["latency", "error-rate"],
+                 marginal_score=0, pass_score=0)
+    assert result.verdict == "fail" and "critical metric latency failed" in result.reason
+
+
+def test_proportion_test_is_one_sided() -> None:
+    assert proportion_p_value(0, 1000, 20, 1000) < 1e-4
+    assert proportion_p_value(20, 1000, 0, 1000) > 0.99
+    assert proportion_p_value(0, 1000, 0, 1000) == 1.0
+
+
+def test_a_compare_check_passes_only_on_a_pass_verdict() -> None:
+    check = Threshold(name="performance-impact", compare=CompareSpec())
+    slower = run(Side(latencies(50), 500, 0), Side(latencies(60), 500, 0))
+    same = run(Side(latencies(50), 500, 0), Side(latencies(50), 500, 0))
+    for comparison, passed in ((slower, False), (same, True)):
+        card = evaluate([check], {}, 100, {check.name: Observation(comparison.score, None, comparison=comparison)})
+        assert card.checks[0].passed is passed and card.checks[0].comparison == comparison
+        assert card.checks[0].metric == "compare" and card.checks[0].source is Source.CLIENT
+    missing = evaluate([check], {}, 100, {})
+    assert not missing.checks[0].passed and missing.checks[0].reason.startswith("no data")
