@@ -50,9 +50,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _prometheus_ready(url: str) -> bool:
+def _prometheus_ready(url: str, targets: int) -> bool:
+    """Up, and every target scraped once: a test's traffic starts inside Prometheus' view."""
     try:
-        return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
+        if httpx.get(f"{url}/-/ready", timeout=2).status_code != 200:
+            return False
+        up = httpx.get(f"{url}/api/v1/query", params={"query": "up == 1"}, timeout=2).json()
+        return len(up["data"]["result"]) == targets
     except httpx.TransportError:
         return False
 
@@ -88,7 +92,7 @@ def start_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Calla
 
             stack.callback(stop)
             deadline = time.monotonic() + 30
-            while not _prometheus_ready(url):
+            while not _prometheus_ready(url, len(targets)):
                 if process.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"Prometheus did not start (exit {process.poll()})")
                 time.sleep(0.1)

@@ -1,0 +1,130 @@
+"""`loadkit compare` for real: Locust against both routes of a sandbox, and Prometheus' series of both.
+
+The sandbox's primary and canary are the same app with the same 50 ms of latency; faults (Istio
+style, from the sandbox's admin API) make the canary slower, and a second sandbox gives it 2 %
+more errors (deterministic: exactly 2 in every 100 canary requests).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from loadkit.sandbox import SandboxProcess
+from tests.conftest import run_loadkit
+
+pytestmark = pytest.mark.slow
+
+LATENCY_MS = 50
+RUNS = 20
+
+# Many short requests: a one-second run gives each side ~150 latency samples.
+STEADY = """
+from locust import FastHttpUser, constant, task
+
+
+class Visitor(FastHttpUser):
+    wait_time = constant(0.01)
+
+    @task
+    def catalogue(self):
+        self.client.get("/api/products")
+"""
+
+
+@pytest.fixture(scope="module")
+def twins() -> Iterator[SandboxProcess]:
+    with SandboxProcess(pods=1, primary_latency_ms=LATENCY_MS, canary_latency_ms=LATENCY_MS) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture(scope="module")
+def prometheus(twins: SandboxProcess, start_prometheus: Callable[[list[str]], str]) -> str:
+    return start_prometheus([twins.admin_url.removeprefix("http://")])
+
+
+@pytest.fixture(scope="module")
+def steady(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("compare") / "steady.py"
+    path.write_text(STEADY)
+    return path
+
+
+def compare(sandbox: SandboxProcess, locustfile: Path, *extra: str) -> tuple[int, dict[str, Any]]:
+    out = run_loadkit("compare", "--target", f"{sandbox.traffic_url}/canary", "--baseline", sandbox.traffic_url,
+                      "-f", str(locustfile), "-u", "10", "-r", "100", "-q", "-o", "json", *extra)
+    assert out.stdout, out.stderr
+    return out.returncode, json.loads(out.stdout)
+
+
+def metrics(comparison: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {m["name"]: m for m in comparison["metrics"]}
+
+
+def test_identical_primary_and_canary_pass_19_of_20_runs(twins: SandboxProcess, steady: Path) -> None:
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda _: compare(twins, steady, "-t", "1s"), range(RUNS)))
+    false_alarms = [(c["verdict"], [m["reason"] for m in c["metrics"] if m["classification"] == "high"])
+                    for code, c in runs if code != 0]
+    assert len(false_alarms) <= RUNS // 20, false_alarms  # false alarms <= 5 %
+    for code, comparison in runs:
+        assert comparison["schema_version"] == 1
+        assert set(metrics(comparison)) == {"latency", "error-rate"}
+        latency = metrics(comparison)["latency"]
+        assert latency["baseline_samples"] >= 50 and latency["canary_samples"] >= 50
+        assert abs(latency["baseline"] - LATENCY_MS) < 10 and abs(latency["canary"] - LATENCY_MS) < 10
+        assert code == 0 or comparison["verdict"] != "pass"  # the exit code follows the verdict
+
+
+@pytest.fixture
+def slower_canary(twins: SandboxProcess) -> Iterator[None]:
+    """Istio-style delay on every canary request: 50 + 10 ms, 20 % slower."""
+    fault = {"version": "canary", "kind": "delay", "delay_ms": LATENCY_MS // 5, "percentage": 100, "ttl_s": 120}
+    answer = httpx.post(f"{twins.admin_url}/faults", json=fault, timeout=5)
+    assert answer.status_code == 201, answer.text
+    yield
+    httpx.delete(f"{twins.admin_url}/faults", timeout=5).raise_for_status()
+
+
+@pytest.mark.usefixtures("slower_canary")
+def test_a_canary_20pct_slower_fails_from_load_and_from_prometheus(twins: SandboxProcess, steady: Path,
+                                                                  prometheus: str) -> None:
+    code, comparison = compare(twins, steady, "-t", "8s")
+    assert code == 1 and comparison["verdict"] == "fail"
+    latency = metrics(comparison)["latency"]
+    assert latency["classification"] == "high" and 15 <= latency["effect_pct"] <= 25
+    assert "significantly slower, more than the allowed 5%" in latency["reason"]
+    assert metrics(comparison)["error-rate"]["classification"] == "pass"
+
+    # The same run seen by Prometheus: both workloads' Istio series over a window that holds the 8 s,
+    # one mean-latency point a second (idle seconds before and after have no requests: left out)
+    out = run_loadkit("compare", "--prometheus", prometheus, "--canary", "bruno-site", "--namespace", "bruno",
+                      "--interval", "15s", "--step", "1s", "--min-samples", "5", "-o", "json")
+    assert out.returncode == 1, out.stderr
+    seen = json.loads(out.stdout)
+    assert seen["verdict"] == "fail" and seen["baseline"] == "bruno/bruno-site-primary"
+    server_latency = metrics(seen)["latency"]
+    assert server_latency["classification"] == "high" and 10 <= server_latency["effect_pct"] <= 30
+    assert server_latency["canary_samples"] >= 5 and seen["queries"]
+
+    text = run_loadkit("compare", "--prometheus", prometheus, "--canary", "bruno-site", "--namespace", "bruno",
+                       "--interval", "15s", "--step", "1s", "--min-samples", "5")
+    assert text.returncode == 1 and "FAIL" in text.stdout and "significantly slower" in text.stdout
+
+
+def test_a_canary_with_2pct_more_errors_fails(steady: Path) -> None:
+    with SandboxProcess(pods=1, primary_latency_ms=LATENCY_MS, canary_latency_ms=LATENCY_MS,
+                        canary_error_rate=0.02) as erring:
+        code, comparison = compare(erring, steady, "-t", "4s")
+    assert code == 1 and comparison["verdict"] == "fail"
+    errors = metrics(comparison)["error-rate"]
+    assert errors["classification"] == "high" and errors["critical"]
+    assert 1.5 <= errors["canary"] - errors["baseline"] <= 2.1
+    assert "significantly more errors" in errors["reason"]
+    assert metrics(comparison)["latency"]["classification"] in {"pass", "low"}
