@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,24 @@ def test_latency_fault_breaks_request_duration_and_is_removed(sandbox: SandboxPr
     assert faults(sandbox) == []
 
 
-def test_abort_10pct_breaks_the_error_rate(sandbox: SandboxProcess) -> None:
-    code, result, stderr = chaos_run(sandbox, "local-abort.yaml", "--var", "fault_seconds:int=5")
+SERVER_SIDE = """
+thresholds:
+  - {name: request-success-rate, thresholdRange: {min: 99}}
+  - {name: error-rate, thresholdRange: {max: 1}}
+  - name: server-success-rate          # Flagger's Istio query, over the fault window
+    metric: request-success-rate
+    source: prometheus
+    thresholdRange: {min: 99}
+"""
+
+
+def test_abort_10pct_breaks_the_error_rate_seen_by_loadkit_and_by_prometheus(
+        sandbox: SandboxProcess, start_prometheus: Callable[[list[str]], str], tmp_path: Path) -> None:
+    prometheus = start_prometheus([sandbox.admin_url.removeprefix("http://")])
+    (tmp_path / "loadkit.yaml").write_text(SERVER_SIDE)
+    code, result, stderr = chaos_run(sandbox, "local-abort.yaml", "--var", "fault_seconds:int=5",
+                                     "--config", str(tmp_path / "loadkit.yaml"), "--prometheus", prometheus,
+                                     "--canary", "bruno-site", "--namespace", "bruno")
     assert code == 1, stderr
     assert result is not None
     error_rate = check(result, "error-rate")
@@ -44,6 +61,11 @@ def test_abort_10pct_breaks_the_error_rate(sandbox: SandboxProcess) -> None:
     assert check(result, "availability")["passed"] is False
     fault_phase = next(p for p in result["phases"] if p["name"] == "fault")
     assert fault_phase["stats"]["status_codes"]["503"] > 0
+    server = check(result, "server-success-rate")
+    assert server["source"] == "prometheus" and server["passed"] is False
+    # 10 % of the canary's requests aborted; Istio's 1 s scrapes blur the 5 s window's edges by a second
+    assert 84 <= server["observed"] <= 96
+    assert abs(server["observed"] - fault_phase["stats"]["success_rate_pct"]) <= 4  # Istio agrees with loadkit
     assert faults(sandbox) == []
 
 
