@@ -41,6 +41,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/accuracy.py
 	$(BIN)/python benchmarks/startup.py
+	$(BIN)/python benchmarks/compare.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -38,7 +38,7 @@ def run(target: str, profile: str, locustfile: str | None, users: int | None, sp
       loadkit run --target http://127.0.0.1:8080/canary --profile smoke
       loadkit run --target http://bruno-site-canary.bruno:80 -p steady -u 50 -t 2m -o json | jq .verdict
       loadkit run --target http://127.0.0.1:8080 -H 'x-canary: insider' --junit load.xml
-      loadkit run --target http://127.0.0.1:8080/canary --config loadkit.yaml \
+      loadkit run --target http://127.0.0.1:8080/canary --config loadkit.yaml \\
           --prometheus http://127.0.0.1:9090 --canary bruno-site --namespace bruno --baseline http://127.0.0.1:8080
 
     Exits 0 when every threshold is met, 1 when one fails (or there was too little data),
