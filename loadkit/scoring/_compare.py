@@ -122,11 +122,11 @@ def judge_errors(baseline: Side, canary: Side, spec: CompareSpec) -> ComparedMet
     numbers = {"baseline": pb * 100, "canary": pc * 100, "effect_pct": round(diff, 4), "p_value": higher}
     if higher < alpha and diff > spec.max_error_increase_pct:
         return result("high", f"{shown}: significantly more errors, beyond the allowed "
-                              f"{spec.max_error_increase_pct:g} points", **numbers)
+                              f"{spec.max_error_increase_pct:g}-point increase", **numbers)
     if lower < alpha:
         return result("low", f"{shown}: significantly fewer errors", **numbers)
     why = (f"not significantly more errors at {spec.confidence:g} confidence" if higher >= alpha
-           else f"more errors, within the allowed {spec.max_error_increase_pct:g} points")
+           else f"more errors, within the allowed {spec.max_error_increase_pct:g}-point increase")
     return result("pass", f"{shown}: {why}", **numbers)
 
 

@@ -6,7 +6,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
+from loadkit.config import load_config
 from loadkit.sandbox import SandboxProcess
 from tests.conftest import ROOT
 
@@ -38,6 +40,11 @@ class Shopper(FastHttpUser):
         self.client.post("/api/rating", json={{"stars": stars(ok, elapsed_ms)}})
 """
 
+# The plan's business metrics as shipped in deploy/base/loadkit.yaml (threshold set `business`):
+# conversion-rate >= 2.5 and user-satisfaction >= 4.0, MetricTemplate-style queries over the
+# sandbox's funnel counters. The tests below run exactly those queries.
+SHIPPED = [t for t in load_config(ROOT / "deploy" / "base" / "loadkit.yaml").threshold_sets["business"] if t.query]
+
 CHECKS = """
 thresholds:
   - name: request-success-rate            # loadkit's own requests
@@ -50,22 +57,12 @@ thresholds:
     metric: request-duration
     source: prometheus
     thresholdRange: {max: 1000}
-  - name: conversion-rate                 # the plan's business metrics, MetricTemplate style
-    query: |
-      sum(rate(shop_checkouts_total{namespace="{{ namespace }}",workload="{{ target }}"}[{{ interval }}]))
-      / sum(rate(shop_visits_total{namespace="{{ namespace }}",workload="{{ target }}"}[{{ interval }}])) * 100
-    thresholdRange: {min: 2.5}
   - name: conversion-rate-goal            # the same ratio, from templateVariables, with a higher bar
     query: |
       sum(rate({{ variables.done }}{namespace="{{ namespace }}",workload="{{ target }}"}[{{ interval }}]))
       / sum(rate({{ variables.start }}{namespace="{{ namespace }}",workload="{{ target }}"}[{{ interval }}])) * 100
     templateVariables: {start: shop_visits_total, done: shop_checkouts_total}
     thresholdRange: {min: 20}
-  - name: user-satisfaction
-    query: |
-      sum(increase(shop_rating_stars_total{namespace="{{ namespace }}",workload="{{ target }}"}[{{ interval }}]))
-      / sum(increase(shop_ratings_total{namespace="{{ namespace }}",workload="{{ target }}"}[{{ interval }}]))
-    thresholdRange: {min: 4.0}
 """
 
 
@@ -92,5 +89,7 @@ def prometheus(shop: SandboxProcess, quiet: SandboxProcess, start_prometheus: Ca
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("prometheus-checks")
     (root / "funnel.py").write_text(FUNNEL)
-    (root / "loadkit.yaml").write_text(CHECKS)
+    config = yaml.safe_load(CHECKS)
+    config["thresholds"] += [t.model_dump(mode="json", exclude_defaults=True) for t in SHIPPED]
+    (root / "loadkit.yaml").write_text(yaml.safe_dump(config, sort_keys=False, width=200))
     return {"funnel": root / "funnel.py", "config": root / "loadkit.yaml", "dir": root}
