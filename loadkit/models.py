@@ -99,6 +99,9 @@ class CompareSpec(StrictModel):
     def _scores(self) -> CompareSpec:
         if self.marginal_score > self.pass_score:
             raise ValueError(f"marginal_score ({self.marginal_score:g}) is above pass_score ({self.pass_score:g})")
+        if self.step is not None and self.interval is not None and self.step >= self.interval:
+            raise ValueError(f"step ({self.step:g}s) must be shorter than interval ({self.interval:g}s): "
+                             "the window holds one latency point per step")
         return self
 
     @property

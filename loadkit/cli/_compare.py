@@ -52,6 +52,10 @@ def execute_compare(*, target: str | None, baseline: str | None, profile: str, l
             raise UsageError("say where the samples come from: --target and --baseline URLs (runs load), or "
                              "--prometheus URL with --canary NAME --namespace NS",
                              hint="see loadkit compare --help")
+        window = interval or config.prometheus.interval
+        if step is not None and step >= window:
+            raise UsageError(f"--step {step:g}s is not shorter than the window ({window:g}s): the comparison needs "
+                             "one latency point per step", hint="e.g. --interval 10m --step 15s")
         spec = CompareSpec.model_validate({**settings, "source": Source.PROMETHEUS, "interval": interval,
                                            **({"baseline": baseline} if baseline else {})})
         comparison = compare_now(spec, server)

@@ -17,14 +17,15 @@ def test_help_does_not_import_heavy_engines() -> None:
         "import sys\n"
         "from loadkit.cli import cli\n"
         "try:\n    cli.main(['--help'], standalone_mode=False)\nexcept SystemExit:\n    pass\n"
-        "for sub in (['run', '--help'], ['sandbox', 'up', '--help'], ['demo', '--help'], ['serve', '--help']):\n"
+        "for sub in (['run', '--help'], ['sandbox', 'up', '--help'], ['demo', '--help'], ['serve', '--help'],\n"
+        "            ['score', '--help'], ['compare', '--help'], ['chaos', 'run', '--help']):\n"
         "    try:\n        cli.main(sub, standalone_mode=False)\n    except SystemExit:\n        pass\n"
         "print(','.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     loaded = set(out.stdout.strip().splitlines()[-1].split(","))
     assert not loaded & {"locust", "gevent", "kubernetes", "chaoslib", "aiohttp", "pydantic", "hdrh", "fastapi",
-                          "uvicorn"}
+                          "uvicorn", "scipy", "numpy", "prometheus_api_client", "requests"}
 
 
 def test_help_lists_commands_and_exit_codes() -> None:
