@@ -46,6 +46,7 @@ from loadkit.models import (
     default_chaos_thresholds,
     default_thresholds,
 )
+from loadkit.prometheus.queries import QueryVars, render
 from loadkit.units import parse_header
 
 DEFAULT_CONFIG = Path("loadkit.yaml")
@@ -156,6 +157,11 @@ def _distinct_names(checks: list[Threshold]) -> None:
             raise ValueError(f"two checks are named {check.name!r}: give each its own name (and 'metric:' to "
                              "check one metric twice)")
         seen.add(check.name)
+        if check.query is not None:  # a template error is a config error now, not a failed run later
+            try:
+                render(check.query, QueryVars("namespace", "target", 60.0, check.templateVariables), check=check.name)
+            except ConfigError as exc:
+                raise ValueError(f"{exc.message} ({exc.hint})" if exc.hint else exc.message) from None
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 class StrictModel(BaseModel):
     """Input models: unknown keys are errors that name the field."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ResultModel(BaseModel):
@@ -188,6 +188,9 @@ class Threshold(StrictModel):
                              "or give your own 'query:'")
         if self.interval is not None and self.resolved_source is Source.CLIENT and self.compare is None:
             raise ValueError("interval applies to Prometheus checks: add 'source: prometheus' or drop it")
+        if self.min_samples is not None and (self.compare is not None or self.resolved_source is Source.PROMETHEUS):
+            raise ValueError("min_samples counts loadkit's own requests: drop it here (a comparison takes "
+                             "compare: {min_samples: N})")
         return self
 
     @property

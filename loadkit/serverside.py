@@ -32,6 +32,7 @@ from loadkit.models import (
 from loadkit.prometheus import (
     Workload,
     compare_from_prometheus,
+    compare_queries,
     prometheus_observation,
     render,
 )
@@ -112,6 +113,9 @@ def require(thresholds: Sequence[Threshold], server: ServerSide) -> None:
             values = QueryVars(server.workload.namespace, server.workload.name,
                                t.interval or server.interval_s or DEFAULT_INTERVAL_S, t.templateVariables)
             server.prometheus.value(render(template, values, check=t.name), check=t.name)
+        else:  # the counters are series selectors: count them, which also proves Prometheus answers
+            for query in compare_queries(t.name, t.compare, server.workload).values():
+                server.prometheus.value(f"count({query})", check=t.name)
 
 
 def gather(thresholds: Sequence[Threshold], server: ServerSide, *, start: datetime | None, end: datetime | None,

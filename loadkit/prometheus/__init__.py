@@ -7,11 +7,11 @@ from loadkit.prometheus.observe import (
     Workload,
     baseline_workload,
     compare_from_prometheus,
+    compare_queries,
     prometheus_observation,
     prometheus_observations,
 )
 from loadkit.prometheus.queries import BUILTIN_QUERIES, QueryVars, promql_duration, render
 
-__all__ = ["BUILTIN_QUERIES", "QueryVars", "Workload", "baseline_workload",
-           "compare_from_prometheus", "prometheus_observation", "prometheus_observations", "promql_duration",
-           "render"]
+__all__ = ["BUILTIN_QUERIES", "QueryVars", "Workload", "baseline_workload", "compare_from_prometheus",
+           "compare_queries", "prometheus_observation", "prometheus_observations", "promql_duration", "render"]

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from loadkit.errors import ConfigError
 from loadkit.models import CompareSpec, Source, Threshold
 from loadkit.prometheus import queries
 from loadkit.prometheus.queries import QueryVars, render
 from loadkit.scoring import UNITS, Observation, Side, judge
 
 if TYPE_CHECKING:
-    from loadkit.prometheus.source import PrometheusSource
+    from loadkit.prometheus.source import PrometheusSource, Series
 
 
 @dataclass(frozen=True)
@@ -64,29 +65,26 @@ def compare_from_prometheus(check: str, spec: CompareSpec, source: PrometheusSou
                             end: datetime, interval_s: float) -> Observation:
     """Both workloads' series over the same window, judged.
 
-    Latency: one point per step, the mean latency of the requests completed in that step
-    (difference of Istio's duration _sum and _count counters; steps without new requests, or
-    with a counter reset, are left out). Errors: 5xx among requests over the window.
+    Latency: one point per step, the mean latency of the requests completed in that step (the
+    growth of Istio's duration _sum and _count counters, see step_increments; steps without new
+    requests are left out). Errors: 5xx among the requests of the window.
     """
     window = spec.interval or interval_s
     step = spec.step or max(1.0, window / 60)
     start = end - timedelta(seconds=window)
     baseline = baseline_workload(spec, canary)
-    used: dict[str, str] = {}
+    used = compare_queries(check, spec, canary)
 
     def side(workload: Workload, label: str) -> Side:
-        values = QueryVars(workload.namespace, workload.name, window)
-        sums_q, counts_q = render(queries.COMPARE_LATENCY_SUM, values, check=check), \
-            render(queries.COMPARE_LATENCY_COUNT, values, check=check)
-        requests_q, errors_q = render(queries.COMPARE_REQUESTS, values, check=check), \
-            render(queries.COMPARE_ERRORS, values, check=check)
-        used.update({f"{label} latency sum": sums_q, f"{label} latency count": counts_q,
-                     f"{label} requests": requests_q, f"{label} errors": errors_q})
-        sums = source.series(sums_q, check=check, start=start, end=end, step_s=step)
-        counts = source.series(counts_q, check=check, start=start, end=end, step_s=step)
-        requests = source.value(requests_q, check=check, at=end).value or 0.0
-        errors = source.value(errors_q, check=check, at=end).value or 0.0
-        return Side(mean_latency_points(sums, counts), round(requests), round(errors))
+        sums_q, counts_q, requests_q = (used[f"{label} {what}"] for what in ("latency sum", "latency count",
+                                                                             "requests"))
+        grid = [start.timestamp() + i * step for i in range(int(window / step) + 1)]
+        sums = step_increments(source.matrix(sums_q, check=check, start=start, end=end, step_s=step), grid)
+        counts = step_increments(source.matrix(counts_q, check=check, start=start, end=end, step_s=step), grid)
+        latency = [s / c for s, c in zip(sums, counts, strict=True) if c > 0]
+        requests = source.matrix(requests_q, check=check, start=start, end=end, step_s=step)
+        errors = [r for r in requests if r.labels.get("response_code", "").startswith("5")]
+        return Side(latency, round(sum(step_increments(requests, grid))), round(sum(step_increments(errors, grid))))
 
     judged = judge(side(baseline, "baseline"), side(canary, "canary"), spec,
                    baseline_name=str(baseline), canary_name=str(canary))
@@ -94,12 +92,49 @@ def compare_from_prometheus(check: str, spec: CompareSpec, source: PrometheusSou
     return Observation(comparison.score, None, "", Source.PROMETHEUS, comparison=comparison)
 
 
-def mean_latency_points(sums: Sequence[float], counts: Sequence[float]) -> list[float]:
-    """Per-step mean latency from cumulative sum/count samples taken at the same instants."""
-    points = []
-    for (s0, c0), (s1, c1) in zip(zip(sums, counts, strict=False), zip(sums[1:], counts[1:], strict=False),
-                                  strict=False):
-        d_sum, d_count = s1 - s0, c1 - c0
-        if d_count > 0 and d_sum >= 0:
-            points.append(d_sum / d_count)
-    return points
+def compare_queries(check: str, spec: CompareSpec, canary: Workload) -> dict[str, str]:
+    """The counters a Prometheus comparison reads, for the baseline and the canary."""
+    if spec.baseline.startswith(("http://", "https://")):
+        raise ConfigError(f"check {check!r}: compare.baseline {spec.baseline!r} is a URL, but this comparison reads "
+                          "Prometheus, which knows workloads", hint="use baseline: primary (the canary's NAME-primary) "
+                                                                    "or a workload name")
+    used = {}
+    for label, workload in (("baseline", baseline_workload(spec, canary)), ("canary", canary)):
+        values = QueryVars(workload.namespace, workload.name, spec.interval or 60.0)
+        for what, template in (("latency sum", queries.COMPARE_LATENCY_SUM),
+                               ("latency count", queries.COMPARE_LATENCY_COUNT),
+                               ("requests", queries.COMPARE_REQUESTS)):
+            used[f"{label} {what}"] = render(template, values, check=check)
+    return used
+
+
+def step_increments(series: Sequence[Series], grid: Sequence[float]) -> list[float]:
+    """How much a set of counters grew in each step of `grid` (len(grid) - 1 steps), all series summed.
+
+    Each series is differenced on its own, as Prometheus' increase() does: a drop is a counter
+    reset (the new value is the increase since it). A series whose first point comes after the
+    grid's start was born in the window: it grew from 0.
+    """
+    totals = [0.0] * max(0, len(grid) - 1)
+    if not totals:
+        return totals
+    first, last = grid[0], grid[-1]
+    for s in series:
+        previous: float | None = None
+        for t, v in s.points:
+            if t < first - 1e-6 or t > last + 1e-6:
+                continue
+            index = _step_of(t, grid)
+            if previous is None:
+                if t > first + 1e-6:  # born in the window (or its first scrape is): counted from 0
+                    totals[index - 1] += v
+            else:
+                totals[index - 1] += v - previous if v >= previous else v
+            previous = v
+    return totals
+
+
+def _step_of(t: float, grid: Sequence[float]) -> int:
+    """The grid index of the instant `t` (range-query points fall on the grid)."""
+    step = grid[1] - grid[0]
+    return min(len(grid) - 1, max(0, round((t - grid[0]) / step)))

@@ -42,12 +42,13 @@ BUILTIN_QUERIES: dict[Metric, str] = {
     Metric.RPS: f"sum(rate(istio_requests_total{{{_ISTIO}}}[{{{{ interval }}}}]))",
 }
 
-# Canary-vs-baseline comparison: raw counters, differenced between points by loadkit (no rate
-# window to tune against the scrape interval), and request/error counts over the window.
-COMPARE_LATENCY_SUM = f"sum(istio_request_duration_milliseconds_sum{{{_ISTIO}}})"
-COMPARE_LATENCY_COUNT = f"sum(istio_request_duration_milliseconds_count{{{_ISTIO}}})"
-COMPARE_REQUESTS = f"sum(increase(istio_requests_total{{{_ISTIO}}}[{{{{ interval }}}}]))"
-COMPARE_ERRORS = f'sum(increase(istio_requests_total{{{_ISTIO},response_code=~"5.*"}}[{{{{ interval }}}}]))'
+# Canary-vs-baseline comparison: the raw counters, every series on its own, differenced by loadkit
+# per series (a pod restart resets only its own counters; a series born in the window counts from
+# 0, as a new 503 series of a failing canary must) rather than summed first or rate()d.
+COMPARE_LATENCY_SUM = f"istio_request_duration_milliseconds_sum{{{_ISTIO}}}"
+COMPARE_LATENCY_COUNT = f"istio_request_duration_milliseconds_count{{{_ISTIO}}}"
+COMPARE_REQUESTS = f"istio_requests_total{{{_ISTIO}}}"
+
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 _NAME = re.compile(r"^(?:variables\.)?[A-Za-z_][A-Za-z0-9_]*$")

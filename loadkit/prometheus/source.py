@@ -26,6 +26,14 @@ DEFAULT_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
+class Series:
+    """One series of a range query."""
+
+    labels: dict[str, str]
+    points: list[tuple[float, float]]  # (unix time, value), in time order
+
+
+@dataclass(frozen=True)
 class Value:
     """One query's answer: a number, or None with why there is none."""
 
@@ -53,15 +61,14 @@ class PrometheusSource:
         result = self._call(check, query, lambda: self._client.custom_query(query, params=params))
         return _single(result, check=check, query=query)
 
-    def series(self, query: str, *, check: str, start: datetime, end: datetime, step_s: float) -> list[float]:
-        """A range query that must give one series; its values in time order (NaN for missing)."""
+    def matrix(self, query: str, *, check: str, start: datetime, end: datetime,
+               step_s: float) -> list[Series]:
+        """A range query: every series it returns, each with its labels and (time, value) points."""
         result = self._call(check, query, lambda: self._client.custom_query_range(
             query, start_time=start, end_time=end, step=f"{step_s:g}s"))
-        if not result:
-            return []
-        if len(result) > 1:
-            raise _several(result, check, query)
-        return [_number(v[1], check, query) for v in result[0].get("values", [])]
+        return [Series(dict(s.get("metric", {})),
+                       [(float(t), _number(v, check, query)) for t, v in s.get("values", [])])
+                for s in result or []]
 
     def wait_until(self, query: str, at_least: float, *, timeout_s: float) -> bool:
         """Poll `query` until it is >= at_least (or has no data: nothing to wait for); False on timeout.
@@ -114,6 +121,9 @@ def _single(result: Any, *, check: str, query: str) -> Value:
 def _as_value(number: float) -> Value:
     if math.isnan(number):
         return Value(None, "the query returned NaN (usually 0/0: no requests in the interval)")
+    if math.isinf(number):
+        sign = "+" if number > 0 else "-"
+        return Value(None, f"the query returned {sign}Inf (usually x/0: nothing to divide by in the interval)")
     return Value(number)
 
 

@@ -77,8 +77,17 @@ def judge_latency(baseline: Side, canary: Side, spec: CompareSpec) -> ComparedMe
                               canary_samples=len(c), reason=reason, **numbers)
 
     if len(b) < needed or len(c) < needed:
+        hint = (": Prometheus gives one point per step that has new samples, so use a window of at least "
+                f"{needed} scrape intervals (e.g. --interval 10m --step 30s at a 15s scrape)"
+                if spec.source is Source.PROMETHEUS else "")
         return result("nodata", f"no data: {len(b)} baseline and {len(c)} canary {what}, need {needed} each "
-                                "(min_samples)")
+                                f"(min_samples){hint}")
+    # Mann-Whitney, two-sided: the smallest p any outcome can give (complete separation)
+    best_p = 2.0 / math.comb(len(b) + len(c), len(b)) if len(b) + len(c) < 60 else 0.0
+    if best_p >= 1.0 - spec.confidence:
+        return result("nodata", f"no data: {len(b)} baseline and {len(c)} canary {what} cannot show a difference at "
+                                f"{spec.confidence:g} confidence (the smallest possible p is {best_p:.2g}): "
+                                "raise min_samples")
     mb, mc = float(np.median(b)), float(np.median(c))
     effect = (mc / mb - 1.0) * 100.0 if mb > 0 else (0.0 if mc == 0 else math.inf)
     if np.ptp(np.concatenate([b, c])) == 0:
@@ -103,7 +112,8 @@ def judge_latency(baseline: Side, canary: Side, spec: CompareSpec) -> ComparedMe
 
 def judge_errors(baseline: Side, canary: Side, spec: CompareSpec) -> ComparedMetric:
     name = "error-rate"
-    needed = spec.min_samples or COMPARE_MIN_REQUESTS
+    # requests on each side: min_samples counts requests under load, but points from Prometheus
+    needed = COMPARE_MIN_REQUESTS if spec.source is Source.PROMETHEUS else spec.needed_samples
 
     def result(classification: Classification, reason: str, **numbers: float | None) -> ComparedMetric:
         return ComparedMetric(name=name, classification=classification, passed=classification in ("pass", "low"),

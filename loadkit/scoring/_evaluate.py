@@ -15,6 +15,7 @@ check (Prometheus, compare) reads `external`, keyed by the threshold's name.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -62,8 +63,10 @@ def evaluate_threshold(threshold: Threshold, observation: Observation | None, mi
             comparison=comparison,
         )
 
-    if observation is None or observed is None:
+    if observation is None or observed is None or not math.isfinite(observed):
         why = observation.reason if observation and observation.reason else "nothing was measured for this metric"
+        if observed is not None and not math.isfinite(observed):
+            why, observed = f"the value is {observed}, not a number to compare", None
         return check(False, why if why.startswith("no data") else f"no data: {why}")
     if samples is not None and samples < needed and comparison is None:
         return check(False, f"insufficient data: {samples} requests, need at least {needed} (min_samples)")

@@ -118,13 +118,24 @@ def test_a_canary_20pct_slower_fails_from_load_and_from_prometheus(twins: Sandbo
     assert text.returncode == 1 and "FAIL" in text.stdout and "significantly slower" in text.stdout
 
 
-def test_a_canary_with_2pct_more_errors_fails(steady: Path) -> None:
+def test_a_canary_with_2pct_more_errors_fails_from_load_and_from_prometheus(
+        steady: Path, start_prometheus: Callable[[list[str]], str]) -> None:
     with SandboxProcess(pods=1, primary_latency_ms=LATENCY_MS, canary_latency_ms=LATENCY_MS,
                         canary_error_rate=0.02) as erring:
+        prometheus = start_prometheus([erring.admin_url.removeprefix("http://")])
         code, comparison = compare(erring, steady, "-t", "4s")
+        # Istio's counters of the same run: the canary's 503 series is born inside the window
+        seen = run_loadkit("compare", "--prometheus", prometheus, "--canary", "bruno-site", "--namespace", "bruno",
+                           "--interval", "12s", "--step", "1s", "--min-samples", "3", "-o", "json")
     assert code == 1 and comparison["verdict"] == "fail"
     errors = metrics(comparison)["error-rate"]
     assert errors["classification"] == "high" and errors["critical"]
     assert 1.5 <= errors["canary"] - errors["baseline"] <= 2.1
     assert "significantly more errors" in errors["reason"]
     assert metrics(comparison)["latency"]["classification"] in {"pass", "low"}
+
+    assert seen.returncode == 1, seen.stderr
+    server_errors = metrics(json.loads(seen.stdout))["error-rate"]
+    assert server_errors["classification"] == "high" and 1.5 <= server_errors["canary"] <= 2.1
+    # Istio counted every request loadkit sent, and its pre-flight request
+    assert server_errors["canary_samples"] == errors["canary_samples"] + 1

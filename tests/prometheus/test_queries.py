@@ -12,6 +12,8 @@ from loadkit.config import load_config, load_thresholds
 from loadkit.errors import ConfigError, UsageError
 from loadkit.models import Metric, Source, Threshold
 from loadkit.prometheus import BUILTIN_QUERIES, QueryVars, promql_duration, render
+from loadkit.prometheus.observe import step_increments
+from loadkit.prometheus.source import Series
 from loadkit.serverside import for_prometheus_only
 
 # fluxcd/flagger pkg/metrics/observers/istio.go, with namespace=bruno, target=bruno-site, interval=1m.
@@ -116,3 +118,23 @@ def test_score_reads_builtins_from_prometheus_and_refuses_client_only_checks() -
                         {"name": "perf", "compare": {"source": "client"}}):
         with pytest.raises(UsageError, match="runs no traffic"):
             for_prometheus_only([Threshold.model_validate(client_only)])
+
+
+GRID = [100.0, 101.0, 102.0, 103.0, 104.0]
+
+
+def test_step_increments_difference_each_series_on_its_own() -> None:
+    pod_a = Series({"pod": "a"}, [(100.0, 50), (101.0, 60), (102.0, 70), (103.0, 80), (104.0, 90)])
+    pod_b_restarts = Series({"pod": "b"}, [(100.0, 500), (101.0, 510), (102.0, 5), (103.0, 15), (104.0, 25)])
+    # summed first, pod b's reset would hide 10 + 5 requests of step 2 behind a drop of 495
+    assert step_increments([pod_a, pod_b_restarts], GRID) == [20, 15, 20, 20]
+
+
+def test_a_series_born_in_the_window_counts_from_zero() -> None:
+    # a canary's first 503s: the series appears with its first count already in it
+    errors = Series({"response_code": "503"}, [(102.0, 4), (103.0, 6), (104.0, 6)])
+    before = Series({"response_code": "200"}, [(100.0, 1000), (101.0, 1100), (102.0, 1200), (103.0, 1300),
+                                                (104.0, 1400)])
+    assert step_increments([errors], GRID) == [0, 4, 2, 0]
+    assert sum(step_increments([errors, before], GRID)) == 406
+    assert step_increments([], GRID) == [0, 0, 0, 0]

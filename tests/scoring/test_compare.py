@@ -101,3 +101,37 @@ def test_a_compare_check_passes_only_on_a_pass_verdict() -> None:
         assert card.checks[0].metric == "compare" and card.checks[0].source is Source.CLIENT
     missing = evaluate([check], {}, 100, {})
     assert not missing.checks[0].passed and missing.checks[0].reason.startswith("no data")
+
+
+def test_too_few_samples_to_ever_be_significant_is_nodata() -> None:
+    # 4 against 4: even a 10x slower canary cannot reach p < 0.02 with Mann-Whitney (best p = 2/70)
+    result = run(Side([10.0, 11, 12, 13], 100, 0), Side([100.0, 110, 120, 130], 100, 0), min_samples=4)
+    latency = result.metrics[0]
+    assert latency.classification == "nodata" and not latency.passed
+    assert "smallest possible p is 0.029" in latency.reason and result.verdict == "fail"
+    five = run(Side([10.0, 11, 12, 13, 14], 100, 0), Side([100.0, 110, 120, 130, 140], 100, 0), min_samples=5)
+    assert five.metrics[0].classification == "high"  # best p = 2/252: separation is significant
+
+
+def test_prometheus_error_rate_needs_requests_not_points() -> None:
+    spec = {"source": "prometheus", "min_samples": 5}
+    few = run(Side(latencies(50, 10), 30, 0), Side(latencies(60, 10), 30, 3), **spec)
+    assert few.metrics[1].classification == "nodata" and "need 50 each" in few.metrics[1].reason
+    enough = run(Side(latencies(50, 10), 3000, 0), Side(latencies(50, 10), 3000, 90), **spec)
+    assert enough.metrics[1].classification == "high"
+    points = run(Side(latencies(50, 4), 3000, 0), Side(latencies(50, 4), 3000, 0), source="prometheus")
+    assert "use a window of at least 20 scrape intervals" in points.metrics[0].reason
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_a_non_finite_value_is_no_data_never_a_pass(value: float) -> None:
+    check = Threshold(name="conversion-rate", query="sum(x)", thresholdRange={"min": 2.5})  # type: ignore[arg-type]
+    card = evaluate([check], {}, 100, {check.name: Observation(value, None, "", Source.PROMETHEUS)})
+    assert not card.checks[0].passed and card.checks[0].reason.startswith("no data")
+    assert card.checks[0].observed is None and card.verdict == "fail"
+
+
+@pytest.mark.parametrize("bounds", [{"min": float("nan")}, {"max": float("inf")}])
+def test_non_finite_bounds_are_refused(bounds: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="finite number"):
+        Threshold(name="error-rate", thresholdRange=bounds)  # type: ignore[arg-type]
