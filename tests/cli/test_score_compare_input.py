@@ -1,12 +1,31 @@
-"""`loadkit score` and `loadkit compare` refuse bad input with exit 2 and a fix, before any load or query."""
+"""`loadkit score` and `loadkit compare` refuse bad input with exit 2 and a fix, before any load or query.
+
+The CLI runs in-process (the real click command and its error handling, without a Python start-up
+per case); tests/prometheus runs the same commands as subprocesses.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from tests.conftest import run_loadkit
+from loadkit.cli import cli
+
+Runner = Callable[..., SimpleNamespace]
+
+
+@pytest.fixture
+def run_loadkit(capsys: pytest.CaptureFixture[str]) -> Runner:
+    def run(*args: str) -> SimpleNamespace:
+        with pytest.raises(SystemExit) as exited:
+            cli.main(list(args), prog_name="loadkit")
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=exited.value.code, stdout=out.out, stderr=out.err)
+
+    return run
 
 NOWHERE = "http://127.0.0.1:9"  # nothing listens: any attempt to reach it would be exit 3
 WORKLOAD = ("--canary", "bruno-site", "--namespace", "bruno")
@@ -24,7 +43,7 @@ WORKLOAD = ("--canary", "bruno-site", "--namespace", "bruno")
     (["--prometheus", NOWHERE, *WORKLOAD, "--confidence", "1"], "--confidence"),
     (["--prometheus", NOWHERE, *WORKLOAD, "--max-degradation", "-1"], "--max-degradation"),
 ])
-def test_compare_bad_input(args: list[str], says: str) -> None:
+def test_compare_bad_input(run_loadkit: Runner, args: list[str], says: str) -> None:
     out = run_loadkit("compare", *args)
     assert out.returncode == 2, out.stderr
     assert says in out.stderr and "Traceback" not in out.stderr
@@ -45,7 +64,7 @@ def test_compare_bad_input(args: list[str], says: str) -> None:
      "two checks are named 'e'"),
     ("- {name: x, thresholdRange: {min: 1}\n", "checks.yaml"),
 ])
-def test_score_bad_thresholds_file(tmp_path: Path, checks: str, says: str) -> None:
+def test_score_bad_thresholds_file(run_loadkit: Runner, tmp_path: Path, checks: str, says: str) -> None:
     path = tmp_path / "checks.yaml"
     path.write_text(checks)
     out = run_loadkit("score", "--prometheus", NOWHERE, *WORKLOAD, "--thresholds", str(path))
@@ -53,12 +72,12 @@ def test_score_bad_thresholds_file(tmp_path: Path, checks: str, says: str) -> No
     assert says in out.stderr and "Traceback" not in out.stderr and "fix:" in out.stderr
 
 
-def test_score_without_prometheus_or_workload(tmp_path: Path) -> None:
+def test_score_without_prometheus_or_workload(run_loadkit: Runner) -> None:
     for args, says in (([*WORKLOAD], "--prometheus"), (["--prometheus", NOWHERE], "--canary NAME --namespace NS")):
         out = run_loadkit("score", *args)
         assert out.returncode == 2 and says in out.stderr, out.stderr
 
 
-def test_score_against_an_unreachable_prometheus_is_exit_3() -> None:
+def test_score_against_an_unreachable_prometheus_is_exit_3(run_loadkit: Runner) -> None:
     out = run_loadkit("score", "--prometheus", NOWHERE, *WORKLOAD)
     assert out.returncode == 3 and f"cannot reach Prometheus at {NOWHERE}" in out.stderr
