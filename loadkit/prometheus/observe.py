@@ -71,6 +71,9 @@ def compare_from_prometheus(check: str, spec: CompareSpec, source: PrometheusSou
     """
     window = spec.interval or interval_s
     step = spec.step or max(1.0, window / 60)
+    if step >= window:
+        raise ConfigError(f"check {check!r}: compare.step ({step:g}s) is not shorter than the window ({window:g}s)",
+                          hint="give a shorter step, or a compare.interval longer than the step")
     start = end - timedelta(seconds=window)
     baseline = baseline_workload(spec, canary)
     used = compare_queries(check, spec, canary)
