@@ -61,6 +61,17 @@ def _prometheus_ready(url: str, targets: int) -> bool:
         return False
 
 
+def scraped(prometheus: str, query: str, at_least: float = 0.0, timeout: float = 15) -> None:
+    """Wait until Prometheus has scraped `query` to a value >= at_least (a busy machine scrapes late)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = httpx.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=5).json()["data"]["result"]
+        if result and float(result[0]["value"][1]) >= at_least:
+            return
+        assert time.monotonic() < deadline, f"Prometheus never had {query} >= {at_least}: {result}"
+        time.sleep(0.25)
+
+
 @pytest.fixture(scope="module")
 def start_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[list[str]], str]]:
     """`start_prometheus(["127.0.0.1:PORT", ...])` -> URL of a real Prometheus scraping them every 1 s.

@@ -6,17 +6,19 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 import yaml
 
 from loadkit.sandbox import SandboxProcess
 from tests.chaos.conftest import EXPERIMENTS, chaos_env, chaos_run, check, faults, interrupt_mid_fault, pods
-from tests.conftest import ROOT, run_loadkit
+from tests.conftest import ROOT, run_loadkit, scraped
 
 pytestmark = pytest.mark.slow
 
@@ -47,9 +49,24 @@ thresholds:
 """
 
 
+def answered_503_before(sandbox: SandboxProcess, prometheus: str) -> None:
+    """A canary under analysis has answered a 503 before: its 503 series exists when the fault window
+    opens. (rate() cannot count the first sample of a series born inside its window, in Flagger's
+    query too; a fresh sandbox would make Istio's success rate look better than it was.)"""
+    fault = {"version": "canary", "kind": "abort", "http_status": 503, "ttl_s": 30}
+    httpx.post(f"{sandbox.admin_url}/faults", json=fault, timeout=5).raise_for_status()
+    try:
+        for _ in range(3):
+            httpx.get(f"{sandbox.traffic_url}/canary", timeout=5)
+    finally:
+        httpx.delete(f"{sandbox.admin_url}/faults", timeout=5).raise_for_status()
+    scraped(prometheus, 'sum(istio_requests_total{destination_workload="bruno-site",response_code="503"})')
+
+
 def test_abort_10pct_breaks_the_error_rate_seen_by_loadkit_and_by_prometheus(
         sandbox: SandboxProcess, start_prometheus: Callable[[list[str]], str], tmp_path: Path) -> None:
     prometheus = start_prometheus([sandbox.admin_url.removeprefix("http://")])
+    answered_503_before(sandbox, prometheus)
     (tmp_path / "loadkit.yaml").write_text(SERVER_SIDE)
     code, result, stderr = chaos_run(sandbox, "local-abort.yaml", "--var", "fault_seconds:int=5",
                                      "--config", str(tmp_path / "loadkit.yaml"), "--prometheus", prometheus,
@@ -63,9 +80,8 @@ def test_abort_10pct_breaks_the_error_rate_seen_by_loadkit_and_by_prometheus(
     assert fault_phase["stats"]["status_codes"]["503"] > 0
     server = check(result, "server-success-rate")
     assert server["source"] == "prometheus" and server["passed"] is False
-    # 10 % of the canary's requests aborted; Istio's 1 s scrapes blur the 5 s window's edges by a second
-    assert 84 <= server["observed"] <= 96
-    assert abs(server["observed"] - fault_phase["stats"]["success_rate_pct"]) <= 4  # Istio agrees with loadkit
+    assert 84 <= server["observed"] <= 96  # 10 % of the canary's requests aborted (at random)
+    assert abs(server["observed"] - fault_phase["stats"]["success_rate_pct"]) <= 2  # Istio agrees with loadkit
     assert faults(sandbox) == []
 
 
@@ -153,7 +169,6 @@ def test_sigterm_inside_a_running_action_interrupts_before_the_fault(sandbox: Sa
 
 def _in_method(sandbox: SandboxProcess) -> Any:
     """True once the experiment's load has settled and its method is going (a few seconds in)."""
-    import time
 
     started = time.monotonic()
     return lambda: time.monotonic() - started > 6
@@ -207,7 +222,6 @@ def _start(sandbox: SandboxProcess, experiment: str, *args: str) -> subprocess.P
 
 
 def _wait_for(condition: Any, timeout: float = 60) -> None:
-    import time
 
     deadline = time.monotonic() + timeout
     while not condition():

@@ -8,7 +8,6 @@ more errors (deterministic: exactly 2 in every 100 canary requests).
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +17,7 @@ import httpx
 import pytest
 
 from loadkit.sandbox import SandboxProcess
-from tests.conftest import run_loadkit
+from tests.conftest import run_loadkit, scraped
 
 pytestmark = pytest.mark.slow
 
@@ -62,17 +61,6 @@ def compare(sandbox: SandboxProcess, locustfile: Path, *extra: str) -> tuple[int
                       "-f", str(locustfile), "-u", "10", "-r", "100", "-q", "-o", "json", *extra)
     assert out.stdout, out.stderr
     return out.returncode, json.loads(out.stdout)
-
-
-def scraped(prometheus: str, query: str, count: int, timeout: float = 15) -> None:
-    """Wait until Prometheus' last scrape holds `count` (a busy machine scrapes late)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = httpx.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=5).json()["data"]["result"]
-        if result and float(result[0]["value"][1]) >= count:
-            return
-        assert time.monotonic() < deadline, f"Prometheus never saw {count} for {query}: {result}"
-        time.sleep(0.25)
 
 
 def metrics(comparison: dict[str, Any]) -> dict[str, dict[str, Any]]:
