@@ -128,7 +128,7 @@ def test_a_canary_with_2pct_more_errors_fails_from_load_and_from_prometheus(
         scraped(prometheus, 'sum(istio_requests_total{destination_workload="bruno-site"})', sent)
         # Istio's counters of the same run: the canary's 503 series is born inside the window
         seen = run_loadkit("compare", "--prometheus", prometheus, "--canary", "bruno-site", "--namespace", "bruno",
-                           "--interval", "20s", "--step", "1s", "--min-samples", "3", "-o", "json")
+                           "--interval", "30s", "--step", "1s", "--min-samples", "3", "-o", "json")
     assert code == 1 and comparison["verdict"] == "fail"
     errors = metrics(comparison)["error-rate"]
     assert errors["classification"] == "high" and errors["critical"]

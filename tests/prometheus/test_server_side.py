@@ -7,7 +7,6 @@ binary fails these tests (`make test` installs it), it never skips them.
 from __future__ import annotations
 
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import httpx
 import pytest
 
 from loadkit.sandbox import SandboxProcess
-from tests.conftest import run_loadkit
+from tests.conftest import run_loadkit, scraped
 
 pytestmark = pytest.mark.slow
 
@@ -29,8 +28,8 @@ def warm_up(url: str, prometheus: str) -> None:
     """Traffic before the run, as a canary under analysis has: every series (503s too) exists when the
     run's window opens, so rate() measures the run rather than series being born inside it."""
     with httpx.Client(timeout=10) as client, ThreadPoolExecutor(20) as pool:
-        list(pool.map(lambda _: client.get(f"{url}/api/products"), range(100)))
-    time.sleep(2)  # two scrapes
+        list(pool.map(lambda _: client.get(f"{url}/api/products"), range(100)))  # 3 of them get a 503
+    scraped(prometheus, 'sum(istio_requests_total{destination_workload="bruno-site",response_code="503"})', 3)
 
 
 def run_checks(target: str, workload: str, seconds: int, users: int, prometheus: str,
