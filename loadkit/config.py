@@ -24,6 +24,7 @@ Example file:
 from __future__ import annotations
 
 import difflib
+import enum
 import re
 import types
 import typing
@@ -84,24 +85,78 @@ class ProfileSpec(StrictModel):
         return headers
 
 
-class ServerSpec(StrictModel):
-    """Settings of `loadkit serve` that belong in the config file (see docs/webhook.md)."""
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+TEMPLATE_FIELDS = ("name", "namespace", "service", "workload")
 
-    target_template: str = "http://{name}-canary.{namespace}.svc:80"
-    baseline_template: str = "http://{name}-primary.{namespace}.svc:80"  # compare: {baseline: primary}
+
+class RollbackOn(enum.StrEnum):
+    """When the webhook's rollback hook answers 200 ("roll back now")."""
+
+    MANUAL = "manual"  # only after `loadkit gate rollback NAMESPACE/NAME`
+    DECISIVE_BREACH = "decisive-breach"  # also when a rollout run breached a threshold with statistical certainty
+
+
+class RollbackSpec(StrictModel):
+    """`server.rollback`: the rollback hook's policy (hook metadata `rollback_on` can enable it per hook)."""
+
+    on: RollbackOn = RollbackOn.MANUAL
+    confidence: float = Field(default=0.99, gt=0.5, lt=1)  # a breach counts only when this certain
+    window: Duration = Field(default=60.0, gt=0)  # a breach over the whole run, or over this trailing window
+
+
+class CanaryNames(StrictModel):
+    """Names that differ from the Canary's: Flagger's `service.name` and `targetRef.name`."""
+
+    service: str | None = Field(default=None, pattern=DNS_LABEL)
+    workload: str | None = Field(default=None, pattern=DNS_LABEL)
+
+
+class ServerSpec(StrictModel):
+    """Settings of `loadkit serve` that belong in the config file (see docs/webhook.md).
+
+    Templates may use {name} and {namespace} (the Canary's), {service} (Flagger's service.name,
+    default the Canary's name) and {workload} (Flagger's targetRef.name, default the Canary's name).
+    """
+
+    target_template: str = "http://{service}-canary.{namespace}.svc:80"
+    baseline_template: str = "http://{service}-primary.{namespace}.svc:80"  # compare: {baseline: primary}
+    allow_targets: list[str] = Field(default_factory=list)  # regexes over the whole URL, besides the defaults
+    allow_namespaces: list[str] = Field(default_factory=list)  # regexes; default: any but the system namespaces
+    canaries: dict[str, CanaryNames] = Field(default_factory=dict)  # "namespace/name": {service, workload}
     default_profiles: dict[str, str] = Field(
         default_factory=lambda: {"pre-rollout": "smoke", "rollout": "steady"})
     max_duration: Duration = 3600.0
     max_users: int = Field(default=1000, ge=1)
+    rollback: RollbackSpec = Field(default_factory=RollbackSpec)
 
     @field_validator("target_template", "baseline_template")
     @classmethod
     def _template(cls, value: str) -> str:
         try:
-            value.format(name="n", namespace="ns")
+            value.format(**{f: "x" for f in TEMPLATE_FIELDS})
         except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"use only {{name}} and {{namespace}} in the template ({exc})") from None
+            fields = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
+            raise ValueError(f"use only {fields} in the template ({exc})") from None
         return value
+
+    @field_validator("allow_targets", "allow_namespaces")
+    @classmethod
+    def _patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
+        return patterns
+
+    @field_validator("canaries")
+    @classmethod
+    def _canary_keys(cls, canaries: dict[str, CanaryNames]) -> dict[str, CanaryNames]:
+        for key in canaries:
+            namespace, _, name = key.partition("/")
+            if not (re.match(DNS_LABEL, namespace) and re.match(DNS_LABEL, name)):
+                raise ValueError(f"bad key {key!r}: write NAMESPACE/NAME as Flagger's Canary, e.g. bruno/bruno-site")
+        return canaries
 
 
 class PrometheusSpec(StrictModel):

@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from loadkit.errors import SafetyError
+from loadkit.safety import SYSTEM_NAMESPACES
 
-SYSTEM_NAMESPACES = re.compile(r"kube-system|kube-public|kube-node-lease|istio-system|flagger-system|"
-                               r"linkerd|cert-manager|monitoring")
 DEFAULT_MAX_KILL_SHARE = 0.5
 GUARD_KEYS = frozenset({"loadkit_allow_primary", "loadkit_allowed_namespaces", "loadkit_max_kill_share",
                         "loadkit_run_id"})

@@ -18,31 +18,34 @@ from loadkit.cli._options import DurationType, config_option, output_option
 @click.option("--db", "db_path", type=click.Path(path_type=Path, dir_okay=False), default=Path("loadkit.db"),
               show_default=True, help="SQLite file for runs, results, events and freezes.")
 @click.option("--allow-target", "allow_targets", multiple=True, metavar="REGEX",
-              help="Targets (full URL) runs may load, repeatable; default: in-cluster services only "
-                   "(*.svc, *.svc.cluster.local, <name>-canary.<namespace>).")
+              help="More targets (full URL) runs may load, repeatable; by default only the payload's own "
+                   "<service>-canary, <service>-primary and <service> Services in its namespace.")
 @click.option("--allow-namespace", "allow_namespaces", multiple=True, metavar="REGEX",
-              help="Canary namespaces that may call, repeatable; default: any.")
+              help="Canary namespaces that may call, repeatable; default: any but the system namespaces "
+                   "(kube-system, istio-system, flux-system, ...) and $POD_NAMESPACE.")
 @click.option("--max-concurrent-runs", type=click.IntRange(min=1), default=4, show_default=True,
               help="Runs at once; past it hooks answer 429 with Retry-After.")
 @click.option("--max-body", "max_body", type=click.IntRange(min=256), default=64 * 1024, show_default=True,
               help="Largest request body in bytes; larger ones get 413.")
 @click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False),
-              help="Bearer token for the admin API (freezes, stopping runs); or set LOADKIT_TOKEN.")
+              help="Bearer token for the admin API (gates, rollbacks, freezes, stopping runs); or set LOADKIT_TOKEN.")
 @click.option("--public-url", metavar="URL", help="Base URL put in answers' run links, e.g. http://loadkit.loadkit:8080.")
 @click.option("--retention", type=DurationType(), default="30d", show_default=True,
               help="Forget finished runs and events older than this (checked hourly).")
 @click.option("--prometheus", "prometheus_url", metavar="URL",
               help="Prometheus for threshold sets with Prometheus checks (default: prometheus.url in the config).")
 @output_option(help_text="How to announce readiness on stdout: a line of text, or one JSON line.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="stderr logs: one line per hook answer, run start/end and analysis change; json for log shippers.")
 def serve(host: str, port: int, config_path: Path | None, db_path: Path, allow_targets: tuple[str, ...],
           allow_namespaces: tuple[str, ...], max_concurrent_runs: int, max_body: int, token_file: Path | None,
-          public_url: str | None, retention: float, prometheus_url: str | None, output: str) -> int:
+          public_url: str | None, retention: float, prometheus_url: str | None, output: str, log_format: str) -> int:
     """Serve Flagger webhooks that gate canary analysis on scored load runs.
 
     \b
     Hooks: POST /flagger/<kind> for confirm-rollout, pre-rollout, rollout, confirm-traffic-increase,
     confirm-promotion, rollback, post-rollout and event. Also /healthz, /readyz, /metrics, /runs,
-    /runs/{id}, /events, /admin/freeze and /openapi.json.
+    /runs/{id}, /analyses, /gates/{namespace}/{name}, /events, /admin/freeze and /openapi.json.
 
     \b
     Examples:
@@ -57,4 +60,4 @@ def serve(host: str, port: int, config_path: Path | None, db_path: Path, allow_t
                               allow_namespaces=allow_namespaces, max_concurrent_runs=max_concurrent_runs,
                               max_body=max_body, token_file=token_file, public_url=public_url,
                               retention_s=retention, prometheus_url=prometheus_url)
-    return run_server(settings, host=host, port=port, output=output)
+    return run_server(settings, host=host, port=port, output=output, log_format=log_format)

@@ -6,23 +6,30 @@ Only the Locust child process imports this module (it imports locust, which monk
 whole process with gevent). Like every Locust plugin it registers its listeners at import time.
 It is driven by two environment variables set by `loadkit.load.runner`:
 
-- LOADKIT_PLAN      JSON: {"stages": [{duration_s, users, spawn_rate}], "headers": {...}}
+- LOADKIT_PLAN      JSON: {"stages": [{duration_s, users, spawn_rate}], "headers": {...},
+                    "processes": N, "pin_to_target": bool}
 - LOADKIT_STATS_FD  a pipe to the parent; the master (or the only process) writes one JSON line
                     per second: {"type": "snapshot", ...}, and {"type": "end", ...} at the end.
 
 Workers (with --processes) send their windows to the master as "loadkit_window" messages.
+With "pin_to_target" every process refuses TCP connections outside the target's origin (_OriginGuard).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import math
 import os
 import signal
+import socket
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import gevent
+import gevent.event
 import psutil
 from locust import LoadTestShape, events
 from locust.contrib.fasthttp import FastHttpUser
@@ -36,6 +43,8 @@ _PLAN: dict[str, Any] = json.loads(os.environ.get("LOADKIT_PLAN") or "{}")
 _STAGES = [Stage(**s) for s in _PLAN.get("stages", [])]
 _MESSAGE = "loadkit_window"
 _INTERVAL_S = 1.0
+_RESOLVE_EVERY_S = 5.0  # a refused destination re-resolves the target at most this often (Service DNS moves)
+_REFUSALS_LOGGED = 20  # distinct refused destinations named in the Locust log; the error table counts them all
 logger = logging.getLogger("loadkit")
 
 
@@ -44,6 +53,117 @@ class LoadkitShape(LoadTestShape):
 
     def tick(self) -> tuple[int, float] | None:
         return tick(_STAGES, self.get_run_time())
+
+
+_V4_MAPPED = bytes(10) + b"\xff\xff"
+
+
+def _ip(host: Any) -> bytes | None:
+    """An IP literal packed (no scope id, IPv4-mapped IPv6 as IPv4); None for a name.
+
+    inet_pton, not the ipaddress module: the same answer at a tenth of the cost, per connection.
+    """
+    if not isinstance(host, str):
+        return None
+    host = host.partition("%")[0]
+    try:
+        return socket.inet_pton(socket.AF_INET, host)
+    except OSError:
+        pass
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, host)
+    except OSError:
+        return None
+    return packed[12:] if packed.startswith(_V4_MAPPED) else packed
+
+
+def _host_port(host: Any, port: Any) -> str:
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+class _OriginGuard:
+    """Refuses every TCP connection but those to the target's origin (the plan's pin_to_target).
+
+    Locust has monkey-patched the process by now, so every client socket is gevent's socket class:
+    FastHttpUser's (geventhttpclient), HttpUser's (requests/urllib3) and a locustfile's own. The
+    guard wraps that class's connect and connect_ex, so a redirect or an absolute URL to another
+    host or port fails before a byte is sent, whichever client. Clients pool connections: this
+    runs once per new connection, never per request. It stops mistakes, not a hostile locustfile.
+    """
+
+    def __init__(self, host: str) -> None:
+        url = urlsplit(host)
+        if not url.hostname:
+            raise ValueError(f"pin_to_target needs a target with a host, not {host!r}")
+        self.host = url.hostname
+        self.port = url.port or (443 if url.scheme == "https" else 80)
+        self.target = _host_port(self.host, self.port)
+        self.allowed: frozenset[tuple[bytes, int]] = frozenset()
+        self.resolved_at = -math.inf
+        self.resolving: gevent.event.Event | None = None
+        self.logged: set[str] = set()
+
+    def install(self) -> None:
+        cls = socket.socket  # gevent's class, patched in by Locust; SSL sockets call its connect too
+        connect, connect_ex = cls.connect, cls.connect_ex
+        check = self.check
+
+        def guarded_connect(sock: Any, address: Any) -> None:
+            connect(sock, check(sock, address))
+
+        def guarded_connect_ex(sock: Any, address: Any) -> int:
+            try:
+                address = check(sock, address)
+            except ConnectionRefusedError:
+                return errno.ECONNREFUSED
+            return int(connect_ex(sock, address))
+
+        setattr(cls, "connect", guarded_connect)  # noqa: B010 - mypy rejects assigning a method
+        setattr(cls, "connect_ex", guarded_connect_ex)  # noqa: B010
+
+    def check(self, sock: Any, address: Any) -> Any:
+        """The address to connect to, or ConnectionRefusedError when it is outside the target."""
+        inet = sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type != socket.SOCK_DGRAM
+        if not inet or not isinstance(address, tuple):
+            return address  # Unix sockets, UDP (DNS): not where load goes
+        ip = _ip(address[0])
+        if ip is None:
+            # A name: resolve it here (as gevent would) and connect to what was checked.
+            address = socket.getaddrinfo(address[0], address[1], sock.family, socket.SOCK_STREAM)[0][4]
+            ip = _ip(address[0])
+        dest = (ip, address[1])
+        if dest in self.allowed or (self._resolve() and dest in self.allowed):
+            return address
+        where = _host_port(address[0], address[1])
+        if where not in self.logged and len(self.logged) < _REFUSALS_LOGGED:
+            self.logged.add(where)
+            logger.warning("loadkit: refusing connections to %s: outside the target %s", where, self.target)
+        if not self.allowed:
+            raise ConnectionRefusedError(f"loadkit refused a connection to {where}: the target {self.target} "
+                                         "did not resolve, so where it may go is unknown")
+        raise ConnectionRefusedError(f"loadkit refused a connection to {where}: outside the target {self.target} "
+                                     "(a redirect or an absolute URL left the allowed target)")
+
+    def _resolve(self) -> bool:
+        """Refresh the target's addresses, unless done within the last few seconds."""
+        if self.resolving is not None:
+            # getaddrinfo yields to other greenlets: their misses wait for its answer (the first
+            # connections of a run all miss), rather than be refused against the old addresses.
+            self.resolving.wait()
+            return True
+        if time.monotonic() - self.resolved_at < _RESOLVE_EVERY_S:
+            return False
+        self.resolving = gevent.event.Event()
+        try:
+            infos = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)
+            self.allowed = frozenset((ip, self.port) for *_, addr in infos if (ip := _ip(addr[0])) is not None)
+        except OSError as exc:
+            logger.warning("loadkit: cannot resolve the target %s (%s); keeping its last addresses", self.target, exc)
+        finally:
+            self.resolved_at = time.monotonic()
+            done, self.resolving = self.resolving, None
+            done.set()
+        return True
 
 
 class _Process:
@@ -193,6 +313,9 @@ def _wrap_http_user(user_class: type, headers: dict[str, str]) -> None:
 def _on_init(environment: Environment, runner: Runner, **_kw: Any) -> None:
     if not _PLAN:
         return  # loaded without loadkit (plain `locust -f`): stay out of the way
+    if _PLAN.get("pin_to_target") is True:
+        # Every process runs this (--processes forks the workers before Locust fires init).
+        _OriginGuard(environment.host or "").install()
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         # Started from a background job (`loadkit run ... &`) SIGINT arrives ignored, but it is how
         # loadkit asks Locust for an orderly stop: restore Python's KeyboardInterrupt.

@@ -19,6 +19,7 @@ from loadkit.scoring import Observation, evaluate, fmt, observations_from_stats
 CPU_SATURATED_PCT = 90.0
 SATURATED_SHARE = 0.25  # of the samples
 LAG_SATURATED_MS = 100.0
+INTERRUPTED_NOTE = "interrupted after"
 
 
 def assess_generator(snapshots: Sequence[Snapshot], processes: int) -> GeneratorHealth:
@@ -65,7 +66,7 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
         warnings.append(f"the locustfile's tasks raised {stats.exceptions} exception(s), counted in "
                         f"error-rate{example}")
     if outcome.interrupted:
-        warnings.append(f"interrupted after {fmt(stats.duration_s)}s: scored what was collected")
+        warnings.append(f"{INTERRUPTED_NOTE} {fmt(stats.duration_s)}s: scored what was collected")
     return RunResult(
         verdict=card.verdict,
         score=card.score,
@@ -94,3 +95,9 @@ def _point(s: Snapshot) -> TimelinePoint:
         t=s.elapsed_s, users=s.users, requests=w.requests, failures=w.failures, rps=w.rps,
         p50_ms=w.p50_ms, p95_ms=w.p95_ms, p99_ms=w.p99_ms, error_rate_pct=w.error_rate_pct, cpu_pct=s.cpu_pct,
     )
+
+
+def as_planned_end(result: RunResult, note: str) -> RunResult:
+    """A run stopped from outside at its planned end (a continuous run when its analysis ended): not interrupted."""
+    warnings = [w for w in result.warnings if not w.startswith(INTERRUPTED_NOTE)]
+    return result.model_copy(update={"interrupted": False, "warnings": [*warnings, note]})

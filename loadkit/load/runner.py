@@ -43,7 +43,16 @@ STOP_GRACE_S = 15.0
 
 @dataclass(frozen=True)
 class LoadPlan:
-    """Everything one Locust run needs."""
+    """Everything one Locust run needs.
+
+    With `pin_to_target` the Locust process may open TCP connections only to the target's origin
+    (its host's addresses and port): a redirect or an absolute URL elsewhere fails as a refused
+    connection, before anything is sent. `loadkit serve` needs it (its allow-list admits the target,
+    not where the target redirects); `loadkit run` from a terminal goes where the locustfile says.
+
+        LoadPlan(target="http://127.0.0.1:8080/canary", locustfile=Path("locustfiles/website.py"),
+                 stages=[Stage(30, 10, 5)], pin_to_target=True)
+    """
 
     target: str
     locustfile: Path
@@ -52,6 +61,7 @@ class LoadPlan:
     processes: int = 1
     profile: str = "custom"
     stop_timeout_s: float = 1.0
+    pin_to_target: bool = False
 
     @property
     def duration_s(self) -> float:
@@ -62,6 +72,7 @@ class LoadPlan:
             "stages": [s.__dict__ for s in self.stages],
             "headers": self.headers,
             "processes": self.processes,
+            "pin_to_target": self.pin_to_target,
         })
 
 

@@ -1,6 +1,16 @@
 """Pure scoring: observations + thresholds -> checks -> score -> verdict. No I/O, no clock."""
 
 from loadkit.scoring._compare import Side, judge, proportion_p_value
+from loadkit.scoring._decisive import (
+    Breach,
+    DecisiveTracker,
+    LatencyBound,
+    Tally,
+    decisive_breaches,
+    latency_bounds,
+    look_confidences,
+    proportion_bounds,
+)
 from loadkit.scoring._evaluate import (
     Scorecard,
     client_thresholds,
@@ -13,5 +23,7 @@ from loadkit.scoring._evaluate import (
 )
 from loadkit.scoring._observe import UNITS, Observation, observations_from_stats
 
-__all__ = ["UNITS", "Observation", "Scorecard", "Side", "client_thresholds", "evaluate", "evaluate_threshold", "fmt",
-           "judge", "metric_label", "observations_from_stats", "proportion_p_value", "range_text", "with_unit"]
+__all__ = ["UNITS", "Breach", "DecisiveTracker", "LatencyBound", "Observation", "Scorecard", "Side", "Tally",
+           "client_thresholds", "decisive_breaches", "evaluate", "evaluate_threshold", "fmt", "judge",
+           "latency_bounds", "look_confidences", "metric_label", "observations_from_stats", "proportion_bounds",
+           "proportion_p_value", "range_text", "with_unit"]

@@ -10,6 +10,8 @@ import asyncio
 import hmac
 import json
 import logging
+import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -31,9 +33,24 @@ from loadkit.errors import (
     SafetyError,
     TooLargeError,
 )
+from loadkit.webhook.gates import check_hook
 from loadkit.webhook.hooks import Hooks
+from loadkit.webhook.logs import log_event
 from loadkit.webhook.metrics import WebhookMetrics
-from loadkit.webhook.models import FlaggerPayload, Freeze, HookAnswer, HookKind, RunList, RunRecord
+from loadkit.webhook.models import (
+    DNS_LABEL,
+    AnalysisDetail,
+    AnalysisList,
+    FlaggerPayload,
+    Freeze,
+    GateRequest,
+    GateState,
+    GateStatus,
+    HookAnswer,
+    HookKind,
+    RunList,
+    RunRecord,
+)
 from loadkit.webhook.policy import HookCall, resolve
 from loadkit.webhook.runs import RunManager
 from loadkit.webhook.settings import ServeSettings
@@ -42,14 +59,15 @@ from loadkit.webhook.store import Store, now
 _HOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "success for Flagger (for `rollback`: roll back now)"},
     202: {"description": "`rollout`: load started"},
-    400: {"description": "bad payload: malformed JSON, a wrong field, an unknown metadata key"},
+    400: {"description": "bad payload: malformed JSON, a wrong field, an unknown metadata key, no checksum"},
     403: {"description": "a gate says wait / not allowed by policy (namespace, target)"},
-    404: {"description": "`rollback`: no run, so no rollback"},
-    409: {"description": "`rollback`: the run has not failed, so no rollback"},
+    404: {"description": "`rollback`: no run in this analysis, so no rollback"},
+    409: {"description": "`rollback`: no rollback signal; a run stopped before it could be judged"},
     412: {"description": "the load run failed its thresholds"},
     413: {"description": "body larger than --max-body"},
-    429: {"description": "too many runs at once; see Retry-After"},
-    503: {"description": "transient: the run could not be judged, retry"},
+    424: {"description": "the load run could not be judged (could not run, too few samples): a failed check"},
+    429: {"description": "too many runs at once; see Retry-After (at most 30 s)"},
+    503: {"description": "transient: the run was cut off, retry"},
 }
 
 
@@ -96,7 +114,13 @@ def create_app(settings: ServeSettings, store: Store, manager: RunManager) -> Fa
                   "schema": FlaggerPayload.model_json_schema()}}}},
               description="kind: " + ", ".join(k.value for k in HookKind))
     async def flagger_hook(request: Request, call: Annotated[HookCall, Depends(flagger_call)]) -> Response:
-        return _answer(request, await hooks.handle(call))
+        started = time.perf_counter()
+        answer = await hooks.handle(call)
+        log_event("hook", kind=call.kind.value, namespace=call.namespace, name=call.name,
+                  checksum=call.checksum or None, phase=call.payload.phase or None, analysis=answer.analysis,
+                  status=answer.status, run=answer.run, ms=round((time.perf_counter() - started) * 1000, 1),
+                  message=answer.message)
+        return _answer(request, answer)
 
     @app.get("/healthz", response_class=PlainTextResponse)
     async def healthz() -> str:
@@ -134,6 +158,43 @@ def create_app(settings: ServeSettings, store: Store, manager: RunManager) -> Fa
         stopped = manager.request_stop(run.namespace, run.name, run_id=run_id)
         return {"run": run_id, "stopping": bool(stopped)}
 
+    @app.get("/analyses", response_model=AnalysisList)
+    async def list_analyses(namespace: str | None = None, name: str | None = None,
+                            limit: int = Query(100, ge=1, le=1000)) -> AnalysisList:
+        return AnalysisList(analyses=store.list_analyses(namespace, name, limit))
+
+    @app.get("/analyses/{analysis_id}", response_model=AnalysisDetail)
+    async def get_analysis(analysis_id: str) -> AnalysisDetail:
+        analysis = store.get_analysis(analysis_id)
+        if analysis is None:
+            raise NotFoundError(f"no analysis {analysis_id[:64]!r}")
+        runs = [_with_live(r, manager) for r in store.runs_of(analysis.id)]
+        return AnalysisDetail(analysis=analysis, runs=runs,
+                              gates=store.gates(analysis.namespace, analysis.name, (analysis.id,)))
+
+    @app.get("/gates/{namespace}/{name}", response_model=GateStatus)
+    async def gate_status(namespace: str, name: str) -> GateStatus:
+        return hooks.gates.status(*_canary_path(namespace, name))
+
+    @app.post("/gates/{namespace}/{name}/{action}", dependencies=[Depends(require_token)],
+              response_model=GateStatus, summary="approve | halt a gate, or open a manual rollback",
+              description="action: approve, halt or rollback; body {hook?, reason?}")
+    async def gate_decide(namespace: str, name: str, action: str, request: Request) -> GateStatus:
+        canary = _canary_path(namespace, name)
+        body = _gate_request(await _read_body(request, settings.max_body_bytes))
+        if action == "rollback":
+            return hooks.gates.open_rollback(*canary, body.reason)
+        states = {"approve": GateState.APPROVED, "halt": GateState.HALTED}
+        if action not in states:
+            raise NotFoundError(f"unknown gate action {action[:32]!r}; valid: approve, halt, rollback")
+        check_hook(body.hook)
+        return hooks.gates.decide(*canary, states[action], body)
+
+    @app.delete("/gates/{namespace}/{name}/rollback", dependencies=[Depends(require_token)],
+                response_model=GateStatus, summary="close a manual rollback")
+    async def gate_close_rollback(namespace: str, name: str) -> GateStatus:
+        return hooks.gates.close_rollback(*_canary_path(namespace, name))
+
     @app.get("/events")
     async def list_events(namespace: str | None = None, name: str | None = None,
                           limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
@@ -165,7 +226,8 @@ _KINDS = frozenset(k.value for k in HookKind)
 
 class _CountHookAnswers:
     """Plain ASGI middleware (Starlette's BaseHTTPMiddleware costs milliseconds a request):
-    counts every answer under /flagger/, errors included, by hook kind and status."""
+    counts every answer under /flagger/, errors included, by hook kind and status; refuses paths
+    with an encoded slash."""
 
     def __init__(self, app: ASGIApp, metrics: WebhookMetrics) -> None:
         self.app = app
@@ -173,6 +235,12 @@ class _CountHookAnswers:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
+        if b"%2f" in scope.get("raw_path", b"").lower():
+            # A mesh policy on "/flagger/*" sees "/flagger%2Frollout" as another path, but it decodes
+            # to a hook: refuse encoded slashes so the AuthorizationPolicy cannot be walked around.
+            await PlainTextResponse("bad request: an encoded slash (%2F) in the path\n", status_code=400)(
+                scope, receive, send)
+            return
         if not path.startswith("/flagger/"):
             await self.app(scope, receive, send)
             return
@@ -237,6 +305,22 @@ def _first_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _canary_path(namespace: str, name: str) -> tuple[str, str]:
+    for what, value in (("namespace", namespace), ("name", name)):
+        if not re.fullmatch(DNS_LABEL, value):
+            raise PayloadError(f"{what} {value[:64]!r} is not a Kubernetes name (a DNS label)")
+    return namespace, name
+
+
+def _gate_request(body: bytes) -> GateRequest:
+    if not body.strip():
+        return GateRequest()
+    try:
+        return GateRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise PayloadError(_first_error(exc)) from None
+
+
 def _find(store: Store, run_id: str) -> RunRecord:
     run = store.get_run(run_id)
     if run is None:
@@ -255,6 +339,10 @@ def _wants_json(request: Request) -> bool:
 
 def _answer(request: Request, answer: HookAnswer) -> Response:
     headers = {"X-Loadkit-Run": answer.run} if answer.run else {}
+    if answer.analysis:
+        headers["X-Loadkit-Analysis"] = answer.analysis
+    if answer.retry_after_s is not None:
+        headers["Retry-After"] = str(answer.retry_after_s)
     if _wants_json(request):
         return JSONResponse(answer.model_dump(mode="json"), status_code=answer.status, headers=headers)
     return PlainTextResponse(answer.message + "\n", status_code=answer.status, headers=headers)
@@ -272,7 +360,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def on_loadkit(request: Request, exc: LoadkitError) -> Response:
         status, headers = _status_for(exc)
         prefix = {400: "bad payload: ", 503: "temporary failure, retry: "}.get(status, "")
-        return _error(request, status, prefix + str(exc).replace("\n", " "), headers)
+        message = prefix + str(exc).replace("\n", " ")
+        if request.url.path.startswith("/flagger/"):
+            log_event("hook", kind=request.url.path.removeprefix("/flagger/")[:64], status=status, message=message)
+        return _error(request, status, message, headers)
 
     async def on_validation(request: Request, exc: RequestValidationError) -> Response:
         fields = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())

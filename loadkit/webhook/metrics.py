@@ -31,33 +31,56 @@ class WebhookMetrics(Collector):
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
     def collect(self) -> Iterator[Metric]:
-        runs = CounterMetricFamily("loadkit_runs", "Load runs by status and verdict.", labels=["status", "verdict"])
+        runs = CounterMetricFamily("loadkit_runs", "Load runs that ended, by status and verdict (verdict only when "
+                                   "judged).", labels=["status", "verdict"])
         for (status, verdict), count in sorted(self.store.verdict_counts().items()):
             runs.add_metric([status, verdict], count)
         yield runs
-        active = self.manager.active_runs()
-        yield GaugeMetricFamily("loadkit_active_runs", "Load runs going now.", value=len(active))
-        score = GaugeMetricFamily("loadkit_last_score", "Score (0-100) of the latest finished run per canary.",
-                                  labels=["namespace", "name"])
-        for namespace, name, value in self.store.latest_scores():
-            score.add_metric([namespace, name], value)
-        yield score
-        rps = GaugeMetricFamily("loadkit_live_rps", "Requests per second of running runs (last second).",
-                                labels=["namespace", "name", "profile"])
-        p99 = GaugeMetricFamily("loadkit_live_p99_ms", "p99 latency of running runs (last second), ms.",
-                                labels=["namespace", "name", "profile"])
-        for run in active:
-            if run.live is not None and run.live.snapshot is not None:
-                window = run.live.snapshot.window
-                labels = [run.namespace, run.name, run.profile]
-                rps.add_metric(labels, window.rps)
-                if window.p99_ms is not None:
-                    p99.add_metric(labels, window.p99_ms)
-        yield rps
-        yield p99
+        analyses = CounterMetricFamily("loadkit_analyses", "Flagger analyses that closed, by outcome.",
+                                       labels=["outcome"])
+        for outcome, count in sorted(self.store.analysis_counts().items()):
+            analyses.add_metric([outcome], count)
+        yield analyses
+        opened = GaugeMetricFamily("loadkit_open_analyses", "Flagger analyses open now, per canary.",
+                                   labels=["namespace", "name", "analysis", "checksum"])
+        for analysis in self.store.open_analyses():
+            opened.add_metric([analysis.namespace, analysis.name, analysis.id, analysis.checksum], 1)
+        yield opened
+        gates = GaugeMetricFamily("loadkit_gate", "Manual gates set now (1), by hook and state; analysis '' is the "
+                                  "next rollout.", labels=["namespace", "name", "analysis", "hook", "state"])
+        for gate in self.store.open_gates():
+            gates.add_metric([gate.namespace, gate.name, gate.analysis, gate.hook, gate.state.value], 1)
+        yield gates
+        yield from self._live()
         answers = CounterMetricFamily("loadkit_hook_answers", "Hook calls answered, by kind and HTTP status.",
                                       labels=["kind", "code"])
         with self._lock:
             for (kind, code), count in sorted(self._answers.items()):
                 answers.add_metric([kind, code], count)
         yield answers
+
+    def _live(self) -> Iterator[Metric]:
+        active = self.manager.active_runs()
+        yield GaugeMetricFamily("loadkit_active_runs", "Load runs going now.", value=len(active))
+        score = GaugeMetricFamily("loadkit_last_score", "Score (0-100) of the latest judged run per canary.",
+                                  labels=["namespace", "name"])
+        for namespace, name, value in self.store.latest_scores():
+            score.add_metric([namespace, name], value)
+        yield score
+        labels = ["namespace", "name", "analysis", "hook", "profile", "run"]
+        rps = GaugeMetricFamily("loadkit_live_rps", "Requests per second of running runs (last second).", labels=labels)
+        p99 = GaugeMetricFamily("loadkit_live_p99_ms", "p99 latency of running runs (last second), ms.", labels=labels)
+        errors = GaugeMetricFamily("loadkit_live_error_rate_pct", "Error rate of running runs (last second), %.",
+                                   labels=labels)
+        for run in active:
+            if run.live is not None and run.live.snapshot is not None:
+                window = run.live.snapshot.window
+                values = [run.namespace, run.name, run.analysis, run.hook.value, run.profile, run.id]
+                rps.add_metric(values, window.rps)
+                if window.p99_ms is not None:
+                    p99.add_metric(values, window.p99_ms)
+                if window.error_rate_pct is not None:
+                    errors.add_metric(values, window.error_rate_pct)
+        yield rps
+        yield p99
+        yield errors

@@ -13,11 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+# Kubernetes names as Flagger uses them (a Service `<name>-canary` in `<namespace>`): DNS labels.
+from loadkit.config import DNS_LABEL
 from loadkit.models import SCHEMA_VERSION, RunResult, Snapshot, Verdict
-
-# Kubernetes names as Flagger uses them: a Service `<name>-canary` in `<namespace>`, so both must be
-# DNS labels. This also keeps the default target `<name>-canary.<namespace>` inside the cluster.
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 
 
 class HookKind(enum.StrEnum):
@@ -34,11 +32,48 @@ class HookKind(enum.StrEnum):
 class MetadataKey(enum.StrEnum):
     PROFILE = "profile"
     TARGET = "target"
-    DURATION = "duration"
+    DURATION = "duration"  # 30s, 5m, ... or `analysis`: load until the analysis ends
     USERS = "users"
     SPAWN_RATE = "spawn_rate"
     HEADERS = "headers"
     THRESHOLDS = "thresholds"
+    SERVICE = "service"  # Flagger's service.name, when it is not the Canary's name
+    WORKLOAD = "workload"  # Flagger's targetRef.name, when it is not the Canary's name
+    GATE = "gate"  # confirm-* hooks: load | manual | both
+    ROLLBACK_ON = "rollback_on"  # rollback hook: manual | decisive-breach
+
+
+# The hooks Flagger calls during an analysis (Progressing / WaitingPromotion): they open one.
+ANALYSIS_HOOKS = frozenset({"pre-rollout", "rollout", "confirm-traffic-increase", "confirm-promotion", "rollback"})
+GATE_HOOKS = ("confirm-rollout", "confirm-traffic-increase", "confirm-promotion")
+
+
+class GateMode(enum.StrEnum):
+    """What a confirm-* hook waits for (metadata `gate`)."""
+
+    LOAD = "load"  # the analysis's load runs: within thresholds / passed
+    MANUAL = "manual"  # an approval through the authenticated API (`loadkit gate approve`)
+    BOTH = "both"
+
+
+class GateState(enum.StrEnum):
+    APPROVED = "approved"  # confirm-* gates
+    HALTED = "halted"  # confirm-* gates: wait, whatever the load says
+    OPEN = "open"  # the manual rollback: the rollback hook answers 200
+
+
+class AnalysisStatus(enum.StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class AnalysisOutcome(enum.StrEnum):
+    """How an analysis ended, as far as loadkit saw it."""
+
+    SUCCEEDED = "succeeded"  # post-rollout, phase Succeeded (promoted)
+    FAILED = "failed"  # post-rollout, phase Failed (rolled back)
+    SUPERSEDED = "superseded"  # a different checksum arrived for the same canary (new revision)
+    ENDED = "ended"  # Flagger asked to confirm a new rollout, so this one was over (no post-rollout seen)
 
 
 # Keys Flagger itself adds to the metadata of `event` hooks.
@@ -59,10 +94,11 @@ class FlaggerPayload(BaseModel):
 
 class RunStatus(enum.StrEnum):
     RUNNING = "running"
-    COMPLETED = "completed"  # ran to the end of its profile; has a verdict
-    STOPPED = "stopped"  # ended early by post-rollout; scored, has a verdict
-    INTERRUPTED = "interrupted"  # the server stopped or restarted mid-run; never a pass
-    ERROR = "error"  # the target or Locust failed; never a pass
+    COMPLETED = "completed"  # ran to its end (a continuous run: to the end of its analysis); judged
+    STOPPED = "stopped"  # ended early (post-rollout, or stopped by hand): not judged
+    SUPERSEDED = "superseded"  # a new revision replaced its analysis: not judged
+    INTERRUPTED = "interrupted"  # the server stopped or restarted mid-run: not judged
+    ERROR = "error"  # the target or Locust failed: not judged
 
 
 class LiveVerdict(enum.StrEnum):
@@ -79,6 +115,7 @@ class LiveState(BaseModel):
     verdict: LiveVerdict
     failing: list[str] = Field(default_factory=list)
     reason: str = ""
+    decisive: str = ""  # a breach certain at the rollback confidence, once one was seen (it stays)
     snapshot: Snapshot | None = None
 
 
@@ -89,6 +126,7 @@ class RunRecord(BaseModel):
 
     schema_version: int = SCHEMA_VERSION
     id: str
+    analysis: str = ""  # the Flagger analysis it belongs to ("" for runs stored before analyses existed)
     namespace: str
     name: str
     checksum: str
@@ -96,10 +134,13 @@ class RunRecord(BaseModel):
     hook: HookKind
     thresholds: str
     target: str
+    plan_key: str = ""  # hash of the whole resolved plan: runs are deduplicated on it within an analysis
+    continuous: bool = False  # `duration: analysis`: loads until its analysis ends
     status: RunStatus
-    verdict: Verdict | None = None  # once scored; never set for interrupted runs
+    verdict: Verdict | None = None  # only for judged runs: completed with enough samples
     score: float | None = None
-    reason: str = ""
+    reason: str = ""  # why it passed or failed, or "not judged: ..."
+    decisive: str = ""  # a breach that was statistically certain (a rollback signal where enabled)
     created_at: datetime
     finished_at: datetime | None = None
     live: LiveState | None = None
@@ -110,10 +151,82 @@ class RunRecord(BaseModel):
     def finished(self) -> bool:
         return self.status is not RunStatus.RUNNING
 
+    @property
+    def judged(self) -> bool:
+        """Finished, ran to its end and had enough samples: its verdict counts."""
+        return self.status is RunStatus.COMPLETED and self.verdict is not None
+
 
 class RunList(BaseModel):
     schema_version: int = SCHEMA_VERSION
     runs: list[RunRecord]
+
+
+class AnalysisRecord(BaseModel):
+    """One Flagger analysis of a canary: from the first hook of a revision to post-rollout or the next revision.
+
+    Runs, verdicts and gates belong to one analysis; a closed analysis is history, never an answer.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    id: str
+    namespace: str
+    name: str
+    checksum: str
+    status: AnalysisStatus
+    opened_at: datetime
+    opened_by: str  # the hook kind that opened it
+    closed_at: datetime | None = None
+    outcome: AnalysisOutcome | None = None
+    reason: str = ""
+
+
+class GateRecord(BaseModel):
+    """A manual decision: an approval or a halt of a confirm-* hook, or an open manual rollback."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    namespace: str
+    name: str
+    analysis: str  # "" = the next rollout (confirm-rollout happens before its analysis opens)
+    hook: str  # a GATE_HOOKS kind, or "rollback"
+    state: GateState
+    reason: str = ""
+    updated_at: datetime
+
+
+class GateRequest(BaseModel):
+    """Body of POST /gates/{namespace}/{name}/{action}: which hook (default: every gate of the moment) and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hook: str | None = Field(default=None, pattern="^(confirm-rollout|confirm-traffic-increase|confirm-promotion)$")
+    reason: str = Field(default="", max_length=500)
+
+
+class GateStatus(BaseModel):
+    """GET /gates/{namespace}/{name}: the open analysis (if any), its gates and the next rollout's."""
+
+    schema_version: int = SCHEMA_VERSION
+    namespace: str
+    name: str
+    analysis: AnalysisRecord | None = None
+    gates: list[GateRecord] = Field(default_factory=list)
+    message: str = ""
+
+
+class AnalysisDetail(BaseModel):
+    schema_version: int = SCHEMA_VERSION
+    analysis: AnalysisRecord
+    runs: list[RunRecord]
+    gates: list[GateRecord]
+
+
+class AnalysisList(BaseModel):
+    schema_version: int = SCHEMA_VERSION
+    analyses: list[AnalysisRecord]
 
 
 class EventRecord(BaseModel):
@@ -127,6 +240,7 @@ class EventRecord(BaseModel):
     message: str
     timestamp: str
     received_at: datetime
+    analysis: str = ""  # the open analysis of the same checksum, if any
 
 
 class Freeze(BaseModel):
@@ -147,5 +261,7 @@ class HookAnswer(BaseModel):
     status: int
     message: str
     run: str | None = None
+    analysis: str | None = None
     verdict: Verdict | None = None
+    retry_after_s: int | None = None
     details: dict[str, Any] = Field(default_factory=dict)

@@ -1,65 +1,90 @@
 """From a Flagger payload to a validated request: metadata keys, named profiles and threshold sets,
-and the safety rules (allowed namespaces and targets). Nothing here names a command or a file.
+the canary's names, and the safety rules (allowed namespaces and targets). Nothing here names a
+command or a file.
+
+The target policy is an allow-list. By default a run may load only the payload's own Services,
+the ones Flagger manages for that Canary: `<service>-canary`, `<service>-primary` and `<service>`
+in the payload's namespace (`.svc` or `.svc.cluster.local`, any port). Anything wider needs an
+explicit server setting (`--allow-target`, `server.allow_targets`). Namespaces of the platform
+itself (kube-system, istio-system, flux-system, ..., and loadkit's own) are refused unless
+`--allow-namespace` names them.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from loadkit.config import Config
+from loadkit.config import Config, RollbackOn
 from loadkit.errors import ConfigError, PayloadError, SafetyError, UsageError
 from loadkit.load.preflight import validate_target
 from loadkit.load.profiles import Profile, get_profile
 from loadkit.models import Threshold
+from loadkit.safety import API_SERVER_HOSTS, is_system_namespace
 from loadkit.serverside import client_compares, prometheus_checks
 from loadkit.units import parse_duration, parse_header
-from loadkit.webhook.models import EVENT_KEYS, FlaggerPayload, HookKind, MetadataKey
+from loadkit.webhook.models import DNS_LABEL, FlaggerPayload, GateMode, HookKind, MetadataKey
 
 T = TypeVar("T")
-_SVC_HOST = r"https?://[a-z0-9]([-a-z0-9.]*[a-z0-9])?\.svc(\.cluster\.local)?(:\d+)?(/.*)?"
+CONTINUOUS = "analysis"  # metadata duration: load until the analysis ends
 
 
 @dataclass(frozen=True)
 class Policy:
-    """What callers may ask for. Empty lists mean the defaults described in docs/webhook.md."""
+    """What callers may ask for, beyond the defaults described in the module docstring."""
 
     allow_targets: Sequence[re.Pattern[str]] = ()
     allow_namespaces: Sequence[re.Pattern[str]] = ()
+    own_namespace: str | None = field(default_factory=lambda: os.environ.get("POD_NAMESPACE") or None)
 
     def check_namespace(self, namespace: str) -> None:
-        if self.allow_namespaces and not any(p.fullmatch(namespace) for p in self.allow_namespaces):
-            raise SafetyError(f"namespace {namespace!r} is not allowed by --allow-namespace")
+        if self.allow_namespaces:
+            if not any(p.fullmatch(namespace) for p in self.allow_namespaces):
+                raise SafetyError(f"namespace {namespace!r} is not allowed by --allow-namespace")
+            return
+        if is_system_namespace(namespace) or namespace == self.own_namespace:
+            what = "loadkit's own namespace" if namespace == self.own_namespace else "a system namespace"
+            raise SafetyError(f"namespace {namespace!r} is {what}: no load is run for it",
+                              hint="allow it explicitly with --allow-namespace REGEX if you mean it")
 
-    def check_target(self, target: str, payload: FlaggerPayload) -> None:
-        patterns = list(self.allow_targets) or default_target_patterns(payload)
-        if not any(p.fullmatch(target) for p in patterns):
-            raise SafetyError(
-                f"target {target} is not allowed (allowed: {' | '.join(p.pattern for p in patterns)})",
-                hint="start loadkit serve with --allow-target REGEX to allow it",
-            )
+    def check_target(self, target: str, names: Names) -> None:
+        if any(p.fullmatch(target) for p in self.allow_targets):
+            return
+        host = urlsplit(target).hostname or ""
+        if host in names.own_hosts() and not API_SERVER_HOSTS.fullmatch(host):
+            return
+        own = ", ".join(sorted(h for h in names.own_hosts() if h.endswith(".svc")))
+        raise SafetyError(
+            f"target {target} is not allowed: by default only the canary's own Services ({own}) may be loaded",
+            hint="start loadkit serve with --allow-target REGEX (or set server.allow_targets) to allow it",
+        )
 
 
-def default_target_patterns(payload: FlaggerPayload) -> list[re.Pattern[str]]:
-    """In-cluster services only: *.svc, *.svc.cluster.local and <name>-canary.<namespace>
-    (which `in_cluster` turns into <name>-canary.<namespace>.svc before it is loaded)."""
-    canary = rf"https?://{re.escape(payload.name)}-canary\.{re.escape(payload.namespace)}(:\d+)?(/.*)?"
-    return [re.compile(_SVC_HOST), re.compile(canary)]
+@dataclass(frozen=True)
+class Names:
+    """The Canary's names as Flagger uses them: its own, its Services' (service.name) and its workload's
+    (targetRef.name), which default to the Canary's name."""
 
+    namespace: str
+    name: str
+    service: str
+    workload: str
 
-def in_cluster(target: str, payload: FlaggerPayload) -> str:
-    """`http://<name>-canary.<namespace>` -> `http://<name>-canary.<namespace>.svc`: the same Service
-    inside the cluster, but it can never resolve to a public host (a namespace named like a TLD)."""
-    parts = urlsplit(target)
-    if parts.hostname == f"{payload.name}-canary.{payload.namespace}":
-        netloc = f"{parts.hostname}.svc" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return target
+    def template_fields(self) -> dict[str, str]:
+        return {"name": self.name, "namespace": self.namespace, "service": self.service, "workload": self.workload}
+
+    def own_hosts(self) -> frozenset[str]:
+        """The Services Flagger manages for this Canary, as in-cluster host names (`<svc>.<ns>` is
+        loaded as `<svc>.<ns>.svc`, see in_cluster)."""
+        bases = (f"{self.service}-canary", f"{self.service}-primary", self.service)
+        suffixes = ("", ".svc", ".svc.cluster.local")
+        return frozenset(f"{b}.{self.namespace}{suffix}" for b in bases for suffix in suffixes)
 
 
 @dataclass(frozen=True)
@@ -68,6 +93,7 @@ class HookCall:
 
     kind: HookKind
     payload: FlaggerPayload
+    names: Names
     profile: Profile | None = None
     thresholds_name: str = "default"
     thresholds: list[Threshold] = field(default_factory=list)
@@ -76,7 +102,10 @@ class HookCall:
     users: int | None = None
     spawn_rate: float | None = None
     duration_s: float | None = None
+    continuous: bool = False  # metadata duration: analysis
     headers: dict[str, str] = field(default_factory=dict)
+    gate: GateMode | None = None
+    rollback_on: RollbackOn | None = None
 
     @property
     def namespace(self) -> str:
@@ -92,6 +121,7 @@ class HookCall:
 
 
 RUN_HOOKS = (HookKind.PRE_ROLLOUT, HookKind.ROLLOUT)
+GATED = (HookKind.CONFIRM_ROLLOUT, HookKind.CONFIRM_TRAFFIC_INCREASE, HookKind.CONFIRM_PROMOTION)
 VALID_KEYS = tuple(k.value for k in MetadataKey)
 
 
@@ -99,61 +129,83 @@ def resolve(kind: HookKind, payload: FlaggerPayload, config: Config, policy: Pol
     """Validate everything about a call before any work starts; raise PayloadError/SafetyError."""
     policy.check_namespace(payload.namespace)
     meta = dict(payload.metadata or {})
-    allowed = set(VALID_KEYS) | (EVENT_KEYS if kind is HookKind.EVENT else set())
-    unknown = sorted(set(meta) - allowed)
+    if kind is HookKind.EVENT:
+        return HookCall(kind=kind, payload=payload, names=names_of(payload, {}, config))  # any user metadata
+    unknown = sorted(set(meta) - set(VALID_KEYS))
     if unknown:
         raise PayloadError(f"unknown metadata key(s) {', '.join(map(repr, unknown))}; "
                            f"valid keys: {', '.join(VALID_KEYS)}")
-    if kind not in RUN_HOOKS and kind is not HookKind.EVENT:
-        return HookCall(kind=kind, payload=payload,
-                        profile=_profile(meta, config, kind) if MetadataKey.PROFILE in meta else None)
-    if kind is HookKind.EVENT:
-        return HookCall(kind=kind, payload=payload)
-    return _run_call(kind, payload, meta, config, policy)
+    names = names_of(payload, meta, config)
+    gate = _gate(meta, kind)
+    rollback_on = _rollback_on(meta, kind)
+    if kind not in RUN_HOOKS:
+        profile = _profile(meta, config, kind) if MetadataKey.PROFILE in meta else None
+        return HookCall(kind=kind, payload=payload, names=names, profile=profile, gate=gate, rollback_on=rollback_on)
+    return _run_call(kind, payload, names, meta, config, policy)
 
 
-def _run_call(kind: HookKind, payload: FlaggerPayload, meta: dict[str, str], config: Config,
+def names_of(payload: FlaggerPayload, meta: dict[str, str], config: Config) -> Names:
+    """service/workload from metadata, else `server.canaries["namespace/name"]`, else the Canary's name."""
+    configured = config.server.canaries.get(f"{payload.namespace}/{payload.name}")
+    values = {}
+    for key in (MetadataKey.SERVICE, MetadataKey.WORKLOAD):
+        value = meta.get(key) or (getattr(configured, key.value) if configured else None) or payload.name
+        if not re.fullmatch(DNS_LABEL, value):
+            raise PayloadError(f"metadata {key.value} {value[:64]!r} is not a Kubernetes name (a DNS label)")
+        values[key.value] = value
+    return Names(namespace=payload.namespace, name=payload.name, **values)
+
+
+def _run_call(kind: HookKind, payload: FlaggerPayload, names: Names, meta: dict[str, str], config: Config,
               policy: Policy) -> HookCall:
     profile = _profile(meta, config, kind)
-    target = _target(meta, payload, config)
-    policy.check_target(target, payload)
-    target = in_cluster(target, payload)
-    limits = config.server
-    duration = _parse(meta, MetadataKey.DURATION, parse_duration)
-    if duration is not None and duration > limits.max_duration:
-        raise PayloadError(f"metadata duration {meta[MetadataKey.DURATION]!r} is longer than this server's "
-                           f"max_duration ({limits.max_duration:g}s)")
+    target = _target(meta, names, config)
+    policy.check_target(target, names)
+    target = in_cluster(target, names)
+    continuous = meta.get(MetadataKey.DURATION, "").strip().lower() == CONTINUOUS
+    duration = None if continuous else _parse(meta, MetadataKey.DURATION, parse_duration)
     users = _parse(meta, MetadataKey.USERS, _positive_int)
-    if users is not None and users > limits.max_users:
-        raise PayloadError(f"metadata users {users} is more than this server's max_users ({limits.max_users})")
     try:
         thresholds = config.threshold_set(meta.get(MetadataKey.THRESHOLDS))
     except ConfigError as exc:
         raise PayloadError(f"metadata thresholds: {exc.message}; {exc.hint}") from None
-    baseline = _baseline(thresholds, payload, config, policy)
+    baseline = _baseline(thresholds, names, config, policy)
     return HookCall(
-        kind=kind, payload=payload, profile=profile, thresholds=thresholds, baseline=baseline,
+        kind=kind, payload=payload, names=names, profile=profile, thresholds=thresholds, baseline=baseline,
         thresholds_name=meta.get(MetadataKey.THRESHOLDS) or "default", target=target, users=users,
         spawn_rate=_parse(meta, MetadataKey.SPAWN_RATE, _positive_float), duration_s=duration,
-        headers=_parse(meta, MetadataKey.HEADERS, parse_headers) or {},
+        continuous=continuous, headers=_parse(meta, MetadataKey.HEADERS, parse_headers) or {},
     )
 
 
-def _baseline(thresholds: list[Threshold], payload: FlaggerPayload, config: Config, policy: Policy) -> str | None:
+def in_cluster(target: str, names: Names) -> str:
+    """`http://<service>-canary.<namespace>` -> `...<namespace>.svc`: the same Service inside the cluster,
+    but it can never resolve to a public host (a namespace named like a TLD)."""
+    parts = urlsplit(target)
+    short = {h for h in names.own_hosts() if not h.endswith((".svc", ".cluster.local"))}
+    if parts.hostname in short:
+        netloc = f"{parts.hostname}.svc" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return target
+
+
+def _baseline(thresholds: list[Threshold], names: Names, config: Config, policy: Policy) -> str | None:
     """Checks this server cannot measure are refused now, not after the load; the primary's URL for compares."""
     if prometheus_checks(thresholds) and config.prometheus.url is None:
-        names = ", ".join(t.name for t in prometheus_checks(thresholds))
-        raise PayloadError(f"the threshold set has Prometheus checks ({names}) but this server has no Prometheus; "
+        listed = ", ".join(t.name for t in prometheus_checks(thresholds))
+        raise PayloadError(f"the threshold set has Prometheus checks ({listed}) but this server has no Prometheus; "
                            "start loadkit serve with --prometheus URL (or set prometheus.url in its config)")
-    if not client_compares(thresholds):
+    compares = client_compares(thresholds)
+    if not compares:
         return None
-    raw = config.server.baseline_template.format(name=payload.name, namespace=payload.namespace)
+    raw = config.server.baseline_template.format(**names.template_fields())
     try:
         baseline = validate_target(raw)
     except UsageError as exc:
         raise PayloadError(f"server.baseline_template gives a bad URL: {exc.message}") from None
-    policy.check_target(baseline, payload)
-    return baseline
+    for url in [baseline, *(t.compare.baseline for t in compares if t.compare and "://" in t.compare.baseline)]:
+        policy.check_target(url, names)
+    return in_cluster(baseline, names)
 
 
 def _profile(meta: dict[str, str], config: Config, kind: HookKind) -> Profile:
@@ -164,13 +216,41 @@ def _profile(meta: dict[str, str], config: Config, kind: HookKind) -> Profile:
         raise PayloadError(f"metadata profile: {exc.message}; {exc.hint}") from None
 
 
-def _target(meta: dict[str, str], payload: FlaggerPayload, config: Config) -> str:
-    raw = meta.get(MetadataKey.TARGET) or config.server.target_template.format(
-        name=payload.name, namespace=payload.namespace)
+def _target(meta: dict[str, str], names: Names, config: Config) -> str:
+    raw = meta.get(MetadataKey.TARGET) or config.server.target_template.format(**names.template_fields())
     try:
         return validate_target(raw)
     except UsageError as exc:
         raise PayloadError(f"metadata target: {exc.message}") from None
+
+
+def _gate(meta: dict[str, str], kind: HookKind) -> GateMode | None:
+    if MetadataKey.GATE not in meta:
+        return None
+    if kind not in GATED:
+        raise PayloadError(f"metadata gate applies to {', '.join(k.value for k in GATED)}, not to {kind.value}")
+    try:
+        mode = GateMode(meta[MetadataKey.GATE].strip())
+    except ValueError:
+        valid = ", ".join(m.value for m in GateMode)
+        raise PayloadError(f"metadata gate {meta[MetadataKey.GATE][:64]!r}: use one of {valid}") from None
+    if kind is HookKind.CONFIRM_ROLLOUT and mode is not GateMode.MANUAL:
+        raise PayloadError("confirm-rollout runs before any load, so it has nothing to gate on but an approval: "
+                           "use metadata gate: manual")
+    return mode
+
+
+def _rollback_on(meta: dict[str, str], kind: HookKind) -> RollbackOn | None:
+    if MetadataKey.ROLLBACK_ON not in meta:
+        return None
+    if kind is not HookKind.ROLLBACK:
+        raise PayloadError(f"metadata rollback_on applies to the rollback hook, not to {kind.value}")
+    try:
+        return RollbackOn(meta[MetadataKey.ROLLBACK_ON].strip())
+    except ValueError:
+        valid = ", ".join(m.value for m in RollbackOn)
+        raise PayloadError(f"metadata rollback_on {meta[MetadataKey.ROLLBACK_ON][:64]!r}: use one of {valid}") \
+            from None
 
 
 def _parse(meta: dict[str, str], key: MetadataKey, parse: Callable[[str], T]) -> T | None:
@@ -179,7 +259,8 @@ def _parse(meta: dict[str, str], key: MetadataKey, parse: Callable[[str], T]) ->
     try:
         return parse(meta[key])
     except (ValueError, TypeError) as exc:
-        raise PayloadError(f"metadata {key.value}: {exc}") from None
+        hint = f", or '{CONTINUOUS}' to load until the analysis ends" if key is MetadataKey.DURATION else ""
+        raise PayloadError(f"metadata {key.value}: {exc}{hint}") from None
 
 
 def _positive_int(text: str) -> int:

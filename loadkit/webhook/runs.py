@@ -1,16 +1,22 @@
 """Load runs started by hooks: one thread each, watching its own Locust process.
 
 The webhook process never imports locust; every run is a Locust child process (see
-loadkit.load.runner) with a hard timeout. Runs are keyed by (namespace, name, checksum, profile,
-hook), so Flagger's retries join the run already going instead of starting a second one.
+loadkit.load.runner) with a hard timeout, pinned to its target (no redirect or absolute URL can
+send a request anywhere else). Runs are keyed by (analysis, hook, resolved plan), so Flagger's
+retries join the run already going, and nothing else does.
 
 A run's end is written to the store and the run leaves the manager under one lock, so a hook
 never sees a run as running in memory after the store says it ended.
+
+Which runs count (docs/webhook.md): only a run that ran to its end with enough samples is
+*judged* (pass or fail). Stopped, superseded, interrupted and errored runs, and runs with too few
+samples, are "not judged": never a pass, never a rollback signal.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import uuid
@@ -18,14 +24,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from loadkit.config import PrometheusSpec
-from loadkit.errors import BusyError, LoadkitError, TargetError
+from loadkit.config import PrometheusSpec, RollbackSpec
+from loadkit.errors import BusyError, Interrupted, LoadkitError, TargetError
+from loadkit.load.result import as_planned_end
 from loadkit.load.runner import LoadPlan
 from loadkit.load.session import run_scored
+from loadkit.load.tally import tally_of
 from loadkit.models import RunResult, Snapshot, Threshold, Verdict
 from loadkit.prometheus import Workload
-from loadkit.scoring import client_thresholds, evaluate, observations_from_stats
+from loadkit.scoring import DecisiveTracker, client_thresholds, evaluate, observations_from_stats
 from loadkit.serverside import ServerSide
+from loadkit.webhook.logs import log_event
 from loadkit.webhook.models import LiveState, LiveVerdict, RunRecord, RunStatus
 from loadkit.webhook.policy import HookCall
 from loadkit.webhook.store import Store, now
@@ -35,9 +44,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RunKey = tuple[str, str, str, str, str]
+RunKey = tuple[str, str, str]  # (analysis, hook, plan key)
 SHUTDOWN_WAIT_S = 20.0
-INTERRUPTED_REASON = "the server shut down during the run: not judged, never a pass"
+MAX_RETRY_AFTER_S = 30  # Flagger sleeps Retry-After inside its scheduler loop: keep it short
+STARTUP_ESTIMATE_S = 3.0  # a Locust start, for when a slot frees
+INTERRUPTED_REASON = "the server shut down during the run"
+NOT_JUDGED = "not judged"
 
 
 @dataclass
@@ -46,10 +58,13 @@ class _Active:
     key: RunKey
     plan: LoadPlan
     thresholds: list[Threshold]
+    tracker: DecisiveTracker
+    planned_end: float  # time.monotonic() when it should be done
     stop: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     stop_status: RunStatus = RunStatus.STOPPED
     live: LiveState | None = None
+    decisive: str = ""
     server: ServerSide = field(default_factory=ServerSide)
 
 
@@ -62,26 +77,31 @@ class _Ending:
     result: RunResult | None = None
 
 
-def run_key(call: HookCall) -> RunKey:
-    profile = call.profile.name if call.profile else ""
-    return (call.namespace, call.name, call.checksum, profile, call.kind.value)
-
-
-def live_state(snapshot: Snapshot, thresholds: list[Threshold], min_samples: int) -> LiveState:
+def live_state(snapshot: Snapshot, thresholds: list[Threshold], min_samples: int, decisive: str = "") -> LiveState:
     """The verdict so far: 'collecting' until min_samples, then 'pass' or 'fail' on cumulative stats."""
     cumulative = snapshot.cumulative
     if cumulative.requests < min_samples:
-        return LiveState(verdict=LiveVerdict.COLLECTING, snapshot=snapshot,
+        return LiveState(verdict=LiveVerdict.COLLECTING, snapshot=snapshot, decisive=decisive,
                          reason=f"collecting: {cumulative.requests} of {min_samples} requests")
     live = client_thresholds(thresholds)  # Prometheus and compare checks are judged when the run ends
     if not live:
-        return LiveState(verdict=LiveVerdict.COLLECTING, snapshot=snapshot,
+        return LiveState(verdict=LiveVerdict.COLLECTING, snapshot=snapshot, decisive=decisive,
                          reason="its checks read Prometheus or compare with the primary: judged when the run ends")
     card = evaluate(live, observations_from_stats(cumulative), min_samples)
     failing = [c for c in card.checks if not c.passed]
     reason = "; ".join(f"{c.name}: {c.reason}" for c in failing) or "every threshold met so far"
     verdict = LiveVerdict.PASS if card.verdict is Verdict.PASS else LiveVerdict.FAIL
-    return LiveState(verdict=verdict, failing=[c.name for c in failing], reason=reason, snapshot=snapshot)
+    return LiveState(verdict=verdict, failing=[c.name for c in failing], reason=reason, snapshot=snapshot,
+                     decisive=decisive)
+
+
+def too_few_samples(result: RunResult) -> str:
+    """Why a finished run cannot be judged for lack of samples, or ""."""
+    for threshold in client_thresholds(result.thresholds):
+        needed = threshold.min_samples or result.min_samples
+        if result.stats.requests < needed:
+            return f"too few samples: {result.stats.requests} requests, need {needed} (min_samples)"
+    return ""
 
 
 class RunManager:
@@ -89,9 +109,10 @@ class RunManager:
 
     def __init__(self, store: Store, min_samples: int, max_concurrent: int,
                  url_for: Callable[[str], str] = lambda run_id: f"/runs/{run_id}",
-                 prometheus: PrometheusSpec | None = None) -> None:
+                 prometheus: PrometheusSpec | None = None, rollback: RollbackSpec | None = None) -> None:
         self.store = store
         self.prometheus_spec = prometheus or PrometheusSpec()
+        self.rollback = rollback or RollbackSpec()
         self._prometheus: PrometheusSource | None = None  # made on first use, shared by the runs
         self.min_samples = min_samples
         self.max_concurrent = max_concurrent
@@ -103,43 +124,56 @@ class RunManager:
 
     # -- starting and looking -----------------------------------------------------------------------
 
-    def start(self, call: HookCall, plan: LoadPlan) -> tuple[RunRecord, bool]:
+    def start(self, call: HookCall, plan: LoadPlan, analysis: str, plan_key: str) -> tuple[RunRecord, bool]:
         """The running run for this key, or a new one: (record, started_now)."""
-        key = run_key(call)
+        key = (analysis, call.kind.value, plan_key)
         with self._lock:
             running = self._by_key.get(key)
             if running is not None:
                 active = self._active[running]
                 return active.record.model_copy(update={"live": active.live}), False
             if self._closing:
-                raise BusyError("the server is shutting down; retry against the new instance", retry_after_s=30)
+                raise BusyError("the server is shutting down; retry against the new instance", retry_after_s=5)
             if len(self._active) >= self.max_concurrent:
                 raise BusyError(f"{self.max_concurrent} runs are already going (--max-concurrent-runs); retry later",
-                                retry_after_s=max(5, int(plan.duration_s // 4)))
+                                retry_after_s=self._retry_after())
             active = self._new(call, plan, key)
             self._active[active.record.id] = active
             self._by_key[key] = active.record.id
+        log_event("run_start", run=active.record.id, analysis=analysis, namespace=call.namespace, name=call.name,
+                  checksum=call.checksum, hook=call.kind.value, profile=plan.profile, target=plan.target,
+                  continuous=call.continuous, planned_s=round(plan.duration_s, 1))
         threading.Thread(target=self._execute, args=(active,), name=f"run-{active.record.id}", daemon=True).start()
         return active.record, True
+
+    def _retry_after(self) -> int:
+        """Seconds until the first run is due to end (a slot frees), within 1..MAX_RETRY_AFTER_S."""
+        soonest = min((a.planned_end for a in self._active.values()), default=time.monotonic() + 5)
+        return int(min(MAX_RETRY_AFTER_S, max(1, math.ceil(soonest - time.monotonic()))))
 
     def _new(self, call: HookCall, plan: LoadPlan, key: RunKey) -> _Active:
         run_id = uuid.uuid4().hex[:12]
         record = RunRecord(
-            id=run_id, namespace=call.namespace, name=call.name, checksum=call.checksum, profile=plan.profile,
-            hook=call.kind, thresholds=call.thresholds_name, target=plan.target, status=RunStatus.RUNNING,
-            created_at=now(), url=self.url_for(run_id),
+            id=run_id, analysis=key[0], namespace=call.namespace, name=call.name, checksum=call.checksum,
+            profile=plan.profile, hook=call.kind, thresholds=call.thresholds_name, target=plan.target,
+            plan_key=key[2], continuous=call.continuous, status=RunStatus.RUNNING, created_at=now(),
+            url=self.url_for(run_id),
         )
         self.store.insert_run(record)
-        return _Active(record=record, key=key, plan=plan, thresholds=call.thresholds, server=self._server(call))
+        tracker = DecisiveTracker(call.thresholds, self.min_samples, confidence=self.rollback.confidence,
+                                  window_s=self.rollback.window, planned_s=plan.duration_s)
+        return _Active(record=record, key=key, plan=plan, thresholds=call.thresholds, tracker=tracker,
+                       planned_end=time.monotonic() + STARTUP_ESTIMATE_S + plan.duration_s,
+                       server=self._server(call))
 
     def _server(self, call: HookCall) -> ServerSide:
-        """Prometheus checks query the payload's canary (name, namespace); compare runs against its primary."""
+        """Prometheus checks query the canary's workload; compare runs against its primary."""
         spec = self.prometheus_spec
         if spec.url is not None and self._prometheus is None:
             from loadkit.prometheus.source import PrometheusSource
 
             self._prometheus = PrometheusSource(spec.url)
-        return ServerSide(prometheus=self._prometheus, workload=Workload(call.namespace, call.name),
+        return ServerSide(prometheus=self._prometheus, workload=Workload(call.namespace, call.names.workload),
                           baseline_url=call.baseline, settle_s=spec.settle)
 
     def is_done(self, run_id: str) -> bool:
@@ -158,15 +192,25 @@ class RunManager:
     # -- stopping -----------------------------------------------------------------------------------
 
     def request_stop(self, namespace: str, name: str, run_id: str | None = None) -> list[str]:
-        """Ask this canary's runs (or one run) to stop; they are scored on what they collected
-        (status `stopped`, which never counts as a pass). Returns at once; poll `is_done`."""
+        """Ask this canary's runs (or one run) to stop: status `stopped`, not judged. Returns at once."""
+        return self._stop(lambda a: (a.record.namespace, a.record.name) == (namespace, name)
+                          and (run_id is None or a.record.id == run_id), lambda _a: RunStatus.STOPPED)
+
+    def end_analysis(self, analysis: str, superseded: bool) -> list[str]:
+        """The analysis ended: its continuous runs completed; fixed-length ones still going were stopped.
+        Superseded by a new revision: every run is `superseded`. Returns at once; poll `is_done`."""
+        def status(active: _Active) -> RunStatus:
+            if superseded:
+                return RunStatus.SUPERSEDED
+            return RunStatus.COMPLETED if active.record.continuous else RunStatus.STOPPED
+        return self._stop(lambda a: a.record.analysis == analysis, status)
+
+    def _stop(self, which: Callable[[_Active], bool], status: Callable[[_Active], RunStatus]) -> list[str]:
         with self._lock:
-            targets = [a for a in self._active.values()
-                       if (a.record.namespace, a.record.name) == (namespace, name)
-                       and (run_id is None or a.record.id == run_id)]
+            targets = [a for a in self._active.values() if which(a)]
             for active in targets:
                 if active.stop_status is not RunStatus.INTERRUPTED:  # a shutdown wins over a stop
-                    active.stop_status = RunStatus.STOPPED
+                    active.stop_status = status(active)
                 active.stop.set()
         return [a.record.id for a in targets]
 
@@ -186,7 +230,7 @@ class RunManager:
         deadline = time.monotonic() + timeout_s
         for active in waiting:
             active.done.wait(max(0.0, deadline - time.monotonic()))
-        self.store.interrupt_unfinished(INTERRUPTED_REASON)
+        self.store.interrupt_unfinished(f"{NOT_JUDGED}: {INTERRUPTED_REASON}")
 
     # -- the run thread ---------------------------------------------------------------------------
 
@@ -196,37 +240,60 @@ class RunManager:
                                 on_snapshot=lambda snap: self._on_snapshot(active, snap), stop=active.stop,
                                 server=active.server)
             ending = self._judge(active, result)
+        except Interrupted:  # stopped before Locust started: nothing was measured
+            status = active.stop_status if active.stop.is_set() else RunStatus.ERROR
+            status = RunStatus.STOPPED if status is RunStatus.COMPLETED else status
+            why = _STOP_REASONS.get(status, "stopped")
+            ending = _Ending(status, None, None, f"{NOT_JUDGED}: {why}, before the load started")
         except TargetError as exc:  # not judged: it could be loadkit's side (egress, a wrong target)
-            ending = _Ending(RunStatus.ERROR, None, None, f"cannot reach the target: {exc.message}")
+            ending = _Ending(RunStatus.ERROR, None, None, f"{NOT_JUDGED}: cannot reach the target: {exc.message}")
         except LoadkitError as exc:
-            ending = _Ending(RunStatus.ERROR, None, None, exc.message)
+            ending = _Ending(RunStatus.ERROR, None, None, f"{NOT_JUDGED}: {exc.message}")
         except Exception as exc:  # never leave a run marked running
             log.exception("run %s failed", active.record.id)
-            ending = _Ending(RunStatus.ERROR, None, None, f"internal error: {type(exc).__name__}: {exc}")
+            ending = _Ending(RunStatus.ERROR, None, None, f"{NOT_JUDGED}: internal error: {type(exc).__name__}: {exc}")
         with self._lock:  # the store and the manager change together: no window where they disagree
             self.store.finish_run(active.record.id, ending.status, verdict=ending.verdict, score=ending.score,
-                                  reason=ending.reason, result=ending.result)
+                                  reason=ending.reason, result=ending.result, decisive=active.decisive)
             self._active.pop(active.record.id, None)
             if self._by_key.get(active.key) == active.record.id:
                 del self._by_key[active.key]
+        record = active.record
+        log_event("run_end", run=record.id, analysis=record.analysis, namespace=record.namespace, name=record.name,
+                  hook=record.hook.value, profile=record.profile, status=ending.status.value,
+                  verdict=ending.verdict.value if ending.verdict else None, score=ending.score,
+                  decisive=active.decisive or None, reason=ending.reason)
         active.done.set()
 
     def _on_snapshot(self, active: _Active, snapshot: Snapshot) -> None:
-        live = live_state(snapshot.model_copy(update={"window_histogram": ""}), active.thresholds, self.min_samples)
+        tracker = active.tracker
+        tracker.add(snapshot.elapsed_s, tally_of(snapshot.window, snapshot.window_histogram, tracker.bounds))
+        if not active.decisive and (breaches := tracker.breaches()):
+            active.decisive = "; ".join(b.reason for b in breaches)
+        live = live_state(snapshot.model_copy(update={"window_histogram": ""}), active.thresholds, self.min_samples,
+                          active.decisive)
         with self._lock:
             active.live = live
         self.store.update_live(active.record.id, live)
 
     @staticmethod
     def _judge(active: _Active, result: RunResult) -> _Ending:
-        if result.interrupted and active.stop_status is RunStatus.INTERRUPTED:
+        stopped_as = active.stop_status if result.interrupted else RunStatus.COMPLETED
+        if stopped_as is RunStatus.COMPLETED and result.interrupted:  # a continuous run at its analysis' end
+            result = as_planned_end(result, "ran until its analysis ended")
+        why = _STOP_REASONS.get(stopped_as) or too_few_samples(result)
+        failing = "; ".join(f"{c.name}: {c.reason}" for c in result.failed_checks)
+        measured = failing or f"every threshold met over {result.stats.requests} requests"
+        if why:
             # Keep what was measured, but its verdict must not read as a pass anywhere.
             unjudged = result.model_copy(update={"verdict": Verdict.FAIL, "warnings": [
-                *result.warnings, f"not judged: {INTERRUPTED_REASON}"]})
-            return _Ending(RunStatus.INTERRUPTED, None, None, INTERRUPTED_REASON, unjudged)
-        status = RunStatus.STOPPED if result.interrupted else RunStatus.COMPLETED
-        failing = "; ".join(f"{c.name}: {c.reason}" for c in result.failed_checks)
-        reason = failing or f"every threshold met over {result.stats.requests} requests"
-        if status is RunStatus.STOPPED:
-            reason = f"stopped before its end ({reason})"
-        return _Ending(status, result.verdict, result.score, reason, result)
+                *result.warnings, f"{NOT_JUDGED}: {why}"]})
+            return _Ending(stopped_as, None, None, f"{NOT_JUDGED}: {why} (measured: {measured})", unjudged)
+        return _Ending(RunStatus.COMPLETED, result.verdict, result.score, measured, result)
+
+
+_STOP_REASONS = {
+    RunStatus.INTERRUPTED: INTERRUPTED_REASON,
+    RunStatus.SUPERSEDED: "a new revision replaced its analysis",
+    RunStatus.STOPPED: "stopped before its end",
+}

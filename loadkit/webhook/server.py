@@ -18,6 +18,7 @@ import uvicorn
 from loadkit.config import load_config
 from loadkit.errors import EXIT_INTERRUPTED, UsageError
 from loadkit.webhook.app import create_app
+from loadkit.webhook.logs import configure as configure_logs
 from loadkit.webhook.policy import Policy
 from loadkit.webhook.runs import RunManager
 from loadkit.webhook.settings import ServeSettings, compile_patterns, read_token
@@ -39,8 +40,9 @@ def build_settings(*, config_path: Path | None, db_path: Path, allow_targets: tu
     return ServeSettings(
         config=config,
         db_path=db_path,
-        policy=Policy(allow_targets=compile_patterns(allow_targets, "--allow-target"),
-                      allow_namespaces=compile_patterns(allow_namespaces, "--allow-namespace")),
+        policy=Policy(allow_targets=compile_patterns([*allow_targets, *config.server.allow_targets], "--allow-target"),
+                      allow_namespaces=compile_patterns([*allow_namespaces, *config.server.allow_namespaces],
+                                                        "--allow-namespace")),
         max_concurrent_runs=max_concurrent_runs,
         max_body_bytes=max_body,
         token=read_token(token_file, os.environ.get("LOADKIT_TOKEN")),
@@ -90,19 +92,20 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def run_server(settings: ServeSettings, *, host: str, port: int, output: str) -> int:
+def run_server(settings: ServeSettings, *, host: str, port: int, output: str, log_format: str = "text") -> int:
     sock = _bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     url = f"http://{bound_host}:{bound_port}"
     if settings.public_url is None:
         settings = ServeSettings(**{**settings.__dict__, "public_url": url})
+    configure_logs(log_format)
     try:
         store = Store(settings.db_path, url_for=settings.run_url)
     except Exception as exc:  # sqlite3.Error or OSError: a bad --db path
         sock.close()
         raise UsageError(f"cannot open --db {settings.db_path}: {exc}", hint="choose a writable file") from None
     manager = RunManager(store, settings.config.min_samples, settings.max_concurrent_runs, url_for=settings.run_url,
-                         prometheus=settings.config.prometheus)
+                         prometheus=settings.config.prometheus, rollback=settings.config.server.rollback)
     app = create_app(settings, store, manager)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", loop="auto", http="auto",
                             timeout_graceful_shutdown=GRACEFUL_S)  # auto: uvloop and httptools (see pyproject)

@@ -1,8 +1,11 @@
-"""SQLite (WAL) store for runs, their live and final results, events and freezes.
+"""SQLite (WAL) store: analyses, their runs (live and final results), gates, events, freezes, counters.
 
-A restart loses nothing: finished verdicts stay, and runs that were in flight are marked
-`interrupted` (never a pass). One connection, guarded by a lock: calls are short and the
-webhook's threads (one per run) only write a snapshot a second.
+A restart loses nothing: analyses stay open, finished verdicts stay, gates stay, and runs that were
+in flight are marked `interrupted` (never a pass). One connection, guarded by a lock: calls are
+short and the webhook's threads (one per run) only write a snapshot a second.
+
+The schema is versioned (`PRAGMA user_version`) and migrated forward in place at start-up, so a
+database written by an older loadkit keeps its history.
 """
 
 from __future__ import annotations
@@ -10,15 +13,28 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from loadkit.models import RunResult, Verdict
-from loadkit.webhook.models import EventRecord, Freeze, LiveState, RunRecord, RunStatus
+from loadkit.webhook.models import (
+    AnalysisOutcome,
+    AnalysisRecord,
+    AnalysisStatus,
+    EventRecord,
+    Freeze,
+    GateRecord,
+    GateState,
+    LiveState,
+    RunRecord,
+    RunStatus,
+)
 
-_SCHEMA = """
+# Version 0: the first release's tables. Later versions are the migrations below, applied in order.
+_SCHEMA_V0 = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     namespace TEXT NOT NULL, name TEXT NOT NULL, checksum TEXT NOT NULL, profile TEXT NOT NULL,
@@ -39,19 +55,57 @@ CREATE TABLE IF NOT EXISTS freezes (
 );
 """
 
-_RUN_COLUMNS = ("id, namespace, name, checksum, profile, hook, thresholds, target, status, verdict, score, "
-                "reason, created_at, finished_at, live_json, result_json")
+_MIGRATIONS: tuple[str, ...] = (
+    # 1: analyses as the unit of state; gates; counters that never go down when rows are pruned.
+    """
+    ALTER TABLE runs ADD COLUMN analysis TEXT NOT NULL DEFAULT '';
+    ALTER TABLE runs ADD COLUMN plan_key TEXT NOT NULL DEFAULT '';
+    ALTER TABLE runs ADD COLUMN continuous INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN decisive TEXT NOT NULL DEFAULT '';
+    CREATE INDEX runs_by_analysis ON runs (analysis, created_at);
+    ALTER TABLE events ADD COLUMN analysis TEXT NOT NULL DEFAULT '';
+    CREATE TABLE analyses (
+        id TEXT PRIMARY KEY,
+        namespace TEXT NOT NULL, name TEXT NOT NULL, checksum TEXT NOT NULL, status TEXT NOT NULL,
+        opened_at TEXT NOT NULL, opened_by TEXT NOT NULL,
+        closed_at TEXT, outcome TEXT, reason TEXT NOT NULL DEFAULT ''
+    );
+    CREATE UNIQUE INDEX one_open_analysis_per_canary ON analyses (namespace, name) WHERE status = 'open';
+    CREATE INDEX analyses_by_canary ON analyses (namespace, name, opened_at);
+    CREATE TABLE gates (
+        namespace TEXT NOT NULL, name TEXT NOT NULL, analysis TEXT NOT NULL, hook TEXT NOT NULL,
+        state TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', updated_at TEXT NOT NULL,
+        PRIMARY KEY (namespace, name, analysis, hook)
+    );
+    CREATE TABLE counters (
+        name TEXT NOT NULL, labels TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (name, labels)
+    );
+    INSERT INTO counters (name, labels, value)
+        SELECT 'runs', status || '|' || COALESCE(verdict, ''), COUNT(*) FROM runs WHERE status != 'running'
+        GROUP BY status, verdict;
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_RUN_COLUMNS = ("id, analysis, namespace, name, checksum, profile, hook, thresholds, target, plan_key, continuous, "
+                "status, verdict, score, reason, decisive, created_at, finished_at, live_json, result_json")
 # Hooks and listings need the verdict, not the full result (timeline, histogram): skip parsing it.
 # The live state of a running run is read from the RunManager (fresher, already parsed).
 _SUMMARY_COLUMNS = _RUN_COLUMNS.replace("live_json, result_json", "NULL, NULL")
-
+_ANALYSIS_COLUMNS = "id, namespace, name, checksum, status, opened_at, opened_by, closed_at, outcome, reason"
 
 MAX_SERIES = 1000  # canaries in per-canary metrics, newest first: a bound on label cardinality
 MAX_EVENT_MESSAGE = 4096
+NEXT_ROLLOUT = ""  # the `analysis` of gates that belong to the next rollout (confirm-rollout)
+_OPEN = "WHERE namespace=? AND name=? AND status='open'"  # a literal, so SQLite uses the partial unique index
 
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:12]
 
 
 class Store:
@@ -64,7 +118,17 @@ class Store:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(f"written by a newer loadkit (schema {version}, this one reads up to "
+                                        f"{SCHEMA_VERSION})")
+        self._db.executescript(_SCHEMA_V0)
+        for number in range(version, SCHEMA_VERSION):
+            self._db.executescript(f"BEGIN IMMEDIATE; {_MIGRATIONS[number]}; PRAGMA user_version = {number + 1}; "
+                                   "COMMIT;")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -81,48 +145,149 @@ class Store:
         with self._lock:
             self._db.close()
 
+    # -- analyses -----------------------------------------------------------------------------------
+
+    def enter_analysis(self, namespace: str, name: str, checksum: str,
+                       opened_by: str) -> tuple[AnalysisRecord, bool, AnalysisRecord | None]:
+        """The open analysis of this canary for `checksum`, opening one if needed: (analysis, opened, superseded).
+
+        A different checksum closes the open analysis as superseded (a new revision) and opens a new one.
+        Opening an analysis consumes the gates given for "the next rollout".
+        """
+        current = self.open_analysis(namespace, name)  # the common case reads only: no write lock
+        if current is not None and current.checksum == checksum:
+            return current, False, None
+        with self._tx() as db:
+            open_ = _one_analysis(db, _OPEN, (namespace, name))
+            if open_ is not None and open_.checksum == checksum:
+                return open_, False, None
+            superseded = None
+            if open_ is not None:
+                superseded = _close(db, open_, AnalysisOutcome.SUPERSEDED,
+                                    f"a new revision arrived (checksum {checksum})")
+            analysis = AnalysisRecord(id=new_id(), namespace=namespace, name=name, checksum=checksum,
+                                      status=AnalysisStatus.OPEN, opened_at=now(), opened_by=opened_by)
+            db.execute(f"INSERT INTO analyses ({_ANALYSIS_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                       (analysis.id, namespace, name, checksum, analysis.status.value,
+                        analysis.opened_at.isoformat(), opened_by, None, None, ""))
+            db.execute("DELETE FROM gates WHERE namespace=? AND name=? AND analysis=?",
+                       (namespace, name, NEXT_ROLLOUT))
+            return analysis, True, superseded
+
+    def close_analysis(self, namespace: str, name: str, outcome: AnalysisOutcome, reason: str) -> AnalysisRecord | None:
+        """Close the canary's open analysis, if any; returns it as closed."""
+        with self._tx() as db:
+            open_ = _one_analysis(db, _OPEN, (namespace, name))
+            return _close(db, open_, outcome, reason) if open_ is not None else None
+
+    def open_analysis(self, namespace: str, name: str) -> AnalysisRecord | None:
+        with self._lock:
+            return _one_analysis(self._db, _OPEN, (namespace, name))
+
+    def get_analysis(self, analysis_id: str) -> AnalysisRecord | None:
+        with self._lock:
+            return _one_analysis(self._db, "WHERE id=?", (analysis_id,))
+
+    def list_analyses(self, namespace: str | None, name: str | None, limit: int = 100) -> list[AnalysisRecord]:
+        clause, args = _where(namespace, name)
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_ANALYSIS_COLUMNS} FROM analyses {clause} "
+                                    "ORDER BY opened_at DESC, rowid DESC LIMIT ?", (*args, limit)).fetchall()
+        return [_analysis_from_row(r) for r in rows]
+
+    def open_analyses(self) -> list[AnalysisRecord]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_ANALYSIS_COLUMNS} FROM analyses WHERE status=? ORDER BY opened_at "
+                                    "DESC LIMIT ?", (AnalysisStatus.OPEN.value, MAX_SERIES)).fetchall()
+        return [_analysis_from_row(r) for r in rows]
+
+    def analysis_counts(self) -> dict[str, int]:
+        """Closed analyses by outcome, from the counters (they never go down)."""
+        return {labels: value for labels, value in self._counters("analyses").items()}
+
+    # -- gates --------------------------------------------------------------------------------------
+
+    def set_gate(self, gate: GateRecord) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO gates (namespace, name, analysis, hook, state, reason, updated_at) "
+                       "VALUES (?,?,?,?,?,?,?)", (gate.namespace, gate.name, gate.analysis, gate.hook,
+                                                 gate.state.value, gate.reason, gate.updated_at.isoformat()))
+
+    def clear_gate(self, namespace: str, name: str, analysis: str, hook: str) -> bool:
+        with self._tx() as db:
+            return db.execute("DELETE FROM gates WHERE namespace=? AND name=? AND analysis=? AND hook=?",
+                              (namespace, name, analysis, hook)).rowcount > 0
+
+    def gates(self, namespace: str, name: str, analyses: tuple[str, ...]) -> list[GateRecord]:
+        """The gates of these analyses ("" = the next rollout) of one canary."""
+        marks = ",".join("?" * len(analyses))
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT namespace, name, analysis, hook, state, reason, updated_at FROM gates "
+                f"WHERE namespace=? AND name=? AND analysis IN ({marks}) ORDER BY hook",
+                (namespace, name, *analyses)).fetchall()
+        return [GateRecord(namespace=r[0], name=r[1], analysis=r[2], hook=r[3], state=GateState(r[4]), reason=r[5],
+                           updated_at=datetime.fromisoformat(r[6])) for r in rows]
+
+    def open_gates(self) -> list[GateRecord]:
+        """Gates of open analyses and of next rollouts (for /metrics)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT g.namespace, g.name, g.analysis, g.hook, g.state, g.reason, g.updated_at FROM gates g "
+                "LEFT JOIN analyses a ON a.id = g.analysis WHERE g.analysis = '' OR a.status = ? LIMIT ?",
+                (AnalysisStatus.OPEN.value, MAX_SERIES)).fetchall()
+        return [GateRecord(namespace=r[0], name=r[1], analysis=r[2], hook=r[3], state=GateState(r[4]), reason=r[5],
+                           updated_at=datetime.fromisoformat(r[6])) for r in rows]
+
     # -- runs -------------------------------------------------------------------------------------
 
     def interrupt_unfinished(self, reason: str) -> int:
         """At start-up (and shutdown): runs still marked running were cut off; they never pass."""
         with self._tx() as db:
-            cur = db.execute(
+            rows = db.execute("SELECT COUNT(*) FROM runs WHERE status=?", (RunStatus.RUNNING.value,)).fetchone()[0]
+            db.execute(
                 "UPDATE runs SET status=?, reason=?, finished_at=? WHERE status=?",
                 (RunStatus.INTERRUPTED.value, reason, now().isoformat(), RunStatus.RUNNING.value),
             )
-            return cur.rowcount
+            if rows:
+                _count(db, "runs", f"{RunStatus.INTERRUPTED.value}|", rows)
+            return int(rows)
 
     def insert_run(self, run: RunRecord) -> None:
         with self._tx() as db:
             db.execute(
-                f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (run.id, run.namespace, run.name, run.checksum, run.profile, run.hook.value, run.thresholds,
-                 run.target, run.status.value, run.verdict, run.score, run.reason, run.created_at.isoformat(),
-                 None, None, None),
+                f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (run.id, run.analysis, run.namespace, run.name, run.checksum, run.profile, run.hook.value,
+                 run.thresholds, run.target, run.plan_key, int(run.continuous), run.status.value, run.verdict,
+                 run.score, run.reason, run.decisive, run.created_at.isoformat(), None, None, None),
             )
 
     def update_live(self, run_id: str, live: LiveState) -> None:
         with self._tx() as db:
-            db.execute("UPDATE runs SET live_json=? WHERE id=? AND status=?",
-                       (live.model_dump_json(), run_id, RunStatus.RUNNING.value))
+            db.execute("UPDATE runs SET live_json=?, decisive=? WHERE id=? AND status=?",
+                       (live.model_dump_json(), live.decisive, run_id, RunStatus.RUNNING.value))
 
     def finish_run(self, run_id: str, status: RunStatus, *, verdict: Verdict | None, score: float | None,
-                   reason: str, result: RunResult | None) -> None:
+                   reason: str, result: RunResult | None, decisive: str = "") -> None:
+        """Record a run's end once; loadkit_runs_total counts it in the same transaction."""
         with self._tx() as db:
-            db.execute(
-                "UPDATE runs SET status=?, verdict=?, score=?, reason=?, finished_at=?, result_json=? WHERE id=?",
-                (status.value, verdict.value if verdict else None, score, reason, now().isoformat(),
-                 result.model_dump_json() if result else None, run_id),
-            )
+            changed = db.execute(
+                "UPDATE runs SET status=?, verdict=?, score=?, reason=?, decisive=?, finished_at=?, result_json=? "
+                "WHERE id=? AND status=?",
+                (status.value, verdict.value if verdict else None, score, reason, decisive, now().isoformat(),
+                 result.model_dump_json() if result else None, run_id, RunStatus.RUNNING.value),
+            ).rowcount
+            if changed:
+                _count(db, "runs", f"{status.value}|{verdict.value if verdict else ''}")
 
     def get_run(self, run_id: str) -> RunRecord | None:
         rows = self._query(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id=?", (run_id,))
         return rows[0] if rows else None
 
-    def runs_for(self, namespace: str, name: str, checksum: str, limit: int = 50) -> list[RunRecord]:
-        """This revision's runs, newest first, without their full results (see get_run)."""
-        return self._query(f"SELECT {_SUMMARY_COLUMNS} FROM runs WHERE namespace=? AND name=? AND checksum=? "
-                           "ORDER BY created_at DESC, rowid DESC LIMIT ?", (namespace, name, checksum, limit))
+    def runs_of(self, analysis_id: str, limit: int = 200) -> list[RunRecord]:
+        """An analysis's runs, newest first, without their full results (see get_run)."""
+        return self._query(f"SELECT {_SUMMARY_COLUMNS} FROM runs WHERE analysis=? "
+                           "ORDER BY created_at DESC, rowid DESC LIMIT ?", (analysis_id, limit))
 
     def list_runs(self, namespace: str | None, name: str | None, limit: int = 100) -> list[RunRecord]:
         """Newest first, without full results (GET /runs/{id} has them)."""
@@ -131,20 +296,26 @@ class Store:
                            "LIMIT ?", (*args, limit))
 
     def verdict_counts(self) -> dict[tuple[str, str], int]:
-        """Finished runs by (status, verdict): only grows, so it can be a Prometheus counter."""
-        with self._lock:
-            rows = self._db.execute("SELECT status, COALESCE(verdict, ''), COUNT(*) FROM runs WHERE status != ? "
-                                    "GROUP BY status, verdict", (RunStatus.RUNNING.value,)).fetchall()
-        return {(status, verdict): count for status, verdict, count in rows}
+        """Finished runs by (status, verdict) since the store was created: never goes down (a counter)."""
+        out = {}
+        for labels, value in self._counters("runs").items():
+            status, _, verdict = labels.partition("|")
+            out[(status, verdict)] = value
+        return out
 
     def prune(self, older_than: datetime) -> int:
-        """Forget finished runs and events older than `older_than` (retention); returns rows removed."""
+        """Forget finished runs, closed analyses (with their gates) and events older than `older_than`."""
         cutoff = older_than.isoformat()
         with self._tx() as db:
             runs = db.execute("DELETE FROM runs WHERE status != ? AND created_at < ?",
                               (RunStatus.RUNNING.value, cutoff)).rowcount
             events = db.execute("DELETE FROM events WHERE received_at < ?", (cutoff,)).rowcount
-        return runs + events
+            gone = [r[0] for r in db.execute("SELECT id FROM analyses WHERE status=? AND closed_at < ?",
+                                             (AnalysisStatus.CLOSED.value, cutoff)).fetchall()]
+            for analysis_id in gone:
+                db.execute("DELETE FROM gates WHERE analysis=?", (analysis_id,))
+                db.execute("DELETE FROM analyses WHERE id=?", (analysis_id,))
+        return runs + events + len(gone)
 
     def latest_scores(self) -> list[tuple[str, str, float]]:
         """(namespace, name, score) of the newest scored run of every canary."""
@@ -160,25 +331,31 @@ class Store:
             rows = self._db.execute(sql, args).fetchall()
         return [_run_from_row(row).model_copy(update={"url": self.url_for(str(row[0]))}) for row in rows]
 
+    def _counters(self, name: str) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT labels, value FROM counters WHERE name=?", (name,)).fetchall()
+        return {str(labels): int(value) for labels, value in rows}
+
     # -- events and freezes -----------------------------------------------------------------------
 
     def insert_event(self, event: EventRecord) -> None:
         with self._tx() as db:
             db.execute(
                 "INSERT INTO events (namespace, name, phase, checksum, event_type, message, timestamp, "
-                "received_at) VALUES (?,?,?,?,?,?,?,?)",
+                "received_at, analysis) VALUES (?,?,?,?,?,?,?,?,?)",
                 (event.namespace, event.name, event.phase, event.checksum, event.event_type[:64],
-                 event.message[:MAX_EVENT_MESSAGE], event.timestamp[:64], event.received_at.isoformat()),
+                 event.message[:MAX_EVENT_MESSAGE], event.timestamp[:64], event.received_at.isoformat(),
+                 event.analysis),
             )
 
     def list_events(self, namespace: str | None, name: str | None, limit: int = 100) -> list[EventRecord]:
         clause, args = _where(namespace, name)
         with self._lock:
             rows = self._db.execute(
-                "SELECT namespace, name, phase, checksum, event_type, message, timestamp, received_at "
+                "SELECT namespace, name, phase, checksum, event_type, message, timestamp, received_at, analysis "
                 f"FROM events {clause} ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
         return [EventRecord(namespace=r[0], name=r[1], phase=r[2], checksum=r[3], event_type=r[4], message=r[5],
-                            timestamp=r[6], received_at=datetime.fromisoformat(r[7])) for r in rows]
+                            timestamp=r[6], received_at=datetime.fromisoformat(r[7]), analysis=r[8]) for r in rows]
 
     def set_freeze(self, freeze: Freeze) -> None:
         with self._tx() as db:
@@ -202,6 +379,37 @@ class Store:
         return None
 
 
+def _count(db: sqlite3.Connection, name: str, labels: str, by: int = 1) -> None:
+    db.execute("INSERT INTO counters (name, labels, value) VALUES (?,?,?) "
+               "ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value", (name, labels, by))
+
+
+def _close(db: sqlite3.Connection, analysis: AnalysisRecord, outcome: AnalysisOutcome, reason: str) -> AnalysisRecord:
+    closed = analysis.model_copy(update={"status": AnalysisStatus.CLOSED, "closed_at": now(), "outcome": outcome,
+                                         "reason": reason})
+    db.execute("UPDATE analyses SET status=?, closed_at=?, outcome=?, reason=? WHERE id=?",
+               (closed.status.value, closed.closed_at.isoformat() if closed.closed_at else None, outcome.value,
+                reason, analysis.id))
+    _count(db, "analyses", outcome.value)
+    return closed
+
+
+def _one_analysis(db: sqlite3.Connection, where: str, args: tuple[object, ...]) -> AnalysisRecord | None:
+    row = db.execute(f"SELECT {_ANALYSIS_COLUMNS} FROM analyses {where} ORDER BY opened_at DESC LIMIT 1",
+                     args).fetchone()
+    return _analysis_from_row(row) if row else None
+
+
+def _analysis_from_row(row: tuple[object, ...]) -> AnalysisRecord:
+    (analysis_id, namespace, name, checksum, status, opened_at, opened_by, closed_at, outcome, reason) = row
+    return AnalysisRecord(
+        id=str(analysis_id), namespace=str(namespace), name=str(name), checksum=str(checksum),
+        status=AnalysisStatus(str(status)), opened_at=datetime.fromisoformat(str(opened_at)),
+        opened_by=str(opened_by), closed_at=datetime.fromisoformat(str(closed_at)) if closed_at else None,
+        outcome=AnalysisOutcome(str(outcome)) if outcome else None, reason=str(reason or ""),
+    )
+
+
 def _where(namespace: str | None, name: str | None) -> tuple[str, list[str]]:
     """A WHERE clause for the optional namespace/name filters of list queries."""
     where, args = [], []
@@ -213,14 +421,16 @@ def _where(namespace: str | None, name: str | None) -> tuple[str, list[str]]:
 
 
 def _run_from_row(row: tuple[object, ...]) -> RunRecord:
-    (run_id, namespace, name, checksum, profile, hook, thresholds, target, status, verdict, score, reason,
-     created_at, finished_at, live_json, result_json) = row
+    (run_id, analysis, namespace, name, checksum, profile, hook, thresholds, target, plan_key, continuous, status,
+     verdict, score, reason, decisive, created_at, finished_at, live_json, result_json) = row
     return RunRecord(
-        id=str(run_id), namespace=str(namespace), name=str(name), checksum=str(checksum), profile=str(profile),
-        hook=hook, thresholds=str(thresholds), target=str(target), status=status,  # type: ignore[arg-type]
+        id=str(run_id), analysis=str(analysis or ""), namespace=str(namespace), name=str(name),
+        checksum=str(checksum), profile=str(profile), hook=hook, thresholds=str(thresholds),  # type: ignore[arg-type]
+        target=str(target), plan_key=str(plan_key or ""), continuous=bool(continuous),
+        status=status,  # type: ignore[arg-type]
         verdict=Verdict(str(verdict)) if verdict else None,
         score=float(score) if isinstance(score, int | float) else None, reason=str(reason or ""),
-        created_at=datetime.fromisoformat(str(created_at)),
+        decisive=str(decisive or ""), created_at=datetime.fromisoformat(str(created_at)),
         finished_at=datetime.fromisoformat(str(finished_at)) if finished_at else None,
         live=LiveState.model_validate(json.loads(str(live_json))) if live_json else None,
         result=RunResult.model_validate(json.loads(str(result_json))) if result_json else None,

@@ -50,10 +50,10 @@ class Serve:
         self.url = ""
         self.stderr_path = tmp / "serve.stderr"
 
-    def start(self) -> Serve:
+    def start(self, port: int = 0) -> Serve:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LOADKIT_", "LOCUST_"))}
         self.proc = subprocess.Popen(
-            loadkit_cmd("serve", "--port", "0", "--output", "json", "--db", str(self.db), "--config",
+            loadkit_cmd("serve", "--port", str(port), "--output", "json", "--db", str(self.db), "--config",
                         str(self.config), *(["--allow-target", LOCAL_TARGETS] if self.local_targets else []),
                         *self.extra),
             cwd=ROOT, stdout=subprocess.PIPE, stderr=self.stderr_path.open("w"), text=True, env=env,
@@ -73,8 +73,10 @@ class Serve:
         return code
 
     def restart(self) -> Serve:
+        """Stop (SIGTERM) and start again on the same port, as a Deployment's pod comes back behind its Service."""
+        port = int(self.url.rsplit(":", 1)[1])
         self.stop()
-        return self.start()
+        return self.start(port)
 
     def hook(self, kind: str, body: Any, **kwargs: Any) -> httpx.Response:
         content = body if isinstance(body, bytes | str) else json.dumps(body)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from loadkit.models import Verdict
-from loadkit.webhook.hooks import current, has_failed, has_passed, is_within
+from loadkit.webhook.hooks import current, has_failed, has_passed, is_promotable, is_within
 from loadkit.webhook.models import HookKind, LiveState, LiveVerdict, RunRecord, RunStatus
 from loadkit.webhook.store import Store
 
@@ -15,35 +15,42 @@ T0 = datetime(2026, 11, 29, tzinfo=UTC)
 
 
 def run(status: RunStatus, verdict: Verdict | None = None, live: LiveVerdict | None = None,
-        hook: HookKind = HookKind.ROLLOUT, profile: str = "steady", age_s: int = 0, run_id: str = "r") -> RunRecord:
+        hook: HookKind = HookKind.ROLLOUT, profile: str = "steady", age_s: int = 0, run_id: str = "r",
+        continuous: bool = False) -> RunRecord:
     return RunRecord(id=run_id, namespace="bruno", name="bruno-site", checksum="c", profile=profile, hook=hook,
-                     thresholds="default", target="http://t", status=status, verdict=verdict,
-                     created_at=T0 - timedelta(seconds=age_s),
+                     thresholds="default", target="http://t", status=status, verdict=verdict, plan_key=profile,
+                     created_at=T0 - timedelta(seconds=age_s), continuous=continuous,
                      live=LiveState(verdict=live) if live else None)
 
 
 @pytest.mark.parametrize(
-    ("record", "passed", "failed", "within"),
+    ("record", "passed", "failed", "within", "promotable"),
     [
-        (run(RunStatus.COMPLETED, Verdict.PASS), True, False, True),
-        (run(RunStatus.COMPLETED, Verdict.FAIL), False, True, False),
-        (run(RunStatus.STOPPED, Verdict.PASS), False, False, False),
-        (run(RunStatus.STOPPED, Verdict.FAIL), False, True, False),
-        (run(RunStatus.INTERRUPTED), False, False, False),
-        (run(RunStatus.ERROR), False, False, False),
-        (run(RunStatus.RUNNING), False, False, False),
-        (run(RunStatus.RUNNING, live=LiveVerdict.COLLECTING), False, False, False),
-        (run(RunStatus.RUNNING, live=LiveVerdict.PASS), False, False, True),
-        (run(RunStatus.RUNNING, live=LiveVerdict.FAIL), False, True, False),
+        (run(RunStatus.COMPLETED, Verdict.PASS), True, False, True, True),
+        (run(RunStatus.COMPLETED, Verdict.FAIL), False, True, False, False),
+        (run(RunStatus.COMPLETED), False, False, False, False),  # too few samples: not judged
+        (run(RunStatus.STOPPED), False, False, False, False),
+        (run(RunStatus.STOPPED, Verdict.FAIL), False, False, False, False),  # a stop is never judged
+        (run(RunStatus.SUPERSEDED), False, False, False, False),
+        (run(RunStatus.INTERRUPTED), False, False, False, False),
+        (run(RunStatus.ERROR), False, False, False, False),
+        (run(RunStatus.RUNNING), False, False, False, False),
+        (run(RunStatus.RUNNING, live=LiveVerdict.COLLECTING), False, False, False, False),
+        (run(RunStatus.RUNNING, live=LiveVerdict.PASS), False, False, True, False),
+        (run(RunStatus.RUNNING, live=LiveVerdict.PASS, continuous=True), False, False, True, True),
+        (run(RunStatus.RUNNING, live=LiveVerdict.COLLECTING, continuous=True), False, False, False, False),
+        (run(RunStatus.RUNNING, live=LiveVerdict.FAIL), False, True, False, False),
     ],
-    ids=["completed-pass", "completed-fail", "stopped-pass", "stopped-fail", "interrupted", "error",
-         "running-starting", "running-collecting", "running-passing", "running-breached"],
+    ids=["completed-pass", "completed-fail", "too-few-samples", "stopped", "stopped-fail", "superseded",
+         "interrupted", "error", "running-starting", "running-collecting", "running-passing",
+         "continuous-passing", "continuous-collecting", "running-breached"],
 )
-def test_run_judgements(record: RunRecord, passed: bool, failed: bool, within: bool) -> None:
-    assert (has_passed(record), has_failed(record), is_within(record)) == (passed, failed, within)
+def test_run_judgements(record: RunRecord, passed: bool, failed: bool, within: bool, promotable: bool) -> None:
+    got = (has_passed(record), has_failed(record), is_within(record), is_promotable(record))
+    assert got == (passed, failed, within, promotable)
 
 
-def test_current_is_the_newest_run_of_each_hook_and_profile() -> None:
+def test_current_is_the_newest_run_of_each_hook_and_plan() -> None:
     runs = [  # newest first, as the store returns them
         run(RunStatus.COMPLETED, Verdict.PASS, profile="steady", run_id="a"),
         run(RunStatus.COMPLETED, Verdict.FAIL, profile="quick", age_s=5, run_id="b"),
@@ -61,6 +68,7 @@ def test_store_keeps_verdicts_interrupts_runs_and_prunes(tmp_path) -> None:  # t
     store.insert_run(run(RunStatus.RUNNING, run_id="flying"))
     assert store.verdict_counts() == {("completed", "pass"): 1}  # running runs are not counted
     assert store.interrupt_unfinished("restart") == 1
+    assert store.verdict_counts() == {("completed", "pass"): 1, ("interrupted", ""): 1}
     flying = store.get_run("flying")
     assert flying is not None and flying.status is RunStatus.INTERRUPTED and flying.verdict is None
     assert store.prune(T0 - timedelta(days=30)) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import uuid
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from loadkit.sandbox import SandboxProcess
+from tests.http_servers import redirecting, serve_http
 from tests.webhook.conftest import Serve, payload, poll
 
 pytestmark = pytest.mark.slow
@@ -40,7 +42,9 @@ def test_pre_rollout_answers_within_duration_plus_overhead(server: Serve, health
     answer = server.hook("pre-rollout", payload(f"{healthy_site.traffic_url}/canary", checksum=checksum(),
                                                 duration="3s"))
     assert answer.status_code == 200
-    assert answer.elapsed.total_seconds() < 3 + 1.5
+    run = server.get(f"/runs/{answer.headers['X-Loadkit-Run']}").json()
+    assert run["result"]["stats"]["duration_s"] <= 3.5  # it answered when the run ended, not at a timeout
+    assert answer.elapsed.total_seconds() < 3 + 15
 
 
 def test_rollout_starts_once_then_reports_and_promotion_waits_for_the_pass(
@@ -62,25 +66,32 @@ def test_rollout_starts_once_then_reports_and_promotion_waits_for_the_pass(
     assert [r["id"] for r in runs if r["checksum"] == body["checksum"]] == [run_id]
 
 
-def test_a_breach_turns_rollout_4xx_and_signals_rollback(server: Serve, faulty_site: SandboxProcess) -> None:
+def test_a_breach_turns_rollout_4xx_and_rolls_back_only_where_enabled(
+        server: Serve, faulty_site: SandboxProcess) -> None:
     body = payload(f"{faulty_site.traffic_url}/canary", checksum=checksum(), duration="30s")
     assert server.hook("rollout", body).status_code == 202
     breached = poll(lambda: (r := server.hook("rollout", body)).status_code == 412 and r, timeout=20)
     assert "request-success-rate" in breached.text
-    rollback = server.hook("rollback", body)
-    assert rollback.status_code == 200 and rollback.text.startswith("roll back")
+    manual_only = server.hook("rollback", body)  # the default policy: a person decides, or Flagger's threshold
+    assert manual_only.status_code == 409 and "rolls back only on a manual rollback" in manual_only.text
+    decisive = {**body, "metadata": {"rollback_on": "decisive-breach"}}
+    rollback = poll(lambda: (r := server.hook("rollback", decisive)).status_code == 200 and r, timeout=20)
+    assert rollback.text.startswith("roll back") and "decisively" in rollback.text and "99% confidence" in rollback.text
     assert server.hook("confirm-traffic-increase", body).status_code == 403
     assert server.hook("confirm-promotion", body).status_code == 403
     stop = server.hook("post-rollout", {**body, "phase": "Failed"})
-    assert stop.status_code == 200 and "stopped 1 run" in stop.text
+    assert stop.status_code == 200 and "ended 1 run" in stop.text
     run = server.get(f"/runs/{breached.headers['X-Loadkit-Run']}").json()
-    assert run["status"] == "stopped" and run["verdict"] == "fail" and run["result"]["interrupted"] is True
+    assert run["status"] == "stopped" and run["verdict"] is None and run["reason"].startswith("not judged")
+    assert run["decisive"] and run["result"]["interrupted"] is True
 
 
 def test_confirm_traffic_increase_follows_the_live_score(server: Serve, healthy_site: SandboxProcess) -> None:
     body = payload(f"{healthy_site.traffic_url}/canary", checksum=checksum(), duration="20s")
-    assert server.hook("confirm-traffic-increase", body).status_code == 403  # no run yet
+    first_step = server.hook("confirm-traffic-increase", body)  # no rollout load before the canary has traffic
+    assert first_step.status_code == 200 and "first step" in first_step.text
     assert server.hook("rollout", body).status_code == 202
+    assert server.hook("confirm-traffic-increase", body).status_code == 403  # collecting: hold
     poll(lambda: server.hook("confirm-traffic-increase", body).status_code == 200, timeout=15)
     assert server.hook("post-rollout", body).status_code == 200
 
@@ -145,7 +156,7 @@ def test_restart_keeps_verdicts_and_interrupts_runs_in_flight(tmp_path: Path, he
         passed = payload(f"{healthy_site.traffic_url}/canary", checksum=checksum())
         assert serve.hook("pre-rollout", passed).status_code == 200
         assert serve.hook("confirm-promotion", passed).status_code == 200
-        flying = payload(f"{healthy_site.traffic_url}/canary", checksum=checksum(), duration="60s")
+        flying = payload(f"{healthy_site.traffic_url}/canary", name="shop", checksum=checksum(), duration="60s")
         started = serve.hook("rollout", flying)
         assert started.status_code == 202
         poll(lambda: serve.get(f"/runs/{started.headers['X-Loadkit-Run']}").json()["live"])
@@ -153,7 +164,9 @@ def test_restart_keeps_verdicts_and_interrupts_runs_in_flight(tmp_path: Path, he
         serve.start()
         assert serve.hook("confirm-promotion", passed).status_code == 200  # the verdict survived
         old = serve.get(f"/runs/{started.headers['X-Loadkit-Run']}").json()
-        assert old["status"] == "interrupted" and old["verdict"] is None
+        assert old["status"] == "interrupted" and old["verdict"] is None and old["reason"].startswith("not judged")
+        assert old["analysis"] == started.headers["X-Loadkit-Analysis"]  # the analysis is still open
+        assert serve.get(f"/analyses/{old['analysis']}").json()["analysis"]["status"] == "open"
         assert serve.hook("confirm-promotion", flying).status_code == 403  # interrupted is never a pass
         again = serve.hook("rollout", flying)
         assert again.status_code == 202 and again.headers["X-Loadkit-Run"] != old["id"]
@@ -168,7 +181,7 @@ def test_past_the_run_limit_hooks_answer_429(tmp_path: Path, healthy_site: Sandb
         one = payload(f"{healthy_site.traffic_url}/canary", checksum=checksum(), duration="30s")
         assert serve.hook("rollout", one).status_code == 202
         other = serve.hook("rollout", payload(f"{healthy_site.traffic_url}/canary", name="shop", checksum="x"))
-        assert other.status_code == 429 and int(other.headers["Retry-After"]) > 0
+        assert other.status_code == 429 and 1 <= int(other.headers["Retry-After"]) <= 30  # Flagger sleeps it
         assert serve.hook("rollout", one).status_code == 200  # the same key still answers
         assert serve.hook("post-rollout", one).status_code == 200
     finally:
@@ -185,7 +198,8 @@ def test_a_stopped_run_never_promotes(tmp_path: Path, healthy_site: SandboxProce
         poll(lambda: (serve.get(f"/runs/{run_id}").json().get("live") or {}).get("verdict") == "pass")
         assert serve.admin("POST", f"/runs/{run_id}/stop", "s3cret").json()["stopping"] is True
         run = poll(lambda: (r := serve.get(f"/runs/{run_id}").json())["status"] != "running" and r)
-        assert run["status"] == "stopped" and run["verdict"] == "pass"  # scored, but cut short
+        assert run["status"] == "stopped" and run["verdict"] is None  # measured, but cut short: not judged
+        assert run["reason"].startswith("not judged: stopped before its end")
         assert serve.hook("confirm-promotion", body).status_code == 403
         again = serve.hook("rollout", body)  # "ensure running": a stopped run is started afresh
         assert again.status_code == 202 and again.headers["X-Loadkit-Run"] != run_id
@@ -206,27 +220,67 @@ def test_a_passed_pre_rollout_is_reused(server: Serve, healthy_site: SandboxProc
 def test_an_unreachable_target_is_not_judged_and_never_rolls_back(server: Serve) -> None:
     body = payload("http://127.0.0.1:9/canary", checksum=checksum())
     pre = server.hook("pre-rollout", body)
-    assert pre.status_code == 424 and "could not run" in pre.text and "cannot reach" in pre.text
+    assert pre.status_code == 424 and "could not be judged" in pre.text and "cannot reach" in pre.text
     started = server.hook("rollout", body)
     assert started.status_code == 202
     poll(lambda: server.get(f"/runs/{started.headers['X-Loadkit-Run']}").json()["status"] == "error")
     assert server.hook("rollback", body).status_code == 409  # could not run is not "failed"
     assert server.hook("confirm-promotion", body).status_code == 403  # and never a pass
     retry = server.hook("rollout", body)
-    assert retry.status_code == 424 and "retrying as run" in retry.text
+    assert retry.status_code == 424 and "restarted as run" in retry.text
     assert retry.headers["X-Loadkit-Run"] != started.headers["X-Loadkit-Run"]
 
 
-def test_any_failed_current_run_rolls_back(server: Serve, healthy_site: SandboxProcess,
-                                           faulty_site: SandboxProcess) -> None:
+def test_a_failed_pre_rollout_is_left_to_flaggers_threshold(server: Serve, faulty_site: SandboxProcess,
+                                                            healthy_site: SandboxProcess) -> None:
     revision = checksum()
     failing = payload(f"{faulty_site.traffic_url}/canary", checksum=revision, profile="quick", duration="3s")
-    passing = payload(f"{healthy_site.traffic_url}/canary", checksum=revision, profile="steady", duration="3s")
     assert server.hook("pre-rollout", failing).status_code == 412
-    assert server.hook("pre-rollout", passing).status_code == 200  # the newest run passed ...
-    revision_only = payload("http://127.0.0.1:9/", checksum=revision)
-    assert server.hook("rollback", revision_only).status_code == 200  # ... but the quick one failed
-    assert server.hook("confirm-promotion", revision_only).status_code == 403
+    revision_only = payload("http://127.0.0.1:9/", checksum=revision, rollback_on="decisive-breach")
+    del revision_only["metadata"]["target"]
+    assert server.hook("rollback", revision_only).status_code == 409  # never a rollback signal, even when enabled
+    passing = payload(f"{healthy_site.traffic_url}/canary", checksum=revision, profile="steady", duration="3s")
+    assert server.hook("pre-rollout", passing).status_code == 200
+    assert server.hook("confirm-promotion", {**revision_only, "metadata": {}}).status_code == 403  # quick failed
+
+
+def test_the_same_plan_shares_a_run_and_another_plan_does_not(server: Serve, healthy_site: SandboxProcess) -> None:
+    body = payload(f"{healthy_site.traffic_url}/canary", checksum=checksum(), duration="20s")
+    first = server.hook("rollout", body)
+    assert first.status_code == 202
+    assert server.hook("rollout", body).headers["X-Loadkit-Run"] == first.headers["X-Loadkit-Run"]
+    for change in ({"users": "5"}, {"headers": "x-canary: insider"}, {"spawn_rate": "5"}, {"duration": "21s"},
+                   {"thresholds": "strict"}):
+        other = server.hook("rollout", {**body, "metadata": {**body["metadata"], **change}})
+        assert other.status_code == 202, (change, other.text)
+        assert other.headers["X-Loadkit-Run"] != first.headers["X-Loadkit-Run"], change
+    series = poll(lambda: len(lines := _series(server, "loadkit_live_rps", body["checksum"])) >= 6 and lines)
+    assert len(series) == len(set(series)), series  # concurrent runs never share a series
+    assert server.hook("post-rollout", body).status_code == 200
+
+
+def _series(server: Serve, metric: str, checksum: str) -> list[str]:
+    analysis = server.get("/analyses", params={"name": "bruno-site"}).json()["analyses"]
+    ids = {a["id"] for a in analysis if a["checksum"] == checksum}
+    return [line.rsplit(" ", 1)[0] for line in server.get("/metrics").text.splitlines()
+            if line.startswith(metric + "{") and any(f'analysis="{i}"' in line for i in ids)]
+
+
+def test_logs_tell_the_story_one_json_line_each(tmp_path: Path, healthy_site: SandboxProcess) -> None:
+    serve = Serve(tmp_path, "--log-format", "json").start()
+    try:
+        body = payload(f"{healthy_site.traffic_url}/canary", checksum=checksum(), duration="2s")
+        assert serve.hook("pre-rollout", body).status_code == 200
+        assert serve.hook("rollout", {**body, "metadata": {**body["metadata"], "cmd": "x"}}).status_code == 400
+    finally:
+        serve.stop()
+    lines = [json.loads(line) for line in serve.stderr_path.read_text().splitlines() if line.startswith("{")]
+    events = [(e["event"], e.get("status")) for e in lines]
+    assert ("analysis_open", None) in events and ("run_start", None) in events and ("run_end", "completed") in events
+    assert ("hook", 200) in events and ("hook", 400) in events
+    run_end = next(e for e in lines if e["event"] == "run_end")
+    assert run_end["status"] == "completed" and run_end["verdict"] == "pass" and run_end["namespace"] == "bruno"
+    assert all("ts" in e and "level" in e for e in lines)
 
 
 def test_the_default_target_stays_in_the_cluster(tmp_path: Path) -> None:
@@ -256,3 +310,14 @@ def test_load_stops_when_the_server_is_killed(tmp_path: Path, healthy_site: Sand
     serve.stop(signal.SIGKILL)
     _gone, alive = psutil.wait_procs(locust, timeout=15)
     assert not alive, "Locust kept loading the canary after its server was killed"
+
+
+def test_a_target_that_redirects_off_the_allow_list_sends_nothing_there(server: Serve) -> None:
+    with serve_http("127.0.0.1", lambda _path: (200, {})) as elsewhere, redirecting("127.0.0.1", elsewhere) as target:
+        body = payload(f"http://127.0.0.1:{target.port}", checksum=checksum(), duration="3s")
+        answer = server.hook("pre-rollout", body)
+        assert answer.status_code == 412, answer.text  # every request was refused, so it cannot pass
+        assert elsewhere.requests == 0, elsewhere.paths
+        assert target.requests > 50
+        result = server.get(f"/runs/{answer.headers['X-Loadkit-Run']}/result").json()
+        assert "outside the target" in result["errors"][0]["message"]

@@ -75,6 +75,16 @@ def test_pre_rollout_fails_on_flaggers_query_after_the_load(serve: Serve, site: 
     assert 93 <= check["observed"] <= 97  # 5 % 503s, as Istio counted them
 
 
+def test_prometheus_checks_query_the_canarys_workload_name(serve: Serve, site: SandboxProcess) -> None:
+    # A Canary named "storefront" whose targetRef is the sandbox's bruno-site (Flagger's targetRef.name)
+    renamed = payload(f"{site.traffic_url}/canary", name="storefront", checksum="prom-3", thresholds="server-side",
+                      workload="bruno-site")
+    answer = serve.hook("pre-rollout", renamed)
+    run = serve.get(f"/runs/{answer.headers['X-Loadkit-Run']}").json()
+    check = run["result"]["checks"][0]
+    assert 'destination_workload=~"bruno-site"' in check["query"] and check["observed"] is not None, check
+
+
 def test_pre_rollout_fails_a_canary_with_more_errors_than_the_primary(serve: Serve, site: SandboxProcess) -> None:
     answer = serve.hook("pre-rollout", payload(f"{site.traffic_url}/canary", checksum="cmp-1",
                                                thresholds="versus-primary"))

@@ -1,0 +1,68 @@
+"""Tiny real HTTP servers for tests: each answers by a function of the path and counts what it got."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+Answer = Callable[[str], tuple[int, dict[str, str]]]
+
+
+class CountingServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, host: str, answer: Answer) -> None:
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.answer = answer
+        self.paths: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        super().__init__((host, 0), _Handler)
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    @property
+    def requests(self) -> int:
+        with self.lock:
+            return sum(self.paths.values())
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, so clients pool connections as against a real target
+    server: CountingServer
+
+    def do_GET(self) -> None:
+        with self.server.lock:
+            self.server.paths[self.path] += 1
+        status, headers = self.server.answer(self.path)
+        self.send_response(status)
+        for name, value in {**headers, "Content-Length": "0"}.items():
+            self.send_header(name, value)
+        self.end_headers()
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve_http(host: str, answer: Answer) -> Iterator[CountingServer]:
+    """A CountingServer on `host`, port 0, in a thread, for the duration of the block."""
+    server = CountingServer(host, answer)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def redirecting(host: str, to: CountingServer) -> contextlib.AbstractContextManager[CountingServer]:
+    """A server that answers every request `302 Location: http://127.0.0.1:<to.port>/landing`."""
+    return serve_http(host, lambda _path: (302, {"Location": f"http://127.0.0.1:{to.port}/landing"}))
