@@ -97,9 +97,12 @@ class RollbackOn(enum.StrEnum):
 
 
 class RollbackSpec(StrictModel):
-    """`server.rollback`: the rollback hook's policy (hook metadata `rollback_on` can enable it per hook)."""
+    """`server.rollback`: the rollback hook's policy (hook metadata `rollback_on` can enable it per hook).
 
-    on: RollbackOn = RollbackOn.MANUAL
+    (Not `on:`: YAML reads a bare `on` key as the boolean true.)
+    """
+
+    policy: RollbackOn = RollbackOn.MANUAL
     confidence: float = Field(default=0.99, gt=0.5, lt=1)  # a breach counts only when this certain
     window: Duration = Field(default=60.0, gt=0)  # a breach over the whole run, or over this trailing window
 
@@ -127,6 +130,9 @@ class ServerSpec(StrictModel):
         default_factory=lambda: {"pre-rollout": "smoke", "rollout": "steady"})
     max_duration: Duration = 3600.0
     max_users: int = Field(default=1000, ge=1)
+    # A continuous run (duration: analysis) stops when no hook of its analysis came for this long:
+    # Flagger stopped calling (the Canary was deleted or suspended). Keep it above the interval.
+    idle_timeout: Duration = Field(default=600.0, gt=0)
     rollback: RollbackSpec = Field(default_factory=RollbackSpec)
 
     @field_validator("target_template", "baseline_template")

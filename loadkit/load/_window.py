@@ -52,9 +52,16 @@ _BASE = _UNIT + _SHCM + 1
 del _T
 
 
+REFUSED_MARKER = "loadkit refused a connection"  # the pinned plugin's refusal (a request that left the target)
+REFUSED_KIND = "refused"
+
+
 def failure_kind(status: int, exception: BaseException | str | None) -> str:
-    """Classify a failed request: connection, timeout, http_4xx, http_5xx or other."""
+    """Classify a failed request: refused (it left a pinned target), connection, timeout, http_4xx,
+    http_5xx or other."""
     if status == 0:
+        if REFUSED_MARKER in str(exception):
+            return REFUSED_KIND
         name = type(exception).__name__.lower() if isinstance(exception, BaseException) else str(exception)
         return "timeout" if "timeout" in name.lower() else "connection"
     if 500 <= status <= 599:

@@ -36,7 +36,7 @@ from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
 from locust.runners import MasterRunner, Runner, WorkerRunner
 
-from loadkit.load._window import Window
+from loadkit.load._window import REFUSED_MARKER, Window
 from loadkit.load.shapes import Stage, tick
 
 _PLAN: dict[str, Any] = json.loads(os.environ.get("LOADKIT_PLAN") or "{}")
@@ -139,9 +139,9 @@ class _OriginGuard:
             self.logged.add(where)
             logger.warning("loadkit: refusing connections to %s: outside the target %s", where, self.target)
         if not self.allowed:
-            raise ConnectionRefusedError(f"loadkit refused a connection to {where}: the target {self.target} "
+            raise ConnectionRefusedError(f"{REFUSED_MARKER} to {where}: the target {self.target} "
                                          "did not resolve, so where it may go is unknown")
-        raise ConnectionRefusedError(f"loadkit refused a connection to {where}: outside the target {self.target} "
+        raise ConnectionRefusedError(f"{REFUSED_MARKER} to {where}: outside the target {self.target} "
                                      "(a redirect or an absolute URL left the allowed target)")
 
     def _resolve(self) -> bool:

@@ -427,7 +427,39 @@ class DecisiveTracker:
             return run
         return _judge(self._rules, self._recent, self.window_look_confidence, self._span, self._stated)
 
+    def recent_breaches(self) -> list[str]:
+        """The thresholds the trailing window breaks as measured (a point estimate, as Flagger's own
+        metric checks judge their interval), once the run is longer than the window: what a long
+        healthy history would hide from the whole run's numbers. Not a rollback signal."""
+        if not self._trimmed:
+            return []
+        return [_point_reason(rule, self._recent, self._span) for rule in self._rules
+                if _point_breaks(rule, self._recent)]
+
     @property
     def total(self) -> Tally:
         """Everything added so far (`beyond` holds the counts of `bounds`)."""
         return _tally(self._total, self.bounds)
+
+
+def _point_breaks(rule: _Rule, vector: Sequence[int]) -> bool:
+    n = vector[rule.of]
+    if n < rule.needed:
+        return False
+    k = min(max(vector[rule.counted], 0), n)
+    return (n - k if rule.rest else k) > rule.limit * n
+
+
+def _point_reason(rule: _Rule, vector: Sequence[int], span: str) -> str:
+    n = vector[rule.of]
+    k = min(max(vector[rule.counted], 0), n)
+    k = n - k if rule.rest else k
+    share = 100.0 * k / n
+    if rule.latency is None:
+        what = "succeeded" if rule.metric is Metric.REQUEST_SUCCESS_RATE else "failed"
+        shown = 100.0 - share if rule.metric is Metric.REQUEST_SUCCESS_RATE and rule.side == "min" else share
+        word = "below the minimum" if rule.side == "min" else "above the maximum"
+        return f"{rule.check}: {fmt(shown)}% of {n} requests in the {span} {what}, {word} {with_unit(rule.value, '%')}"
+    took = "over" if rule.side == "max" else "under"
+    return (f"{rule.check}: {fmt(share)}% of {n} requests in the {span} took {took} {with_unit(rule.value, 'ms')} "
+            f"(more than {fmt(100 * rule.limit)}%)")

@@ -45,6 +45,7 @@ class Lifecycle:
         if superseded is not None:
             stopped = self.manager.end_analysis(superseded.id, superseded=True)
             _closed(superseded, stopped)
+        self.manager.seen(analysis.id)
         if opened:
             log_event("analysis_open", analysis=analysis.id, namespace=call.namespace, name=call.name,
                       checksum=call.checksum, hook=call.kind.value,

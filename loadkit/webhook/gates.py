@@ -45,6 +45,8 @@ class Gates:
         hooks = [request.hook] if request.hook else (list(ANALYSIS_GATES) if analysis else
                                                      [HookKind.CONFIRM_ROLLOUT.value])
         changed = []
+        if state is GateState.APPROVED and analysis is not None and request.hook is None:
+            self._lift_next_rollout_halt(namespace, name)
         for hook in hooks:
             if hook == HookKind.CONFIRM_ROLLOUT.value:
                 owner = NEXT_ROLLOUT
@@ -61,6 +63,13 @@ class Gates:
                   state=state.value, hooks=",".join(hooks), reason=request.reason or None)
         what = ", ".join(hooks)
         return self.status(namespace, name, f"{_past(state)} {what} of {_scope(analysis, hooks)}")
+
+    def _lift_next_rollout_halt(self, namespace: str, name: str) -> None:
+        """An approval of the moment also lifts a halt set for the next rollout (it carried into this
+        analysis), without approving the next rollout itself."""
+        gate = self._gate(namespace, name, NEXT_ROLLOUT, HookKind.CONFIRM_ROLLOUT.value)
+        if gate is not None and gate.state is GateState.HALTED:
+            self.store.clear_gate(namespace, name, NEXT_ROLLOUT, HookKind.CONFIRM_ROLLOUT.value)
 
     def open_rollback(self, namespace: str, name: str, reason: str) -> GateStatus:
         analysis = self.store.open_analysis(namespace, name)

@@ -170,6 +170,9 @@ class Hooks:
         if has_failed(latest):
             return HookAnswer(status=412, message=f"rollout load breached thresholds: {describe(latest)}",
                               run=latest.id, verdict=Verdict.FAIL)
+        if latest.live is not None and latest.live.verdict is LiveVerdict.NOT_JUDGED:
+            return HookAnswer(status=424, message=f"rollout load cannot be judged: {describe(latest)}",
+                              run=latest.id)
         verdict = Verdict.PASS if has_passed(latest) else None
         return HookAnswer(status=200, message=f"rollout load ok: {describe(latest)}", run=latest.id,
                           verdict=verdict)
@@ -218,7 +221,7 @@ class Hooks:
             why = f": {manual.reason}" if manual.reason else ""
             return HookAnswer(status=200, message=f"roll back: a manual rollback was opened for analysis "
                                                   f"{analysis.id}{why}")
-        policy = call.rollback_on or self.config.server.rollback.on
+        policy = call.rollback_on or self.config.server.rollback.policy
         runs = self._runs(analysis, call)
         if policy is RollbackOn.DECISIVE_BREACH:
             decisive = [r for r in runs if r.hook is HookKind.ROLLOUT and r.decisive
@@ -243,10 +246,9 @@ class Hooks:
         if freeze is not None:
             return HookAnswer(status=403, message=f"rollouts are frozen for {freeze.namespace}/{freeze.name}: "
                               f"{freeze.reason}")
-        if call.gate is GateMode.MANUAL:
-            held = self.gates.blocked(call.namespace, call.name, "", call.kind, GateMode.MANUAL)
-            if held:
-                return HookAnswer(status=403, message=f"rollout of {call.namespace}/{call.name}: {held}")
+        held = self.gates.blocked(call.namespace, call.name, "", call.kind, call.gate or GateMode.LOAD)
+        if held:  # a halt holds whatever the gate mode; `gate: manual` also needs an approval
+            return HookAnswer(status=403, message=f"rollout of {call.namespace}/{call.name}: {held}")
         return HookAnswer(status=200, message=f"rollout of {call.namespace}/{call.name} confirmed")
 
     # -- bookkeeping ------------------------------------------------------------------------------------

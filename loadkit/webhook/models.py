@@ -105,6 +105,7 @@ class LiveVerdict(enum.StrEnum):
     COLLECTING = "collecting"  # fewer than min_samples requests so far
     PASS = "pass"
     FAIL = "fail"
+    NOT_JUDGED = "not-judged"  # its requests left the target (refused): the load says nothing about the canary
 
 
 class LiveState(BaseModel):

@@ -54,10 +54,15 @@ class Policy:
                               hint="allow it explicitly with --allow-namespace REGEX if you mean it")
 
     def check_target(self, target: str, names: Names) -> None:
+        host = (urlsplit(target).hostname or "").rstrip(".")
+        if API_SERVER_HOSTS.fullmatch(host):
+            raise SafetyError(f"target {target} is the Kubernetes API server: never a load target")
+        service_ns = re.fullmatch(r"[^.]+\.([^.]+)(\.svc(\.cluster\.local)?)?", host)
+        if service_ns and not re.fullmatch(r"\d+", service_ns.group(1)):
+            self.check_namespace(service_ns.group(1))  # a Service of the platform, however wide --allow-target is
         if any(p.fullmatch(target) for p in self.allow_targets):
             return
-        host = urlsplit(target).hostname or ""
-        if host in names.own_hosts() and not API_SERVER_HOSTS.fullmatch(host):
+        if host in names.own_hosts():
             return
         own = ", ".join(sorted(h for h in names.own_hosts() if h.endswith(".svc")))
         raise SafetyError(
@@ -163,12 +168,21 @@ def _run_call(kind: HookKind, payload: FlaggerPayload, names: Names, meta: dict[
     policy.check_target(target, names)
     target = in_cluster(target, names)
     continuous = meta.get(MetadataKey.DURATION, "").strip().lower() == CONTINUOUS
+    if continuous and kind is HookKind.PRE_ROLLOUT:
+        raise PayloadError("metadata duration: analysis is for rollout hooks: pre-rollout blocks until its run ends, "
+                           "so give it a duration (e.g. 30s)")
     duration = None if continuous else _parse(meta, MetadataKey.DURATION, parse_duration)
     users = _parse(meta, MetadataKey.USERS, _positive_int)
     try:
         thresholds = config.threshold_set(meta.get(MetadataKey.THRESHOLDS))
     except ConfigError as exc:
         raise PayloadError(f"metadata thresholds: {exc.message}; {exc.hint}") from None
+    server_side = [t.name for t in thresholds if not t.is_client_range]
+    if continuous and server_side:
+        raise PayloadError(f"a continuous run (duration: analysis) is judged live on loadkit's own requests, but the "
+                           f"threshold set has checks judged only when a run ends ({', '.join(server_side)}): give a "
+                           "fixed duration, or put Prometheus checks in the Canary's analysis.metrics (Flagger runs "
+                           "them every tick)")
     baseline = _baseline(thresholds, names, config, policy)
     return HookCall(
         kind=kind, payload=payload, names=names, profile=profile, thresholds=thresholds, baseline=baseline,

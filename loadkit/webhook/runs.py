@@ -20,12 +20,13 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from loadkit.config import PrometheusSpec, RollbackSpec
 from loadkit.errors import BusyError, Interrupted, LoadkitError, TargetError
+from loadkit.load._window import REFUSED_KIND
 from loadkit.load.result import as_planned_end
 from loadkit.load.runner import LoadPlan
 from loadkit.load.session import run_scored
@@ -63,6 +64,7 @@ class _Active:
     stop: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     stop_status: RunStatus = RunStatus.STOPPED
+    stop_reason: str = ""
     live: LiveState | None = None
     decisive: str = ""
     server: ServerSide = field(default_factory=ServerSide)
@@ -77,9 +79,17 @@ class _Ending:
     result: RunResult | None = None
 
 
-def live_state(snapshot: Snapshot, thresholds: list[Threshold], min_samples: int, decisive: str = "") -> LiveState:
-    """The verdict so far: 'collecting' until min_samples, then 'pass' or 'fail' on cumulative stats."""
+def live_state(snapshot: Snapshot, thresholds: list[Threshold], min_samples: int, decisive: str = "",
+               recent: Sequence[str] = ()) -> LiveState:
+    """The verdict so far: 'collecting' until min_samples, then 'fail' when the whole run so far, the
+    trailing window (`recent`: what the run's numbers would hide once it has a long healthy history)
+    or a decisive breach says so, else 'pass'. Requests that left the target make it not judged."""
     cumulative = snapshot.cumulative
+    refused = cumulative.failures_by_kind.get(REFUSED_KIND, 0)
+    if refused:
+        return LiveState(verdict=LiveVerdict.NOT_JUDGED, snapshot=snapshot,
+                         reason=f"{NOT_JUDGED}: {refused} request(s) left the target and were refused "
+                                "(a redirect or an absolute URL to another host)")
     if cumulative.requests < min_samples:
         return LiveState(verdict=LiveVerdict.COLLECTING, snapshot=snapshot, decisive=decisive,
                          reason=f"collecting: {cumulative.requests} of {min_samples} requests")
@@ -89,10 +99,20 @@ def live_state(snapshot: Snapshot, thresholds: list[Threshold], min_samples: int
                          reason="its checks read Prometheus or compare with the primary: judged when the run ends")
     card = evaluate(live, observations_from_stats(cumulative), min_samples)
     failing = [c for c in card.checks if not c.passed]
-    reason = "; ".join(f"{c.name}: {c.reason}" for c in failing) or "every threshold met so far"
-    verdict = LiveVerdict.PASS if card.verdict is Verdict.PASS else LiveVerdict.FAIL
-    return LiveState(verdict=verdict, failing=[c.name for c in failing], reason=reason, snapshot=snapshot,
-                     decisive=decisive)
+    reasons = [f"{c.name}: {c.reason}" for c in failing] + list(recent) + ([decisive] if decisive else [])
+    verdict = LiveVerdict.FAIL if reasons else LiveVerdict.PASS
+    names = [c.name for c in failing] + [r.split(":", 1)[0] for r in recent]
+    return LiveState(verdict=verdict, failing=sorted(set(names)), reason="; ".join(reasons) or
+                     "every threshold met so far", snapshot=snapshot, decisive=decisive)
+
+
+def left_target(result: RunResult) -> str:
+    """Why a run's requests say nothing about the canary: some left its target (refused), or ""."""
+    refused = result.stats.failures_by_kind.get(REFUSED_KIND, 0)
+    if not refused:
+        return ""
+    return (f"{refused} of {result.stats.requests} requests left the target and were refused (a redirect or an "
+            "absolute URL to another host): fix the profile or the target")
 
 
 def too_few_samples(result: RunResult) -> str:
@@ -109,8 +129,11 @@ class RunManager:
 
     def __init__(self, store: Store, min_samples: int, max_concurrent: int,
                  url_for: Callable[[str], str] = lambda run_id: f"/runs/{run_id}",
-                 prometheus: PrometheusSpec | None = None, rollback: RollbackSpec | None = None) -> None:
+                 prometheus: PrometheusSpec | None = None, rollback: RollbackSpec | None = None,
+                 idle_timeout_s: float = 600.0) -> None:
         self.store = store
+        self.idle_timeout_s = idle_timeout_s
+        self._seen: dict[str, float] = {}  # analysis -> time.monotonic() of its last hook call
         self.prometheus_spec = prometheus or PrometheusSpec()
         self.rollback = rollback or RollbackSpec()
         self._prometheus: PrometheusSource | None = None  # made on first use, shared by the runs
@@ -175,6 +198,14 @@ class RunManager:
             self._prometheus = PrometheusSource(spec.url)
         return ServerSide(prometheus=self._prometheus, workload=Workload(call.namespace, call.names.workload),
                           baseline_url=call.baseline, settle_s=spec.settle)
+
+    def seen(self, analysis: str) -> None:
+        """A hook of this analysis came: Flagger is still analysing (continuous runs go on)."""
+        with self._lock:
+            self._seen[analysis] = time.monotonic()
+            if len(self._seen) > 10_000:  # forget the oldest: bounded whatever the traffic
+                for key in sorted(self._seen, key=self._seen.__getitem__)[:1000]:
+                    del self._seen[key]
 
     def is_done(self, run_id: str) -> bool:
         with self._lock:
@@ -268,12 +299,18 @@ class RunManager:
     def _on_snapshot(self, active: _Active, snapshot: Snapshot) -> None:
         tracker = active.tracker
         tracker.add(snapshot.elapsed_s, tally_of(snapshot.window, snapshot.window_histogram, tracker.bounds))
-        if not active.decisive and (breaches := tracker.breaches()):
+        left = snapshot.cumulative.failures_by_kind.get(REFUSED_KIND, 0)
+        if not active.decisive and not left and (breaches := tracker.breaches()):
             active.decisive = "; ".join(b.reason for b in breaches)
         live = live_state(snapshot.model_copy(update={"window_histogram": ""}), active.thresholds, self.min_samples,
-                          active.decisive)
+                          active.decisive, tracker.recent_breaches())
         with self._lock:
             active.live = live
+            idle = time.monotonic() - self._seen.get(active.record.analysis, time.monotonic())
+            if active.record.continuous and idle > self.idle_timeout_s and not active.stop.is_set():
+                active.stop_reason = (f"no hook of its analysis came for {idle:.0f}s (more than server.idle_timeout): "
+                                      "Flagger stopped calling, so the load stopped")
+                active.stop.set()
         self.store.update_live(active.record.id, live)
 
     @staticmethod
@@ -281,13 +318,15 @@ class RunManager:
         stopped_as = active.stop_status if result.interrupted else RunStatus.COMPLETED
         if stopped_as is RunStatus.COMPLETED and result.interrupted:  # a continuous run at its analysis' end
             result = as_planned_end(result, "ran until its analysis ended")
-        why = _STOP_REASONS.get(stopped_as) or too_few_samples(result)
+        why = active.stop_reason or _STOP_REASONS.get(stopped_as) or left_target(result) or too_few_samples(result)
         failing = "; ".join(f"{c.name}: {c.reason}" for c in result.failed_checks)
         measured = failing or f"every threshold met over {result.stats.requests} requests"
         if why:
             # Keep what was measured, but its verdict must not read as a pass anywhere.
             unjudged = result.model_copy(update={"verdict": Verdict.FAIL, "warnings": [
                 *result.warnings, f"{NOT_JUDGED}: {why}"]})
+            if left_target(result):
+                active.decisive = ""  # refused requests are not the canary's errors
             return _Ending(stopped_as, None, None, f"{NOT_JUDGED}: {why} (measured: {measured})", unjudged)
         return _Ending(RunStatus.COMPLETED, result.verdict, result.score, measured, result)
 

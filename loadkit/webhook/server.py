@@ -105,7 +105,8 @@ def run_server(settings: ServeSettings, *, host: str, port: int, output: str, lo
         sock.close()
         raise UsageError(f"cannot open --db {settings.db_path}: {exc}", hint="choose a writable file") from None
     manager = RunManager(store, settings.config.min_samples, settings.max_concurrent_runs, url_for=settings.run_url,
-                         prometheus=settings.config.prometheus, rollback=settings.config.server.rollback)
+                         prometheus=settings.config.prometheus, rollback=settings.config.server.rollback,
+                         idle_timeout_s=settings.config.server.idle_timeout)
     app = create_app(settings, store, manager)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", loop="auto", http="auto",
                             timeout_graceful_shutdown=GRACEFUL_S)  # auto: uvloop and httptools (see pyproject)

@@ -35,7 +35,7 @@ def compile_patterns(patterns: Sequence[str], option: str) -> list[re.Pattern[st
         try:
             compiled.append(re.compile(pattern))
         except re.error as exc:
-            example = r"'^http://.*\.svc(:\d+)?(/.*)?$'"
+            example = r"'^http://[a-z0-9-]+-canary\.bruno\.svc(:\d+)?(/.*)?$'"
             raise UsageError(f"{option} {pattern!r} is not a valid regular expression: {exc}",
                              hint=f"it is matched against the whole value, e.g. {example}") from None
     return compiled

@@ -170,8 +170,18 @@ class Store:
             db.execute(f"INSERT INTO analyses ({_ANALYSIS_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                        (analysis.id, namespace, name, checksum, analysis.status.value,
                         analysis.opened_at.isoformat(), opened_by, None, None, ""))
-            db.execute("DELETE FROM gates WHERE namespace=? AND name=? AND analysis=?",
-                       (namespace, name, NEXT_ROLLOUT))
+            # The next rollout's approval is used up; its halt holds this analysis's gates too (a
+            # Canary without a confirm-rollout hook got past it) until someone approves.
+            db.execute("DELETE FROM gates WHERE namespace=? AND name=? AND analysis=? AND state=?",
+                       (namespace, name, NEXT_ROLLOUT, GateState.APPROVED.value))
+            for (reason,) in db.execute("SELECT reason FROM gates WHERE namespace=? AND name=? AND analysis=? "
+                                        "AND state=?", (namespace, name, NEXT_ROLLOUT, GateState.HALTED.value)
+                                        ).fetchall():
+                for hook in ("confirm-traffic-increase", "confirm-promotion"):
+                    db.execute("INSERT OR REPLACE INTO gates (namespace, name, analysis, hook, state, reason, "
+                               "updated_at) VALUES (?,?,?,?,?,?,?)", (namespace, name, analysis.id, hook,
+                               GateState.HALTED.value, f"halted before this analysis opened: {reason}".rstrip(": "),
+                               now().isoformat()))
             return analysis, True, superseded
 
     def close_analysis(self, namespace: str, name: str, outcome: AnalysisOutcome, reason: str) -> AnalysisRecord | None:
@@ -304,10 +314,12 @@ class Store:
         return out
 
     def prune(self, older_than: datetime) -> int:
-        """Forget finished runs, closed analyses (with their gates) and events older than `older_than`."""
+        """Forget finished runs, closed analyses (with their gates) and events older than `older_than`;
+        never the runs of an analysis still open (its gates read them)."""
         cutoff = older_than.isoformat()
         with self._tx() as db:
-            runs = db.execute("DELETE FROM runs WHERE status != ? AND created_at < ?",
+            runs = db.execute("DELETE FROM runs WHERE status != ? AND created_at < ? AND analysis NOT IN "
+                              "(SELECT id FROM analyses WHERE status = 'open')",
                               (RunStatus.RUNNING.value, cutoff)).rowcount
             events = db.execute("DELETE FROM events WHERE received_at < ?", (cutoff,)).rowcount
             gone = [r[0] for r in db.execute("SELECT id FROM analyses WHERE status=? AND closed_at < ?",

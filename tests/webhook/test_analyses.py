@@ -24,12 +24,17 @@ CONFIG = """\
 min_samples: 50
 profiles:
   quick: {users: 10, spawn_rate: 10, duration: 4s}
+threshold_sets:
+  versus-primary:
+    - name: vs-primary
+      compare: {baseline: primary}
 server:
   default_profiles: {pre-rollout: quick, rollout: quick}
   max_duration: 10m
   max_users: 60
   canaries:
     shop/storefront: {service: web, workload: storefront-v2}
+  rollback: {policy: decisive-breach, confidence: 0.999, window: 30s}
 """
 TOKEN = "s3cret"
 
@@ -174,6 +179,20 @@ def test_a_halt_holds_whatever_the_gate_mode(app: App) -> None:
     assert app.hook("confirm-promotion").status_code == 403
 
 
+def test_a_halt_of_the_next_rollout_holds_it_and_carries_into_its_analysis(app: App) -> None:
+    assert app.gate("halt", reason="DB migration").json()["message"].startswith("halted confirm-rollout")
+    held = app.hook("confirm-rollout", phase="Succeeded")  # no gate: manual, a halt still holds
+    assert held.status_code == 403 and "halted by hand: DB migration" in held.text
+    app.hook("rollback", checksum="bbb")  # a Canary without confirm-rollout got past it: the halt carries in
+    carried = app.hook("confirm-promotion", checksum="bbb", gate="manual")
+    assert carried.status_code == 403 and "halted before this analysis opened: DB migration" in carried.text
+    assert app.gate("approve").status_code == 200  # lifts both, approves nothing of the next rollout
+    assert app.hook("confirm-promotion", checksum="bbb", gate="manual").status_code == 200
+    app.hook("post-rollout", checksum="bbb", phase="Succeeded")
+    assert app.hook("confirm-rollout", checksum="bbb", phase="Succeeded").status_code == 200
+    assert app.hook("confirm-rollout", checksum="bbb", phase="Succeeded", gate="manual").status_code == 403
+
+
 def test_confirm_rollout_approval_is_for_the_next_rollout_only(app: App) -> None:
     assert app.hook("confirm-rollout", phase="Succeeded", gate="manual").status_code == 403
     status = app.gate("approve")  # no analysis open: the next rollout
@@ -241,9 +260,13 @@ def test_bad_gate_calls_are_4xx(app: App, path: str, body: dict[str, str], statu
     ("pre-rollout", {"duration": "2h"}, 400, "longer than this server's max_duration"),
     ("rollout", {"duration": "forever"}, 400, "or 'analysis' to load until the analysis ends"),
     ("rollout", {"users": "61"}, 400, "max_users (60)"),
+    ("pre-rollout", {"duration": "analysis"}, 400, "duration: analysis is for rollout hooks"),
+    ("rollout", {"duration": "analysis", "thresholds": "versus-primary"}, 400, "judged only when a run ends (vs-primary)"),
+    ("rollout", {"target": "http://prometheus.istio-system.svc:9090/"}, 403, "'istio-system' is a system namespace"),
 ], ids=["gate-on-rollout", "bad-gate", "confirm-rollout-load-gate", "rollback-on-elsewhere", "bad-rollback-on",
         "bad-service", "other-namespace", "other-service", "an-ip", "stress-over-max-users", "soak-over-max-duration",
-        "long-duration", "bad-duration", "too-many-users"])
+        "long-duration", "bad-duration", "too-many-users", "continuous-pre-rollout", "continuous-with-a-compare",
+        "a-platform-service"])
 def test_bad_metadata_is_refused(app: App, kind: str, meta: dict[str, str], status: int, reason: str) -> None:
     answer = app.hook(kind, **meta)
     assert answer.status_code == status, answer.text
@@ -262,9 +285,14 @@ def test_system_and_own_namespaces_are_refused(tmp_path: Path, monkeypatch: pyte
         assert app.hook("confirm-rollout", namespace="bruno").status_code == 403
 
 
-def test_the_api_server_is_never_a_default_target(app: App) -> None:
-    answer = app.hook("rollout", name="kubernetes", namespace="default", target="http://kubernetes.default.svc/")
-    assert answer.status_code == 403
+def test_the_api_server_and_platform_services_are_never_targets(tmp_path: Path) -> None:
+    wide = (r"^http://.*$",)  # an operator's over-wide --allow-target
+    with served(tmp_path, allow_targets=wide) as app:
+        for target in ("http://kubernetes.default.svc/", "http://kubernetes.default.svc.cluster.local/",
+                       "http://kube-dns.kube-system.svc:9153/", "http://prometheus.istio-system:9090/"):
+            answer = app.hook("rollout", name="kubernetes", namespace="default", target=target)
+            assert answer.status_code == 403, (target, answer.text)
+        assert app.hook("rollout", target="http://api.example.com/", duration="2s").status_code == 202
 
 
 def test_the_canary_names_come_from_metadata_or_config(tmp_path: Path) -> None:
@@ -316,6 +344,22 @@ def test_an_older_store_is_migrated_in_place(tmp_path: Path) -> None:
     finally:
         store.close()
     Store(path).close()  # opening again migrates nothing twice
+
+
+def test_retention_keeps_the_runs_of_open_analyses(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    try:
+        analysis, _, _ = store.enter_analysis("bruno", "b", "c", "rollout")
+        for run_id, owner in (("open", analysis.id), ("history", "")):
+            store.insert_run(RunRecord(id=run_id, analysis=owner, namespace="bruno", name="b", checksum="c",
+                                       profile="smoke", hook="rollout", thresholds="default",  # type: ignore[arg-type]
+                                       target="http://x", status=RunStatus.RUNNING,
+                                       created_at=now() - timedelta(days=40)))
+            store.finish_run(run_id, RunStatus.COMPLETED, verdict=None, score=None, reason="x", result=None)
+        assert store.prune(now() - timedelta(days=30)) == 1
+        assert [r.id for r in store.runs_of(analysis.id)] == ["open"] and store.get_run("history") is None
+    finally:
+        store.close()
 
 
 def test_the_runs_counter_never_goes_down(tmp_path: Path) -> None:

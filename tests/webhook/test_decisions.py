@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from loadkit.models import Verdict
+from loadkit.models import Snapshot, Stats, Verdict, default_thresholds
 from loadkit.webhook.hooks import current, has_failed, has_passed, is_promotable, is_within
 from loadkit.webhook.models import HookKind, LiveState, LiveVerdict, RunRecord, RunStatus
+from loadkit.webhook.runs import live_state
 from loadkit.webhook.store import Store
 
 T0 = datetime(2026, 11, 29, tzinfo=UTC)
@@ -76,3 +77,28 @@ def test_store_keeps_verdicts_interrupts_runs_and_prunes(tmp_path) -> None:  # t
     store.close()
     reopened = Store(tmp_path / "s.db")
     assert reopened.get_run("flying") is not None
+
+
+def snapshot(requests: int, failures: int = 0, refused: int = 0) -> Snapshot:
+    kinds = {"http_5xx": failures, **({"refused": refused} if refused else {})}
+    codes = {"200": requests - failures - refused, "503": failures, "0": refused}
+    stats = Stats(requests=requests, failures=failures + refused, rps=10.0, p50_ms=5.0, p95_ms=9.0, p99_ms=12.0,
+                  success_rate_pct=100.0 * (requests - failures - refused) / requests,
+                  error_rate_pct=100.0 * (failures + refused) / requests, status_codes=codes,
+                  failures_by_kind={k: v for k, v in kinds.items() if v})
+    return Snapshot(elapsed_s=60.0, users=10, cpu_pct=1.0, lag_ms=0.0, window=stats, cumulative=stats)
+
+
+@pytest.mark.parametrize(("snap", "recent", "decisive", "verdict", "reason"), [
+    (snapshot(1000), [], "", LiveVerdict.PASS, "every threshold met so far"),
+    (snapshot(20), [], "", LiveVerdict.COLLECTING, "collecting: 20 of 50"),
+    (snapshot(1000, failures=5), ["error-rate: 5% of 200 requests in the last 10s failed"], "", LiveVerdict.FAIL,
+     "in the last 10s"),  # the whole run passes: a long healthy history must not hide a fresh breach
+    (snapshot(1000, failures=5), [], "error-rate: at least 2% of 300 requests failed", LiveVerdict.FAIL,
+     "at least 2%"),
+    (snapshot(1000, refused=3), [], "", LiveVerdict.NOT_JUDGED, "left the target"),
+], ids=["passing", "collecting", "late-breach-in-the-window", "decisive", "left-the-target"])
+def test_the_live_verdict_sees_the_recent_window_and_decisive_breaches(
+        snap: Snapshot, recent: list[str], decisive: str, verdict: LiveVerdict, reason: str) -> None:
+    state = live_state(snap, default_thresholds(), 50, decisive, recent)
+    assert state.verdict is verdict and reason in state.reason, state.reason
