@@ -33,8 +33,14 @@ class ResultModel(BaseModel):
 
 
 class Verdict(enum.StrEnum):
+    """A run's outcome. `loadkit run`, `score` and the webhook give pass or fail; a chaos run may also
+    be `interrupted` (stopped by a signal: what was collected is shown, not judged) or `error` (it
+    tested nothing: the fault was never injected, or the experiment itself aborted)."""
+
     PASS = "pass"
     FAIL = "fail"
+    INTERRUPTED = "interrupted"
+    ERROR = "error"
 
 
 class Metric(enum.StrEnum):
@@ -297,20 +303,67 @@ class Comparison(ResultModel):
     warnings: list[str] = Field(default_factory=list)
 
 
+class CheckStatus(enum.StrEnum):
+    """A check's outcome. `skipped`: it could not be judged (it never ran, or too little load stood
+    behind it); the reason says why. A skipped check never counts as passed."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
 class Check(ResultModel):
+    """One judged threshold or gate. `status` is the outcome; `passed` (kept for readers of older
+    results) is True exactly when the status is `passed`. Give either; the other follows.
+
+        >>> Check(name="x", metric="x", observed=None, min=None, max=None, passed=False, reason="r").status
+        <CheckStatus.FAILED: 'failed'>
+    """
+
     name: str
     metric: str
     observed: float | None
     min: float | None
     max: float | None
-    passed: bool
+    passed: bool = False
     reason: str
+    status: CheckStatus = CheckStatus.FAILED
     unit: str = ""
     weight: float = 1.0
     samples: int = 0
     source: Source = Source.CLIENT
     query: str | None = Field(default=None, description="The PromQL that was run (Prometheus checks)")
     comparison: Comparison | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _status_or_passed(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        has_status, has_passed = data.get("status") is not None, data.get("passed") is not None
+        if not has_status and not has_passed:
+            raise ValueError("give status (passed, failed or skipped) or passed (true/false)")
+        if not has_status:
+            return {**data, "status": CheckStatus.PASSED if data["passed"] is True else CheckStatus.FAILED}
+        if not has_passed:
+            return {**data, "passed": str(data["status"]) == CheckStatus.PASSED.value}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Check:
+        if self.passed != (self.status is CheckStatus.PASSED):
+            if self.status is CheckStatus.SKIPPED:
+                raise ValueError("a skipped check cannot have passed: drop passed, or give status passed")
+            raise ValueError(f"passed={self.passed} contradicts status {self.status.value}")
+        return self
+
+    @property
+    def skipped(self) -> bool:
+        return self.status is CheckStatus.SKIPPED
+
+    def restated(self, status: CheckStatus, reason: str) -> Check:
+        """This check with another outcome and reason (`passed` follows the status)."""
+        return self.model_copy(update={"status": status, "passed": status is CheckStatus.PASSED, "reason": reason})
 
 
 class EndpointStats(ResultModel):

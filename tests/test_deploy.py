@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import yaml
 
@@ -24,6 +27,8 @@ API_VERSIONS = {
     "Kustomization": "kustomize.config.k8s.io/v1beta1", "Role": "rbac.authorization.k8s.io/v1",
     "RoleBinding": "rbac.authorization.k8s.io/v1", "CronJob": "batch/v1",
     "AuthorizationPolicy": "security.istio.io/v1", "PeerAuthentication": "security.istio.io/v1",
+    "ValidatingAdmissionPolicy": "admissionregistration.k8s.io/v1",
+    "ValidatingAdmissionPolicyBinding": "admissionregistration.k8s.io/v1",
 }
 EXAMPLES = sorted(p.name for p in (DEPLOY / "examples").glob("*.yaml"))
 # The webhook's documented metadata keys (deploy/README.md), written out so that these tests do not
@@ -151,24 +156,397 @@ def test_ab_example_matches_the_insider_header() -> None:
     assert rollout["metadata"]["headers"] == "x-canary: insider"
 
 
-def test_dockerfile_serves_as_non_root_on_8080() -> None:
-    dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "USER 10001" in dockerfile and "EXPOSE 8080" in dockerfile
-    assert 'ENTRYPOINT ["loadkit"]' in dockerfile and '"serve"' in dockerfile
+# -- the image: tini as PID 1, loadkit as its child ------------------------------------------------------
 
 
-def test_game_day_cronjob_runs_shipped_experiments_with_just_enough_rbac() -> None:
-    [cronjob] = documents(DEPLOY / "chaos" / "cronjob.yaml")
-    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    script = " ".join(pod["containers"][0]["args"])
-    for name in ("pod-kill-canary.yaml", "latency-canary.yaml"):
-        assert f"/experiments/{name}" in script and (ROOT / "experiments" / name).is_file()
-    assert pod["serviceAccountName"] == "loadkit-chaos"
-    role = next(d for d in documents(DEPLOY / "chaos" / "rbac.yaml") if d["kind"] == "Role")
-    verbs = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
-    assert verbs[(("",), ("pods",))] >= {"list", "delete"}
-    assert "delete" not in verbs[(("apps",), ("deployments",))]
-    assert "COPY experiments /experiments" in (ROOT / "Dockerfile").read_text()
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) in order, continuation lines joined, comments dropped."""
+    lines = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if not line.lstrip().startswith("#")]
+    joined = " ".join(line.rstrip().removesuffix("\\") if line.rstrip().endswith("\\") else line + "\n"
+                      for line in lines)
+    instructions = []
+    for line in joined.splitlines():
+        if line.strip():
+            word, _, rest = line.strip().partition(" ")
+            instructions.append((word.upper(), rest.strip()))
+    return instructions
+
+
+def test_dockerfile_runs_loadkit_under_tini_as_non_root() -> None:
+    instructions = dockerfile_instructions()
+    [entrypoint] = [json.loads(args) for word, args in instructions if word == "ENTRYPOINT"]
+    assert entrypoint == ["/usr/bin/tini", "--", "loadkit"]  # exec form: tini is PID 1, no shell
+    [cmd] = [json.loads(args) for word, args in instructions if word == "CMD"]
+    assert cmd[0] == "serve"
+    words = [word for word, _ in instructions]
+    installs = [i for i, (word, args) in enumerate(instructions)
+                if word == "RUN" and re.search(r"apt-get install\b[^&;]*\btini\b", args)]
+    assert installs, "Debian's tini must be installed"
+    users = [args for word, args in instructions if word == "USER"]
+    assert users[-1] == "10001" and installs[0] < words.index("USER"), "installed as root, run as 10001"
+    assert ("EXPOSE", "8080") in instructions
+    assert ("COPY", "experiments /experiments") in instructions
+
+
+# -- chaos: deploy/chaos (namespaced game days) and deploy/chaos/admission (cluster-scoped guards) -------
+
+CHAOS = DEPLOY / "chaos"
+CANARY_NAMESPACE, CHAOS_SA_NAMESPACE = "bruno", "loadkit"
+SHELLS = {"sh", "bash", "dash", "ash", "zsh", "ksh", "busybox"}
+# The least each kind of chaos Job needs, (apiGroup, resource) -> verbs; deploy/README.md says why.
+CHAOS_ROLES = {
+    "loadkit-chaos-pods": {
+        ("", "pods"): {"get", "list", "watch", "delete"},
+        ("apps", "deployments"): {"get", "list", "watch"},
+        ("", "services"): {"get", "list"},
+        ("networking.istio.io", "virtualservices"): {"get", "list", "delete"},
+    },
+    "loadkit-chaos-mesh": {
+        ("networking.istio.io", "virtualservices"): {"get", "list", "watch", "create", "delete", "patch"},
+        ("", "pods"): {"get", "list"},
+        ("", "services"): {"get", "list"},
+        ("apps", "deployments"): {"get", "list"},
+    },
+    "loadkit-chaos-reaper": {("networking.istio.io", "virtualservices"): {"get", "list", "delete"}},
+}
+# The service account an experiment runs as follows from the actions its method plays.
+ACTION_KINDS = {
+    ("loadkit.chaos.k8s", "kill_canary_pods"): "loadkit-chaos-pods",
+    ("chaosk8s.pod.actions", "terminate_pods"): "loadkit-chaos-pods",
+    ("loadkit.chaos.k8s", "add_canary_delay"): "loadkit-chaos-mesh",
+    ("loadkit.chaos.k8s", "add_canary_abort"): "loadkit-chaos-mesh",
+    ("loadkit.chaos.k8s", "add_dependency_abort"): "loadkit-chaos-mesh",
+}
+
+
+def manifests() -> list[tuple[Path, dict[str, Any]]]:
+    return [(path, doc) for path in sorted(DEPLOY.rglob("*.yaml")) if path.name != "loadkit.yaml"
+            for doc in documents(path)]
+
+
+def containers(node: Any) -> list[dict[str, Any]]:
+    """Every container and init container of every pod template in a manifest."""
+    if isinstance(node, list):
+        return [c for item in node for c in containers(item)]
+    if not isinstance(node, dict):
+        return []
+    found = [c for key in ("containers", "initContainers") for c in node.get(key, [])]
+    return found + [c for key, value in node.items() if key not in ("containers", "initContainers")
+                    for c in containers(value)]
+
+
+def cronjobs() -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for _, doc in manifests() if doc["kind"] == "CronJob"}
+
+
+def job_template(cronjob: dict[str, Any]) -> dict[str, Any]:
+    return dict(cronjob["spec"]["jobTemplate"]["spec"]["template"])
+
+
+def job_deadline(cronjob: dict[str, Any]) -> int:
+    return int(cronjob["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"])
+
+
+def loadkit_args(cronjob: dict[str, Any]) -> list[str]:
+    [container] = job_template(cronjob)["spec"]["containers"]
+    assert container["image"] == "loadkit" and "command" not in container
+    return list(container["args"])
+
+
+def chaos_runs() -> list[str]:
+    return sorted(name for name, job in cronjobs().items() if loadkit_args(job)[:2] == ["chaos", "run"])
+
+
+def parse_loadkit(args: list[str]) -> click.Context:
+    """Parse a container's args with loadkit's real CLI, as the image's entrypoint will."""
+    command: click.Command = cli
+    name, rest = "loadkit", list(args)
+    while isinstance(command, click.Group):
+        name, *rest = rest
+        command = command.commands[name]
+    return command.make_context(name, rest)
+
+
+def option(ctx: click.Context, flag: str) -> Any:
+    """The parsed value of `flag`, whatever the command's Python name for it."""
+    [param] = [p for p in ctx.command.params if flag in p.opts]
+    return ctx.params[param.name or ""]
+
+
+def chaos_documents(kind: str) -> list[dict[str, Any]]:
+    return [doc for path, doc in manifests() if path.is_relative_to(CHAOS) and doc["kind"] == kind]
+
+
+def test_no_container_runs_loadkit_under_a_shell() -> None:
+    seen = 0
+    for path, doc in manifests():
+        for container in containers(doc):
+            seen += 1
+            where = f"{path.relative_to(DEPLOY)}: {container['name']}"
+            command, args = container.get("command", []), container.get("args", [])
+            assert not (command and Path(command[0]).name in SHELLS), f"{where}: a shell is PID 1"
+            assert "-c" not in command + args, f"{where}: a `-c` script"
+            if container["image"] == "loadkit":
+                # `command:` replaces the image's entrypoint, and with it tini as PID 1
+                assert "command" not in container, f"{where}: args only, the entrypoint runs loadkit"
+    assert seen >= 1 + len(cronjobs())
+
+
+def test_game_days_run_one_experiment_per_cronjob() -> None:
+    assert chaos_runs() == ["loadkit-chaos-latency", "loadkit-chaos-pod-kill"]
+    schedules = [cronjobs()[name]["spec"]["schedule"] for name in chaos_runs()]
+    assert len(set(schedules)) == len(schedules), "two game days at once would fight over the canary"
+    starts = []
+    for schedule in schedules:
+        minute, hour, *days = schedule.split()
+        starts.append((tuple(days), int(hour) * 60 + int(minute)))
+    if starts[0][0] == starts[1][0]:  # the same days: apart by more than a Job may last
+        longest = max(job_deadline(cronjobs()[name]) for name in chaos_runs())
+        assert abs(starts[0][1] - starts[1][1]) * 60 >= longest
+
+
+@pytest.mark.parametrize("name", sorted(cronjobs()))
+def test_every_cronjob_is_bounded_and_never_overlaps_itself(name: str) -> None:
+    cronjob = cronjobs()[name]
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    assert job_deadline(cronjob) > 0
+    assert cronjob["spec"]["jobTemplate"]["spec"]["backoffLimit"] == 0
+    assert job_template(cronjob)["spec"]["restartPolicy"] == "Never"
+
+
+@pytest.mark.parametrize("name", chaos_runs())
+def test_chaos_runs_get_time_to_roll_back_and_send_their_load_through_the_mesh(name: str) -> None:
+    cronjob = cronjobs()[name]
+    template = job_template(cronjob)
+    grace = template["spec"]["terminationGracePeriodSeconds"]
+    assert grace >= 60, "SIGTERM -> rollbacks, loadkit's clean-up and Locust's stop (up to 15 s)"
+    # Istio applies a VirtualService's fault in the calling sidecar: load without one is a false PASS.
+    assert template["metadata"]["labels"]["sidecar.istio.io/inject"] == "true"
+    annotations = template["metadata"]["annotations"]
+    assert annotations["sidecar.istio.io/nativeSidecar"] == "true"  # the Job can complete
+    assert json.loads(annotations["proxy.istio.io/config"]) == {"holdApplicationUntilProxyStarts": True}
+    [container] = template["spec"]["containers"]
+    assert {"name": "CHAOSTOOLKIT_IN_POD", "value": "true"} in container["env"]
+
+
+@pytest.mark.parametrize("name", chaos_runs())
+def test_chaos_runs_parse_with_loadkit_and_play_a_shipped_experiment_as_its_kind(name: str) -> None:
+    cronjob = cronjobs()[name]
+    args = loadkit_args(cronjob)
+    experiment = next(a for a in args if a.startswith("/experiments/"))
+    local = ROOT / "experiments" / experiment.removeprefix("/experiments/")
+    assert local.is_file(), f"{experiment} is not shipped (the image copies experiments/ to /experiments)"
+    ctx = parse_loadkit([str(local) if a == experiment else a for a in args])
+    assert ctx.params["experiment"] == local
+    assert option(ctx, "--allow-namespace") == (CANARY_NAMESPACE,)
+    [plan] = documents(local)
+    assert plan["configuration"]["namespace"]["default"] == CANARY_NAMESPACE
+    kinds = {ACTION_KINDS[(a["provider"]["module"], a["provider"]["func"])]
+             for a in plan["method"] if a["type"] == "action"}
+    assert kinds == {job_template(cronjob)["spec"]["serviceAccountName"]}, "the service account of its kind"
+
+
+def reaper() -> dict[str, Any]:
+    return cronjobs()["loadkit-chaos-reaper"]
+
+
+def test_the_reaper_often_removes_expired_faults_in_the_canarys_namespace() -> None:
+    cronjob = reaper()
+    assert cronjob["spec"]["schedule"] == "*/5 * * * *"
+    args = loadkit_args(cronjob)
+    assert args[:2] == ["chaos", "cleanup"] and "--expired" in args
+    spelled = " ".join(args).replace("=", " ")
+    assert f"--namespace {CANARY_NAMESPACE}" in spelled, "clean-up is namespace-scoped (no cluster-wide list)"
+    template = job_template(cronjob)
+    assert template["spec"]["serviceAccountName"] == "loadkit-chaos-reaper"
+    # it only talks to the API server; a classic sidecar would keep every reaper pod running
+    assert template["metadata"]["labels"].get("sidecar.istio.io/inject") == "false"
+    [container] = template["spec"]["containers"]
+    assert container["resources"]["requests"] == {"cpu": "10m", "memory": "64Mi"}
+    assert container["resources"]["limits"]["memory"] == "128Mi"
+
+
+def test_the_reaper_args_parse_with_loadkit() -> None:
+    ctx = parse_loadkit(loadkit_args(reaper()))
+    assert option(ctx, "--expired") is True
+    assert option(ctx, "--namespace") == (CANARY_NAMESPACE,)  # repeatable: one per namespace game days touch
+
+
+def test_chaos_rbac_is_namespaced_and_minimal_per_kind() -> None:
+    kinds = {doc["kind"] for path, doc in manifests() if path.is_relative_to(CHAOS)}
+    assert not kinds & {"ClusterRole", "ClusterRoleBinding"}
+    roles = {role["metadata"]["name"]: role for role in chaos_documents("Role")}
+    assert set(roles) == set(CHAOS_ROLES)
+    for name, role in roles.items():
+        assert role["metadata"]["namespace"] == CANARY_NAMESPACE
+        granted: dict[tuple[str, str], set[str]] = {}
+        for rule in role["rules"]:
+            assert set(rule) == {"apiGroups", "resources", "verbs"}, f"{name}: no resourceNames, no URLs"
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    granted.setdefault((group, resource), set()).update(rule["verbs"])
+        assert granted == CHAOS_ROLES[name], name
+    accounts = {sa["metadata"]["name"] for sa in chaos_documents("ServiceAccount")}
+    assert accounts == set(CHAOS_ROLES)
+    assert all(sa["metadata"]["namespace"] == CHAOS_SA_NAMESPACE for sa in chaos_documents("ServiceAccount"))
+    bindings = {b["metadata"]["name"]: b for b in chaos_documents("RoleBinding")}
+    assert set(bindings) == set(CHAOS_ROLES)
+    for name, binding in bindings.items():
+        assert binding["metadata"]["namespace"] == CANARY_NAMESPACE
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": CHAOS_SA_NAMESPACE}]
+    for cronjob in cronjobs().values():
+        assert job_template(cronjob)["spec"]["serviceAccountName"] in accounts
+
+
+def test_chaos_kustomization_keeps_the_roles_in_the_canarys_namespace() -> None:
+    [kustomization] = documents(CHAOS / "kustomization.yaml")
+    assert "namespace" not in kustomization, "it would move the Roles and RoleBindings out of bruno"
+    kinds = set()
+    for resource in kustomization["resources"]:
+        for doc in documents(CHAOS / resource):
+            kinds.add(doc["kind"])
+            assert doc["metadata"]["namespace"] in (CANARY_NAMESPACE, CHAOS_SA_NAMESPACE)
+    assert kinds == {"ServiceAccount", "Role", "RoleBinding", "CronJob"}  # cluster-scoped: admission/
+    listed = {CHAOS / r for r in kustomization["resources"]}
+    assert listed == {p for p in CHAOS.glob("*.yaml") if p.name != "kustomization.yaml"}
+
+
+# The admission policy, read as text: no API server here. Each check names what the CEL must mention.
+
+def admission_documents(kind: str) -> list[dict[str, Any]]:
+    [kustomization] = documents(CHAOS / "admission" / "kustomization.yaml")
+    return [doc for resource in kustomization["resources"] for doc in documents(CHAOS / "admission" / resource)
+            if doc["kind"] == kind]
+
+
+def admission_policy(resource: str) -> dict[str, Any]:
+    [policy] = [p for p in admission_documents("ValidatingAdmissionPolicy")
+                if any(resource in rule["resources"] for rule in p["spec"]["matchConstraints"]["resourceRules"])]
+    return policy
+
+
+def validations(policy: dict[str, Any]) -> str:
+    return " && ".join(f"({v['expression']})" for v in policy["spec"]["validations"])
+
+
+def test_admission_policies_are_cluster_scoped_bound_and_fail_closed() -> None:
+    policies = admission_documents("ValidatingAdmissionPolicy")
+    bindings = admission_documents("ValidatingAdmissionPolicyBinding")
+    assert len(policies) == 2
+    assert sorted(b["spec"]["policyName"] for b in bindings) == sorted(p["metadata"]["name"] for p in policies)
+    for doc in policies + bindings:
+        assert "namespace" not in doc["metadata"]
+    for binding in bindings:
+        assert binding["spec"]["validationActions"] == ["Deny"]
+        assert "matchResources" not in binding["spec"], "wherever the service accounts are granted"
+    for policy in policies:
+        assert policy["spec"]["failurePolicy"] == "Fail"
+        for rule in policy["spec"]["matchConstraints"]["resourceRules"]:
+            assert set(rule["operations"]) <= {"CREATE", "UPDATE", "DELETE"}  # PATCH arrives as UPDATE
+
+
+@pytest.mark.parametrize("resource", ["pods", "virtualservices"])
+def test_admission_policies_apply_to_every_chaos_service_account_and_no_one_else(resource: str) -> None:
+    policy = admission_policy(resource)
+    conditions = " ".join(c["expression"] for c in policy["spec"]["matchConditions"])
+    assert "request.userInfo.username" in conditions
+    named = set(re.findall(r"'(system:serviceaccount:[^']+)'", conditions))
+    assert named == {f"system:serviceaccount:{CHAOS_SA_NAMESPACE}:{sa}" for sa in CHAOS_ROLES}
+
+
+def test_admission_denies_deleting_flaggers_primary_pods() -> None:
+    policy = admission_policy("pods")
+    [rule] = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert (rule["apiGroups"], rule["resources"], rule["operations"]) == ([""], ["pods"], ["DELETE"])
+    cel = validations(policy)
+    # On DELETE `object` is null: only `oldObject` (the pod being deleted) may be read.
+    assert "oldObject.metadata.labels" in cel and not re.search(r"(?<![A-Za-z])object\b", cel)
+    assert "'app'" in cel and "endsWith('-primary')" in cel
+
+
+def test_admission_keeps_chaos_to_loadkits_own_virtualservices() -> None:
+    policy = admission_policy("virtualservices")
+    [rule] = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert rule["apiGroups"] == ["networking.istio.io"] and rule["apiVersions"] == ["*"]
+    assert set(rule["operations"]) == {"CREATE", "UPDATE", "DELETE"}
+    cel = validations(policy)
+    # oldObject is null on CREATE, object on DELETE: each is read only past its null check.
+    for var in ("oldObject", "object"):
+        assert f"{var} == null ||" in cel
+        assert f"{var}.metadata.labels['app.kubernetes.io/managed-by'] == 'loadkit'" in cel
+
+
+def _object(labels: dict[str, str] | None) -> dict[str, Any]:
+    return {"metadata": {"name": "p", **({"labels": labels} if labels is not None else {})}}
+
+
+MINE = {"app.kubernetes.io/managed-by": "loadkit", "loadkit.io/canary": "bruno-site", "loadkit.io/run": "0b7c"}
+FLAGGERS = {"app": "bruno-site", "app.kubernetes.io/managed-by": "flagger"}
+
+
+@pytest.mark.parametrize(("resource", "operation", "old", "new", "allowed"), [
+    ("pods", "DELETE", {"app": "bruno-site"}, None, True),
+    ("pods", "DELETE", {"app": "bruno-site-primary"}, None, False),
+    ("pods", "DELETE", {"app.kubernetes.io/name": "bruno-site-primary"}, None, False),
+    ("pods", "DELETE", {"app": "bruno-site", "name": "bruno-site-primary"}, None, False),
+    ("pods", "DELETE", None, None, True),
+    ("virtualservices", "CREATE", None, MINE, True),
+    ("virtualservices", "CREATE", None, {}, False),
+    ("virtualservices", "UPDATE", MINE, MINE, True),
+    ("virtualservices", "UPDATE", FLAGGERS, FLAGGERS, False),
+    ("virtualservices", "UPDATE", FLAGGERS, MINE, False),  # relabelling Flagger's as loadkit's
+    ("virtualservices", "UPDATE", MINE, {}, False),
+    ("virtualservices", "DELETE", MINE, None, True),
+    ("virtualservices", "DELETE", FLAGGERS, None, False),
+    ("virtualservices", "DELETE", None, None, False),  # no labels at all
+], ids=lambda v: str(v))
+def test_admission_policy_decisions(resource: str, operation: str, old: dict[str, str] | None,
+                                    new: dict[str, str] | None, allowed: bool) -> None:
+    """The CEL evaluated by cel-python (not the API server's cel-go, but the same language)."""
+    celpy = pytest.importorskip("celpy", reason="cel-python evaluates the admission policy's CEL")
+    policy = admission_policy(resource)
+    activation = {"request": {"operation": operation, "userInfo": {"username": "system:serviceaccount:loadkit:"
+                                                                               "loadkit-chaos-mesh"}},
+                  "oldObject": None if operation == "CREATE" else _object(old),
+                  "object": None if operation == "DELETE" else _object(new)}
+    env = celpy.Environment()
+
+    def evaluate(expression: str) -> bool:
+        program = env.program(env.compile(expression))
+        return bool(program.evaluate({k: celpy.json_to_cel(v) for k, v in activation.items()}))
+
+    assert all(evaluate(c["expression"]) for c in policy["spec"]["matchConditions"])
+    assert all(evaluate(v["expression"]) for v in policy["spec"]["validations"]) is allowed
+
+
+def test_deploy_readme_explains_the_game_days() -> None:
+    readme = (DEPLOY / "README.md").read_text()
+    assert "kubectl apply -k deploy/chaos" in readme and "kubectl apply -k deploy/chaos/admission" in readme
+    for name in [*cronjobs(), *CHAOS_ROLES]:
+        assert f"`{name}`" in readme, name
+    for needle in ("terminationGracePeriodSeconds", "sidecar.istio.io/nativeSidecar", "ValidatingAdmissionPolicy",
+                   "--expired"):
+        assert needle in readme, needle
+
+
+def kustomize(path: Path) -> list[dict[str, Any]]:
+    built = subprocess.run(["kubectl", "kustomize", str(path)], capture_output=True, text=True, timeout=60,
+                           check=False)
+    assert built.returncode == 0, built.stderr
+    return [d for d in yaml.safe_load_all(built.stdout) if d]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (for `kubectl kustomize`) is not installed")
+def test_chaos_kustomizations_build() -> None:
+    for doc in kustomize(CHAOS):
+        rbac = doc["kind"] in ("Role", "RoleBinding")
+        assert doc["metadata"]["namespace"] == (CANARY_NAMESPACE if rbac else CHAOS_SA_NAMESPACE), doc["metadata"]
+        for container in containers(doc):
+            assert container["image"] == "registry.example.com/platform/loadkit:0.1.0"
+    admission = kustomize(CHAOS / "admission")
+    assert {d["kind"] for d in admission} == {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+    assert all("namespace" not in d["metadata"] for d in admission)
 
 
 # -- Istio: deploy/istio = deploy/base + mTLS and an AuthorizationPolicy for Flagger's identity ----------

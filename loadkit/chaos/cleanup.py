@@ -1,41 +1,104 @@
-"""`loadkit chaos cleanup`: find and remove whatever loadkit left in a cluster or the sandbox."""
+"""`loadkit chaos cleanup`: find and remove what loadkit left in a cluster or the sandbox.
+
+It cleans whatever it can reach and says what it could not. Kubernetes is skipped with a note
+when none is configured (no kubeconfig, no KUBERNETES_HOST, not in a pod); everything works
+within namespace-scoped permissions (`--namespace`, repeatable). In the sandbox a fault whose
+owner is a live loadkit run on this machine is kept (name its run with `--run` to remove it).
+"""
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
 from chaoslib.exceptions import ActivityFailed
 
-from loadkit.errors import TargetError
+
+@dataclass
+class CleanupReport:
+    removed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # what could not be checked or removed
+
+    def lines(self) -> list[str]:
+        done = self.removed or ([] if self.failed else ["nothing left behind"])
+        return [*done, *self.notes, *(f"could not clean: {f}" for f in self.failed)]
 
 
-def remove_everything(namespace: str | None, sandbox_admin_url: str | None, kubernetes: bool = True) -> list[str]:
-    """Lines describing what was removed (or that nothing was)."""
-    lines: list[str] = []
+def remove_everything(namespaces: tuple[str, ...], sandbox_admin_url: str | None, kubernetes: bool = True,
+                      expired_only: bool = False, run: str | None = None) -> CleanupReport:
+    report = CleanupReport()
     if kubernetes:
-        lines += [f"removed VirtualService {name}" for name in _kubernetes(namespace)]
-    if sandbox_admin_url:
-        lines += _sandbox(sandbox_admin_url)
-    return lines or ["nothing left behind"]
+        _kubernetes(namespaces, expired_only, run, report)
+    sandbox = sandbox_admin_url or os.environ.get("LOADKIT_SANDBOX_ADMIN_URL")
+    if sandbox:
+        _sandbox(sandbox, expired_only, run, report)
+    return report
 
 
-def _kubernetes(namespace: str | None) -> list[str]:
+def kubernetes_configured() -> bool:
+    """What chaosk8s would use: a kubeconfig file, KUBERNETES_HOST, or a pod's service account."""
+    kubeconfig = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    in_pod = os.environ.get("CHAOSTOOLKIT_IN_POD") == "true" or bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    return any(Path(p).is_file() for p in kubeconfig.split(os.pathsep) if p) or bool(
+        os.environ.get("KUBERNETES_HOST")) or in_pod
+
+
+def _kubernetes(namespaces: tuple[str, ...], expired_only: bool, run: str | None, report: CleanupReport) -> None:
+    if not kubernetes_configured():
+        report.notes.append("Kubernetes: none configured (no kubeconfig, KUBERNETES_HOST or in-cluster service "
+                            "account): skipped")
+        return
     from kubernetes.client.rest import ApiException
     from urllib3.exceptions import HTTPError
 
     from loadkit.chaos import k8s
 
-    try:
-        return k8s.cleanup(namespace)
-    except (ApiException, HTTPError, ActivityFailed, OSError) as exc:
-        raise TargetError(f"cannot clean up through the Kubernetes API: {exc}",
-                          hint="check your kubeconfig / KUBERNETES_HOST, or pass --skip-kubernetes") from None
+    for ns in namespaces or (None,):
+        where = f"namespace {ns}" if ns else "every namespace"
+        try:
+            report.removed += [f"removed VirtualService {name}" for name in
+                               k8s.cleanup(ns, expired_only=expired_only, run=run)]
+        except ApiException as exc:
+            hint = " (pass --namespace NS for each namespace loadkit may act in)" if exc.status == 403 and not ns \
+                else ""
+            report.failed.append(f"Kubernetes, {where}: {exc.status} {exc.reason}{hint}")
+        except (HTTPError, ActivityFailed, OSError) as exc:
+            report.failed.append(f"Kubernetes, {where}: cannot reach the API ({_short(exc)}): check the kubeconfig "
+                                 "or KUBERNETES_HOST, or pass --skip-kubernetes")
 
 
-def _sandbox(admin_url: str) -> list[str]:
+def _sandbox(admin_url: str, expired_only: bool, run: str | None, report: CleanupReport) -> None:
     from loadkit.chaos import sandbox
 
     try:
         faults = sandbox.list_faults(admin_url=admin_url)
-        sandbox.remove_faults(admin_url=admin_url)
     except ActivityFailed as exc:
-        raise TargetError(str(exc), hint="is the sandbox up? (loadkit sandbox up)") from None
-    return [f"removed sandbox fault {f['id']} ({f['kind']} on {f['version']})" for f in faults]
+        report.failed.append(f"the sandbox at {admin_url}: {exc} (is it up? loadkit sandbox up)")
+        return
+    for fault in faults:
+        owner = fault.get("owner") or {}
+        what = f"sandbox fault {fault['id']} ({fault['kind']} on {fault['version']})"
+        if run is not None and owner.get("run") != run:
+            continue
+        alive = sandbox.owner_alive(owner)
+        if run is None and alive:
+            report.notes.append(f"kept {what}: its run {owner.get('run')} (pid {owner.get('pid')}) is still going; "
+                                f"remove it with --run {owner.get('run')}")
+            continue
+        if expired_only and alive is None:
+            continue  # the sandbox expires it itself; without an owner to check, leave it to its TTL
+        try:
+            sandbox.delete_fault(str(fault["id"]), admin_url)
+            report.removed.append(f"removed {what}")
+        except ActivityFailed as exc:
+            report.failed.append(f"{what}: {exc}")
+
+
+def _short(exc: BaseException) -> str:
+    """urllib3's errors nest the reason several levels deep: the last words of the innermost one."""
+    reason: BaseException = exc
+    while isinstance(getattr(reason, "reason", None), BaseException):
+        reason = reason.reason  # type: ignore[attr-defined]
+    return str(reason).rsplit(": ", 1)[-1][:200] or type(reason).__name__

@@ -1,16 +1,18 @@
 """`loadkit chaos run`: a Chaos Toolkit experiment under real load, always rolled back, scored.
 
-Order: validate the experiment and check it with the safety guards, statically and against the
-live pod counts (nothing runs if they refuse); start the load and let it settle; run the
-experiment with Chaos Toolkit (rollback strategy `always`), recording when the fault was
-injected; run any rollback Chaos Toolkit could not; remove whatever fault this run created that
-is still in place; keep the load for a cool-down to see the recovery; stop it; score.
+Order: validate the experiment and check it against the allow-list (`allowlist`), statically
+and against the live systems, naming any fault another run left (nothing runs if they refuse);
+start the load and let it settle; run the experiment with Chaos Toolkit up to its rollbacks
+(rollback strategy `always`), recording when the fault was injected; run any rollback Chaos
+Toolkit could not; remove whatever fault this run created that is still in place; keep the load
+for a cool-down to see the recovery; only then take the steady state "after" (never while the
+fault is on); stop the load; score.
 
-Signals (see `_Signals`): before the rollbacks a Ctrl-C or SIGTERM interrupts the experiment
-(chaoslib then rolls back); from the rollbacks on they are deferred until loadkit is done
-cleaning up (the run counts as interrupted, exit 130). Three signals during the rollbacks
-abandon a hung rollback; loadkit still removes its own faults. chaoslib must run in the main
-thread; Locust runs in its own process.
+Signals (see `_Signals`): before the rollbacks a Ctrl-C or SIGTERM interrupts the experiment at
+once, pauses included (chaoslib then rolls back); from the rollbacks on they are deferred until
+loadkit is done cleaning up (the run counts as interrupted, exit 130). Three signals during the
+rollbacks abandon a hung rollback; loadkit still removes its own faults. chaoslib must run in the
+main thread; Locust runs in its own process.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import signal
 import sys
 import time
@@ -31,18 +34,21 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import chaoslib.activity
 from chaoslib import merge_vars
 from chaoslib.activity import execute_activity
 from chaoslib.configuration import load_configuration
 from chaoslib.exceptions import ChaosException
 from chaoslib.experiment import ensure_experiment_is_valid, run_experiment
+from chaoslib.hypothesis import run_steady_state_hypothesis
 from chaoslib.loader import load_experiment
-from chaoslib.run import RunEventHandler
+from chaoslib.run import EventHandlerRegistry, RunEventHandler
 from chaoslib.secret import load_secrets
 from chaoslib.types import Dry, Strategy
 
-from loadkit.chaos import live
-from loadkit.chaos.guards import GUARD_KEYS, scan_experiment
+from loadkit.chaos import allowlist, live
+from loadkit.chaos import guards as guard
+from loadkit.chaos.guards import GUARD_KEYS, Guards
 from loadkit.chaos.live import LoadSession
 from loadkit.chaos.models import ChaosResult
 from loadkit.chaos.preflight import check_before_run
@@ -70,9 +76,12 @@ class ChaosOptions:
     allow_primary: bool = False
     allow_namespaces: tuple[str, ...] = ()
     max_kill_share: float | None = None
+    max_fault_s: float | None = None
+    allow_unguarded: bool = False
     journal_path: Path | None = None
     cooldown_s: float = 10.0
     recovery_window_s: float = 5.0
+    impact_window_s: float = 5.0
     server: ServerSide = field(default_factory=ServerSide)  # Prometheus checks; read over the fault window
 
 
@@ -81,7 +90,9 @@ class Prepared:
     experiment: dict[str, Any]
     configuration: dict[str, Any]
     experiment_vars: tuple[dict[str, Any], dict[str, Any]]
+    guards: Guards
     notes: list[str] = field(default_factory=list)
+    unguarded: list[str] = field(default_factory=list)  # what --allow-unguarded let through
 
 
 def prepare(options: ChaosOptions) -> Prepared:
@@ -97,18 +108,20 @@ def prepare(options: ChaosOptions) -> Prepared:
     declared = dict(experiment.get("configuration") or {})
     variables, notes = _typed_vars(options.variables, declared)
     config_vars, secret_vars = merge_vars(variables, None)
-    experiment["configuration"] = {**declared, **_guard_settings(options)}
+    guards = _guards(options)
     # chaoslib pops the keys it uses from the vars it is given: hand it a copy, keep ours for the run.
+    static = {k: v for k, v in declared.items() if not (isinstance(v, Mapping) and v.get("type") not in (None, "env"))}
     try:
-        configuration = dict(load_configuration(experiment["configuration"], dict(config_vars)))
+        configuration = dict(load_configuration(static, dict(config_vars)))
     except ChaosException as exc:
         raise ConfigError(f"{path}: invalid configuration: {exc}") from None
-    _refuse(path, scan_experiment(experiment, configuration))  # before chaoslib imports anything it names
+    found = allowlist.scan(experiment, configuration, guards)  # before chaoslib imports anything it names
+    _refuse(path, found.problems)
     try:
         ensure_experiment_is_valid(experiment)
     except (ChaosException, TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: invalid experiment: {exc}", hint="check it with: chaos validate " + path) from None
-    return Prepared(experiment, configuration, (config_vars, secret_vars), notes)
+    return Prepared(experiment, configuration, (config_vars, secret_vars), guards, notes, found.unguarded)
 
 
 def _refuse(path: str, problems: list[str]) -> None:
@@ -118,9 +131,20 @@ def _refuse(path: str, problems: list[str]) -> None:
 
 def run_chaos(options: ChaosOptions, config: Config) -> ChaosResult:
     prepared = prepare(options)
+    guard.set_active(prepared.guards)
+    try:
+        return _run_guarded(options, config, prepared)
+    finally:
+        guard.set_active(None)
+
+
+def _run_guarded(options: ChaosOptions, config: Config, prepared: Prepared) -> ChaosResult:
     experiment, configuration = prepared.experiment, prepared.configuration
+    if prepared.unguarded:
+        _warn_unguarded(prepared.unguarded)
+        prepared.notes += [f"UNGUARDED (--allow-unguarded): {item}" for item in prepared.unguarded]
     if not options.dry_run:
-        problems, notes = check_before_run(experiment, configuration)
+        problems, notes = check_before_run(experiment, configuration, prepared.guards)
         _refuse(str(options.experiment_path), problems)
         prepared.notes += notes
     else:
@@ -134,6 +158,7 @@ def run_chaos(options: ChaosOptions, config: Config) -> ChaosResult:
     journal: dict[str, Any] = {"status": "interrupted", "deviated": False}
     live.set_current(session)
     signals.install()
+    pauses = _InterruptiblePauses(signals)
     try:
         timeline.load_start = time.time()
         session.start()
@@ -145,9 +170,12 @@ def run_chaos(options: ChaosOptions, config: Config) -> ChaosResult:
         leftovers = _clean_up(experiment, prepared, journal, timeline)
         if not signals.received:
             _cool_down(session, max(options.cooldown_s, options.recovery_window_s + SETTLE_S + 1.0), signals)
+        if not signals.received:
+            _steady_state_after(experiment, prepared, journal, timeline)
         session.stop()
         timeline.load_end = time.time()
         live.set_current(None)
+        pauses.restore()
         signals.restore()
     if signals.received:
         journal = {**journal, "status": "interrupted"}
@@ -163,7 +191,8 @@ def run_chaos(options: ChaosOptions, config: Config) -> ChaosResult:
         min_samples=config.min_samples, target=session.plan.target, profile=session.plan.profile,
         path=str(options.experiment_path), dry_run=options.dry_run, leftovers=leftovers,
         journal_path=str(options.journal_path) if options.journal_path else None,
-        recovery_window_s=options.recovery_window_s, external=external,
+        recovery_window_s=options.recovery_window_s, impact_window_s=options.impact_window_s, external=external,
+        unguarded=prepared.unguarded,
     ))
 
 
@@ -189,23 +218,46 @@ def _dt(ts: float | None) -> datetime:
 
 
 def _run(experiment: dict[str, Any], prepared: Prepared, recorder: _Recorder) -> dict[str, Any]:
+    """Chaos Toolkit up to its rollbacks: the hypothesis before the method only. The hypothesis
+    "after" would run while the fault is still on (before the rollbacks); loadkit takes it itself
+    once the fault is gone and the load has cooled down (`_steady_state_after`)."""
     settings = {"runtime": {"rollbacks": {"strategy": "always"}}}
-    return dict(run_experiment(experiment, settings=settings, strategy=Strategy.DEFAULT,
+    return dict(run_experiment(experiment, settings=settings, strategy=Strategy.BEFORE_METHOD,
                                experiment_vars=prepared.experiment_vars,  # a tuple, whatever its annotation says
                                event_handlers=[recorder]))
+
+
+def _steady_state_after(experiment: dict[str, Any], prepared: Prepared, journal: dict[str, Any],
+                        timeline: Timeline) -> None:
+    """The hypothesis again, after the rollbacks and the cool-down, while the load still runs."""
+    before = (journal.get("steady_states") or {}).get("before") or {}
+    if not experiment.get("steady-state-hypothesis") or not before.get("steady_state_met") \
+            or journal.get("status") != "completed":
+        return  # no hypothesis, the gate was not met (nothing was injected), or the run did not finish
+    configuration = dict(prepared.configuration)
+    secrets = load_secrets(experiment.get("secrets") or {}, configuration, dict(prepared.experiment_vars[1]))
+    try:
+        state = run_steady_state_hypothesis(experiment, configuration, secrets, dry=experiment.get("dry"),
+                                            event_registry=EventHandlerRegistry())
+    except Exception as exc:  # a probe that raises is a failed hypothesis, as in Chaos Toolkit
+        state = {"steady_state_met": False, "probes": [], "error": str(exc)}
+    journal.setdefault("steady_states", {})["after"] = state
+    timeline.steady_after_at = time.time()
+    if state is not None and not state.get("steady_state_met"):
+        journal["deviated"] = True
 
 
 def _clean_up(experiment: dict[str, Any], prepared: Prepared, journal: dict[str, Any], timeline: Timeline) -> list[str]:
     """Rollbacks chaoslib could not run, then this run's own faults that are still there."""
     _finish_rollbacks(experiment, prepared, journal, timeline)
-    run_id = str(prepared.configuration.get("loadkit_run_id", ""))
-    modules = {(a.get("provider") or {}).get("module") for a in [*(experiment.get("method") or []),
-                                                                *(experiment.get("rollbacks") or [])]}
+    run_id = prepared.guards.run_id
+    modules = allowlist.modules(experiment)
     removed: list[str] = []
-    if SANDBOX_MODULE in modules:
+    if SANDBOX_MODULE in modules or prepared.unguarded:
         from loadkit.chaos import sandbox
 
         removed += sandbox.remove_run_faults(run_id)
+        _still_in_place(prepared, timeline)
     if K8S_MODULE in modules:
         from loadkit.chaos import k8s
 
@@ -216,6 +268,25 @@ def _clean_up(experiment: dict[str, Any], prepared: Prepared, journal: dict[str,
     if removed:
         timeline.leftovers_removed_at = time.time()
     return removed
+
+
+def _still_in_place(prepared: Prepared, timeline: Timeline) -> None:
+    """Say what is still faulting the sandbox after this run's clean-up: never "nothing was left"
+    when something was (another run's fault, or what an unguarded activity made)."""
+    from chaoslib.exceptions import ActivityFailed
+
+    from loadkit.chaos import sandbox
+
+    try:
+        remaining = sandbox.list_faults(configuration=prepared.configuration)
+    except ActivityFailed:
+        return  # no sandbox configured: nothing to inventory
+    base = sandbox.base_url(prepared.configuration)
+    for fault in remaining:
+        owner = fault.get("owner") or {}
+        timeline.notes.append(f"still in place after this run: the {fault['kind']} fault {fault['id']} on the "
+                              f"{fault['version']}, owned by {owner.get('run') or 'nobody'} (remove it with: "
+                              f"loadkit chaos cleanup --sandbox {base})")
 
 
 def _finish_rollbacks(experiment: dict[str, Any], prepared: Prepared, journal: dict[str, Any],
@@ -252,13 +323,32 @@ def _cool_down(session: LoadSession, seconds: float, signals: _Signals) -> None:
         time.sleep(0.2)
 
 
-def _guard_settings(options: ChaosOptions) -> dict[str, Any]:
-    settings: dict[str, Any] = {"loadkit_run_id": uuid.uuid4().hex[:12], "loadkit_allow_primary": options.allow_primary}
-    if options.allow_namespaces:
-        settings["loadkit_allowed_namespaces"] = list(options.allow_namespaces)
-    if options.max_kill_share is not None:
-        settings["loadkit_max_kill_share"] = options.max_kill_share
-    return settings
+def _guards(options: ChaosOptions) -> Guards:
+    """The run's guards, from its flags only (the experiment file cannot loosen them)."""
+    run_id = uuid.uuid4().hex[:12]
+    return Guards(
+        allow_primary=options.allow_primary,
+        namespaces=tuple(_pattern(p) for p in options.allow_namespaces),
+        max_kill_share=guard.DEFAULT_MAX_KILL_SHARE if options.max_kill_share is None else options.max_kill_share,
+        max_fault_s=guard.DEFAULT_MAX_FAULT_S if options.max_fault_s is None else options.max_fault_s,
+        allow_unguarded=options.allow_unguarded,
+        run_id=run_id,
+        owner=guard.owner_record(run_id, f"loadkit chaos run {options.experiment_path}"),
+    )
+
+
+def _pattern(text: str) -> re.Pattern[str]:
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise UsageError(f"--allow-namespace {text!r} is not a regular expression: {exc}") from None
+
+
+def _warn_unguarded(items: list[str]) -> None:
+    print("loadkit: WARNING: --allow-unguarded: these run OUTSIDE loadkit's safety guards (nothing checks what "
+          "they touch, and loadkit cannot remove what they leave):", file=sys.stderr)
+    for item in items:
+        print(f"loadkit: WARNING:   {item}", file=sys.stderr)
 
 
 def _typed_vars(variables: Mapping[str, Any], declared: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -266,7 +356,7 @@ def _typed_vars(variables: Mapping[str, Any], declared: Mapping[str, Any]) -> tu
     forbidden = sorted(GUARD_KEYS & set(variables))
     if forbidden:
         raise UsageError(f"--var {', '.join(forbidden)}: safety settings cannot be set as variables",
-                         hint="use --allow-primary, --allow-namespace and --max-kill-share")
+                         hint="use --allow-primary, --allow-namespace, --max-kill-share and --max-fault-duration")
     typed: dict[str, Any] = {}
     notes = [f"--var {k} is not in the experiment's configuration (nothing uses it)"
              for k in variables if k not in declared]
@@ -319,6 +409,34 @@ class _Recorder(RunEventHandler):  # type: ignore[misc]
 
     def rollbacks_completed(self, experiment: Any, journal: Any) -> None:
         self.timeline.rollbacks_end = time.time()
+
+
+class _InterruptiblePauses:
+    """chaoslib pauses with `time.sleep` inside a `finally:`, so a signal that lands while an action
+    runs would still wait out that action's pause (with the fault on). While the experiment runs,
+    a pause after a signal ends at once; during the rollbacks it is skipped."""
+
+    def __init__(self, signals: _Signals) -> None:
+        self.signals = signals
+        self.original = chaoslib.activity.time
+        chaoslib.activity.time = self  # type: ignore[assignment]
+
+    def sleep(self, seconds: float) -> None:
+        if self.signals.received:
+            if not self.signals.deferring:
+                raise KeyboardInterrupt
+            return
+        deadline = time.monotonic() + float(seconds)
+        while not self.signals.received and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.1))
+        if self.signals.received and not self.signals.deferring:
+            raise KeyboardInterrupt
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.original, name)
+
+    def restore(self) -> None:
+        chaoslib.activity.time = self.original  # type: ignore[assignment]
 
 
 class _Signals:

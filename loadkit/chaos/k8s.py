@@ -15,6 +15,7 @@ Credentials: as chaosk8s (kubeconfig, in-cluster, or KUBERNETES_HOST and friends
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,13 +23,13 @@ from typing import Any
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
+from loadkit.chaos import guards as guard
 from loadkit.chaos.guards import Guards, check_canary_host, check_selector
 from loadkit.errors import SafetyError
 from loadkit.units import parse_duration
 
-__all__ = ["active_faults", "add_canary_abort", "add_canary_delay", "add_dependency_abort", "cleanup",
-           "delete_run_faults", "kill_canary_pods", "list_faults", "remove_faults", "running_pods",
-           "wait_for_canary_pods"]
+__all__ = ["add_canary_abort", "add_canary_delay", "add_dependency_abort", "kill_canary_pods", "list_faults",
+           "remove_faults", "wait_for_canary_pods"]
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 CANARY_LABEL = "loadkit.io/canary"
@@ -36,17 +37,24 @@ RUN_LABEL = "loadkit.io/run"
 EXPIRES = "loadkit.io/expires-at"
 GROUP, VERSION, PLURAL = "networking.istio.io", "v1beta1", "virtualservices"
 
+# Namespaces this process created objects in, by run: where its last-chance clean-up looks
+# (namespace by namespace: the shipped RBAC is namespace-scoped).
+_touched: dict[str, set[str]] = {}
+
 
 def kill_canary_pods(name: str, ns: str, qty: int = 1, mode: str = "fixed", grace_period: int = 0,
                      configuration: Configuration = None, secrets: Secrets = None) -> list[str]:
     """Terminate `qty` (or `qty` %) of the canary's pods, chosen at random; returns their names."""
     from chaosk8s.pod.actions import terminate_pods
 
-    guards = _guards(configuration, ns, name)
+    guards = _guards(ns, name)
     selector = f"app={name}"
     _safely(check_selector, selector)
-    available = len(running_pods(selector, ns, secrets))
-    count = _safely(guards.kill_quantity, int(qty), available, mode)
+    pods = running_pods(selector, ns, secrets)
+    primary = [p.metadata.name for p in pods if guard.is_primary_pod(p)]
+    if primary and not guards.allow_primary:
+        raise ActivityFailed(f"refused by loadkit's safety guards: app={name} matches primary pods {primary[:3]}")
+    count = _safely(guards.kill_quantity, int(qty), len(pods), mode)
     killed = terminate_pods(label_selector=selector, ns=ns, qty=count, mode="fixed", rand=True,
                             grace_period=grace_period, secrets=secrets)
     return list(killed or [])
@@ -119,24 +127,38 @@ def add_dependency_abort(name: str, ns: str, host: str, http_status: int = 503, 
 
 def remove_faults(name: str | None = None, ns: str | None = None, configuration: Configuration = None,
                   secrets: Secrets = None) -> list[str]:
-    """Delete the loadkit VirtualServices of a canary (or of every canary in `ns`). Safe to repeat."""
-    selector = f"{MANAGED_BY}=loadkit" + (f",{CANARY_LABEL}={name}" if name else "")
+    """Delete this run's loadkit VirtualServices in `ns` (of one canary, or all of them); never another
+    run's. Safe to repeat."""
+    if not ns:
+        raise ActivityFailed("remove_faults needs ns: loadkit cleans up namespace by namespace")
+    selector = f"{MANAGED_BY}=loadkit,{RUN_LABEL}={_run_label()}" + (f",{CANARY_LABEL}={name}" if name else "")
     return _delete_matching(selector, ns, secrets)
 
 
-def list_faults(ns: str | None = None, secrets: Secrets = None) -> list[dict[str, Any]]:
-    """loadkit's VirtualServices in `ns` (or everywhere)."""
+def list_faults(ns: str, secrets: Secrets = None) -> list[dict[str, Any]]:
+    """loadkit's VirtualServices in `ns`."""
     return _listed(_custom(secrets), f"{MANAGED_BY}=loadkit", ns)
 
 
-def cleanup(ns: str | None = None, secrets: Secrets = None, expired_only: bool = False) -> list[str]:
-    """Delete every object loadkit created (in `ns`, or everywhere): `loadkit chaos cleanup`."""
-    return _delete_matching(f"{MANAGED_BY}=loadkit", ns, secrets, expired_only=expired_only)
+def cleanup(ns: str | None = None, secrets: Secrets = None, expired_only: bool = False,
+            run: str | None = None) -> list[str]:
+    """Delete loadkit's objects (in `ns`, or in every namespace when allowed): `loadkit chaos cleanup`."""
+    selector = f"{MANAGED_BY}=loadkit" + (f",{RUN_LABEL}={run[:63]}" if run else "")
+    return _delete_matching(selector, ns, secrets, expired_only=expired_only)
 
 
 def delete_run_faults(run_id: str, secrets: Secrets = None) -> list[str]:
-    """Delete what one `loadkit chaos run` created, wherever it is (its last line of defence)."""
-    return _delete_matching(f"{MANAGED_BY}=loadkit,{RUN_LABEL}={run_id}", None, secrets)
+    """Delete what one `loadkit chaos run` created, in each namespace it created something in."""
+    removed = []
+    for ns in sorted(_touched.pop(run_id, set())):
+        removed += _delete_matching(f"{MANAGED_BY}=loadkit,{RUN_LABEL}={run_id[:63]}", ns, secrets)
+    return removed
+
+
+def service_selector(service: str, ns: str, secrets: Secrets = None) -> str:
+    """A Service's pod selector as a label selector string ("" when it selects nothing)."""
+    spec = _core(secrets).read_namespaced_service(service, ns).spec
+    return ",".join(f"{k}={v}" for k, v in sorted((spec.selector or {}).items()))
 
 
 def active_faults(name: str, ns: str, secrets: Secrets = None) -> list[dict[str, Any]]:
@@ -159,17 +181,20 @@ def _expired(item: dict[str, Any], now: datetime) -> bool:
 def _create_fault(name: str, ns: str, kind: str, host: str, fault: dict[str, Any],
                   source_labels: dict[str, str] | None, expires_in: str, configuration: Configuration,
                   secrets: Secrets) -> str:
-    guards = _guards(configuration, ns, name)
+    guards = _guards(ns, name)
     if kind != "dependency-abort":
-        _safely(check_canary_host, host, name, guards)
+        _safely(check_canary_host, host, name, ns)
     if not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", host):
         raise ActivityFailed(f"host {host!r} is not a service host name")
+    seconds = parse_duration(expires_in)
+    _safely(guards.check_fault_length, seconds, "expires_in")
     route: dict[str, Any] = {"fault": fault, "route": [{"destination": {"host": host}}]}
     if source_labels:
         route["match"] = [{"sourceLabels": source_labels}]
-    run = str((configuration or {}).get("loadkit_run_id", "manual"))
-    expires = datetime.now(UTC) + timedelta(seconds=parse_duration(expires_in))
-    vs_name = f"loadkit-{kind}-{name}"[:56].rstrip("-") + f"-{run[:6]}"  # one per run: never a name clash
+    run = _run_label()
+    expires = datetime.now(UTC) + timedelta(seconds=seconds)
+    tag = hashlib.sha256(run.encode()).hexdigest()[:6]
+    vs_name = f"loadkit-{kind}-{name}"[:56].rstrip("-") + f"-{tag}"  # one per run: never a name clash
     body = {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "VirtualService",
         "metadata": {"name": vs_name, "namespace": ns,
@@ -179,6 +204,7 @@ def _create_fault(name: str, ns: str, kind: str, host: str, fault: dict[str, Any
     }
     from kubernetes.client.rest import ApiException
 
+    _touched.setdefault(guards.run_id, set()).add(ns)  # before the call: a timeout may still have created it
     try:
         _custom(secrets).create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
     except ApiException as exc:
@@ -211,8 +237,12 @@ def _listed(api: Any, selector: str, ns: str | None) -> list[dict[str, Any]]:
     return list(api.list_cluster_custom_object(GROUP, VERSION, PLURAL, label_selector=selector)["items"])
 
 
-def _guards(configuration: Configuration, ns: str, name: str) -> Guards:
-    guards = Guards.from_configuration(configuration)
+def _run_label() -> str:
+    return guard.active().run_id[:63]
+
+
+def _guards(ns: str, name: str) -> Guards:
+    guards = guard.active()
     _safely(guards.check_namespace, ns)
     if not name:
         raise ActivityFailed("no canary name given")

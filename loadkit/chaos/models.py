@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import Field
 
-from loadkit.models import SCHEMA_VERSION, Check, ResultModel, Stats, Threshold, Verdict
+from loadkit.models import SCHEMA_VERSION, Check, CheckStatus, ResultModel, Stats, Threshold, Verdict
 
 
 class JournalStatus(enum.StrEnum):
@@ -37,9 +37,14 @@ class PhaseLoad(ResultModel):
 
 
 class FaultWindow(ResultModel):
+    """From the start of the method's first action that succeeded until the fault was removed
+    (`removed_at`: the rollbacks ended, or loadkit removed what they left), plus the time requests
+    in flight need to finish (`end`)."""
+
     start: datetime
     end: datetime
     duration_s: float
+    removed_at: datetime | None = None
 
 
 class Rollbacks(ResultModel):
@@ -50,10 +55,18 @@ class Rollbacks(ResultModel):
 
 
 class ChaosResult(ResultModel):
+    """A chaos run, judged. `verdict`: `pass` (every check passed and the journal completed),
+    `fail`, `interrupted` (a signal stopped it; what was collected is shown) or `error` (it tested
+    nothing: the fault was never injected, or the experiment aborted); `reason` says which.
+
+    Times: `detect_time_s` counts from the fault's start, `recovery_time_s` from its removal.
+    """
+
     schema_version: int = SCHEMA_VERSION
     kind: str = "chaos"
     verdict: Verdict
     score: float
+    reason: str = ""
     experiment: str
     experiment_path: str
     target: str
@@ -66,16 +79,34 @@ class ChaosResult(ResultModel):
     dry_run: bool = False
     steady_state_before_met: bool | None = None
     steady_state_after_met: bool | None = None
+    steady_state_after_at: datetime | None = Field(
+        default=None, description="When the steady state after was measured (after the rollbacks and the cool-down)")
     rollbacks: Rollbacks
     fault: FaultWindow | None = None
     phases: list[PhaseLoad]
-    availability_pct: float | None = None
-    recovery_time_s: float | None = None
+    availability_pct: float | None = Field(default=None, description="Success rate over the whole fault window")
+    availability_worst_pct: float | None = Field(
+        default=None, description="Success rate of the fault's worst impact window (impact_window_s)")
+    detect_time_s: float | None = Field(
+        default=None, description="From the fault's start to the end of the first impact window in which a load "
+        "threshold broke; None if none did")
+    recovery_time_s: float | None = Field(
+        default=None, description="From the fault's removal (the rollbacks ended, or loadkit removed what they "
+        "left; else the method's end) to the start of the first recovery window over which every load threshold "
+        "held; 0 if they never broke; None if no recovery was seen")
+    impact_window_s: float | None = None
+    recovery_window_s: float | None = None
     checks: list[Check]
     thresholds: list[Threshold] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+    unguarded: list[str] = Field(default_factory=list, description="Activities --allow-unguarded let run outside "
+                                 "loadkit's guards: nothing checked what they touched or left")
     journal_path: str | None = None
 
     @property
     def failed_checks(self) -> list[Check]:
-        return [c for c in self.checks if not c.passed]
+        return [c for c in self.checks if c.status is CheckStatus.FAILED]
+
+    @property
+    def skipped_checks(self) -> list[Check]:
+        return [c for c in self.checks if c.status is CheckStatus.SKIPPED]

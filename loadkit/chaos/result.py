@@ -1,12 +1,18 @@
 """Score a chaos run: the journal, the phases and the load in, one ChaosResult out.
 
-Checks, all of which must pass for a `pass`:
-- steady-state-before / steady-state-after: Chaos Toolkit's hypothesis (a gate that was not met
-  reads `completed` in the journal, so it is checked here explicitly);
-- the load thresholds (request-success-rate, request-duration, error-rate, ...) over the fault
-  window, where a weakness shows;
-- availability (default min 100 %: zero downtime) and recovery-time (default max 120 s);
+Checks (a skipped one never counts as passed; score = weight passed / weight of all):
+- steady-state-before/-after: the hypothesis (a gate not met still reads `completed` in the
+  journal); none without a hypothesis, skipped when the run stopped before it ran;
+- method: every action succeeded (a fault that was never injected tested nothing);
+- each load threshold over the whole fault window, and again over its worst rolling
+  `impact_window_s` window there ("request-success-rate (worst 5s)"), so a short burst is not
+  averaged away; a window needs `window_min_requests` requests, and with none the check is skipped;
+- availability (min 100 %) and recovery-time (max 120 s, counted from the fault's removal);
 - rollbacks: every planned rollback ran and succeeded, and no fault was left behind.
+
+Verdict: `interrupted` (a signal stopped the run), `error` (it tested nothing: the experiment
+aborted, or no method action succeeded outside a dry run), `pass` (every check passed and the
+journal completed) or `fail`.
 """
 
 from __future__ import annotations
@@ -18,9 +24,21 @@ from typing import Any
 
 from loadkit.chaos.live import Stamped
 from loadkit.chaos.models import ChaosCheck, ChaosResult, FaultWindow, JournalStatus, PhaseLoad, Rollbacks
-from loadkit.chaos.phases import phase_stats, recovery_time
-from loadkit.models import Check, Metric, Stats, Threshold, Verdict
-from loadkit.scoring import Observation, evaluate, observations_from_stats
+from loadkit.chaos.phases import (
+    WINDOW_MIN_REQUESTS,
+    Recovery,
+    Span,
+    detect_time,
+    load_after,
+    loaded,
+    phase_stats,
+    recovery,
+    rolling_spans,
+    span_observations,
+    worst_span,
+)
+from loadkit.models import Check, CheckStatus, Metric, Stats, Threshold, Verdict
+from loadkit.scoring import UNITS, Observation, evaluate, evaluate_threshold, fmt
 
 SETTLE_S = 1.5  # requests in flight when a fault is removed still finish with it: count them in
 
@@ -35,15 +53,24 @@ class Timeline:
     method_end: float | None = None
     rollbacks_end: float | None = None
     leftovers_removed_at: float | None = None  # loadkit removed a fault the rollbacks had not
+    steady_after_at: float | None = None  # the steady state after was measured (after rollbacks and cool-down)
     notes: list[str] = field(default_factory=list)
 
     @property
-    def fault_end(self) -> float | None:
-        """When the fault was removed (the rollbacks ended), plus the time its in-flight requests
-        need to finish; without rollbacks, the end of the method."""
+    def fault_removed_at(self) -> float | None:
+        """When the fault was removed: the rollbacks ended, or loadkit removed what they left (the
+        later); without either, the end of the method (else of the load)."""
         if self.fault_start is None:
             return None
-        removed = self.leftovers_removed_at or self.rollbacks_end or self.method_end or self.load_end
+        removals = [t for t in (self.rollbacks_end, self.leftovers_removed_at) if t is not None]
+        return max(removals) if removals else (self.method_end or self.load_end)
+
+    @property
+    def fault_end(self) -> float | None:
+        """The fault's removal plus the time its in-flight requests need to finish."""
+        removed = self.fault_removed_at
+        if removed is None:
+            return None
         return min(removed + SETTLE_S, self.load_end) if self.load_end else removed + SETTLE_S
 
 
@@ -64,39 +91,62 @@ class ChaosInputs:
     journal_path: str | None
     recovery_window_s: float
     external: Mapping[str, Observation] = field(default_factory=dict)  # Prometheus/compare, over the fault
+    impact_window_s: float = 5.0  # load thresholds are judged again over the fault's worst window this long
+    window_min_requests: int = WINDOW_MIN_REQUESTS  # a rolling window with fewer requests is not judged
+    unguarded: Sequence[str] = ()  # what --allow-unguarded let run
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """What the load checks judge: the fault window, or the whole run when nothing was injected."""
+
+    stats: Stats
+    spans: list[Span]
+    origin: float  # rolling windows are placed relative to this (the fault's or the load's start)
+    where: str  # "during the fault", ...
+    origin_name: str  # "the fault's start", ...
 
 
 def build_chaos_result(inputs: ChaosInputs) -> ChaosResult:
     j, t = inputs.journal, inputs.timeline
-    before_met, after_met = _steady(j, "before"), _steady(j, "after")
+    status = _status(j)
     fault_start, fault_end = t.fault_start, t.fault_end
     phases = _phases(inputs.windows, t)
-    fault_stats = phases[1].stats if fault_start is not None else phase_stats(inputs.windows, None, None)
-    recovery = None
-    if fault_start is not None:
-        recovery = recovery_time(inputs.windows, fault_start, inputs.load_thresholds, inputs.recovery_window_s)
+    scope = _scope(inputs, phases)
+    detect = detect_time(scope.spans, fault_start, inputs.load_thresholds, inputs.window_min_requests) \
+        if fault_start is not None else None
+    recovered = _recovery(inputs, scope, detect)
     rollbacks = _rollbacks(inputs.experiment, j, inputs.leftovers)
-    status = _status(j)
-    checks = [*_gate_checks(before_met, after_met, bool(j.get("deviated"))), _method_check(j, inputs.dry_run),
-              *_load_checks(inputs, fault_stats, recovery, fault_start is not None, status),
-              _rollback_check(rollbacks)]
-    passed = sum(c.weight for c in checks if c.passed)
+    observations = _observations(scope.stats, recovered)
+    checks = [*_gate_checks(inputs, status), _method_check(inputs, status),
+              *_load_checks(inputs, scope, observations),
+              *_chaos_checks(inputs, scope, observations, recovered, status),
+              _rollback_check(rollbacks, bool(j.get("run")))]
+    verdict, reason = _verdict(inputs, status, checks)
+    passed = sum(c.weight for c in checks if c.status is CheckStatus.PASSED)
     total = sum(c.weight for c in checks)
-    verdict = Verdict.PASS if all(c.passed for c in checks) and status is JournalStatus.COMPLETED else Verdict.FAIL
+    worst = min((s.stats.success_rate_pct for s in loaded(scope.spans, inputs.window_min_requests)
+                 if s.stats.success_rate_pct is not None), default=None)
     return ChaosResult(
-        verdict=verdict, score=round(100.0 * passed / total, 1) if total else 0.0,
+        verdict=verdict, score=round(100.0 * passed / total, 1) if total else 0.0, reason=reason,
         experiment=str(inputs.experiment.get("title", "")), experiment_path=inputs.path, target=inputs.target,
         profile=inputs.profile, started_at=_dt(t.load_start), ended_at=_dt(t.load_end),
         journal_status=status, deviated=bool(j.get("deviated")),
         interrupted=status is JournalStatus.INTERRUPTED, dry_run=inputs.dry_run,
-        steady_state_before_met=before_met, steady_state_after_met=after_met, rollbacks=rollbacks,
-        fault=FaultWindow(start=_dt(fault_start), end=_dt(fault_end), duration_s=round(fault_end - fault_start, 3))
+        steady_state_before_met=_steady(j, "before"), steady_state_after_met=_steady(j, "after"),
+        steady_state_after_at=_dt(t.steady_after_at) if t.steady_after_at is not None else None,
+        rollbacks=rollbacks, phases=phases,
+        fault=FaultWindow(start=_dt(fault_start), end=_dt(fault_end), duration_s=round(fault_end - fault_start, 3),
+                          removed_at=_dt(t.fault_removed_at))
         if fault_start is not None and fault_end is not None else None,
-        phases=phases,
-        availability_pct=fault_stats.success_rate_pct if fault_start is not None else None,
-        recovery_time_s=round(recovery, 1) if recovery is not None else None,
+        availability_pct=scope.stats.success_rate_pct if fault_start is not None else None,
+        availability_worst_pct=worst if fault_start is not None else None,
+        detect_time_s=round(detect, 1) if detect is not None else None,
+        recovery_time_s=round(recovered, 1) if isinstance(recovered, float) else None,
+        impact_window_s=inputs.impact_window_s, recovery_window_s=inputs.recovery_window_s,
         checks=checks, thresholds=[*inputs.load_thresholds, *inputs.chaos_thresholds],
-        warnings=_warnings(inputs, rollbacks), journal_path=inputs.journal_path,
+        warnings=_warnings(inputs, rollbacks, verdict, reason), journal_path=inputs.journal_path,
+        unguarded=list(inputs.unguarded),
     )
 
 
@@ -112,56 +162,197 @@ def _phases(windows: Sequence[Stamped], t: Timeline) -> list[PhaseLoad]:
     ]
 
 
-def _gate_checks(before: bool | None, after: bool | None, deviated: bool) -> list[Check]:
-    def gate(name: str, met: bool | None, what: str) -> Check:
-        passed = met is not False
-        reason = (f"steady state {what} was met" if met else f"steady state {what} was NOT met") \
-            if met is not None else f"not checked {what} (no hypothesis, or the run stopped first)"
-        return Check(name=name, metric=ChaosCheck.STEADY_STATE.value, observed=None if met is None else float(met),
-                     min=None,
-                     max=None, passed=passed, reason=reason)
-
-    checks = [gate("steady-state-before", before, "before the fault")]
-    after_check = gate("steady-state-after", after, "after the fault")
-    if deviated and after_check.passed:
-        after_check = after_check.model_copy(update={"passed": False, "reason": "the steady state deviated"})
-    return [*checks, after_check]
+def _scope(inputs: ChaosInputs, phases: list[PhaseLoad]) -> _Scope:
+    t, window_s = inputs.timeline, inputs.impact_window_s
+    if t.fault_start is not None:
+        spans = rolling_spans(inputs.windows, t.fault_start, t.fault_end, window_s)
+        return _Scope(phases[1].stats, spans, t.fault_start, "during the fault", "the fault's start")
+    # Nothing injected: the whole run, its worst window from the first one at full load (the
+    # spawn burst is not the steady state).
+    peak = max((w.snapshot.users for w in inputs.windows), default=0)
+    settled = next((w.at - w.snapshot.window.duration_s for w in inputs.windows if w.snapshot.users >= peak), None)
+    spans = rolling_spans(inputs.windows, settled, None, window_s)
+    where = "over the whole run (dry run)" if inputs.dry_run else "over the whole run (nothing was injected)"
+    return _Scope(phases[0].stats, spans, t.load_start, where, "the load's start")
 
 
-def _load_checks(inputs: ChaosInputs, fault: Stats, recovery: float | None, had_fault: bool,
-                 status: JournalStatus) -> list[Check]:
-    observations: dict[Metric, Observation] = dict(observations_from_stats(fault))
-    observations[Metric.AVAILABILITY] = Observation(fault.success_rate_pct if fault.requests else None,
-                                                    fault.requests, "%")
-    observations[Metric.RECOVERY_TIME] = Observation(recovery, fault.requests, "s")
-    thresholds = list(inputs.load_thresholds) + ([] if inputs.dry_run else list(inputs.chaos_thresholds))
-    card = evaluate(thresholds, observations, inputs.min_samples, inputs.external)
-    where = "during the fault" if had_fault else "over the whole run (nothing was injected)"
+def _recovery(inputs: ChaosInputs, scope: _Scope, detect: float | None) -> float | Recovery | None:
+    """Seconds from the fault's removal until the thresholds held again; 0 when they never broke
+    (well-loaded windows showed it); None when nothing was injected."""
+    removed = inputs.timeline.fault_removed_at
+    if removed is None:
+        return None
+    if detect is None and loaded(scope.spans, inputs.window_min_requests):
+        return 0.0
+    return recovery(inputs.windows, removed, inputs.load_thresholds, inputs.recovery_window_s,
+                    inputs.window_min_requests)
+
+
+def _observations(stats: Stats, recovered: float | Recovery | None) -> dict[Metric, Observation]:
+    observations = span_observations(stats)
+    value = recovered if isinstance(recovered, float) else None
+    observations[Metric.RECOVERY_TIME] = Observation(value, stats.requests, UNITS[Metric.RECOVERY_TIME])
+    return observations
+
+
+def _gate_checks(inputs: ChaosInputs, status: JournalStatus) -> list[Check]:
+    """The hypothesis before and after; none when the experiment has no hypothesis."""
+    if not inputs.experiment.get("steady-state-hypothesis"):
+        return []
+    j = inputs.journal
+    before, after = _steady(j, "before"), _steady(j, "after")
+    measured_late = inputs.timeline.steady_after_at is not None
+    after_when = "after the rollbacks and the cool-down" if measured_late else "after the method"
+    before_check = _gate("steady-state-before", before, "before the fault", _stopped_first(status))
+    after_check = _gate("steady-state-after", after, after_when,
+                        "the steady state before was not met, so the method did not run" if before is False
+                        else _stopped_first(status))
+    # chaoslib's deviation comes from its own hypothesis right after the method; once loadkit has
+    # measured the steady state after the rollbacks and the cool-down, that measurement decides.
+    if j.get("deviated") and not measured_late and after_check.passed:
+        after_check = after_check.restated(CheckStatus.FAILED, "the steady state deviated")
+    return [before_check, after_check]
+
+
+def _gate(name: str, met: bool | None, when: str, not_run: str) -> Check:
+    if met is None:
+        status, reason = CheckStatus.SKIPPED, f"not checked {when}: {not_run}"
+    else:
+        status = CheckStatus.PASSED if met else CheckStatus.FAILED
+        reason = f"steady state {when} was {'met' if met else 'NOT met'}"
+    return Check(name=name, metric=ChaosCheck.STEADY_STATE.value, observed=None if met is None else float(met),
+                 min=None, max=None, status=status, reason=reason)
+
+
+def _stopped_first(status: JournalStatus) -> str:
+    return {JournalStatus.INTERRUPTED: "the run was interrupted first",
+            JournalStatus.ABORTED: "the experiment aborted first"}.get(status, "the run stopped first")
+
+
+def _load_checks(inputs: ChaosInputs, scope: _Scope, observations: Mapping[Metric, Observation]) -> list[Check]:
+    """Each load threshold over the whole scope, and each client-side one over its worst window too."""
+    card = evaluate(inputs.load_thresholds, observations, inputs.min_samples, inputs.external)
     checks = []
-    for check in card.checks:
-        reason = check.reason
-        if check.metric == Metric.RECOVERY_TIME and check.observed is None and had_fault:
-            reason = ("interrupted before a recovery could be measured" if status is JournalStatus.INTERRUPTED
-                      else "did not recover: the thresholds never held again over a whole window before the load "
-                      "ended")
-        checks.append(check.model_copy(update={"reason": f"{reason} ({where})"}))
+    for threshold, check in zip(inputs.load_thresholds, card.checks, strict=True):
+        checks.append(check.restated(check.status, f"{check.reason} ({scope.where})"))
+        if threshold.is_client_range and threshold.resolved_metric is not Metric.RECOVERY_TIME:
+            checks.append(_worst_check(inputs, scope, threshold))
     return checks
 
 
-def _method_check(journal: Mapping[str, Any], dry_run: bool) -> Check:
+def _worst_check(inputs: ChaosInputs, scope: _Scope, threshold: Threshold) -> Check:
+    """The threshold over its worst rolling window; skipped when no window held enough requests."""
+    window_s, needed = inputs.impact_window_s, inputs.window_min_requests
+    judged = threshold.model_copy(update={"name": f"{threshold.name} (worst {fmt(window_s)}s)", "min_samples": None})
+    spans = loaded(scope.spans, needed)
+    worst = worst_span(spans, threshold.resolved_metric, judged.thresholdRange) \
+        if judged.thresholdRange is not None else None
+    if worst is None:
+        skipped = evaluate_threshold(judged, None, needed)
+        return skipped.restated(CheckStatus.SKIPPED, _unjudged(scope, spans, window_s, needed))
+    span, value = worst
+    metric = threshold.resolved_metric
+    check = evaluate_threshold(judged, Observation(value, span.stats.requests, UNITS.get(metric, "")), needed)
+    where = (f"in the worst {fmt(window_s)}s window, {fmt(span.start - scope.origin)}-{fmt(span.end - scope.origin)}s "
+             f"after {scope.origin_name} ({span.stats.requests} requests)")
+    return check.restated(check.status, f"{check.reason} {where}")
+
+
+def _unjudged(scope: _Scope, spans: Sequence[Span], window_s: float, needed: int) -> str:
+    if not scope.spans:
+        return f"no load {scope.where}: no {fmt(window_s)}s window to judge"
+    if not spans:
+        most = max(s.stats.requests for s in scope.spans)
+        return (f"thin load: no {fmt(window_s)}s window {scope.where} held {needed} requests (at most {most}); "
+                "raise --users or the impact window")
+    return f"no {fmt(window_s)}s window {scope.where} had a value for this metric (no request was answered)"
+
+
+def _chaos_checks(inputs: ChaosInputs, scope: _Scope, observations: Mapping[Metric, Observation],
+                  recovered: float | Recovery | None, status: JournalStatus) -> list[Check]:
+    """availability and recovery-time (and any Prometheus chaos threshold); none in a dry run."""
+    if inputs.dry_run:
+        return []
+    card = evaluate(inputs.chaos_thresholds, observations, inputs.min_samples, inputs.external)
+    if inputs.timeline.fault_start is None:
+        return [c.restated(CheckStatus.SKIPPED, "the fault was never injected: nothing to measure")
+                .model_copy(update={"observed": None}) for c in card.checks]
+    checks = []
+    for check in card.checks:
+        if check.metric != Metric.RECOVERY_TIME:
+            checks.append(check.restated(check.status, f"{check.reason} ({scope.where})"))
+        elif isinstance(recovered, float):
+            checks.append(check.restated(check.status, f"{check.reason} (after the fault was removed)"))
+        else:
+            checks.append(_no_recovery(inputs, check, recovered, status))
+    return checks
+
+
+def _no_recovery(inputs: ChaosInputs, check: Check, why: Recovery | None, status: JournalStatus) -> Check:
+    window = f"{fmt(inputs.recovery_window_s)}s"
+    removed = inputs.timeline.fault_removed_at or 0.0
+    after = f"{fmt(load_after(inputs.windows, removed))}s of load after the fault was removed"
+    if why is Recovery.NOT_RECOVERED and status is not JournalStatus.INTERRUPTED:
+        return check.restated(CheckStatus.FAILED, f"did not recover: the thresholds never held over a whole "
+                              f"{window} window in the {after}")
+    if status is JournalStatus.INTERRUPTED:
+        reason = "interrupted before a recovery could be measured"
+    elif why is Recovery.THIN:
+        reason = (f"thin load: no {window} window after the fault was removed held {inputs.window_min_requests} "
+                  "requests; raise --users")
+    else:
+        reason = f"not measured: only {after}, less than a whole {window} recovery window (raise --cooldown)"
+    return check.restated(CheckStatus.SKIPPED, reason)
+
+
+def _method_check(inputs: ChaosInputs, status: JournalStatus) -> Check:
     """Chaos Toolkit records a failed action without failing the run; an experiment whose fault was
     never injected (refused by a guard, an API error) tested nothing, so it cannot pass."""
-    runs = journal.get("run") or []
-    failed = [r for r in runs if r.get("status") != "succeeded" and (r.get("activity") or {}).get("type") == "action"]
+    runs = inputs.journal.get("run") or []
+    actions = [r for r in runs if (r.get("activity") or {}).get("type") == "action"]
+    failed = [r for r in actions if r.get("status") != "succeeded"]
     metric = ChaosCheck.METHOD.value
-    if not failed:
-        reason = "dry run: no action ran" if dry_run else f"{len(runs)} method activities ran and succeeded"
-        return Check(name="method", metric=metric, observed=float(len(runs)), min=None, max=None, passed=True,
+
+    def method(check_status: CheckStatus, observed: int, reason: str) -> Check:
+        return Check(name="method", metric=metric, observed=float(observed), min=None, max=None, status=check_status,
                      reason=reason)
-    details = "; ".join(f"{(r.get('activity') or {}).get('name')}: {_last_line(r.get('exception'))}" for r in failed)
-    return Check(name="method", metric=metric, observed=float(len(runs) - len(failed)), min=None, max=None,
-                 passed=False, reason=f"{len(failed)} action(s) failed, so the fault was not (fully) injected: "
-                 f"{details}")
+
+    if failed:
+        details = "; ".join(f"{(r.get('activity') or {}).get('name')}: {_last_line(r.get('exception'))}"
+                            for r in failed)
+        return method(CheckStatus.FAILED, len(runs) - len(failed),
+                      f"{len(failed)} action(s) failed, so the fault was not (fully) injected: {details}")
+    if inputs.dry_run:
+        return method(CheckStatus.PASSED, len(runs), "dry run: no action ran")
+    if not runs:
+        why = "the steady state before was not met" if _steady(inputs.journal, "before") is False \
+            else _stopped_first(status)
+        return method(CheckStatus.SKIPPED, 0, f"the method did not run: {why}")
+    if not actions:
+        return method(CheckStatus.FAILED, len(runs), "the method has no action: nothing was injected")
+    return method(CheckStatus.PASSED, len(runs), f"{len(runs)} method activities ran and succeeded")
+
+
+def _verdict(inputs: ChaosInputs, status: JournalStatus, checks: Sequence[Check]) -> tuple[Verdict, str]:
+    if status is JournalStatus.INTERRUPTED:
+        return Verdict.INTERRUPTED, "interrupted: the rollbacks ran; what was collected is shown, not judged"
+    if status is JournalStatus.ABORTED:
+        return Verdict.ERROR, "the experiment aborted (an activity raised), so it tested nothing: see the journal"
+    before = _steady(inputs.journal, "before")
+    if before is False:  # the canary was unhealthy before any fault: a finding, not a broken experiment
+        return Verdict.FAIL, "the steady state before the fault was not met, so nothing was injected"
+    if not inputs.dry_run and inputs.timeline.fault_start is None:
+        method = next((c for c in checks if c.name == "method"), None)
+        return Verdict.ERROR, ("the fault was never injected, so nothing was tested"
+                               + (f": {method.reason}" if method is not None else ""))
+    failed = [c.name for c in checks if c.status is CheckStatus.FAILED]
+    skipped = [c.name for c in checks if c.status is CheckStatus.SKIPPED]
+    if not failed and not skipped and status is JournalStatus.COMPLETED:
+        return Verdict.PASS, f"all {len(checks)} checks passed"
+    parts = [f"failed: {', '.join(failed)}"] if failed else []
+    parts += [f"not judged (skipped): {', '.join(skipped)}"] if skipped else []
+    parts += [] if status is JournalStatus.COMPLETED else [f"Chaos Toolkit's run status is {status.value}"]
+    return Verdict.FAIL, "; ".join(parts)
 
 
 def _status(journal: Mapping[str, Any]) -> JournalStatus:
@@ -183,17 +374,19 @@ def _rollbacks(experiment: Mapping[str, Any], journal: Mapping[str, Any], leftov
                      leftovers_removed=list(leftovers))
 
 
-def _rollback_check(r: Rollbacks) -> Check:
+def _rollback_check(r: Rollbacks, method_ran: bool) -> Check:
     ok = r.run >= r.planned and r.failed == 0 and not r.leftovers_removed
+    status = CheckStatus.PASSED if ok else CheckStatus.FAILED
     if ok:
         reason = f"{r.run} of {r.planned} rollbacks ran and succeeded; nothing was left behind"
+    elif not method_ran and r.run == 0 and not r.leftovers_removed:
+        status, reason = CheckStatus.SKIPPED, "the method never started: there was nothing to roll back"
     else:
         reason = (f"{r.run} of {r.planned} rollbacks ran, {r.failed} failed"
                   + (f"; loadkit removed what was left: {', '.join(r.leftovers_removed)}"
                      if r.leftovers_removed else ""))
     return Check(name="rollbacks", metric=ChaosCheck.ROLLBACKS.value, observed=float(r.run), min=float(r.planned),
-                 max=None,
-                 passed=ok, reason=reason)
+                 max=None, status=status, reason=reason)
 
 
 def _steady(journal: Mapping[str, Any], which: str) -> bool | None:
@@ -201,13 +394,15 @@ def _steady(journal: Mapping[str, Any], which: str) -> bool | None:
     return None if not state else bool(state.get("steady_state_met"))
 
 
-def _warnings(inputs: ChaosInputs, rollbacks: Rollbacks) -> list[str]:
+def _warnings(inputs: ChaosInputs, rollbacks: Rollbacks, verdict: Verdict, reason: str) -> list[str]:
     warnings = list(inputs.timeline.notes)
     status = inputs.journal.get("status")
     if status == "aborted":
         warnings.append("the experiment aborted (an activity raised); see the journal")
     if status == "interrupted":
-        warnings.append("interrupted: rollbacks were run, and what was collected is scored")
+        warnings.append("interrupted: rollbacks were run, and what was collected is shown")
+    if verdict is Verdict.ERROR and status != "aborted":
+        warnings.append(reason)
     if rollbacks.leftovers_removed:
         warnings.append(f"faults were still there after the rollbacks and were removed: "
                         f"{', '.join(rollbacks.leftovers_removed)}")

@@ -1,8 +1,9 @@
 """Chaos Toolkit actions against the local sandbox (`loadkit sandbox up`): pod kills and
-router faults (delay, abort), all removable, all guarded.
+router faults (delay, abort), all removable, all guarded, each fault owned by the run that made it.
 
 The sandbox's admin URL comes from the argument `admin_url`, the configuration key
-`loadkit_sandbox_admin_url`, or the LOADKIT_SANDBOX_ADMIN_URL environment variable.
+`loadkit_sandbox_admin_url`, or the LOADKIT_SANDBOX_ADMIN_URL environment variable; the guards
+allow only that sandbox (or a loopback one).
 
     method:
       - type: action
@@ -13,6 +14,9 @@ The sandbox's admin URL comes from the argument `admin_url`, the configuration k
       - type: action
         name: remove-faults
         provider: {type: python, module: loadkit.chaos.sandbox, func: remove_faults}
+
+Every fault records its owner (run id, pid, host, start time): a rollback removes only its own
+run's faults, and a later run can tell a leftover of a killed run from a live run's fault.
 """
 
 from __future__ import annotations
@@ -21,57 +25,54 @@ import json
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration
 
-from loadkit.chaos.guards import Guards
+from loadkit.chaos import guards as guard
 from loadkit.errors import SafetyError
 
 __all__ = ["add_abort", "add_delay", "kill_pods", "list_faults", "remove_faults", "wait_for_pods"]
 
 VERSIONS = ("canary", "primary")
 
-# Faults created in this process, by run (configuration loadkit_run_id): what `loadkit chaos run`
-# removes if the experiment's rollbacks did not. Never other runs' or people's faults.
-_created: dict[str, list[tuple[str, str]]] = {}
+# Sandboxes this process put faults on, by run: where `loadkit chaos run` sweeps its own faults.
+_touched: dict[str, set[str]] = {}
 
 
 def add_delay(delay_ms: int, version: str = "canary", percentage: float = 100.0, ttl_s: float = 600.0,
               admin_url: str | None = None, configuration: Configuration = None) -> dict[str, Any]:
     """Delay `percentage` % of a version's requests by `delay_ms` at the router (Istio fault.delay)."""
-    _guard(version, configuration)
-    return _remember(configuration, admin_url, _call("POST", "/faults", configuration, admin_url, {
-        "version": version, "kind": "delay", "delay_ms": int(delay_ms), "percentage": float(percentage),
-        "ttl_s": float(ttl_s)}))
+    return _fault(configuration, admin_url, version, ttl_s, {
+        "kind": "delay", "delay_ms": int(delay_ms), "percentage": float(percentage)})
 
 
 def add_abort(http_status: int = 503, version: str = "canary", percentage: float = 10.0, ttl_s: float = 600.0,
               admin_url: str | None = None, configuration: Configuration = None) -> dict[str, Any]:
     """Answer `percentage` % of a version's requests with `http_status` at the router (fault.abort)."""
-    _guard(version, configuration)
-    return _remember(configuration, admin_url, _call("POST", "/faults", configuration, admin_url, {
-        "version": version, "kind": "abort", "http_status": int(http_status), "percentage": float(percentage),
-        "ttl_s": float(ttl_s)}))
+    return _fault(configuration, admin_url, version, ttl_s, {
+        "kind": "abort", "http_status": int(http_status), "percentage": float(percentage)})
 
 
 def remove_faults(version: str | None = None, admin_url: str | None = None,
                   configuration: Configuration = None) -> dict[str, Any]:
-    """Remove every router fault (or one version's). Safe to call when there are none."""
-    query = f"?version={version}" if version else ""
-    return _call("DELETE", f"/faults{query}", configuration, admin_url)
+    """Remove this run's router faults (or its faults on one version); never another run's. Safe to repeat."""
+    query = {"run": guard.active().run_id, **({"version": version} if version else {})}
+    return _call("DELETE", "/faults?" + urllib.parse.urlencode(query), configuration, admin_url)
 
 
 def list_faults(admin_url: str | None = None, configuration: Configuration = None) -> list[dict[str, Any]]:
+    """Every fault on the sandbox, with its owner."""
     return list(_call("GET", "/faults", configuration, admin_url)["faults"])
 
 
 def kill_pods(count: int = 1, version: str = "canary", restart_after_s: float = 2.0, admin_url: str | None = None,
               configuration: Configuration = None) -> list[str]:
     """Kill `count` pods of a version (SIGKILL); the sandbox starts new ones after `restart_after_s`."""
-    guards = _guard(version, configuration)
+    guards = _guard(version)
     try:
         guards.kill_quantity(int(count), running_pods(version, admin_url, configuration))
     except SafetyError as exc:
@@ -95,35 +96,70 @@ def wait_for_pods(version: str = "canary", timeout_s: float = 60.0, admin_url: s
 
 
 def remove_run_faults(run_id: str) -> list[str]:
-    """Remove the faults this process created for `run_id` that are still in place."""
+    """Remove the faults `run_id` created that are still in place, on every sandbox it touched."""
     removed = []
-    for base, fault_id in _created.pop(run_id, []):
+    for base in sorted(_touched.pop(run_id, set())):
         try:
-            present = {f["id"]: f for f in _call("GET", "/faults", None, base)["faults"]}
-            if fault_id in present:
-                _call("DELETE", f"/faults/{fault_id}", None, base)
-                fault = present[fault_id]
-                removed.append(f"sandbox fault {fault_id} ({fault['kind']} on {fault['version']})")
+            query = "?" + urllib.parse.urlencode({"run": run_id})
+            present = _call("GET", f"/faults{query}", None, base)["faults"]
+            if present:
+                _call("DELETE", f"/faults{query}", None, base)
+            removed += [f"sandbox fault {f['id']} ({f['kind']} on {f['version']})" for f in present]
         except ActivityFailed as exc:
-            removed.append(f"sandbox fault {fault_id}: could not be checked ({exc})")
+            removed.append(f"sandbox faults of run {run_id} at {base}: could not be checked ({exc})")
     return removed
+
+
+def delete_fault(fault_id: str, admin_url: str) -> None:
+    """Remove one fault by id (a leftover whose owner is gone); not an experiment activity."""
+    _call("DELETE", f"/faults/{urllib.parse.quote(fault_id)}", None, admin_url)
+
+
+def owner_alive(owner: dict[str, Any] | None) -> bool | None:
+    """Is the process that made a fault still running? None when it cannot be told (another host, no owner)."""
+    if not owner or not owner.get("pid") or owner.get("host") != guard.process_host():
+        return None
+    import psutil
+
+    try:
+        process = psutil.Process(int(owner["pid"]))
+        started = owner.get("started")
+        return started is None or abs(process.create_time() - float(started)) < 1.0  # a reused pid is not it
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return False
 
 
 def running_pods(version: str, admin_url: str | None = None, configuration: Configuration = None) -> int:
     return sum(1 for p in _pods(configuration, admin_url) if p["version"] == version and p["alive"])
 
 
-def _remember(configuration: Configuration, admin_url: str | None, fault: dict[str, Any]) -> dict[str, Any]:
-    run = str((configuration or {}).get("loadkit_run_id", ""))
-    if run:
-        _created.setdefault(run, []).append((_base(configuration, admin_url), str(fault["id"])))
+def base_url(configuration: Configuration = None, admin_url: str | None = None) -> str:
+    url = admin_url or (configuration or {}).get("loadkit_sandbox_admin_url") \
+        or os.environ.get("LOADKIT_SANDBOX_ADMIN_URL")
+    if not url:
+        raise ActivityFailed("no sandbox admin URL: pass admin_url, or set the configuration key "
+                             "loadkit_sandbox_admin_url (or LOADKIT_SANDBOX_ADMIN_URL)")
+    return str(url).rstrip("/")
+
+
+def _fault(configuration: Configuration, admin_url: str | None, version: str, ttl_s: float,
+           spec: dict[str, Any]) -> dict[str, Any]:
+    guards = _guard(version)
+    try:
+        guards.check_fault_length(float(ttl_s), "ttl_s")
+    except SafetyError as exc:
+        raise ActivityFailed(f"refused by loadkit's safety guards: {exc}") from None
+    base = base_url(configuration, admin_url)
+    fault = _call("POST", "/faults", configuration, admin_url, {
+        **spec, "version": version, "ttl_s": float(ttl_s), "owner": dict(guards.owner)})
+    _touched.setdefault(guards.run_id, set()).add(base)
     return fault
 
 
-def _guard(version: str, configuration: Configuration) -> Guards:
+def _guard(version: str) -> guard.Guards:
     if version not in VERSIONS:
         raise ActivityFailed(f"version {version!r} is not one of {', '.join(VERSIONS)}")
-    guards = Guards.from_configuration(configuration)
+    guards = guard.active()
     try:
         guards.check_not_primary("", version)
     except SafetyError as exc:
@@ -135,20 +171,16 @@ def _pods(configuration: Configuration, admin_url: str | None) -> list[dict[str,
     return list(_call("GET", "/pods", configuration, admin_url)["pods"])
 
 
-def _base(configuration: Configuration, admin_url: str | None) -> str:
-    url = admin_url or (configuration or {}).get("loadkit_sandbox_admin_url") \
-        or os.environ.get("LOADKIT_SANDBOX_ADMIN_URL")
-    if not url:
-        raise ActivityFailed("no sandbox admin URL: pass admin_url, or set the configuration key "
-                             "loadkit_sandbox_admin_url (or LOADKIT_SANDBOX_ADMIN_URL)")
-    return str(url).rstrip("/")
-
-
 def _call(method: str, path: str, configuration: Configuration, admin_url: str | None,
           body: dict[str, Any] | None = None) -> dict[str, Any]:
-    url = _base(configuration, admin_url) + path
+    base = base_url(configuration, admin_url)
+    try:
+        guard.active().check_sandbox_url(base)
+    except SafetyError as exc:
+        raise ActivityFailed(f"refused by loadkit's safety guards: {exc}") from None
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return dict(json.loads(response.read() or b"{}"))
@@ -156,4 +188,4 @@ def _call(method: str, path: str, configuration: Configuration, admin_url: str |
         detail = exc.read().decode(errors="replace")
         raise ActivityFailed(f"sandbox {method} {path} answered {exc.code}: {detail}") from None
     except (urllib.error.URLError, OSError) as exc:
-        raise ActivityFailed(f"cannot reach the sandbox admin API at {url}: {exc}") from None
+        raise ActivityFailed(f"cannot reach the sandbox admin API at {base}: {exc}") from None

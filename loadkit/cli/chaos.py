@@ -40,6 +40,11 @@ def guard_options(f: Any) -> Any:
                      help="Namespaces actions may touch, repeatable (default: any but system namespaces)."),
         click.option("--max-kill-share", type=click.FloatRange(0, 1, min_open=True),
                      help="Largest share of a workload's pods a kill may take (default 0.5)."),
+        click.option("--max-fault-duration", "max_fault_s", type=DurationType(),
+                     help="Longest a fault may stay (its TTL, a pause while it is on); default 15m."),
+        click.option("--allow-unguarded", is_flag=True,
+                     help="Also run activities loadkit cannot guard (process, http, other modules, controls, "
+                          "dynamic configuration): loudly, and recorded in the result."),
         click.option("--var", "variables", multiple=True, callback=_parse_var, metavar="KEY[:TYPE]=VALUE",
                      help="Experiment configuration value, repeatable (like chaos run --var)."),
     ]):
@@ -68,6 +73,9 @@ def chaos() -> None:
               help="Keep the load on after the rollbacks to measure the recovery (at least a recovery window).")
 @click.option("--recovery-window", type=DurationType(), default="5s", show_default=True,
               help="Recovered = the thresholds hold over a whole window this long.")
+@click.option("--impact-window", type=DurationType(), default="5s", show_default=True,
+              help="The fault's impact is also judged over its worst rolling window this long (a burst is not "
+                   "averaged away over a long fault).")
 @prometheus_options
 @config_option
 @output_option
@@ -76,8 +84,10 @@ def chaos() -> None:
 @click.option("--junit", "junit_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write JUnit XML (one testcase per check).")
 def run(experiment: Path, target: str | None, profile: str, users: int | None, allow_primary: bool,
-        allow_namespaces: tuple[str, ...], max_kill_share: float | None, variables: dict[str, Any], dry_run: bool,
-        cooldown: float, recovery_window: float, prometheus_url: str | None, canary_name: str | None,
+        allow_namespaces: tuple[str, ...], max_kill_share: float | None, max_fault_s: float | None,
+        allow_unguarded: bool, variables: dict[str, Any], dry_run: bool,
+        cooldown: float, recovery_window: float, impact_window: float, prometheus_url: str | None,
+        canary_name: str | None,
         namespace: str | None, config_path: Path | None, output: str, journal_path: Path | None,
         junit_path: Path | None) -> int:
     """Run EXPERIMENT (Chaos Toolkit JSON/YAML) under load and score what happened.
@@ -111,7 +121,8 @@ def run(experiment: Path, target: str | None, profile: str, users: int | None, a
     options = ChaosOptions(experiment_path=experiment, target=target, profile=profile, users=users,
                            variables=variables, dry_run=dry_run, allow_primary=allow_primary,
                            allow_namespaces=allow_namespaces, max_kill_share=max_kill_share,
-                           journal_path=journal_path, cooldown_s=cooldown, recovery_window_s=recovery_window,
+                           max_fault_s=max_fault_s, allow_unguarded=allow_unguarded, journal_path=journal_path,
+                           cooldown_s=cooldown, recovery_window_s=recovery_window, impact_window_s=impact_window,
                            server=server_side(config, prometheus_url=prometheus_url, canary_name=canary_name,
                                               namespace=namespace))
     stderr_console().print(f"loadkit chaos: {experiment} ({'dry run, ' if dry_run else ''}load: {profile})",
@@ -123,10 +134,10 @@ def run(experiment: Path, target: str | None, profile: str, users: int | None, a
         render_chaos(result, stdout_console())
     if junit_path is not None:
         write_text(junit_path, chaos_junit(result))
-    if result.interrupted:
+    if result.interrupted or result.verdict is Verdict.INTERRUPTED:
         return EXIT_INTERRUPTED
-    if result.journal_status is JournalStatus.ABORTED:
-        return EXIT_TARGET  # the experiment itself broke (an activity raised): not a verdict on the canary
+    if result.verdict is Verdict.ERROR or result.journal_status is JournalStatus.ABORTED:
+        return EXIT_TARGET  # nothing was injected, or an activity raised: not a verdict on the canary
     return EXIT_PASS if result.verdict is Verdict.PASS else EXIT_FAIL
 
 
@@ -134,7 +145,8 @@ def run(experiment: Path, target: str | None, profile: str, users: int | None, a
 @click.argument("experiments", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
 @guard_options
 def validate(experiments: tuple[Path, ...], allow_primary: bool, allow_namespaces: tuple[str, ...],
-             max_kill_share: float | None, variables: dict[str, Any]) -> int:
+             max_kill_share: float | None, max_fault_s: float | None, allow_unguarded: bool,
+             variables: dict[str, Any]) -> int:
     """Check experiments as Chaos Toolkit does (schema, modules, arguments) plus loadkit's guards.
 
     \b
@@ -148,8 +160,11 @@ def validate(experiments: tuple[Path, ...], allow_primary: bool, allow_namespace
     for path in experiments:
         try:
             prepared = prepare(ChaosOptions(experiment_path=path, variables=variables, allow_primary=allow_primary,
-                                            allow_namespaces=allow_namespaces, max_kill_share=max_kill_share))
+                                            allow_namespaces=allow_namespaces, max_kill_share=max_kill_share,
+                                            max_fault_s=max_fault_s, allow_unguarded=allow_unguarded))
             click.echo(f"ok       {path}  ({prepared.experiment.get('title')})")
+            for item in prepared.unguarded:
+                click.echo(f"         UNGUARDED: {item}")
         except LoadkitError as exc:
             bad += 1
             click.echo(f"invalid  {path}: {exc.message.removeprefix(f'{path}: ')}")
@@ -157,20 +172,32 @@ def validate(experiments: tuple[Path, ...], allow_primary: bool, allow_namespace
 
 
 @chaos.command("cleanup")
-@click.option("--namespace", "-n", help="Only this namespace (default: every namespace).")
+@click.option("--namespace", "-n", "namespaces", multiple=True,
+              help="A namespace to clean, repeatable (default: every namespace, if the credentials may list them).")
 @click.option("--sandbox", "sandbox_admin_url", metavar="ADMIN_URL",
-              help="Also remove every fault from this local sandbox (its admin URL).")
+              help="Also clean this local sandbox (its admin URL; default: $LOADKIT_SANDBOX_ADMIN_URL).")
+@click.option("--expired", "expired_only", is_flag=True,
+              help="Only objects past their expiry (the frequent reaper: deploy/chaos).")
+@click.option("--run", "run_id", metavar="RUN_ID", help="Only what this run created (it may still be going).")
 @click.option("--skip-kubernetes", is_flag=True, help="Do not talk to a Kubernetes API (sandbox only).")
-def cleanup(namespace: str | None, sandbox_admin_url: str | None, skip_kubernetes: bool) -> int:
-    """Remove every leftover object labelled app.kubernetes.io/managed-by=loadkit (and sandbox faults).
+def cleanup(namespaces: tuple[str, ...], sandbox_admin_url: str | None, expired_only: bool, run_id: str | None,
+            skip_kubernetes: bool) -> int:
+    """Remove leftovers labelled app.kubernetes.io/managed-by=loadkit, and sandbox faults of runs that are gone.
+
+    Cleans whatever it can reach and says what it could not (exit 3 then). Without a configured
+    Kubernetes it skips the cluster with a note.
 
     \b
     Examples:
       loadkit chaos cleanup --namespace bruno
-      loadkit chaos cleanup --skip-kubernetes --sandbox http://127.0.0.1:8081
+      loadkit chaos cleanup --expired --namespace bruno          # what the reaper CronJob runs
+      loadkit chaos cleanup --sandbox http://127.0.0.1:8081
     """
     from loadkit.chaos.cleanup import remove_everything
+    from loadkit.errors import EXIT_PASS, EXIT_TARGET
 
-    for line in remove_everything(namespace, sandbox_admin_url, kubernetes=not skip_kubernetes):
+    report = remove_everything(namespaces, sandbox_admin_url, kubernetes=not skip_kubernetes,
+                               expired_only=expired_only, run=run_id)
+    for line in report.lines():
         click.echo(line)
-    return 0
+    return EXIT_TARGET if report.failed else EXIT_PASS

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from loadkit.cli._options import output_option
+from loadkit.cli._options import DurationType, output_option
 from loadkit.errors import UsageError
+from loadkit.sandbox._spec import ISTIO_DEFAULT_RETRY_ON, MAX_RETRIES, MAX_ROUTE_TIMEOUT_S, parse_retry_on
 
 if TYPE_CHECKING:
-    from loadkit.sandbox.models import SandboxInfo
+    from loadkit.sandbox.models import SandboxInfo, WorkloadInfo
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -23,6 +24,21 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 def _namespace(ctx: click.Context, param: click.Parameter, value: str) -> str:
     if not _DNS_LABEL.match(value):
         raise click.BadParameter(f"{value!r} is not a Kubernetes namespace name (use a-z, 0-9 and '-')")
+    return value
+
+
+def _retry_on(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None:
+        try:
+            parse_retry_on(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
+def _route_timeout(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and value > MAX_ROUTE_TIMEOUT_S:
+        raise click.BadParameter(f"{value:g} s is longer than the {MAX_ROUTE_TIMEOUT_S:g} s (1h) the sandbox allows")
     return value
 
 
@@ -97,6 +113,35 @@ def sandbox() -> None:
     help="Delay added to every canary request.",
 )
 @click.option(
+    "--retries",
+    type=click.IntRange(0, MAX_RETRIES),
+    default=0,
+    show_default=True,
+    help="Retries of a failed try, on another pod of the version (Istio's retries.attempts). 0 is off: "
+    "Istio's own default is 2, but the sandbox keeps every count exact unless asked.",
+)
+@click.option(
+    "--retry-on",
+    callback=_retry_on,
+    metavar="CONDITIONS",
+    help="What is retried (Istio's retryOn), comma-separated: 5xx, gateway-error, reset, connect-failure, "
+    f"retriable-4xx, retriable-status-codes, or status codes such as 503.  [default: {ISTIO_DEFAULT_RETRY_ON}"
+    " with 503, as Istio]",
+)
+@click.option(
+    "--per-try-timeout",
+    type=DurationType(),
+    callback=_route_timeout,
+    help="Timeout of each try, e.g. 500ms (Istio's retries.perTryTimeout); 504 UT when it runs out.  "
+    "[default: none]",
+)
+@click.option(
+    "--timeout",
+    type=DurationType(),
+    callback=_route_timeout,
+    help="Timeout of the whole request, retries included, e.g. 10s (Istio's route timeout).  [default: none]",
+)
+@click.option(
     "--namespace",
     default="bruno",
     show_default=True,
@@ -114,6 +159,10 @@ def up(
     canary_error_rate: float,
     primary_latency_ms: int,
     canary_latency_ms: int,
+    retries: int,
+    retry_on: str | None,
+    per_try_timeout: float | None,
+    timeout: float | None,
     namespace: str,
     output: str,
 ) -> int:
@@ -132,9 +181,14 @@ def up(
       DELETE /faults
 
     \b
+    Retries and timeouts, like a VirtualService route's (both versions; off by default):
+      --retries 2 --retry-on connect-failure,5xx --per-try-timeout 1s --timeout 10s
+
+    \b
     Examples:
       loadkit sandbox up
       loadkit sandbox up --canary-weight 20 --canary-error-rate 0.05 --canary-latency-ms 30
+      loadkit sandbox up --retries 2 --retry-on connect-failure,5xx   # pod kills with retries
       loadkit sandbox up --port 0 --output json      # one JSON line with the chosen ports
     """
     import asyncio
@@ -142,19 +196,24 @@ def up(
     from rich.text import Text
 
     from loadkit.cli._console import stderr_console
-    from loadkit.sandbox._spec import SandboxConfig, Version, VersionSpec
+    from loadkit.sandbox._spec import RoutePolicy, SandboxConfig, Version, VersionSpec
     from loadkit.sandbox._supervisor import run_sandbox
 
     if admin_port is None and port == 65535:
         raise UsageError("--admin-port: its default, --port + 1, would be 65536", hint="pass --admin-port")
+    for option, value in (("--retry-on", retry_on), ("--per-try-timeout", per_try_timeout)):
+        if value is not None and retries == 0:  # Istio ignores a retry policy with 0 attempts
+            raise UsageError(f"{option} has no effect without --retries: a retry policy with 0 attempts is off",
+                             hint="add --retries N (N >= 1), e.g. --retries 2")
+    route = RoutePolicy.from_istio(retries, retry_on, per_try_timeout, timeout)
     config = SandboxConfig(
         host=host,
         port=port,
         admin_port=admin_port,
         namespace=namespace,
         canary_weight=canary_weight,
-        primary=VersionSpec(Version.PRIMARY, pods, primary_error_rate, primary_latency_ms),
-        canary=VersionSpec(Version.CANARY, pods, canary_error_rate, canary_latency_ms),
+        primary=VersionSpec(Version.PRIMARY, pods, primary_error_rate, primary_latency_ms, route),
+        canary=VersionSpec(Version.CANARY, pods, canary_error_rate, canary_latency_ms, route),
     )
     console = stderr_console()
 
@@ -186,5 +245,23 @@ def render_text(info: SandboxInfo) -> str:
             f"  {version.value:<8} {workload.name:<19} {pods} (ports {ports})"
             f"  error rate {workload.error_rate * 100:g}%  latency +{workload.latency_ms} ms"
         )
+    routes = {version.value: describe_route(workload) for version, workload in info.workloads.items()}
+    if len(set(routes.values())) == 1:
+        lines.append(f"  routes   {next(iter(routes.values()))}")
+    else:
+        lines += [f"  routes   {version}: {text}" for version, text in routes.items()]
     lines.append("Press Ctrl-C to stop.")
     return "\n".join(lines)
+
+
+def describe_route(workload: WorkloadInfo) -> str:
+    """E.g. "retries 2 on connect-failure,5xx, 1s per try; timeout 10s", or "no retries; no timeout"."""
+    retries = workload.retries
+    if retries is None or retries.attempts == 0:
+        text = "no retries"
+    else:
+        codes = ", ".join(str(code) for code in retries.retriable_status_codes)
+        text = f"retries {retries.attempts} on {retries.retry_on}" + (f" ({codes})" if codes else "")
+        if retries.per_try_timeout_s is not None:
+            text += f", {retries.per_try_timeout_s:g}s per try"
+    return f"{text}; " + (f"timeout {workload.timeout_s:g}s" if workload.timeout_s else "no timeout")

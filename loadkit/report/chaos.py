@@ -8,19 +8,23 @@ from rich.text import Text
 
 from loadkit.chaos.models import ChaosResult
 from loadkit.report.junit import checks_junit
-from loadkit.report.text import render_checks, verdict_text
+from loadkit.report.text import render_banner, render_checks, verdict_text
 from loadkit.scoring import fmt, with_unit
 
 
 def render_chaos(result: ChaosResult, console: Console) -> None:
     console.print(Text.assemble(("loadkit chaos ", "bold"), f"{result.experiment!r} -> {result.target}  ",
                                 verdict_text(result.verdict), f"  score {fmt(result.score)}"))
+    render_banner(result.verdict, result.reason, console)
     fault = (f"fault {fmt(result.fault.duration_s)}s" if result.fault else "no fault injected") + \
         (" (dry run)" if result.dry_run else "")
+    worst = f" (worst {fmt(result.impact_window_s or 0)}s {with_unit(result.availability_worst_pct, '%')})" \
+        if result.availability_worst_pct is not None else ""
     console.print(
         f"journal {result.journal_status}{' (deviated)' if result.deviated else ''}  {fault}  "
-        f"availability {with_unit(result.availability_pct, '%')}  "
-        f"recovery {with_unit(result.recovery_time_s, 's') if result.fault else '-'}  "
+        f"availability {with_unit(result.availability_pct, '%')}{worst}  "
+        f"detect {with_unit(result.detect_time_s, 's') if result.fault else '-'}  "
+        f"recovery {_recovery(result)}  "
         f"rollbacks {result.rollbacks.run}/{result.rollbacks.planned}", highlight=False)
     phases = Table(show_edge=False, pad_edge=False)
     for column in ("phase", "requests", "success", "errors", "p99", "rps"):
@@ -35,7 +39,14 @@ def render_chaos(result: ChaosResult, console: Console) -> None:
         console.print(Text(f"warning: {warning}", style="yellow"))
 
 
+def _recovery(result: ChaosResult) -> str:
+    if result.fault is None or result.recovery_time_s is None:
+        return "-"
+    return f"{with_unit(result.recovery_time_s, 's')} after removal"
+
+
 def chaos_junit(result: ChaosResult) -> str:
     return checks_junit(f"loadkit.chaos.{result.experiment}", result.checks, result.started_at, result.ended_at,
                         {"target": result.target, "verdict": result.verdict.value, "score": fmt(result.score),
-                         "journal_status": result.journal_status}, result.warnings)
+                         "journal_status": result.journal_status}, result.warnings,
+                        verdict=result.verdict, reason=result.reason)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from loadkit.models import RunResult, TimelinePoint
+from loadkit.models import Check, CheckStatus, RunResult, TimelinePoint
 from loadkit.report.text import threshold_text
 from loadkit.scoring import fmt
 
@@ -13,6 +13,7 @@ _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}
 .pass{color:#1a7f37;font-weight:bold}.fail{color:#cf222e;font-weight:bold}.warn{color:#9a6700}
+.skip{color:#9a6700;font-weight:bold}.interrupted{color:#9a6700;font-weight:bold}.error{color:#8250df;font-weight:bold}
 svg{border:1px solid #ddd;background:#fafafa}
 """
 
@@ -43,14 +44,23 @@ def _timeline_svg(points: Sequence[TimelinePoint]) -> str:
             "per second, each scaled to its own maximum</p>")
 
 
+_STATUS_CELLS = {CheckStatus.PASSED: '<span class="pass">PASS</span>',
+                 CheckStatus.FAILED: '<span class="fail">FAIL</span>',
+                 CheckStatus.SKIPPED: '<span class="skip">SKIP</span>'}
+
+
+def status_cell(check: Check) -> str:
+    """PASS in green, FAIL in red, SKIP in amber: a check that was not judged is never green."""
+    return _STATUS_CELLS[check.status]
+
+
 def render_html(result: RunResult) -> str:
     s = result.stats
     verdict = f'<span class="{result.verdict.value}">{result.verdict.value.upper()}</span>'
     checks = "".join(
         _row([escape(c.name), escape(fmt(c.observed)) if c.observed is not None else "-",
               escape(threshold_text(c)),
-              '<span class="pass">PASS</span>' if c.passed else '<span class="fail">FAIL</span>',
-              escape(c.reason)])
+              status_cell(c), escape(c.reason)])
         for c in result.checks
     )
     stats = "".join(_row([escape(k), escape(str(v))]) for k, v in s.model_dump().items()

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from loadkit.models import Check, RunResult
+from loadkit.models import Check, CheckStatus, RunResult, Verdict
 from loadkit.report.text import threshold_text
 from loadkit.scoring import fmt, with_unit
 
@@ -15,31 +15,46 @@ from loadkit.scoring import fmt, with_unit
 def junit_xml(result: RunResult) -> str:
     return checks_junit(f"loadkit.{result.profile}", result.checks, result.started_at, result.ended_at,
                         {"target": result.target, "verdict": result.verdict.value, "score": fmt(result.score),
-                         "requests": str(result.stats.requests)}, result.warnings)
+                         "requests": str(result.stats.requests)}, result.warnings,
+                        verdict=Verdict.INTERRUPTED if result.interrupted else result.verdict,
+                        reason="interrupted: what was collected is scored" if result.interrupted else "")
 
 
 def checks_junit(suite_name: str, checks: Sequence[Check], started_at: datetime, ended_at: datetime,
-                 properties: Mapping[str, str], warnings: Sequence[str]) -> str:
-    """JUnit XML for CI systems: one testcase per check, failures carry the reason."""
+                 properties: Mapping[str, str], warnings: Sequence[str], verdict: Verdict | None = None,
+                 reason: str = "") -> str:
+    """JUnit XML for CI systems: one testcase per check; a failed one carries `<failure>`, a skipped
+    one `<skipped>`, both with the reason. An interrupted or errored run adds a testcase `run` with
+    an `<error>` (it was not judged, so CI must not read it as green)."""
     duration = (ended_at - started_at).total_seconds()
-    failed = sum(1 for c in checks if not c.passed)
+    failed = sum(1 for c in checks if c.status is CheckStatus.FAILED)
+    skipped = sum(1 for c in checks if c.status is CheckStatus.SKIPPED)
+    unjudged = verdict in (Verdict.INTERRUPTED, Verdict.ERROR)
+    tests, errors = len(checks) + unjudged, int(unjudged)
     suite = ET.Element("testsuite", {
-        "name": suite_name, "tests": str(len(checks)), "failures": str(failed), "errors": "0", "skipped": "0",
-        "time": f"{duration:.3f}", "timestamp": started_at.isoformat(),
+        "name": suite_name, "tests": str(tests), "failures": str(failed), "errors": str(errors),
+        "skipped": str(skipped), "time": f"{duration:.3f}", "timestamp": started_at.isoformat(),
     })
     props = ET.SubElement(suite, "properties")
-    for name, value in properties.items():
+    for name, value in {**properties, **({"interrupted": "true"} if verdict is Verdict.INTERRUPTED else {})}.items():
         ET.SubElement(props, "property", {"name": name, "value": value})
+    if unjudged and verdict is not None:
+        case = ET.SubElement(suite, "testcase", {"classname": suite_name, "name": "run", "time": f"{duration:.3f}"})
+        error = ET.SubElement(case, "error", {"message": reason or verdict.value, "type": verdict.value.capitalize()})
+        error.text = reason or f"verdict {verdict.value}"
     for check in checks:
         case = ET.SubElement(suite, "testcase", {"classname": suite_name, "name": check.name,
                                                  "time": f"{duration:.3f}"})
-        if not check.passed:
+        if check.status is CheckStatus.SKIPPED:
+            ET.SubElement(case, "skipped", {"message": check.reason})
+        elif check.status is CheckStatus.FAILED:
             failure = ET.SubElement(case, "failure", {"message": check.reason, "type": "ThresholdFailed"})
             failure.text = (f"{check.name}: observed {with_unit(check.observed, check.unit)}, "
                             f"threshold {threshold_text(check)}")
     if warnings:
         ET.SubElement(suite, "system-err").text = "\n".join(warnings)
-    root = ET.Element("testsuites", {"tests": str(len(checks)), "failures": str(failed)})
+    root = ET.Element("testsuites", {"tests": str(tests), "failures": str(failed), "errors": str(errors),
+                                     "skipped": str(skipped)})
     root.append(suite)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

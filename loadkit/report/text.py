@@ -8,17 +8,36 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from loadkit.models import Check, Comparison, RunResult, ScoreResult, Source, Verdict
+from loadkit.models import Check, CheckStatus, Comparison, RunResult, ScoreResult, Source, Verdict
 from loadkit.prometheus.queries import promql_duration
 from loadkit.scoring import fmt, range_text, with_unit
 
 
 def threshold_text(check: Check) -> str:
-    return range_text(check.min, check.max, check.unit)
+    """'>= 99%', or '-' for a check without bounds (a steady-state gate)."""
+    return range_text(check.min, check.max, check.unit) if check.min is not None or check.max is not None else "-"
+
+
+VERDICT_STYLES = {Verdict.PASS: "bold green", Verdict.FAIL: "bold red", Verdict.INTERRUPTED: "bold yellow",
+                  Verdict.ERROR: "bold magenta"}
+STATUS_MARKS = {CheckStatus.PASSED: ("PASS", "green"), CheckStatus.FAILED: ("FAIL", "bold red"),
+                CheckStatus.SKIPPED: ("SKIP", "yellow")}
 
 
 def verdict_text(verdict: Verdict) -> Text:
-    return Text(verdict.value.upper(), style="bold green" if verdict is Verdict.PASS else "bold red")
+    return Text(verdict.value.upper(), style=VERDICT_STYLES.get(verdict, "bold red"))
+
+
+def render_banner(verdict: Verdict, reason: str, console: Console) -> None:
+    """A verdict that is neither pass nor fail says so in a line of its own, with why."""
+    if verdict in (Verdict.INTERRUPTED, Verdict.ERROR):
+        console.print(Text.assemble((f"{verdict.value.upper()}: ", VERDICT_STYLES[verdict]), reason or "not judged"),
+                      highlight=False)
+
+
+def check_mark(check: Check) -> Text:
+    label, style = STATUS_MARKS[check.status]
+    return Text(label, style=style)
 
 
 def render_checks(checks: Sequence[Check], console: Console) -> None:
@@ -27,13 +46,12 @@ def render_checks(checks: Sequence[Check], console: Console) -> None:
     for column in ("check", *(["from"] if sources else []), "observed", "threshold", "result", "reason"):
         table.add_column(column, no_wrap=column != "reason")
     for c in checks:
-        verdict = Text("PASS", style="green") if c.passed else Text("FAIL", style="bold red")
         observed = "-" if c.metric == "steady-state" else with_unit(c.observed, c.unit)
-        threshold = threshold_text(c) if c.min is not None or c.max is not None else "-"
+        threshold = threshold_text(c)
         if c.comparison is not None:
             observed, threshold = f"score {fmt(c.comparison.score)}", f"score >= {fmt(c.min or 0)}"
         where = ["compare" if c.comparison is not None or c.metric == "compare" else c.source.value] if sources else []
-        table.add_row(c.name, *where, observed, threshold, verdict, "" if c.passed else c.reason)
+        table.add_row(c.name, *where, observed, threshold, check_mark(c), "" if c.passed else c.reason)
     console.print(table)
     for c in checks:
         if c.comparison is not None:
@@ -60,6 +78,7 @@ def render_scorecard(result: RunResult, console: Console) -> None:
         f"  score {fmt(result.score)}",
     )
     console.print(head)
+    render_banner(result.verdict, "", console)
     console.print(
         f"requests {s.requests:,}  failures {s.failures:,}  rps {fmt(s.rps)}  "
         f"p50 {with_unit(s.p50_ms, 'ms')}  p95 {with_unit(s.p95_ms, 'ms')}  p99 {with_unit(s.p99_ms, 'ms')}  "

@@ -10,9 +10,9 @@
 
 Layout: `_spec` names and settings · `_site`, `_shop`, `_pages`, `_app_metrics` the app a pod
 serves (`pod` is its entry point) · `_faults` deterministic fault injection · `_pods` pod
-processes, restarts and kills · `_routing`, `_router`, `_istio` the VirtualService stand-in and
-its metrics · `_admin`, `_merge` the admin API, `_chaos` its fault and pod-kill endpoints ·
-`_supervisor` wires it all · `models` the wire format.
+processes, restarts and kills · `_routing`, `_router`, `_retries`, `_istio` the VirtualService
+stand-in (routes, retries, timeouts) and its metrics · `_admin`, `_merge` the admin API,
+`_chaos` its fault and pod-kill endpoints · `_supervisor` wires it all · `models` the wire format.
 
 Only stdlib modules are imported here, so `import loadkit.sandbox` does not pull in aiohttp.
 """

@@ -1,18 +1,21 @@
 """The admin API's chaos endpoints: router faults and pod kills, for Chaos Toolkit actions.
 
-    GET    /faults                  200 {"faults": [FaultInfo, ...]}  oldest first
-    POST   /faults                  FaultRequest -> 201 FaultInfo
-    DELETE /faults[?version=V]      200 {"removed": n}  every fault, or every fault of version V
-    DELETE /faults/{id}             200 {"removed": 1}; 404 for an unknown id
+    GET    /faults[?version=V][&run=R]   200 {"faults": [FaultInfo, ...]}  oldest first
+    POST   /faults                       FaultRequest -> 201 FaultInfo
+    DELETE /faults[?version=V][&run=R]   200 {"removed": n}  every fault, or those of version V / run R
+    DELETE /faults/{id}                  200 {"removed": 1}; 404 for an unknown id
     GET    /pods                    200 {"pods": [PodState, ...]}  primary pods first, in pod order
     POST   /pods/kill               KillRequest -> 200 KillResult
 
 Bad input is a 400 `{"error": "field: what is wrong", "field": "field", "fields": ["field", ...]}`
 (`body` when the body is not a JSON object at all), never a 500; an unknown fault id is a 404.
 
-Every fault removes itself `ttl_s` after it was added: a chaos experiment that dies before its
-rollback must not leave the canary broken for long. The timers run on the event loop's monotonic
-clock; `created_at`/`expires_at` are wall-clock UTC for humans.
+Every fault removes itself `ttl_s` (at most an hour) after it was added: a chaos experiment that
+dies before its rollback must not leave the canary broken for long. The timers run on the event
+loop's monotonic clock; `created_at`/`expires_at` are wall-clock UTC for humans. A fault may name
+its `owner` (the run, pid, host, start time and command that added it), so that a run killed with
+`kill -9` leaves faults anyone can attribute, and a later run's rollback `DELETE /faults?run=<its
+id>` removes only its own.
 """
 
 from __future__ import annotations
@@ -27,10 +30,18 @@ from typing import Any, TypeVar
 import pydantic
 from aiohttp import web
 
-from loadkit.sandbox._faults import FaultTable, RouterFault
+from loadkit.sandbox._faults import FaultOwner, FaultTable, RouterFault
 from loadkit.sandbox._pods import Log, ReplicaSet
 from loadkit.sandbox._spec import Version
-from loadkit.sandbox.models import FaultInfo, FaultRequest, KillRequest, KillResult, PodState
+from loadkit.sandbox.models import (
+    MAX_RUN_ID_LENGTH,
+    RUN_ID,
+    FaultInfo,
+    FaultRequest,
+    KillRequest,
+    KillResult,
+    PodState,
+)
 
 RequestModel = TypeVar("RequestModel", bound=pydantic.BaseModel)
 
@@ -75,7 +86,9 @@ class ChaosApi:
     # -- faults ----------------------------------------------------------------------------------
 
     async def list_faults(self, request: web.Request) -> web.Response:
-        return _json({"faults": [info.model_dump(mode="json") for info in fault_infos(self._faults)]})
+        version, run = _filters(request)
+        infos = fault_infos(self._faults.select(version, run))
+        return _json({"faults": [info.model_dump(mode="json") for info in infos]})
 
     async def add_fault(self, request: web.Request) -> web.Response:
         body = await _parse(request, FaultRequest)
@@ -89,6 +102,7 @@ class ChaosApi:
             expires_at=now + timedelta(seconds=body.ttl_s),
             delay_ms=body.delay_ms,
             http_status=body.http_status,
+            owner=FaultOwner(**body.owner.model_dump()) if body.owner else None,
         )
         self._faults.add(fault)
         loop = asyncio.get_running_loop()
@@ -97,8 +111,8 @@ class ChaosApi:
         return _json(fault_infos([fault])[0].model_dump(mode="json"), status=201)
 
     async def clear_faults(self, request: web.Request) -> web.Response:
-        version = _version_filter(request)
-        removed = self._faults.clear(version)
+        version, run = _filters(request)
+        removed = self._faults.clear(version, run)
         self._forget(removed)
         return _json({"removed": len(removed)})
 
@@ -171,11 +185,16 @@ def _field(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "body"
 
 
-def _version_filter(request: web.Request) -> Version | None:
-    unknown = sorted(set(request.query) - {"version"})
+def _filters(request: web.Request) -> tuple[Version | None, str | None]:
+    """`?version=canary&run=chaos-1a2b`: both optional; anything else is a 400 naming it."""
+    unknown = sorted(set(request.query) - {"version", "run"})
     if unknown:
-        raise _bad_request([(name, "unknown query parameter (only version is allowed)") for name in unknown])
-    value = request.query.get("version")
+        message = "unknown query parameter (only version and run are allowed)"
+        raise _bad_request([(name, message) for name in unknown])
+    return _version(request.query.get("version")), _run(request.query.get("run"))
+
+
+def _version(value: str | None) -> Version | None:
     if value is None:
         return None
     try:
@@ -183,6 +202,15 @@ def _version_filter(request: web.Request) -> Version | None:
     except ValueError:
         valid = ", ".join(v.value for v in Version)
         raise _bad_request([("version", f"{value!r} is not one of {valid}")]) from None
+
+
+def _run(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if len(value) > MAX_RUN_ID_LENGTH or not RUN_ID.fullmatch(value):
+        message = f"{value[:40]!r} is not a run id (1..{MAX_RUN_ID_LENGTH} letters, digits and . _ : -)"
+        raise _bad_request([("run", message)])
+    return value
 
 
 def _bad_request(problems: list[tuple[str, str]]) -> web.HTTPBadRequest:

@@ -11,6 +11,10 @@ aborts `percentage` % of that version's requests, each fault counting with its o
 a 10% abort answers exactly floor(n / 10) of the n requests that reach the version while it is
 active. `FaultTable.decide` takes every fault's decision when a request arrives, like the pods do,
 so concurrency cannot change the counts. Pure: ids, clocks and timers belong to the caller.
+
+A fault may carry a `FaultOwner` (the chaos run that added it, its pid, host and start time), so
+that after a `kill -9` of that run anyone can tell whose fault it is, and a run's rollback removes
+its own faults only (`FaultTable.clear(run=...)`).
 """
 
 from __future__ import annotations
@@ -58,6 +62,25 @@ class FaultKind(enum.StrEnum):
     ABORT = "abort"
 
 
+@dataclass(frozen=True)
+class FaultOwner:
+    """Who added a fault, as the client said: enough for a later run to tell if it is still alive."""
+
+    run: str | None = None
+    pid: int | None = None
+    host: str | None = None
+    started: float | None = None  # unix time the owning process started
+    command: str | None = None
+
+    def describe(self) -> str:
+        """For the log, e.g. "run chaos-1a2b (pid 4242 on ci-7, 'chaos run')"."""
+        pid = f"pid {self.pid}" if self.pid is not None else ""
+        host = f"on {self.host}" if self.host else ""
+        command = repr(self.command) if self.command else ""
+        details = ", ".join(part for part in (" ".join(p for p in (pid, host) if p), command) if part)
+        return f"run {self.run or '?'}" + (f" ({details})" if details else "")
+
+
 @dataclass
 class RouterFault:
     """One fault on one version's traffic, like a VirtualService `fault:` with a percentage.
@@ -73,6 +96,7 @@ class RouterFault:
     expires_at: datetime
     delay_ms: int | None = None
     http_status: int | None = None
+    owner: FaultOwner | None = None
     _injector: ErrorInjector = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -85,7 +109,14 @@ class RouterFault:
     def describe(self) -> str:
         """For the log, e.g. "abort 503 on 10% of canary requests"."""
         what = f"delay {self.delay_ms} ms" if self.kind is FaultKind.DELAY else f"abort {self.http_status}"
-        return f"{what} on {self.percentage:g}% of {self.version.value} requests"
+        by = f", owned by {self.owner.describe()}" if self.owner else ""
+        return f"{what} on {self.percentage:g}% of {self.version.value} requests{by}"
+
+    def matches(self, version: Version | None = None, run: str | None = None) -> bool:
+        """Whether the fault is of `version` and owned by `run` (None matches anything)."""
+        if version is not None and self.version is not version:
+            return False
+        return run is None or (self.owner is not None and self.owner.run == run)
 
 
 @dataclass(frozen=True)
@@ -123,9 +154,13 @@ class FaultTable:
     def remove(self, fault_id: str) -> RouterFault | None:
         return self._faults.pop(fault_id, None)
 
-    def clear(self, version: Version | None = None) -> list[RouterFault]:
-        """Remove every fault, or every fault of `version`; returns the removed ones."""
-        removed = [f for f in self._faults.values() if version is None or f.version is version]
+    def select(self, version: Version | None = None, run: str | None = None) -> list[RouterFault]:
+        """The faults of `version` owned by `run`, oldest first; None matches anything."""
+        return [f for f in self._faults.values() if f.matches(version, run)]
+
+    def clear(self, version: Version | None = None, run: str | None = None) -> list[RouterFault]:
+        """Remove every fault, or those of `version` and/or owned by `run`; returns the removed ones."""
+        removed = self.select(version, run)
         for fault in removed:
             del self._faults[fault.id]
         return removed

@@ -10,10 +10,18 @@ names and labels, for example
 
 so those run unchanged against the sandbox. Only the labels those queries and dashboards use are
 kept; the source side is "unknown", as Istio reports for traffic from outside the mesh.
+
+`reporter="destination"` has one sample per try at a pod, with that try's code, as the pod's own
+sidecar would count it (a try the router answered itself, e.g. a connect failure or a fault abort,
+is counted there too, so Flagger's queries see it). When a version's route has retries or
+timeouts, the router also reports `reporter="source"`: one sample per client request with the
+final code, as the client's sidecar would; without them the two would be identical, so the
+source side is left out and every count stays what it always was.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -64,8 +72,15 @@ LABELS = (
 )
 
 
+class Reporter(enum.StrEnum):
+    """Which sidecar reports a request: the client's (once per request) or the pod's (once per try)."""
+
+    SOURCE = "source"
+    DESTINATION = "destination"
+
+
 # The flags the sandbox can set, in the order Envoy lists them in `%RESPONSE_FLAGS%`.
-_FLAG_ORDER = ("UH", "UF", "UC", "DI", "FI", "DC")
+_FLAG_ORDER = ("UH", "UT", "UF", "UC", "DI", "FI", "DC", "URX")
 
 
 def response_flags(flags: Iterable[str]) -> str:
@@ -80,11 +95,15 @@ def response_flags(flags: Iterable[str]) -> str:
 
 
 def destination_labels(
-    version: Version, namespace: str, response_code: int, response_flags: str
+    version: Version,
+    namespace: str,
+    response_code: int,
+    response_flags: str,
+    reporter: Reporter = Reporter.DESTINATION,
 ) -> dict[str, str]:
     """The label set of one request; a pure function so the mapping is tested on its own."""
     return {
-        "reporter": "destination",
+        "reporter": reporter.value,
         "source_workload": "unknown",
         "source_workload_namespace": "unknown",
         "source_app": "unknown",
@@ -111,17 +130,24 @@ class IstioMetrics:
         self.namespace = namespace
         self.registry = CollectorRegistry(auto_describe=True)
         self._requests = Counter(
-            "istio_requests", "Requests seen by the destination proxy.", LABELS, registry=self.registry
+            "istio_requests", "Requests seen by the reporting proxy.", LABELS, registry=self.registry
         )
         self._duration = Histogram(
             "istio_request_duration_milliseconds",
-            "Request duration at the destination proxy, in ms.",
+            "Request duration at the reporting proxy, in ms.",
             LABELS,
             buckets=DURATION_BUCKETS_MS,
             registry=self.registry,
         )
 
-    def record(self, version: Version, response_code: int, response_flags: str, duration_ms: float) -> None:
-        labels = destination_labels(version, self.namespace, response_code, response_flags)
+    def record(
+        self,
+        version: Version,
+        response_code: int,
+        response_flags: str,
+        duration_ms: float,
+        reporter: Reporter = Reporter.DESTINATION,
+    ) -> None:
+        labels = destination_labels(version, self.namespace, response_code, response_flags, reporter)
         self._requests.labels(**labels).inc()
         self._duration.labels(**labels).observe(duration_ms)

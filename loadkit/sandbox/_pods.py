@@ -21,7 +21,7 @@ import json
 import signal
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from loadkit.errors import TargetError
@@ -124,11 +124,16 @@ class ReplicaSet:
                 hint = f"run `{by_hand}` to see it fail on its own"
                 raise TargetError(f"sandbox {outcome}", hint=hint) from outcome
 
-    def pick(self) -> Pod | None:
-        """Round-robin over the ready pods, as kube-proxy/Envoy spread requests over endpoints."""
+    def pick(self, avoid: Collection[str] = ()) -> Pod | None:
+        """Round-robin over the ready pods, as kube-proxy/Envoy spread requests over endpoints.
+
+        A retry passes the pods it already tried in `avoid`; another ready pod is preferred when
+        there is one, like Istio's `previous_hosts` retry predicate.
+        """
         ready = [pod for pod in self.pods if pod.ready]
         if not ready:
             return None
+        ready = [pod for pod in ready if pod.name not in avoid] or ready
         pod = ready[self._next % len(ready)]
         self._next += 1
         return pod

@@ -29,6 +29,9 @@ class SandboxProcess:
     >>> with SandboxProcess(canary_error_rate=0.1, pods=1) as sandbox:  # doctest: +SKIP
     ...     httpx.get(f"{sandbox.traffic_url}/canary/").headers["X-Served-By"]
     'bruno-site'
+
+    `retries`, `retry_on`, `per_try_timeout_s` and `timeout_s` are `sandbox up`'s `--retries`,
+    `--retry-on`, `--per-try-timeout` and `--timeout` (seconds), for both versions; off by default.
     """
 
     def __init__(
@@ -40,6 +43,10 @@ class SandboxProcess:
         canary_error_rate: float = 0.0,
         primary_latency_ms: int = 0,
         canary_latency_ms: int = 0,
+        retries: int = 0,
+        retry_on: str | None = None,
+        per_try_timeout_s: float | None = None,
+        timeout_s: float | None = None,
         namespace: str = DEFAULT_NAMESPACE,
         host: str = "127.0.0.1",
         extra_args: Sequence[str] = (),
@@ -72,6 +79,7 @@ class SandboxProcess:
             str(canary_latency_ms),
             "--namespace",
             namespace,
+            *_route_args(retries, retry_on, per_try_timeout_s, timeout_s),
             *extra_args,
         ]
         self.start_timeout = start_timeout
@@ -205,3 +213,21 @@ class SandboxProcess:
             f"loadkit sandbox {what}" + (f"; its stderr ends with:\n{tail}" if tail else ""),
             hint=f"run it by hand to see everything: {shlex.join(['loadkit', *self.argv[3:]])}",
         )
+
+
+def _route_args(retries: int, retry_on: str | None, per_try_timeout_s: float | None,
+                timeout_s: float | None) -> list[str]:
+    """The route options, only those set, so the default command line stays what it always was."""
+    args = ["--retries", str(retries)] if retries else []
+    if retry_on is not None:
+        args += ["--retry-on", retry_on]
+    if per_try_timeout_s is not None:
+        args += ["--per-try-timeout", _seconds(per_try_timeout_s)]
+    if timeout_s is not None:
+        args += ["--timeout", _seconds(timeout_s)]
+    return args
+
+
+def _seconds(value: float) -> str:
+    """A bare number of seconds `--timeout` parses: 0.1 -> "0.1", never "1e-05"."""
+    return f"{float(value):.6f}".rstrip("0").rstrip(".")

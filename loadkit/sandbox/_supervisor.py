@@ -30,7 +30,7 @@ from loadkit.sandbox._istio import IstioMetrics
 from loadkit.sandbox._pods import Log, ReplicaSet
 from loadkit.sandbox._router import Router, create_upstream_session
 from loadkit.sandbox._spec import SandboxConfig
-from loadkit.sandbox.models import PodInfo, SandboxInfo, WorkloadInfo
+from loadkit.sandbox.models import PodInfo, RetriesInfo, SandboxInfo, WorkloadInfo
 
 _SHUTDOWN_GRACE_S = 1.0
 _BACKLOG = 1024  # load tests open many connections at once
@@ -92,6 +92,7 @@ class Sandbox:
             self._session,
             canary_weight=config.canary_weight,
             faults=self.faults,
+            policies={spec.version: spec.route for spec in config.versions},
         )
         admin = AdminApi(
             istio=self.istio,
@@ -128,7 +129,8 @@ class Sandbox:
         await asyncio.gather(*(rs.stop() for rs in self.replica_sets.values()))
 
     def info(self, *, live: bool) -> SandboxInfo:
-        """What runs where; `live` adds each pod's alive flag and restart count, and the faults."""
+        """What runs where and how it is routed; `live` adds each pod's alive flag and restart count,
+        and the faults."""
         workloads = {
             version: WorkloadInfo(
                 name=version.workload,
@@ -144,6 +146,8 @@ class Sandbox:
                     )
                     for pod in rs.pods
                 ],
+                retries=RetriesInfo.of(rs.spec.route),
+                timeout_s=rs.spec.route.timeout_s,
             )
             for version, rs in self.replica_sets.items()
         }

@@ -12,11 +12,15 @@ Deployment controller that replaces deleted pods, and Istio VirtualServices as c
 
 Served (anything else is a 404 Status, or 405/415 on a known path, kept in `unexpected_requests`):
   /api/v1/pods, /api/v1/namespaces/{ns}/pods[/{name}]                  GET list (watch too), GET, DELETE
+  /api/v1/services, /api/v1/namespaces/{ns}/services[/{name}]          GET list, GET (Flagger's three
+                                                                       Services for each canary/primary pair)
   /apis/apps/v1/deployments, /apis/apps/v1/namespaces/{ns}/deployments[/{name}]
                                                                        GET list (watch too), GET, PATCH
   /apis/networking.istio.io/{v1,v1beta1,v1alpha3}/[namespaces/{ns}/]virtualservices[/{name}]
                                                                        GET list (watch too), POST, GET,
                                                                        PUT, PATCH (merge), DELETE
+With `namespaced_only=True` the fake answers like an API server where the caller's RBAC is
+namespace-scoped (the shipped Roles): every list across all namespaces is 403 Forbidden.
 Lists honour `labelSelector`; `fieldSelector` is honoured for metadata.name, metadata.namespace
 and status.phase, other fields are ignored. Watches start with the current objects as ADDED, or
 resume after `resourceVersion`, and end at `timeoutSeconds` or when the fake closes. Fields the
@@ -335,9 +339,11 @@ class FakeKubernetes:
     """
 
     def __init__(self, deployments: Mapping[Key, int] | None = None, *,
-                 recreate_after_s: float = 0.5, ready_after_s: float = 0.2) -> None:
+                 recreate_after_s: float = 0.5, ready_after_s: float = 0.2, namespaced_only: bool = False) -> None:
         self.recreate_after_s = recreate_after_s
         self.ready_after_s = ready_after_s
+        self.namespaced_only = namespaced_only
+        self._services: dict[Key, Obj] = {}
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._generation = 0  # bumped on every state change, for wait_for and watches
@@ -356,6 +362,8 @@ class FakeKubernetes:
         with self._lock:
             for (ns, name), replicas in (DEFAULT_DEPLOYMENTS if deployments is None else deployments).items():
                 self._add_deployment(ns, name, replicas)
+                if name.endswith("-primary"):
+                    self._add_flagger_services(ns, name.removesuffix("-primary"))
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -404,10 +412,13 @@ class FakeKubernetes:
             return copy.deepcopy(self._select(self._custom, namespace, None))
 
     def plant_virtualservice(self, namespace: str, name: str, labels: Mapping[str, str] | None = None,
-                             spec: Obj | None = None) -> Obj:
+                             spec: Obj | None = None, annotations: Mapping[str, str] | None = None) -> Obj:
         """Store a VirtualService as if someone else had created it (a leftover, say)."""
-        body = {"apiVersion": f"{_VS_GROUP}/v1beta1", "kind": _VS_KIND,
-                "metadata": {"name": name, "labels": dict(labels or {})}, "spec": copy.deepcopy(spec or {})}
+        meta: Obj = {"name": name, "labels": dict(labels or {})}
+        if annotations:
+            meta["annotations"] = dict(annotations)
+        body = {"apiVersion": f"{_VS_GROUP}/v1beta1", "kind": _VS_KIND, "metadata": meta,
+                "spec": copy.deepcopy(spec or {})}
         with self._lock:
             return copy.deepcopy(self._create_custom(namespace, "v1beta1", body))
 
@@ -510,6 +521,17 @@ class FakeKubernetes:
         dep.obj["status"] = _deployment_status(dep, self._pods_of(dep))
         self._touch(dep.obj, "ADDED")
 
+    def _add_flagger_services(self, namespace: str, name: str) -> None:
+        """Flagger's layout: the apex and `-primary` Services select the primary, `-canary` the canary."""
+        for service, app in ((name, f"{name}-primary"), (f"{name}-primary", f"{name}-primary"),
+                             (f"{name}-canary", name)):
+            self._services[(namespace, service)] = {
+                "kind": "Service", "apiVersion": "v1",
+                "metadata": {"name": service, "namespace": namespace, "uid": str(uuid.uuid4()),
+                             "creationTimestamp": _now(), "resourceVersion": str(next(self._rv))},
+                "spec": {"selector": {"app": app}, "type": "ClusterIP", "ports": [{"port": 80, "targetPort": 8080}]},
+            }
+
     def _next_ip(self) -> str:
         n = next(self._ips)
         return f"10.244.{n // 250}.{n % 250 + 2}"
@@ -585,6 +607,11 @@ class FakeKubernetes:
 
     def _list_pods(self, ns: str | None, query: Mapping[str, str]) -> Obj | _Watch:
         return self._list("Pod", "v1", self._pods, ns, query)
+
+    def _get_service(self, ns: str, name: str) -> Obj:
+        if (ns, name) not in self._services:
+            raise _not_found("services", name)
+        return self._services[(ns, name)]
 
     def _get_pod(self, ns: str, name: str) -> Obj:
         if (ns, name) not in self._pods:
@@ -760,6 +787,8 @@ class FakeKubernetes:
 
     _ROUTES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((name, re.compile(pattern)) for name, pattern in (
         ("pods", r"/api/v1(?:/namespaces/(?P<ns>[^/]+))?/pods"),
+        ("services", r"/api/v1(?:/namespaces/(?P<ns>[^/]+))?/services"),
+        ("service", r"/api/v1/namespaces/(?P<ns>[^/]+)/services/(?P<name>[^/]+)"),
         ("pod", r"/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)"),
         ("deployments", r"/apis/apps/v1(?:/namespaces/(?P<ns>[^/]+))?/deployments"),
         ("deployment", r"/apis/apps/v1/namespaces/(?P<ns>[^/]+)/deployments/(?P<name>[^/]+)"),
@@ -804,7 +833,15 @@ class FakeKubernetes:
     def _route(self, route: str, method: str, p: Mapping[str, str], query: Mapping[str, str], body: Any,
                content_type: str) -> Obj | _Watch:
         ns, name, version = p.get("ns"), p.get("name", ""), p.get("version", "")
+        if self.namespaced_only and ns is None and method == "GET":
+            resource = {"vss": "virtualservices.networking.istio.io", "deployments": "deployments.apps"}.get(route,
+                                                                                                           route)
+            raise ApiError(403, f'{resource} is forbidden: User "system:serviceaccount:loadkit:loadkit-chaos" '
+                                f'cannot list resource "{resource.split(".")[0]}" at the cluster scope',
+                           reason="Forbidden")
         handlers: dict[tuple[str, str], Callable[[], Obj | _Watch]] = {
+            ("services", "GET"): lambda: self._list("Service", "v1", self._services, ns, query),
+            ("service", "GET"): lambda: self._get_service(p["ns"], name),
             ("pods", "GET"): lambda: self._list_pods(ns, query),
             ("pod", "GET"): lambda: self._get_pod(p["ns"], name),
             ("pod", "DELETE"): lambda: self._delete_pod(p["ns"], name, body),

@@ -1,83 +1,194 @@
-"""The safety guards refuse dangerous experiments before anything runs (`loadkit chaos validate`
-does the static part, offline)."""
+"""The guards are an allow-list: every bypass found by trying to break them is refused by
+`loadkit chaos validate` and `loadkit chaos run` (exit 2), with the reason, and nothing runs.
+
+In process (CliRunner): refusals happen before any load or fault, so no sandbox is needed, except
+for the live checks, which resolve selectors against an HTTP-level fake Kubernetes API.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
-from tests.conftest import run_loadkit
-
-
-def experiment(action: dict[str, Any]) -> dict[str, Any]:
-    return {"title": "t", "description": "d", "method": [{"type": "action", "name": "fault", **action}]}
+from loadkit.cli import cli
+from tests.chaos.fake_k8s import FakeKubernetes
 
 
-def chaosk8s_kill(**arguments: Any) -> dict[str, Any]:
-    return {"provider": {"type": "python", "module": "chaosk8s.pod.actions", "func": "terminate_pods",
-                         "arguments": {"ns": "bruno", **arguments}}}
+def experiment(*method: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"title": "t", "description": "d", "method": [{"type": "action", "name": "fault", **m} for m in method],
+            **extra}
 
 
-def loadkit_k8s(func: str, **arguments: Any) -> dict[str, Any]:
-    return {"provider": {"type": "python", "module": "loadkit.chaos.k8s", "func": func,
-                         "arguments": {"ns": "bruno", **arguments}}}
+def python(module: str, func: str, **arguments: Any) -> dict[str, Any]:
+    return {"provider": {"type": "python", "module": module, "func": func, "arguments": arguments}}
 
+
+def kill(**arguments: Any) -> dict[str, Any]:
+    return python("chaosk8s.pod.actions", "terminate_pods", **{"ns": "bruno", **arguments})
+
+
+def k8s_fault(func: str, **arguments: Any) -> dict[str, Any]:
+    return python("loadkit.chaos.k8s", func, **{"ns": "bruno", **arguments})
+
+
+MARKER = "/tmp/loadkit-guard-marker"  # every refused shell command would create it
+SANDBOX_URL = "http://127.0.0.1:9"  # nothing listens: a call that got through would fail differently
 
 REFUSED = [
-    ("empty-selector", chaosk8s_kill(), "empty label selector"),
-    ("name-pattern-only", chaosk8s_kill(name_pattern=".*"), "a name pattern alone can match every pod"),
-    ("all-true", chaosk8s_kill(label_selector="app=bruno-site", all=True), "all: true"),
-    ("primary-selector", chaosk8s_kill(label_selector="app=bruno-site-primary,tier=web"), "primary"),
-    ("primary-in-set", chaosk8s_kill(label_selector="app in (bruno-site-primary)"), "primary"),
-    ("negative-selector", chaosk8s_kill(label_selector="app!=bruno-site"), "selects by exclusion"),
-    ("whole-percentage", chaosk8s_kill(label_selector="app=bruno-site", mode="percentage", qty=100), "over the cap"),
-    ("system-namespace", chaosk8s_kill(label_selector="app=x", ns="kube-system"), "system namespace"),
-    ("node-action", {"provider": {"type": "python", "module": "chaosk8s.node.actions", "func": "drain_nodes",
-                                  "arguments": {"name": "node-1"}}}, "node actions"),
-    ("scale-primary", {"provider": {"type": "python", "module": "chaosk8s.deployment.actions",
-                                    "func": "scale_deployment",
-                                    "arguments": {"name": "bruno-site-primary", "replicas": 0, "ns": "bruno"}}},
+    ("empty-selector", experiment(kill()), "empty label selector"),
+    ("name-pattern-only", experiment(kill(name_pattern=".*")), "a name pattern alone can match every pod"),
+    ("all-true", experiment(kill(label_selector="app=bruno-site", all=True)), "all: true"),
+    ("all-as-a-string", experiment(kill(label_selector="app=bruno-site", all="false")),
+     "all must be a bool, not 'false'"),
+    ("exists-selector", experiment(kill(label_selector="app")), "selects every pod that has the label"),
+    ("primary-selector", experiment(kill(label_selector="app=bruno-site-primary,tier=web")), "primary"),
+    ("primary-in-set", experiment(kill(label_selector="app in (bruno-site-primary)")), "primary"),
+    ("negative-selector", experiment(kill(label_selector="app!=bruno-site")), "selects by exclusion"),
+    ("whole-percentage", experiment(kill(label_selector="app=bruno-site", mode="percentage", qty=100)),
+     "over the cap"),
+    ("qty-as-a-string", experiment(kill(label_selector="app=bruno-site", qty="1")), "qty must be"),
+    ("system-namespace", experiment(kill(label_selector="app=x", ns="kube-system")), "system namespace"),
+    ("flux-system", experiment(kill(label_selector="app=x", ns="flux-system")), "system namespace"),
+    ("no-namespace", experiment(python("loadkit.chaos.k8s", "remove_faults")), "no namespace given"),
+    ("node-action", experiment(python("chaosk8s.node.actions", "drain_nodes", name="node-1")), "node actions"),
+    ("scale-primary", experiment(python("chaosk8s.deployment.actions", "scale_deployment",
+                                        name="bruno-site-primary", replicas=0, ns="bruno")),
+     "chaosk8s.deployment.actions.scale_deployment is not an activity loadkit can guard"),
+    ("chaosistio", experiment(python("chaosistio.fault.actions", "add_delay_fault", virtual_service_name="bruno-site",
+                                     fixed_delay="1s", routes=[], ns="bruno")), "Flagger's VirtualService"),
+    ("kill-primary", experiment(k8s_fault("kill_canary_pods", name="bruno-site-primary")), "primary"),
+    ("apex-host", experiment(k8s_fault("add_canary_delay", name="bruno-site", host="bruno-site.bruno.svc")),
+     "is not bruno-site's canary Service"),
+    ("apex-host-another-name", experiment(k8s_fault("add_canary_delay", name="x",
+                                                    host="bruno-site.bruno.svc.cluster.local")),
+     "is not x's canary Service"),
+    ("long-fault", experiment(k8s_fault("add_canary_abort", name="bruno-site", expires_in="24h")),
+     "longest fault allowed"),
+    ("long-pause", experiment({**python("loadkit.chaos.sandbox", "add_delay", delay_ms=5), "pauses": {"after": 3600}}),
+     "pause after of 3600s"),
+    ("sandbox-primary", experiment(python("loadkit.chaos.sandbox", "add_delay", version="primary", delay_ms=5)),
      "primary"),
-    ("chaosistio", {"provider": {"type": "python", "module": "chaosistio.fault.actions", "func": "add_delay_fault",
-                                 "arguments": {"virtual_service_name": "bruno-site", "fixed_delay": "1s",
-                                               "routes": [], "ns": "bruno"}}}, "Flagger's VirtualService"),
-    ("kill-primary", loadkit_k8s("kill_canary_pods", name="bruno-site-primary"), "primary"),
-    ("apex-host", loadkit_k8s("add_canary_delay", name="bruno-site", host="bruno-site.bruno.svc.cluster.local"),
-     "apex or primary Service"),
-    ("sandbox-primary", {"provider": {"type": "python", "module": "loadkit.chaos.sandbox", "func": "add_delay",
-                                      "arguments": {"version": "primary", "delay_ms": 5}}}, "primary"),
+    ("sandbox-elsewhere", experiment(python("loadkit.chaos.sandbox", "add_abort", admin_url="http://10.1.2.3:8081")),
+     "is not the sandbox this run may fault"),
+    ("private-helper", experiment(python("loadkit.chaos.sandbox", "_call", method="POST", path="/faults",
+                                         configuration=None, admin_url=SANDBOX_URL,
+                                         body={"version": "primary", "kind": "abort"})),
+     "loadkit.chaos.sandbox._call is not an activity loadkit can guard"),
+    ("os-system", experiment(python("os", "system", command=f"touch {MARKER}")), "os.system is not an activity"),
+    ("process-action", experiment({"provider": {"type": "process", "path": "touch", "arguments": MARKER}}),
+     "a 'process' provider runs outside loadkit's guards"),
+    ("http-action", experiment({"provider": {"type": "http", "url": f"{SANDBOX_URL}/faults", "method": "POST",
+                                             "arguments": {"version": "primary", "kind": "abort", "ttl_s": 86400}}}),
+     "a 'http' provider runs outside loadkit's guards"),
+    ("process-probe", {**experiment(), "steady-state-hypothesis": {"title": "h", "probes": [
+        {"type": "probe", "name": "curl", "tolerance": 0,
+         "provider": {"type": "process", "path": "sh", "arguments": f"-c 'touch {MARKER}'"}}]}},
+     "a 'process' provider"),
+    ("tolerance-probe", {**experiment(), "steady-state-hypothesis": {"title": "h", "probes": [
+        {"type": "probe", "name": "p", "provider": {"type": "python", "module": "loadkit.chaos.probes", "func": "rps"},
+         "tolerance": {"type": "probe", "name": "t",
+                       "provider": {"type": "process", "path": "touch", "arguments": MARKER}}}]}},
+     "its tolerance probe"),
+    ("dynamic-configuration", experiment(configuration={"x": {"type": "probe", "name": "x", "provider": {
+        "type": "process", "path": "touch", "arguments": MARKER}}}), "dynamic configuration"),
+    ("foreign-control", experiment(controls=[{"name": "c", "provider": {"type": "python",
+                                                                       "module": "chaosaddons.controls.repeat"}}]),
+     "is not loadkit's"),
+    ("loosened-namespaces", experiment(kill(label_selector="app=x", ns="kube-system"),
+                                       configuration={"loadkit_allowed_namespaces": [".*"]}),
+     "guard settings come only from loadkit's flags"),
+    ("loosened-kill-share", experiment(configuration={"loadkit_max_kill_share": 1.0}),
+     "guard settings come only from loadkit's flags"),
 ]
 
 
-@pytest.mark.parametrize(("action", "message"), [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
-def test_dangerous_actions_are_refused(tmp_path: Path, action: dict[str, Any], message: str) -> None:
+@pytest.fixture(autouse=True)
+def _no_marker() -> Iterator[None]:
+    Path(MARKER).unlink(missing_ok=True)
+    yield
+    assert not Path(MARKER).exists(), "a refused activity ran"
+
+
+def write(tmp_path: Path, data: dict[str, Any]) -> Path:
     path = tmp_path / "e.yaml"
-    path.write_text(yaml.safe_dump(experiment(action)))
-    out = run_loadkit("chaos", "validate", str(path))
-    assert out.returncode == 2, out.stdout
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.mark.parametrize(("data", "message"), [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
+def test_validate_refuses_each_bypass(tmp_path: Path, data: dict[str, Any], message: str) -> None:
+    out = invoke("chaos", "validate", str(write(tmp_path, data)))
+    assert out.exit_code == 2, out.stdout
     assert message in out.stdout and "refused before anything ran" in out.stdout
+    assert "Traceback" not in out.stdout
+
+
+@pytest.mark.parametrize(("data", "message"), [c[1:] for c in REFUSED if c[0] in (
+    "all-as-a-string", "process-probe", "http-action", "private-helper", "os-system", "loosened-namespaces",
+    "apex-host-another-name", "dynamic-configuration")], ids=lambda v: str(v)[:20] if isinstance(v, str) else "")
+def test_chaos_run_refuses_before_anything_runs(tmp_path: Path, data: dict[str, Any], message: str) -> None:
+    for dry in ((), ("--dry-run",)):  # a dry run runs probes: a process probe must not run there either
+        out = invoke("chaos", "run", str(write(tmp_path, data)), "--target", "http://127.0.0.1:9", *dry)
+        assert out.exit_code == 2, out.stderr
+        assert message in out.stderr and "Traceback" not in out.stderr
 
 
 def test_a_positive_canary_selector_is_accepted(tmp_path: Path) -> None:
-    path = tmp_path / "e.yaml"
-    path.write_text(yaml.safe_dump(experiment(chaosk8s_kill(label_selector="app=bruno-site", qty=1))))
-    out = run_loadkit("chaos", "validate", str(path))
-    assert out.returncode == 0, out.stdout
+    out = invoke("chaos", "validate", str(write(tmp_path, experiment(kill(label_selector="app=bruno-site", qty=1)))))
+    assert out.exit_code == 0, out.stdout
 
 
 def test_allow_flags_open_what_they_name(tmp_path: Path) -> None:
-    path = tmp_path / "e.yaml"
-    path.write_text(yaml.safe_dump(experiment(loadkit_k8s("kill_canary_pods", name="bruno-site-primary"))))
-    assert run_loadkit("chaos", "validate", str(path), "--allow-primary").returncode == 0
+    primary = write(tmp_path, experiment(k8s_fault("kill_canary_pods", name="bruno-site-primary")))
+    assert invoke("chaos", "validate", str(primary), "--allow-primary").exit_code == 0
     system = tmp_path / "s.yaml"
-    system.write_text(yaml.safe_dump(experiment(chaosk8s_kill(label_selector="app=x", ns="kube-system"))))
-    assert run_loadkit("chaos", "validate", str(system), "--allow-namespace", "kube-system").returncode == 0
+    system.write_text(yaml.safe_dump(experiment(kill(label_selector="app=x", ns="kube-system"))))
+    assert invoke("chaos", "validate", str(system), "--allow-namespace", "kube-system").exit_code == 0
+    longer = tmp_path / "l.yaml"
+    longer.write_text(yaml.safe_dump(experiment(k8s_fault("add_canary_abort", name="bruno-site", expires_in="2h"))))
+    assert invoke("chaos", "validate", str(longer), "--max-fault-duration", "3h").exit_code == 0
+
+
+def test_allow_unguarded_runs_it_loudly(tmp_path: Path) -> None:
+    path = write(tmp_path, experiment({"provider": {"type": "process", "path": "true", "arguments": "-x y"}}))
+    out = invoke("chaos", "validate", str(path), "--allow-unguarded")
+    assert out.exit_code == 0 and "UNGUARDED: method fault: a 'process' provider" in out.stdout
 
 
 def test_guard_settings_cannot_be_set_as_variables(tmp_path: Path) -> None:
-    out = run_loadkit("chaos", "run", str(Path(__file__).parents[2] / "experiments" / "local-abort.yaml"),
-                      "--target", "http://127.0.0.1:9", "--var", "loadkit_allow_primary=true")
-    assert out.returncode == 2 and "safety settings cannot be set as variables" in out.stderr
+    path = write(tmp_path, experiment(python("loadkit.chaos.sandbox", "add_delay", delay_ms=5)))
+    out = invoke("chaos", "run", str(path), "--target", "http://127.0.0.1:9", "--var", "loadkit_allow_primary=true")
+    assert out.exit_code == 2 and "safety settings cannot be set as variables" in out.stderr
+
+
+# -- live checks: selectors resolved against today's pods ------------------------------------------
+
+@pytest.fixture
+def cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKubernetes]:
+    with FakeKubernetes() as fake:
+        fake.apply_env(monkeypatch)
+        yield fake
+
+
+@pytest.mark.parametrize(("action", "message"), [
+    (kill(label_selector="tier in (web)", name_pattern="bruno-site"), "matches primary pods"),
+    (kill(label_selector="app in (bruno-site, bruno-site-canary)", qty=2), "killing 2 of 2 pods is over the cap"),
+    (k8s_fault("add_dependency_abort", name="shop", host="db.bruno.svc"), "no running pods labelled app=shop"),
+], ids=["name-pattern-matches-primary", "every-canary-pod", "no-such-canary"])
+def test_chaos_run_resolves_selectors_against_live_pods(tmp_path: Path, cluster: FakeKubernetes,
+                                                        action: dict[str, Any], message: str) -> None:
+    if "tier" in str(action):  # the fake's pods carry only app=...: give the primary's a tier label too
+        for pod in cluster._pods.values():
+            pod["metadata"]["labels"]["tier"] = "web"
+    out = invoke("chaos", "run", str(write(tmp_path, experiment(action))), "--target", "http://127.0.0.1:9")
+    assert out.exit_code == 2 and message in out.stderr, out.stderr
+    assert cluster.deleted_pods == [] and cluster.virtualservices() == []

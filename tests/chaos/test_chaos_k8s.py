@@ -127,10 +127,17 @@ def test_cleanup_removes_planted_leftovers_only(k8s: FakeKubernetes) -> None:
     assert out.stdout.strip() == "nothing left behind"
 
 
-def test_cleanup_without_a_cluster_is_a_clear_error() -> None:
+def test_cleanup_of_an_unreachable_cluster_says_so_and_exits_3() -> None:
     out = run_loadkit("chaos", "cleanup", env={"KUBECONFIG": "/dev/null/none", "KUBERNETES_HOST": "http://127.0.0.1:9"})
-    assert out.returncode == 3 and "cannot clean up through the Kubernetes API" in out.stderr
-    assert "Traceback" not in out.stderr
+    assert out.returncode == 3, out.stdout
+    assert "could not clean: Kubernetes, every namespace: cannot reach the API (" in out.stdout
+    assert "Connection refused" in out.stdout and "Traceback" not in out.stderr
+
+
+def test_cleanup_without_a_configured_cluster_skips_it_and_exits_0() -> None:
+    out = run_loadkit("chaos", "cleanup", env={"KUBECONFIG": "/dev/null/none", "HOME": "/nonexistent"})
+    assert out.returncode == 0, out.stdout
+    assert "Kubernetes: none configured" in out.stdout and "nothing left behind" in out.stdout
 
 
 def test_a_direct_chaosk8s_kill_over_the_cap_is_refused_before_the_run(sandbox: SandboxProcess,

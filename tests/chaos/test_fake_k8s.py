@@ -136,10 +136,10 @@ def test_missing_pods_bad_selectors_and_unknown_paths_are_status_errors(k8s: Fak
     assert bad.value.status == 400
     assert k8s.unexpected_requests == []
     with pytest.raises(ApiException) as unknown:
-        v1.list_namespaced_service(NS)
+        v1.list_namespaced_config_map(NS)
     assert unknown.value.status == 404
-    assert k8s.unexpected_requests == [("GET", f"/api/v1/namespaces/{NS}/services")]
-    assert ("GET", f"/api/v1/namespaces/{NS}/services") in k8s.requests
+    assert k8s.unexpected_requests == [("GET", f"/api/v1/namespaces/{NS}/configmaps")]
+    assert ("GET", f"/api/v1/namespaces/{NS}/configmaps") in k8s.requests
 
 
 def test_watch_streams_while_other_requests_are_served() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -81,6 +82,7 @@ def test_delay_fault_slows_canary_only_until_deleted(
         "percentage": 100.0,
         "created_at": "",
         "expires_at": "",
+        "owner": None,  # added without one, as old clients do
     }
     assert admin.get("/faults").json() == {"faults": [fault]}
     assert admin.get("/sandbox").json()["faults"] == [fault]
@@ -155,12 +157,62 @@ def test_probes_are_never_faulted(sandbox: SandboxProcess, admin: httpx.Client, 
 def test_fault_expires_after_its_ttl(
     sandbox: SandboxProcess, admin: httpx.Client, traffic: httpx.Client, poll: Any
 ) -> None:
-    fault = _add(admin, version="canary", kind="abort", http_status=503, ttl_s=1.0)
+    fault = _add(admin, version="canary", kind="abort", http_status=503, ttl_s=1.0, owner={"run": "chaos-ttl"})
     assert traffic.get("/canary/").status_code == 503
     poll(lambda: admin.get("/faults").json() == {"faults": []}, timeout=5)
     assert traffic.get("/canary/").status_code == 200
     assert admin.get("/sandbox").json()["faults"] == []
-    poll(lambda: f"fault {fault['id']} expired after 1 s" in sandbox.stderr_tail(50), timeout=5)
+    expired = f"fault {fault['id']} expired after 1 s and was removed: abort 503 on 100% of canary requests, " \
+        "owned by run chaos-ttl"
+    poll(lambda: expired in sandbox.stderr_tail(50), timeout=5)
+
+
+OWNER = {"run": "chaos-1a2b3c4d", "pid": 4242, "host": "ci-runner-7", "started": 1_900_000_000.25,
+         "command": "loadkit chaos run experiments/kill.yaml"}
+
+
+def test_a_fault_records_its_owner(sandbox: SandboxProcess, admin: httpx.Client, poll: Any) -> None:
+    fault = _add(admin, version="canary", kind="abort", http_status=503, ttl_s=120, owner=OWNER)
+    assert fault["owner"] == OWNER
+    created, expires = (datetime.fromisoformat(fault[key]) for key in ("created_at", "expires_at"))
+    assert expires - created == timedelta(seconds=120)
+    assert admin.get("/faults").json() == {"faults": [fault]}
+    assert admin.get("/sandbox").json()["faults"] == [fault]
+    added = f"fault {fault['id']} added: abort 503 on 100% of canary requests, owned by run chaos-1a2b3c4d " \
+        "(pid 4242 on ci-runner-7, 'loadkit chaos run experiments/kill.yaml'), for at most 120 s"
+    poll(lambda: added in sandbox.stderr_tail(50), timeout=5)
+    partial = _add(admin, version="canary", kind="delay", delay_ms=1, percentage=1, owner={"run": "r1"})
+    assert partial["owner"] == {"run": "r1", "pid": None, "host": None, "started": None, "command": None}
+
+
+def test_run_filter_lists_and_removes_only_that_runs_faults(admin: httpx.Client) -> None:
+    def add(version: str, run: str | None) -> str:
+        owner = {"owner": {**OWNER, "run": run}} if run else {}
+        return str(_add(admin, version=version, kind="delay", delay_ms=1, percentage=1, **owner)["id"])
+
+    a_canary, b_canary, nobody, a_primary = add("canary", "run-a"), add("canary", "run-b"), add("canary", None), \
+        add("primary", "run-a")
+
+    def listed(**query: str) -> list[str]:
+        return [f["id"] for f in admin.get("/faults", params=query).json()["faults"]]
+
+    assert listed(run="run-a") == [a_canary, a_primary]
+    assert listed(run="run-a", version="canary") == [a_canary]
+    assert listed(run="run-c") == []
+    assert listed(version="canary") == [a_canary, b_canary, nobody]
+    assert admin.delete("/faults", params={"run": "run-a", "version": "primary"}).json() == {"removed": 1}
+    assert admin.delete("/faults", params={"run": "run-a"}).json() == {"removed": 1}
+    assert admin.delete("/faults", params={"run": "run-a"}).json() == {"removed": 0}  # a rollback may repeat
+    assert listed() == [b_canary, nobody]  # another run's fault and an ownerless one are untouched
+    assert admin.delete("/faults", params={"version": "canary"}).json() == {"removed": 2}  # as before
+
+
+def test_ttl_above_an_hour_is_refused_naming_the_limit(admin: httpx.Client) -> None:
+    response = admin.post("/faults", json={**ABORT, "ttl_s": 3600.5})
+    assert response.status_code == 400
+    problem = response.json()
+    assert problem["field"] == "ttl_s"
+    assert problem["error"].startswith("ttl_s: must be at most 3600 s (1 hour), got 3600.5")
 
 
 def test_delete_removes_all_or_one_versions_faults(admin: httpx.Client, traffic: httpx.Client) -> None:
@@ -196,7 +248,8 @@ BAD_INPUT = [
     ("percentage-above-100", "POST", "/faults", {**ABORT, "percentage": 100.5}, "percentage"),
     ("percentage-string", "POST", "/faults", {**ABORT, "percentage": "10"}, "percentage"),
     ("ttl-zero", "POST", "/faults", {**ABORT, "ttl_s": 0}, "ttl_s"),
-    ("ttl-above-a-day", "POST", "/faults", {**ABORT, "ttl_s": 86401}, "ttl_s"),
+    ("ttl-above-an-hour", "POST", "/faults", {**ABORT, "ttl_s": 3601}, "ttl_s"),
+    ("ttl-a-day", "POST", "/faults", {**ABORT, "ttl_s": 86400}, "ttl_s"),
     ("unknown-version", "POST", "/faults", {**ABORT, "version": "stable"}, "version"),
     ("missing-version", "POST", "/faults", {"kind": "abort", "http_status": 503}, "version"),
     ("unknown-kind", "POST", "/faults", {**ABORT, "kind": "slow"}, "kind"),
@@ -212,8 +265,28 @@ BAD_INPUT = [
     ("not-json", "POST", "/faults", b"version=canary", "body"),
     ("empty-body", "POST", "/faults", b"", "body"),
     ("json-list", "POST", "/faults", [ABORT], "body"),
+    ("owner-not-object", "POST", "/faults", {**ABORT, "owner": "chaos-1"}, "owner"),
+    ("owner-unknown-key", "POST", "/faults", {**ABORT, "owner": {"run": "r", "user": "me"}}, "owner.user"),
+    ("owner-run-empty", "POST", "/faults", {**ABORT, "owner": {"run": ""}}, "owner.run"),
+    ("owner-run-space", "POST", "/faults", {**ABORT, "owner": {"run": "my run"}}, "owner.run"),
+    ("owner-run-too-long", "POST", "/faults", {**ABORT, "owner": {"run": "r" * 129}}, "owner.run"),
+    ("owner-run-number", "POST", "/faults", {**ABORT, "owner": {"run": 7}}, "owner.run"),
+    ("owner-pid-string", "POST", "/faults", {**ABORT, "owner": {"pid": "4242"}}, "owner.pid"),
+    ("owner-pid-bool", "POST", "/faults", {**ABORT, "owner": {"pid": True}}, "owner.pid"),
+    ("owner-pid-zero", "POST", "/faults", {**ABORT, "owner": {"pid": 0}}, "owner.pid"),
+    ("owner-host-newline", "POST", "/faults", {**ABORT, "owner": {"host": "a\nb"}}, "owner.host"),
+    ("owner-host-too-long", "POST", "/faults", {**ABORT, "owner": {"host": "h" * 256}}, "owner.host"),
+    ("owner-started-negative", "POST", "/faults", {**ABORT, "owner": {"started": -1.0}}, "owner.started"),
+    ("owner-started-in-ms", "POST", "/faults", {**ABORT, "owner": {"started": 1.9e12}}, "owner.started"),
+    ("owner-started-string", "POST", "/faults", {**ABORT, "owner": {"started": "1.5"}}, "owner.started"),
+    ("owner-command-too-long", "POST", "/faults", {**ABORT, "owner": {"command": "c" * 201}}, "owner.command"),
+    ("owner-command-escape", "POST", "/faults", {**ABORT, "owner": {"command": "x\x1b[2J"}}, "owner.command"),
     ("delete-bad-version", "DELETE", "/faults?version=stable", None, "version"),
     ("delete-unknown-param", "DELETE", "/faults?kind=delay", None, "kind"),
+    ("delete-bad-run", "DELETE", "/faults?run=a%20b", None, "run"),
+    ("delete-empty-run", "DELETE", "/faults?run=", None, "run"),
+    ("list-bad-run", "GET", "/faults?run=" + "r" * 129, None, "run"),
+    ("list-unknown-param", "GET", "/faults?owner=me", None, "owner"),
     ("kill-count-zero", "POST", "/pods/kill", {**KILL, "count": 0}, "count"),
     ("kill-count-string", "POST", "/pods/kill", {**KILL, "count": "1"}, "count"),
     ("kill-count-missing", "POST", "/pods/kill", {"version": "canary"}, "count"),
@@ -245,7 +318,7 @@ def test_bad_input_is_400_naming_the_field(
 
 
 def test_percentage_boundaries_are_accepted(admin: httpx.Client) -> None:
-    low = _add(admin, **ABORT, percentage=0.001, ttl_s=86400)
+    low = _add(admin, **ABORT, percentage=0.001, ttl_s=3600)
     high = _add(admin, **DELAY, percentage=100, ttl_s=0.5)
     assert (low["percentage"], high["percentage"]) == (0.001, 100.0)
 

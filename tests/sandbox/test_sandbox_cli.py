@@ -36,6 +36,13 @@ UP = [sys.executable, "-m", "loadkit", "sandbox", "up"]
         ("--primary-latency-ms", "-5"),
         ("--output", "xml"),
         ("--namespace", "Bad_NS"),
+        ("--retries", "-1"),
+        ("--retries", "11"),
+        ("--retry-on", "5xx,bogus"),
+        ("--retry-on", "200"),
+        ("--per-try-timeout", "0"),
+        ("--per-try-timeout", "soon"),
+        ("--timeout", "2h"),
     ],
 )
 def test_bad_option_exits_2_naming_it(option: str, value: str) -> None:
@@ -57,10 +64,22 @@ def test_help_documents_every_option() -> None:
         "--canary-error-rate",
         "--primary-latency-ms",
         "--canary-latency-ms",
+        "--retries",
+        "--retry-on",
+        "--per-try-timeout",
+        "--timeout",
         "--namespace",
         "--output",
     ):
         assert option in result.output
+
+
+@pytest.mark.parametrize("args", [["--retry-on", "5xx"], ["--per-try-timeout", "1s"]], ids=["retry-on", "per-try"])
+def test_retry_settings_without_retries_are_a_usage_error(args: list[str]) -> None:
+    result = CliRunner().invoke(cli, ["sandbox", "up", *args])
+    assert result.exit_code == 2, result.output
+    assert f"error: {args[0]} has no effect without --retries" in result.output
+    assert "--retries 2" in result.output
 
 
 def test_importing_the_package_stays_light() -> None:

@@ -276,6 +276,7 @@ def test_render_text_names_urls_rules_and_versions() -> None:
         "20% canary, 80% primary",
         "error rate 10%",
         "latency +50 ms",
+        "routes   no retries; no timeout",
         "Press Ctrl-C to stop.",
     ):
         assert expected in text
