@@ -26,31 +26,25 @@ from __future__ import annotations
 import difflib
 import enum
 import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from loadkit.errors import ConfigError
 from loadkit.load.journeys import locate_locustfile
 from loadkit.load.profiles import BUILTIN_PROFILES, Profile
 from loadkit.load.shapes import ShapeKind, Stage, stage_problems
-from loadkit.models import (
-    DEFAULT_MIN_SAMPLES,
-    Duration,
-    StrictModel,
-    Threshold,
-    default_chaos_thresholds,
-    default_thresholds,
-)
+from loadkit.models.base import StrictModel
+from loadkit.models.specs import DEFAULT_MIN_SAMPLES, Duration, Threshold, default_chaos_thresholds, default_thresholds
 from loadkit.prometheus.queries import QueryVars, render
 from loadkit.units import parse_header
+from loadkit.yaml_errors import describe, line_of, parse_yaml
 
 DEFAULT_CONFIG = Path("loadkit.yaml")
+FIX_HINT = "fix the field(s) above; docs/configuration.md lists every key with an example"
 _PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
@@ -107,6 +101,22 @@ class RollbackSpec(StrictModel):
     window: Duration = Field(default=60.0, gt=0)  # a breach over the whole run, or over this trailing window
 
 
+class HookKind(enum.StrEnum):
+    """Flagger's webhook types (the Canary's `analysis.webhooks[].type`)."""
+
+    CONFIRM_ROLLOUT = "confirm-rollout"
+    PRE_ROLLOUT = "pre-rollout"
+    ROLLOUT = "rollout"
+    CONFIRM_TRAFFIC_INCREASE = "confirm-traffic-increase"
+    CONFIRM_PROMOTION = "confirm-promotion"
+    ROLLBACK = "rollback"
+    POST_ROLLOUT = "post-rollout"
+    EVENT = "event"
+
+
+LOAD_HOOKS = (HookKind.PRE_ROLLOUT, HookKind.ROLLOUT)  # the hooks that run load
+
+
 class CanaryNames(StrictModel):
     """Names that differ from the Canary's: Flagger's `service.name` and `targetRef.name`."""
 
@@ -126,8 +136,8 @@ class ServerSpec(StrictModel):
     allow_targets: list[str] = Field(default_factory=list)  # regexes over the whole URL, besides the defaults
     allow_namespaces: list[str] = Field(default_factory=list)  # regexes; default: any but the system namespaces
     canaries: dict[str, CanaryNames] = Field(default_factory=dict)  # "namespace/name": {service, workload}
-    default_profiles: dict[str, str] = Field(
-        default_factory=lambda: {"pre-rollout": "smoke", "rollout": "steady"})
+    default_profiles: dict[HookKind, str] = Field(
+        default_factory=lambda: {HookKind.PRE_ROLLOUT: "smoke", HookKind.ROLLOUT: "steady"})
     max_duration: Duration = 3600.0
     max_users: int = Field(default=1000, ge=1)
     # A continuous run (duration: analysis) stops when no hook of its analysis came for this long:
@@ -154,6 +164,19 @@ class ServerSpec(StrictModel):
             except re.error as exc:
                 raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
         return patterns
+
+    @field_validator("default_profiles", mode="before")
+    @classmethod
+    def _load_hooks(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        valid = [h.value for h in LOAD_HOOKS]
+        for key in value:
+            if key not in valid:
+                close = difflib.get_close_matches(str(key).replace("_", "-"), valid, n=1)
+                maybe = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"unknown hook {key!r} (only {' and '.join(valid)} run load){maybe}")
+        return value
 
     @field_validator("canaries")
     @classmethod
@@ -258,13 +281,13 @@ def load_config(path: Path | None) -> Config:
         if not DEFAULT_CONFIG.is_file():
             return Config()
         path = DEFAULT_CONFIG
-    node, data = _parse_yaml(_read(path, "--config"), path)
+    node, data = _parse(_read(path, "--config"), path)
     return _validated(node, data, path)
 
 
 def load_thresholds(path: Path) -> list[Threshold]:
     """`--thresholds FILE`: a YAML list of checks, or a loadkit config (its `thresholds:`)."""
-    node, data = _parse_yaml(_read(path, "--thresholds"), path, allow_list=True)
+    node, data = _parse(_read(path, "--thresholds"), path, allow_list=True)
     if isinstance(data, list):  # validated as a config's `thresholds:`, errors keep their lines
         if node is not None:
             key = yaml.ScalarNode("tag:yaml.org,2002:str", "thresholds", node.start_mark, node.end_mark)
@@ -286,44 +309,14 @@ def _validated(node: yaml.Node | None, data: Any, path: Path) -> Config:
     try:
         spec = ConfigFile.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, node, path), hint=_hint(exc)) from None
+        raise ConfigError(describe(exc, node, path, ConfigFile, _explain), hint=FIX_HINT) from None
     config = _build(spec, path)
     _check_profiles(config, spec, node, path)
     return config
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice: YAML would silently keep only the last one."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    f"while reading the mapping that starts on line {node.start_mark.line + 1}", node.start_mark,
-                    f"duplicate key {key!r} (first given on line {seen[key]}); YAML would keep only the last one",
-                    key_node.start_mark,
-                )
-            seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
-
-
-def _parse_yaml(text: str, path: Path, allow_list: bool = False) -> tuple[yaml.Node | None, Any]:
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: safe
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        duplicate = "duplicate key" in str(exc.problem)
-        raise ConfigError(f"{where}: invalid YAML: {exc.problem}",
-                          hint="remove or merge one of the two" if duplicate
-                          else "check indentation and quoting on that line") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-    if data is None:
-        data = {}
+def _parse(text: str, path: Path, allow_list: bool = False) -> tuple[yaml.Node | None, Any]:
+    node, data = parse_yaml(text, path)
     if not isinstance(data, dict) and not (allow_list and isinstance(data, list)):
         raise ConfigError(f"{path}:1: the config must be a mapping (keys like profiles:, thresholds:)",
                           hint="see docs/configuration.md for an example")
@@ -345,16 +338,16 @@ def _check_profiles(config: Config, spec: ConfigFile, node: yaml.Node | None, pa
     problems = []
     for kind, name in spec.server.default_profiles.items():
         if name not in config.profiles:
-            line = _line_of(node, ("server", "default_profiles", kind))
-            problems.append(f"{path}:{line}: server.default_profiles.{kind}: unknown profile {name!r}")
+            line = line_of(node, ("server", "default_profiles", kind.value))
+            problems.append(f"{path}:{line}: server.default_profiles.{kind.value}: unknown profile {name!r}")
     for name in spec.profiles:
         profile = config.profiles[name]
         for problem in stage_problems(profile.stages) if profile.stages else ():
-            problems.append(f"{path}:{_line_of(node, ('profiles', name, 'stages'))}: profiles.{name}.stages: {problem}")
+            problems.append(f"{path}:{line_of(node, ('profiles', name, 'stages'))}: profiles.{name}.stages: {problem}")
         try:
             locate_locustfile(profile.locustfile, path.parent)
         except ConfigError as exc:
-            line = _line_of(node, ("profiles", name, "locustfile"))
+            line = line_of(node, ("profiles", name, "locustfile"))
             problems.append(f"{path}:{line}: profiles.{name}.locustfile: {exc.message}")
     if problems:
         message = problems[0] if len(problems) == 1 else "invalid config:\n  " + "\n  ".join(problems)
@@ -386,78 +379,7 @@ def _to_profile(name: str, p: ProfileSpec, base: Profile | None, path: Path) -> 
     )
 
 
-# ---- error reporting -------------------------------------------------------------------------
-
-def _describe(exc: ValidationError, root: yaml.Node | None, path: Path) -> str:
-    found = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        field_path = ".".join(str(p) for p in loc) or "(top level)"
-        line = _line_of(root, loc)
-        where = f"{path}:{line}" if line else str(path)
-        found.append((line or 0, f"{where}: {field_path}: {_message(err, loc)}"))
-    lines = [text for _, text in sorted(found)]
-    return lines[0] if len(lines) == 1 else "invalid config:\n  " + "\n  ".join(lines)
-
-
-def _message(err: Any, loc: tuple[Any, ...]) -> str:
-    if err["type"] == "extra_forbidden":
-        model = _model_at(ConfigFile, loc[:-1])
-        if model is None:
-            return "unknown key"
-        valid = sorted(model.model_fields)
-        close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-        maybe = f"; did you mean {close[0]!r}?" if close else ""
-        return f"unknown key (valid here: {', '.join(valid)}{maybe})"
+def _explain(err: Any, loc: tuple[Any, ...]) -> str | None:
     if err["type"] == "literal_error" and loc == ("schema_version",):
         return "unsupported schema_version; this loadkit reads schema_version: 1"
-    return str(err["msg"]).removeprefix("Value error, ")
-
-
-def _hint(exc: ValidationError) -> str:
-    return "fix the field(s) above; docs/configuration.md lists every key with an example"
-
-
-def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """Which model validates the mapping at `loc` (skipping list indexes and dict keys)."""
-    current: Any = model
-    parts = list(loc)
-    while parts:
-        part = parts.pop(0)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            if part not in current.model_fields:
-                return None
-            current = current.model_fields[part].annotation
-        current = _unwrap(current)
-        origin = typing.get_origin(current)
-        if origin in (list, dict):
-            if not parts:
-                return None
-            parts.pop(0)  # the index or key
-            current = _unwrap(typing.get_args(current)[-1])
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def _unwrap(tp: Any) -> Any:
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return args[0] if len(args) == 1 else tp
-    return tp
-
-
-def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """1-based line of the YAML node at `loc`; the nearest parent when the key is missing."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next(((k, v) for k, v in node.value if k.value == str(part)), None)
-            if match is None:
-                return line
-            line = match[0].start_mark.line + 1
-            node = match[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
+    return None

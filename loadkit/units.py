@@ -1,9 +1,13 @@
-"""Parse the flexible inputs users type once, at the edge: durations and headers.
+"""Numbers and units, both ways: parse what users type once, at the edge (durations, headers), and
+write numbers the way people read them (the bottom layer, so scoring's reasons and every renderer
+say a number the same way).
 
     >>> parse_duration("1h30m")
     5400.0
     >>> parse_header("x-canary: insider")
     ('x-canary', 'insider')
+    >>> with_unit(99.5, "%"), range_text(None, 500, "ms")
+    ('99.5%', '<= 500 ms')
 """
 
 from __future__ import annotations
@@ -61,3 +65,32 @@ def parse_header(text: str) -> tuple[str, str]:
     if not sep or not name or not _HEADER_NAME.match(name):
         raise ValueError(f"bad header {text!r}: {HEADER_HINT}")
     return name, value
+
+
+def fmt(value: float) -> str:
+    """Numbers as people read them: 99.0 -> '99', 97.014 -> '97.01'."""
+    text = f"{value:.2f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def with_unit(value: float | None, unit: str, *, against: float | None = None) -> str:
+    """99.5, '%' -> '99.5%'; 412.3, 'ms' -> '412.3 ms'; None -> '-'.
+
+    `against`: a bound the value is compared with; the value gets enough digits never to read the
+    same as it (500.001 against 500 is '500.001 ms', not '500 ms').
+    """
+    if value is None:
+        return "-"
+    text = fmt(value)
+    if against is not None and text == fmt(against):
+        text = f"{value:.9f}".rstrip("0").rstrip(".")
+    return text + ("%" if unit == "%" else (f" {unit}" if unit else ""))
+
+
+def range_text(lo: float | None, hi: float | None, unit: str) -> str:
+    """A threshold as people write it: '>= 99%', '<= 500 ms', '10 .. 20 req/s'."""
+    if lo is not None and hi is not None:
+        return f"{with_unit(lo, unit)} .. {with_unit(hi, unit)}"
+    if lo is not None:
+        return f">= {with_unit(lo, unit)}"
+    return f"<= {with_unit(hi, unit)}"

@@ -9,7 +9,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-Answer = Callable[[str], tuple[int, dict[str, str]]]
+# path -> (status, headers) or (status, headers, body)
+Answer = Callable[[str], tuple[int, dict[str, str]] | tuple[int, dict[str, str], bytes]]
 
 
 class CountingServer(ThreadingHTTPServer):
@@ -39,11 +40,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         with self.server.lock:
             self.server.paths[self.path] += 1
-        status, headers = self.server.answer(self.path)
+        status, headers, *body = self.server.answer(self.path)
+        content = body[0] if body else b""
         self.send_response(status)
-        for name, value in {**headers, "Content-Length": "0"}.items():
+        for name, value in {**headers, "Content-Length": str(len(content))}.items():
             self.send_header(name, value)
         self.end_headers()
+        self.wfile.write(content)
 
     def log_message(self, *_args: object) -> None:
         pass

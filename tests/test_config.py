@@ -9,7 +9,7 @@ import pytest
 from loadkit.config import load_config
 from loadkit.errors import ConfigError
 from loadkit.load.shapes import ShapeKind
-from loadkit.models import Metric
+from loadkit.models.specs import Metric
 
 GOOD = """\
 schema_version: 1

@@ -46,6 +46,7 @@ from chaoslib.run import EventHandlerRegistry, RunEventHandler
 from chaoslib.secret import load_secrets
 from chaoslib.types import Dry, Strategy
 
+from loadkit.analysis import ServerSide, client_compares, gather, require
 from loadkit.chaos import allowlist, live
 from loadkit.chaos import guards as guard
 from loadkit.chaos.guards import GUARD_KEYS, Guards
@@ -56,9 +57,8 @@ from loadkit.chaos.result import SETTLE_S, ChaosInputs, Timeline, build_chaos_re
 from loadkit.config import Config
 from loadkit.errors import ConfigError, SafetyError, UsageError
 from loadkit.load.runner import LoadPlan
-from loadkit.models import Threshold
+from loadkit.models.specs import Threshold
 from loadkit.prometheus import Workload
-from loadkit.serverside import ServerSide, client_compares, gather, require
 
 SANDBOX_MODULE, K8S_MODULE = "loadkit.chaos.sandbox", "loadkit.chaos.k8s"
 ABANDON_AFTER = 3  # signals during the rollbacks before a hung rollback is abandoned
@@ -180,7 +180,7 @@ def _run_guarded(options: ChaosOptions, config: Config, prepared: Prepared) -> C
     if signals.received:
         journal = {**journal, "status": "interrupted"}
         timeline.notes.append(f"{', '.join(signals.received)} received: stopped after the rollbacks and clean-up")
-    _write_journal(options.journal_path, journal)
+    journal_error = _write_journal(options.journal_path, journal)
     external, notes = gather([*config.thresholds, *config.chaos_thresholds], server,
                              start=_dt(timeline.fault_start or timeline.load_start),
                              end=_dt(timeline.fault_end or timeline.load_end), wait=not signals.received)
@@ -192,7 +192,7 @@ def _run_guarded(options: ChaosOptions, config: Config, prepared: Prepared) -> C
         path=str(options.experiment_path), dry_run=options.dry_run, leftovers=leftovers,
         journal_path=str(options.journal_path) if options.journal_path else None,
         recovery_window_s=options.recovery_window_s, impact_window_s=options.impact_window_s, external=external,
-        unguarded=prepared.unguarded,
+        unguarded=prepared.unguarded, journal_error=journal_error, load_error=session.error,
     ))
 
 
@@ -494,11 +494,16 @@ def _chaoslib_logging() -> None:
         logger.propagate = False
 
 
-def _write_journal(path: Path | None, journal: Mapping[str, Any]) -> None:
+def _write_journal(path: Path | None, journal: Mapping[str, Any]) -> str | None:
+    """Writes the journal; returns why it could not be written (the result is still reported)."""
     if path is None:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(journal, indent=2, default=_encode), encoding="utf-8")
+        return None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(journal, indent=2, default=_encode), encoding="utf-8")
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    return None
 
 
 def _encode(value: Any) -> Any:

@@ -13,14 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from loadkit.config import Config
-from loadkit.errors import LoadkitError
+from loadkit.errors import DriverError, LoadkitError
 from loadkit.load._window import merge_summaries
+from loadkit.load.plan import plan_run
 from loadkit.load.preflight import preflight
 from loadkit.load.profiles import get_profile
 from loadkit.load.runner import LoadOutcome, LoadPlan, LocustDriver
-from loadkit.load.session import plan_run
 from loadkit.load.shapes import Stage
-from loadkit.models import Snapshot, Stats, Threshold
+from loadkit.models.specs import Threshold
+from loadkit.models.wire import Snapshot, Stats
 
 CHAOS_MAX_S = 3600.0  # the load holds until the experiment ends; this is only its upper bound
 
@@ -67,8 +68,15 @@ class LoadSession:
         while not self._settled():
             if self._error is not None:
                 raise self._error
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise LoadkitError("the load did not start", hint="see the Locust log with --report-dir")
+            if not self._thread.is_alive():
+                raise DriverError("the load stopped before it settled (Locust exited without an error)",
+                                  hint=f"run the profile alone to see Locust's log: loadkit run --target "
+                                  f"{self.plan.target} --profile {self.plan.profile}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise DriverError(f"the load did not reach its {max(s.users for s in self.plan.stages)} users "
+                                  f"within {ready_timeout_s:g}s",
+                                  hint="use fewer --users, or check that the target answers quickly")
             time.sleep(0.1)
 
     def stop(self, timeout_s: float = 60.0) -> LoadOutcome | None:
@@ -79,6 +87,15 @@ class LoadSession:
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
+
+    @property
+    def error(self) -> str | None:
+        """Why the load stopped on its own (Locust crashed, the driver failed), or None."""
+        if self._error is None:
+            return None
+        if isinstance(self._error, LoadkitError):
+            return self._error.message.splitlines()[0]
+        return f"{type(self._error).__name__}: {self._error}"
 
     def windows(self, since: float | None = None, until: float | None = None) -> list[Stamped]:
         with self._lock:

@@ -7,7 +7,10 @@ from datetime import datetime
 
 from pydantic import Field
 
-from loadkit.models import SCHEMA_VERSION, Check, CheckStatus, ResultModel, Stats, Threshold, Verdict
+from loadkit.models.base import SCHEMA_VERSION, ResultModel
+from loadkit.models.results import Check, CheckStatus, Verdict
+from loadkit.models.specs import Threshold
+from loadkit.models.wire import Stats
 
 
 class JournalStatus(enum.StrEnum):
@@ -102,6 +105,7 @@ class ChaosResult(ResultModel):
     unguarded: list[str] = Field(default_factory=list, description="Activities --allow-unguarded let run outside "
                                  "loadkit's guards: nothing checked what they touched or left")
     journal_path: str | None = None
+    journal_error: str | None = Field(default=None, description="Why the journal could not be written")
 
     @property
     def failed_checks(self) -> list[Check]:

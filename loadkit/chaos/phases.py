@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 from loadkit.chaos.live import Stamped
 from loadkit.load._window import merge_summaries
-from loadkit.models import Metric, Stats, Threshold, ThresholdRange
+from loadkit.models.specs import Metric, Threshold, ThresholdRange
+from loadkit.models.wire import Stats
 from loadkit.scoring import UNITS, Observation, client_thresholds, evaluate, observations_from_stats
 
 WINDOW_MIN_REQUESTS = 10  # per rolling window: fewer and one request decides it; raise the users

@@ -24,7 +24,7 @@ import time
 from chaoslib.exceptions import ActivityFailed
 
 from loadkit.chaos.live import LoadSession, current
-from loadkit.models import Stats
+from loadkit.models.wire import Stats
 from loadkit.scoring import client_thresholds, evaluate, observations_from_stats
 
 __all__ = ["error_rate", "p95_ms", "p99_ms", "rps", "success_rate", "thresholds_met"]

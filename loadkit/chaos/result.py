@@ -37,8 +37,11 @@ from loadkit.chaos.phases import (
     span_observations,
     worst_span,
 )
-from loadkit.models import Check, CheckStatus, Metric, Stats, Threshold, Verdict
-from loadkit.scoring import UNITS, Observation, evaluate, evaluate_threshold, fmt
+from loadkit.models.results import Check, CheckStatus, Verdict
+from loadkit.models.specs import CheckKind, Metric, Threshold
+from loadkit.models.wire import Stats
+from loadkit.scoring import UNITS, Observation, evaluate, evaluate_threshold
+from loadkit.units import fmt
 
 SETTLE_S = 1.5  # requests in flight when a fault is removed still finish with it: count them in
 
@@ -94,6 +97,8 @@ class ChaosInputs:
     impact_window_s: float = 5.0  # load thresholds are judged again over the fault's worst window this long
     window_min_requests: int = WINDOW_MIN_REQUESTS  # a rolling window with fewer requests is not judged
     unguarded: Sequence[str] = ()  # what --allow-unguarded let run
+    journal_error: str | None = None  # the journal could not be written
+    load_error: str | None = None  # the load stopped before the experiment ended (Locust crashed)
 
 
 @dataclass(frozen=True)
@@ -146,7 +151,7 @@ def build_chaos_result(inputs: ChaosInputs) -> ChaosResult:
         impact_window_s=inputs.impact_window_s, recovery_window_s=inputs.recovery_window_s,
         checks=checks, thresholds=[*inputs.load_thresholds, *inputs.chaos_thresholds],
         warnings=_warnings(inputs, rollbacks, verdict, reason), journal_path=inputs.journal_path,
-        unguarded=list(inputs.unguarded),
+        journal_error=inputs.journal_error, unguarded=list(inputs.unguarded),
     )
 
 
@@ -220,8 +225,8 @@ def _gate(name: str, met: bool | None, when: str, not_run: str) -> Check:
     else:
         status = CheckStatus.PASSED if met else CheckStatus.FAILED
         reason = f"steady state {when} was {'met' if met else 'NOT met'}"
-    return Check(name=name, metric=ChaosCheck.STEADY_STATE.value, observed=None if met is None else float(met),
-                 min=None, max=None, status=status, reason=reason)
+    return Check(name=name, metric=ChaosCheck.STEADY_STATE.value, kind=CheckKind.GATE,
+                 observed=None if met is None else float(met), min=None, max=None, status=status, reason=reason)
 
 
 def _stopped_first(status: JournalStatus) -> str:
@@ -279,7 +284,7 @@ def _chaos_checks(inputs: ChaosInputs, scope: _Scope, observations: Mapping[Metr
                 .model_copy(update={"observed": None}) for c in card.checks]
     checks = []
     for check in card.checks:
-        if check.metric != Metric.RECOVERY_TIME:
+        if not (check.kind is CheckKind.METRIC and check.metric == Metric.RECOVERY_TIME):
             checks.append(check.restated(check.status, f"{check.reason} ({scope.where})"))
         elif isinstance(recovered, float):
             checks.append(check.restated(check.status, f"{check.reason} (after the fault was removed)"))
@@ -314,8 +319,8 @@ def _method_check(inputs: ChaosInputs, status: JournalStatus) -> Check:
     metric = ChaosCheck.METHOD.value
 
     def method(check_status: CheckStatus, observed: int, reason: str) -> Check:
-        return Check(name="method", metric=metric, observed=float(observed), min=None, max=None, status=check_status,
-                     reason=reason)
+        return Check(name="method", metric=metric, kind=CheckKind.GATE, observed=float(observed), min=None, max=None,
+                     status=check_status, reason=reason)
 
     if failed:
         details = "; ".join(f"{(r.get('activity') or {}).get('name')}: {_last_line(r.get('exception'))}"
@@ -336,13 +341,15 @@ def _method_check(inputs: ChaosInputs, status: JournalStatus) -> Check:
 def _verdict(inputs: ChaosInputs, status: JournalStatus, checks: Sequence[Check]) -> tuple[Verdict, str]:
     if status is JournalStatus.INTERRUPTED:
         return Verdict.INTERRUPTED, "interrupted: the rollbacks ran; what was collected is shown, not judged"
+    if inputs.load_error is not None:  # what the load measured after it stopped is nothing: not judged
+        return Verdict.ERROR, f"the load stopped before the experiment ended, so it was not judged: {inputs.load_error}"
     if status is JournalStatus.ABORTED:
         return Verdict.ERROR, "the experiment aborted (an activity raised), so it tested nothing: see the journal"
     before = _steady(inputs.journal, "before")
     if before is False:  # the canary was unhealthy before any fault: a finding, not a broken experiment
         return Verdict.FAIL, "the steady state before the fault was not met, so nothing was injected"
     if not inputs.dry_run and inputs.timeline.fault_start is None:
-        method = next((c for c in checks if c.name == "method"), None)
+        method = next((c for c in checks if c.kind is CheckKind.GATE and c.metric == ChaosCheck.METHOD), None)
         return Verdict.ERROR, ("the fault was never injected, so nothing was tested"
                                + (f": {method.reason}" if method is not None else ""))
     failed = [c.name for c in checks if c.status is CheckStatus.FAILED]
@@ -385,8 +392,8 @@ def _rollback_check(r: Rollbacks, method_ran: bool) -> Check:
         reason = (f"{r.run} of {r.planned} rollbacks ran, {r.failed} failed"
                   + (f"; loadkit removed what was left: {', '.join(r.leftovers_removed)}"
                      if r.leftovers_removed else ""))
-    return Check(name="rollbacks", metric=ChaosCheck.ROLLBACKS.value, observed=float(r.run), min=float(r.planned),
-                 max=None, status=status, reason=reason)
+    return Check(name="rollbacks", metric=ChaosCheck.ROLLBACKS.value, kind=CheckKind.GATE, observed=float(r.run),
+                 min=float(r.planned), max=None, status=status, reason=reason)
 
 
 def _steady(journal: Mapping[str, Any], which: str) -> bool | None:

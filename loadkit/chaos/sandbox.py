@@ -21,14 +21,12 @@ run's faults, and a later run can tell a leftover of a killed run from a live ru
 
 from __future__ import annotations
 
-import json
 import os
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any
 
+import httpx
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration
 
@@ -178,14 +176,10 @@ def _call(method: str, path: str, configuration: Configuration, admin_url: str |
         guard.active().check_sandbox_url(base)
     except SafetyError as exc:
         raise ActivityFailed(f"refused by loadkit's safety guards: {exc}") from None
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return dict(json.loads(response.read() or b"{}"))
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")
-        raise ActivityFailed(f"sandbox {method} {path} answered {exc.code}: {detail}") from None
-    except (urllib.error.URLError, OSError) as exc:
+        response = httpx.request(method, base + path, json=body, timeout=30)  # redirects are not followed
+    except httpx.HTTPError as exc:
         raise ActivityFailed(f"cannot reach the sandbox admin API at {base}: {exc}") from None
+    if not response.is_success:
+        raise ActivityFailed(f"sandbox {method} {path} answered {response.status_code}: {response.text}")
+    return dict(response.json()) if response.content else {}

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from types import FrameType
+from typing import Any, TextIO
 
 import click
 
@@ -24,7 +25,7 @@ Exit codes:
   1    fail: at least one threshold failed (or too little data to judge)
   2    usage or config error (bad option, profile, YAML, threshold)
   3    target unreachable or load engine error
-  130  interrupted (Ctrl-C / SIGTERM); what was collected is still scored
+  130  interrupted (Ctrl-C / SIGTERM): not judged; what was collected is shown
 """
 
 
@@ -94,8 +95,43 @@ def _register() -> None:
 _register()
 
 
+class _PipeSafeStdout:
+    """stdout whose reader may go away (`loadkit profiles -o json | head -1`): the rest of the output
+    is dropped and the command ends as it would have (its verdict's exit code), with no error."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._broken = False
+
+    def write(self, text: str) -> int:
+        if not self._broken:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._drop()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._broken:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._drop()
+
+    def _drop(self) -> None:
+        self._broken = True
+        devnull = os.open(os.devnull, os.O_WRONLY)  # so the interpreter's own flush at exit finds no pipe
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     if sys.platform != "win32":
         signal.signal(signal.SIGTERM, _raise_interrupted)
+    if not isinstance(sys.stdout, _PipeSafeStdout):
+        sys.stdout = _PipeSafeStdout(sys.stdout)  # type: ignore[assignment]
     cli.main(args=argv, prog_name="loadkit")

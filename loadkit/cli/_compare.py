@@ -8,17 +8,19 @@ from typing import Any
 import click
 from rich.console import Console
 
+from loadkit.analysis import compare_now, compare_scored
 from loadkit.cli._console import stderr_console, stdout_console
 from loadkit.cli._progress import Progress
 from loadkit.cli._server import server_side
 from loadkit.config import load_config
 from loadkit.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS, UsageError
+from loadkit.load.plan import plan_run
 from loadkit.load.profiles import get_profile
-from loadkit.load.session import compare_scored, plan_run
-from loadkit.models import CompareSpec, Comparison, Source, Stats
+from loadkit.models.results import Classification, CompareVerdict, Comparison
+from loadkit.models.specs import CompareSpec, Source
+from loadkit.models.wire import Stats
 from loadkit.report.text import render_comparison
-from loadkit.scoring import fmt, with_unit
-from loadkit.serverside import compare_now
+from loadkit.units import fmt, with_unit
 
 
 def execute_compare(*, target: str | None, baseline: str | None, profile: str, locustfile: str | None,
@@ -65,7 +67,7 @@ def execute_compare(*, target: str | None, baseline: str | None, profile: str, l
         render_compare(comparison, stdout_console())
     if interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_PASS if comparison.verdict == "pass" else EXIT_FAIL
+    return EXIT_PASS if comparison.verdict is CompareVerdict.PASS else EXIT_FAIL
 
 
 def render_compare(comparison: Comparison, console: Console) -> None:
@@ -73,7 +75,7 @@ def render_compare(comparison: Comparison, console: Console) -> None:
     for label, stats in (("canary", comparison.canary_stats), ("baseline", comparison.baseline_stats)):
         if stats is not None:
             console.print(f"  {label:<8} {_stats_line(stats)}", highlight=False)
-    if comparison.queries and any(m.classification == "nodata" for m in comparison.metrics):
+    if comparison.queries and any(m.classification is Classification.NODATA for m in comparison.metrics):
         console.print("  no data on a side: check the workload names; the queries are in --output json",
                       highlight=False, style="yellow")
 

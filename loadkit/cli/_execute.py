@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
+from loadkit.analysis import baseline_target, require, run_scored
 from loadkit.cli._console import stderr_console, stdout_console
 from loadkit.cli._progress import Progress
 from loadkit.cli._server import server_side
 from loadkit.config import load_config
-from loadkit.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS, UsageError
+from loadkit.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS, LoadkitError, UsageError
+from loadkit.load.plan import plan_run
 from loadkit.load.profiles import get_profile
-from loadkit.load.session import plan_run, run_scored
-from loadkit.models import RunResult, ScoreResult, Verdict
+from loadkit.models.results import RunResult, ScoreResult, Verdict
 from loadkit.report import render_scorecard, result_json, write_junit, write_report_dir
-from loadkit.report.junit import checks_junit, write_text
+from loadkit.report.junit import checks_junit, error_junit, write_text
 from loadkit.report.text import render_score
-from loadkit.scoring import fmt
-from loadkit.serverside import baseline_target, require
+from loadkit.units import fmt
 
 
 def execute_run(*, target: str, profile: str, locustfile: str | None, users: int | None,
@@ -28,6 +32,19 @@ def execute_run(*, target: str, profile: str, locustfile: str | None, users: int
                 prometheus_url: str | None = None, canary_name: str | None = None,
                 namespace: str | None = None) -> int:
     prepare_outputs(junit_path, report_dir)
+    with error_outputs(junit_path, report_dir, f"loadkit.{profile}"):
+        return _execute(target=target, profile=profile, locustfile=locustfile, users=users, spawn_rate=spawn_rate,
+                        duration=duration, headers=headers, processes=processes, config_path=config_path,
+                        output=output, junit_path=junit_path, report_dir=report_dir, min_samples=min_samples,
+                        quiet=quiet, baseline=baseline, prometheus_url=prometheus_url, canary_name=canary_name,
+                        namespace=namespace)
+
+
+def _execute(*, target: str, profile: str, locustfile: str | None, users: int | None,
+             spawn_rate: float | None, duration: float | None, headers: dict[str, str],
+             processes: int, config_path: Path | None, output: str, junit_path: Path | None,
+             report_dir: Path | None, min_samples: int | None, quiet: bool, baseline: str | None,
+             prometheus_url: str | None, canary_name: str | None, namespace: str | None) -> int:
     config = load_config(config_path)
     server = server_side(config, prometheus_url=prometheus_url, canary_name=canary_name, namespace=namespace,
                          baseline=baseline)
@@ -47,6 +64,32 @@ def execute_run(*, target: str, profile: str, locustfile: str | None, users: int
                             server=server)
     emit(result, output=output, junit_path=junit_path, report_dir=report_dir)
     return exit_code(result)
+
+
+@contextmanager
+def error_outputs(junit_path: Path | None, report_dir: Path | None, suite: str) -> Iterator[None]:
+    """A run that ends in an error (exit 2, 3 or 130 before a result) still says why in the files CI
+    reads: JUnit gets an `<error>` testcase, the report directory an error.txt and that junit.xml."""
+    try:
+        yield
+    except LoadkitError as exc:
+        _write_error(exc.message, exc.hint, exc.exit_code, junit_path, report_dir, suite)
+        raise
+    except KeyboardInterrupt:
+        _write_error("interrupted before there was a result", None, EXIT_INTERRUPTED, junit_path, report_dir, suite)
+        raise
+
+
+def _write_error(message: str, hint: str | None, code: int, junit_path: Path | None, report_dir: Path | None,
+                 suite: str) -> None:
+    xml = error_junit(suite, message, hint, code, datetime.now(UTC))
+    with contextlib.suppress(OSError):  # a path we cannot write is the error being reported already
+        if junit_path is not None:
+            write_text(junit_path, xml)
+        if report_dir is not None:
+            write_text(report_dir / "junit.xml", xml)
+            write_text(report_dir / "error.txt", f"loadkit ended without a result (exit {code}):\n{message}\n"
+                       + (f"fix: {hint}\n" if hint else ""))
 
 
 def prepare_outputs(junit_path: Path | None, report_dir: Path | None) -> None:

@@ -13,9 +13,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from loadkit.models import Snapshot, Threshold, Verdict
-from loadkit.scoring import client_thresholds, evaluate, fmt, observations_from_stats
-from loadkit.units import format_duration
+from loadkit.models.results import Verdict
+from loadkit.models.specs import Threshold
+from loadkit.models.wire import Snapshot
+from loadkit.scoring import client_thresholds, evaluate, observations_from_stats
+from loadkit.units import fmt, format_duration
 
 PLAIN_EVERY_S = 5.0
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from loadkit.analysis import ServerSide
 from loadkit.config import Config
 from loadkit.errors import UsageError
 from loadkit.prometheus import Workload
-from loadkit.serverside import ServerSide
 
 
 def server_side(config: Config, *, prometheus_url: str | None, canary_name: str | None, namespace: str | None,

@@ -105,18 +105,60 @@ def run(experiment: Path, target: str | None, profile: str, users: int | None, a
       loadkit chaos run experiments/latency-canary.yaml --var canary=bruno-site --var namespace=bruno \\
           --target http://bruno-site-canary.bruno:80 --allow-namespace bruno --junit chaos.xml
     """
-    from loadkit.chaos.driver import ChaosOptions, run_chaos
     from loadkit.chaos.models import JournalStatus
-    from loadkit.cli._console import stderr_console, stdout_console
-    from loadkit.cli._execute import prepare_outputs
-    from loadkit.cli._server import server_side
-    from loadkit.config import load_config
-    from loadkit.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS, EXIT_TARGET
-    from loadkit.models import Verdict
+    from loadkit.cli._console import stdout_console
+    from loadkit.cli._execute import error_outputs, prepare_outputs
+    from loadkit.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS, EXIT_TARGET, UsageError
+    from loadkit.models.results import Verdict
     from loadkit.report.chaos import chaos_junit, render_chaos
     from loadkit.report.junit import write_text
 
     prepare_outputs(junit_path, None)
+    _check_journal(journal_path)
+    with error_outputs(junit_path, None, f"loadkit.chaos.{experiment.stem}"):
+        result = _run(experiment, target, profile, users, allow_primary, allow_namespaces, max_kill_share,
+                      max_fault_s, allow_unguarded, variables, dry_run, cooldown, recovery_window, impact_window,
+                      prometheus_url, canary_name, namespace, config_path, journal_path)
+    if output == "json":
+        click.echo(result.model_dump_json(indent=2))
+    else:
+        render_chaos(result, stdout_console())
+    if junit_path is not None:
+        write_text(junit_path, chaos_junit(result))
+    if result.journal_error:
+        raise UsageError(f"the result is above, but the journal could not be written: {result.journal_error}",
+                         hint="choose a writable --journal path")
+    if result.interrupted or result.verdict is Verdict.INTERRUPTED:
+        return EXIT_INTERRUPTED
+    if result.verdict is Verdict.ERROR or result.journal_status is JournalStatus.ABORTED:
+        return EXIT_TARGET  # nothing was injected, or an activity raised: not a verdict on the canary
+    return EXIT_PASS if result.verdict is Verdict.PASS else EXIT_FAIL
+
+
+def _check_journal(path: Path | None) -> None:
+    """Fail before the run, not after it, when the journal cannot be written."""
+    from loadkit.errors import UsageError
+
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    except OSError as exc:
+        raise UsageError(f"cannot write --journal {path}: {exc.strerror or exc}", hint="choose a writable path") \
+            from None
+
+
+def _run(experiment: Path, target: str | None, profile: str, users: int | None, allow_primary: bool,
+         allow_namespaces: tuple[str, ...], max_kill_share: float | None, max_fault_s: float | None,
+         allow_unguarded: bool, variables: dict[str, Any], dry_run: bool, cooldown: float, recovery_window: float,
+         impact_window: float, prometheus_url: str | None, canary_name: str | None, namespace: str | None,
+         config_path: Path | None, journal_path: Path | None) -> Any:
+    from loadkit.chaos.driver import ChaosOptions, run_chaos
+    from loadkit.cli._console import stderr_console
+    from loadkit.cli._server import server_side
+    from loadkit.config import load_config
+
     config = load_config(config_path)
     options = ChaosOptions(experiment_path=experiment, target=target, profile=profile, users=users,
                            variables=variables, dry_run=dry_run, allow_primary=allow_primary,
@@ -127,18 +169,7 @@ def run(experiment: Path, target: str | None, profile: str, users: int | None, a
                                               namespace=namespace))
     stderr_console().print(f"loadkit chaos: {experiment} ({'dry run, ' if dry_run else ''}load: {profile})",
                            highlight=False)
-    result = run_chaos(options, config)
-    if output == "json":
-        click.echo(result.model_dump_json(indent=2))
-    else:
-        render_chaos(result, stdout_console())
-    if junit_path is not None:
-        write_text(junit_path, chaos_junit(result))
-    if result.interrupted or result.verdict is Verdict.INTERRUPTED:
-        return EXIT_INTERRUPTED
-    if result.verdict is Verdict.ERROR or result.journal_status is JournalStatus.ABORTED:
-        return EXIT_TARGET  # nothing was injected, or an activity raised: not a verdict on the canary
-    return EXIT_PASS if result.verdict is Verdict.PASS else EXIT_FAIL
+    return run_chaos(options, config)
 
 
 @chaos.command("validate")

@@ -24,7 +24,7 @@ def profiles(config_path: Path | None, output: str) -> int:
 
     from loadkit.cli._console import stdout_console
     from loadkit.config import load_config
-    from loadkit.models import ProfileList
+    from loadkit.models.results import ProfileList
     from loadkit.units import format_duration
 
     config = load_config(config_path)

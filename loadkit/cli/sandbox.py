@@ -148,6 +148,8 @@ def sandbox() -> None:
     callback=_namespace,
     help="Namespace label on every metric, as in the cluster the PromQL was written for.",
 )
+@click.option("--exit-with-parent", is_flag=True, hidden=True,
+              help="Stop when the process that started the sandbox is gone (used by `loadkit demo` and tests).")
 @output_option(help_text="How to announce readiness on stdout: a few lines, or exactly one JSON line.")
 def up(
     host: str,
@@ -164,6 +166,7 @@ def up(
     per_try_timeout: float | None,
     timeout: float | None,
     namespace: str,
+    exit_with_parent: bool,
     output: str,
 ) -> int:
     """Start the sample app (primary and canary pods), the router and the admin API; run until Ctrl-C.
@@ -223,7 +226,10 @@ def up(
     def on_ready(info: SandboxInfo) -> None:
         click.echo(info.ready_line() if output == "json" else render_text(info))  # echo flushes
 
-    return asyncio.run(run_sandbox(config, on_ready=on_ready, log=log))
+    import os
+
+    parent = os.getppid() if exit_with_parent else None
+    return asyncio.run(run_sandbox(config, on_ready=on_ready, log=log, parent_pid=parent))
 
 
 def render_text(info: SandboxInfo) -> str:

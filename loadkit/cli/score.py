@@ -36,16 +36,17 @@ def score(prometheus_url: str | None, canary_name: str | None, namespace: str | 
     Exits 0 when every check passes, 1 when one fails (no data is a fail, as in Flagger),
     2 on bad input or a query Prometheus refuses, 3 when Prometheus cannot be reached.
     """
-    from loadkit.cli._execute import emit_score, exit_code, prepare_outputs
+    from loadkit.analysis import for_prometheus_only, score_now
+    from loadkit.cli._execute import emit_score, error_outputs, exit_code, prepare_outputs
     from loadkit.cli._server import server_side
     from loadkit.config import load_config, load_thresholds
-    from loadkit.serverside import for_prometheus_only, score_now
 
     prepare_outputs(junit_path, None)
-    config = load_config(config_path)
-    checks = load_thresholds(thresholds_path) if thresholds_path is not None else config.thresholds
-    server = server_side(config, prometheus_url=prometheus_url, canary_name=canary_name, namespace=namespace,
-                         interval_s=interval or config.prometheus.interval)
-    result = score_now(for_prometheus_only(checks), server)
+    with error_outputs(junit_path, None, "loadkit.score"):
+        config = load_config(config_path)
+        checks = load_thresholds(thresholds_path) if thresholds_path is not None else config.thresholds
+        server = server_side(config, prometheus_url=prometheus_url, canary_name=canary_name, namespace=namespace,
+                             interval_s=interval or config.prometheus.interval)
+        result = score_now(for_prometheus_only(checks), server)
     emit_score(result, output=output, junit_path=junit_path)
     return exit_code(result)

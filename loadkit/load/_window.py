@@ -223,7 +223,7 @@ class Window:
         return w
 
     def summary(self, duration_s: float) -> dict[str, Any]:
-        """The numbers of `loadkit.models.Stats`, computed from this window."""
+        """The numbers of `loadkit.models.wire.Stats`, computed from this window."""
         n = self.requests
         bad_for_flagger = sum(v for c, v in self.codes.items() if c == 0 or 500 <= c <= 599)
         pct = latency_percentiles_ms(self.hist)

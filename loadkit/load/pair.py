@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from loadkit.load.runner import LoadOutcome, LoadPlan, LocustDriver
-from loadkit.models import Snapshot
+from loadkit.models.wire import Snapshot
 
 
 def run_pair(canary: LoadPlan, baseline_target: str, *, log_dir: Path | None = None,

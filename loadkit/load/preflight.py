@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import http.client
 import socket
-import ssl
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -34,27 +32,32 @@ def validate_target(url: str) -> str:
 
 
 def preflight(url: str, headers: Mapping[str, str] | None = None, timeout_s: float = 5.0) -> int:
-    """GET the target once. Any HTTP answer (even 404 or 503) proves it is reachable.
+    """GET the target once. Any HTTP answer (even 404, 503 or a redirect, not followed) proves it is reachable.
 
     Returns the status code; raises TargetError when nothing answers.
     """
-    parts = urlsplit(url)
-    conn: http.client.HTTPConnection
-    if parts.scheme == "https":
-        # Like Locust's FastHttpUser (insecure=True): a canary with a self-signed cert is still reachable.
-        context = ssl._create_unverified_context()
-        conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=timeout_s, context=context)
-    else:
-        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout_s)
+    import httpx  # here: `loadkit --help` does not pay for it
+
+    # Like Locust's FastHttpUser (insecure=True): a canary with a self-signed cert is still reachable.
     try:
-        conn.request("GET", parts.path or "/", headers=dict(headers or {}))
-        return conn.getresponse().status
-    except socket.gaierror as exc:
-        raise TargetError(f"cannot resolve {parts.hostname!r} ({url})", hint=TARGET_HINT) from exc
-    except TimeoutError as exc:
+        with httpx.Client(verify=False, timeout=timeout_s, follow_redirects=False) as client, \
+                client.stream("GET", url, headers=dict(headers or {})) as response:
+            return response.status_code
+    except httpx.TimeoutException as exc:
         raise TargetError(f"{url} did not answer within {timeout_s:g}s", hint=TARGET_HINT) from exc
-    except (OSError, http.client.HTTPException) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+    except httpx.HTTPError as exc:
+        cause = _os_cause(exc)
+        if isinstance(cause, socket.gaierror):
+            raise TargetError(f"cannot resolve {urlsplit(url).hostname!r} ({url})", hint=TARGET_HINT) from exc
+        reason = cause.strerror if cause is not None and cause.strerror else str(exc) or type(exc).__name__
         raise TargetError(f"cannot reach {url}: {reason}", hint=TARGET_HINT) from exc
-    finally:
-        conn.close()
+
+
+def _os_cause(exc: BaseException) -> OSError | None:
+    """The socket error under httpx's exception (it wraps httpcore's, which wraps the OSError)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 
 from loadkit.errors import ConfigError
 from loadkit.load.shapes import ShapeKind, Stage, build_stages, scale_stages, total_duration
-from loadkit.models import ProfileInfo, StageInfo
+from loadkit.models.results import ProfileInfo, StageInfo
 
 
 @dataclass(frozen=True)

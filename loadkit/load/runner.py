@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -32,7 +33,7 @@ from typing import IO, Any
 
 from loadkit.errors import ConfigError, DriverError, Interrupted
 from loadkit.load.shapes import Stage, total_duration
-from loadkit.models import Snapshot, Stats
+from loadkit.models.wire import Snapshot, Stats
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +219,10 @@ class LocustDriver:
         if not stream.started.is_set():
             if interrupted:
                 raise Interrupted("interrupted before Locust started")
+            failed = locustfile_error(_read(log_path), plan.locustfile)
+            if failed is not None:
+                raise DriverError(failed, hint=f"fix the locustfile, then check it alone with: locust -f "
+                                  f"{plan.locustfile} --headless -u 1 -t 5s")
             raise DriverError(f"Locust failed to start (exit {proc.returncode}):\n{_tail(log_path)}",
                               hint="fix the locustfile error above, or run it alone with: locust -f FILE")
         if stream.end is None and not interrupted:
@@ -274,9 +279,42 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
-def _tail(path: Path, lines: int = 15) -> str:
+def _read(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        return path.read_text(encoding="utf-8", errors="replace")
     except OSError:
+        return ""
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    if not path.exists():
         return "(no Locust log)"
+    text = _read(path).strip().splitlines()
     return "\n".join("  " + line for line in text[-lines:]) or "  (Locust printed nothing)"
+
+
+_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)')
+
+
+def locustfile_error(log: str, locustfile: Path) -> str | None:
+    """One line for a locustfile that failed to import: its file and line (the last traceback frame
+    in it, or in a module it imported) and the exception. None when the log holds no such traceback.
+
+        >>> locustfile_error('Traceback (most recent call last):\\n  File "/x/lf.py", line 2, in <module>\\n'
+        ...                  '    import nope\\nModuleNotFoundError: No module named \\'nope\\'', Path("/x/lf.py"))
+        "locustfile /x/lf.py:2 failed to import: ModuleNotFoundError: No module named 'nope'"
+    """
+    lines = log.strip().splitlines()
+    if not any(line.startswith("Traceback (most recent call last)") for line in lines):
+        return None
+    frames = [(m["file"], m["line"]) for line in lines if (m := _FRAME.match(line))]
+    target = str(locustfile.resolve()) if locustfile.exists() else str(locustfile)
+    in_file = [f for f in frames if f[0] == target]
+    if not in_file:
+        return None
+    where = in_file[-1]
+    last_user_frame = next((f for f in reversed(frames) if "site-packages" not in f[0] and "<frozen" not in f[0]),
+                           where)
+    exception = next((line.strip() for line in reversed(lines) if line and not line.startswith(" ")), "")
+    via = f" (in {last_user_frame[0]}:{last_user_frame[1]})" if last_user_frame != where else ""
+    return f"locustfile {where[0]}:{where[1]} failed to import: {exception}{via}"

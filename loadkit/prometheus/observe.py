@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from loadkit.errors import ConfigError
-from loadkit.models import CompareSpec, Source, Threshold
+from loadkit.models.specs import CompareSpec, Source, Threshold
 from loadkit.prometheus import queries
 from loadkit.prometheus.queries import QueryVars, render
 from loadkit.scoring import UNITS, Observation, Side, judge

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from loadkit.errors import ConfigError
-from loadkit.models import Metric
+from loadkit.models.specs import Metric
 
 _ISTIO = 'reporter="destination",destination_workload_namespace="{{ namespace }}",destination_workload=~"{{ target }}"'
 

@@ -1,28 +1,32 @@
-"""Reading numbers from Prometheus (prometheus-api-client), with errors people can act on.
+"""Reading numbers from Prometheus' HTTP API (httpx), with errors people can act on.
+
+Errors are read from the answer itself: its HTTP status and Prometheus' JSON (`status`, `errorType`,
+`error`), never from an exception's text.
 
 - cannot reach Prometheus, or it fails (5xx)           -> TargetError (exit 3)
-- Prometheus refuses the query (400: bad PromQL)        -> ConfigError naming the check and the query
+- Prometheus refuses the query (400/422: bad PromQL)    -> ConfigError naming the check and the query
 - several series, a range vector or a non-number        -> ConfigError naming the check and the query
 - no series, or NaN (e.g. 0/0: no requests)             -> None: the caller's "no data" (a failed check)
 """
 
 from __future__ import annotations
 
-import json
 import math
-import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
-from urllib3.util.retry import Retry
+import httpx
 
 from loadkit.errors import ConfigError, TargetError
 
 DEFAULT_TIMEOUT_S = 10.0
+RETRIES = 2  # quick ones, on connection errors and 502-504: a restarting Prometheus or its proxy
+RETRY_STATUSES = frozenset({502, 503, 504})
+RETRY_BACKOFF_S = 0.1
+QUERY_ERRORS = frozenset({"bad_data", "execution"})  # Prometheus' errorType for a query it cannot run
+REACH_HINT = "check --prometheus (or prometheus.url in the config) and that Prometheus is up"
 
 
 @dataclass(frozen=True)
@@ -46,9 +50,8 @@ class PrometheusSource:
 
     def __init__(self, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.url = url.rstrip("/")
-        # Two quick retries on connection errors and 502-504, not the library's 1 s x 3 back-off.
-        retry = Retry(total=2, backoff_factor=0.1, status_forcelist=[502, 503, 504], allowed_methods=None)
-        self._client = PrometheusConnect(url=self.url, retry=retry, timeout=timeout_s)  # type: ignore[arg-type]
+        self._client = httpx.Client(base_url=self.url, timeout=timeout_s, follow_redirects=True,
+                                    transport=httpx.HTTPTransport(retries=RETRIES))
 
     def close(self) -> None:
         self._client.close()
@@ -57,15 +60,15 @@ class PrometheusSource:
 
     def value(self, query: str, *, check: str, at: datetime | None = None) -> Value:
         """An instant query that must give one number."""
-        params = {"time": f"{at.timestamp():.3f}"} if at is not None else {}
-        result = self._call(check, query, lambda: self._client.custom_query(query, params=params))
-        return _single(result, check=check, query=query)
+        params = {"query": query, **({"time": f"{at.timestamp():.3f}"} if at is not None else {})}
+        return _single(self._get("/api/v1/query", params, check=check, query=query), check=check, query=query)
 
     def matrix(self, query: str, *, check: str, start: datetime, end: datetime,
                step_s: float) -> list[Series]:
         """A range query: every series it returns, each with its labels and (time, value) points."""
-        result = self._call(check, query, lambda: self._client.custom_query_range(
-            query, start_time=start, end_time=end, step=f"{step_s:g}s"))
+        params = {"query": query, "start": f"{start.timestamp():.3f}", "end": f"{end.timestamp():.3f}",
+                  "step": f"{step_s:g}s"}
+        result = self._get("/api/v1/query_range", params, check=check, query=query)
         return [Series(dict(s.get("metric", {})),
                        [(float(t), _number(v, check, query)) for t, v in s.get("values", [])])
                 for s in result or []]
@@ -85,24 +88,45 @@ class PrometheusSource:
                 return False
             time.sleep(0.25)
 
-    def _call(self, check: str, query: str, call: Any) -> Any:
-        try:
-            return call()
-        except requests.RequestException as exc:
-            raise TargetError(f"cannot reach Prometheus at {self.url} ({type(exc).__name__}: {_short(exc)})",
-                              hint="check --prometheus (or prometheus.url in the config) and that Prometheus "
-                                   "is up") from None
-        except PrometheusApiClientException as exc:
-            status, message = _api_error(str(exc))
-            if status == 400 or status == 422:
-                raise ConfigError(f"check {check!r}: Prometheus refused its query: {message}\n  query: {query}",
-                                  hint="fix the query (try it in the Prometheus UI first)") from None
-            raise TargetError(f"Prometheus at {self.url} answered HTTP {status}: {message}",
-                              hint="check that the URL points at Prometheus' HTTP API") from None
+    def _get(self, path: str, params: dict[str, str], *, check: str, query: str) -> Any:
+        """The `data.result` of a successful answer; else the error the answer describes."""
+        for attempt in range(RETRIES + 1):
+            try:
+                response = self._client.get(path, params=params)
+            except httpx.HTTPError as exc:  # connection refused, DNS, timeouts (after the transport's retries)
+                raise TargetError(f"cannot reach Prometheus at {self.url} ({type(exc).__name__}: {_short(exc)})",
+                                  hint=REACH_HINT) from None
+            if response.status_code not in RETRY_STATUSES or attempt == RETRIES:
+                break
+            time.sleep(RETRY_BACKOFF_S * 2**attempt)
+        return _result(response, self.url, check=check, query=query)
 
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def _result(response: httpx.Response, url: str, *, check: str, query: str) -> Any:
+    body = _json(response)
+    if response.is_success and body.get("status") == "success" and isinstance(body.get("data"), dict):
+        return body["data"].get("result")
+    error = str(body.get("error") or response.text[:300].strip() or response.reason_phrase)
+    if response.status_code in (400, 422) or body.get("errorType") in QUERY_ERRORS:
+        raise ConfigError(f"check {check!r}: Prometheus refused its query: {error}\n  query: {query}",
+                          hint="fix the query (try it in the Prometheus UI first)")
+    if response.is_success:  # 200 but not Prometheus' API answer
+        raise TargetError(f"{url} answered, but not as Prometheus' HTTP API does ({error[:120]})",
+                          hint="check that the URL points at Prometheus itself, e.g. http://prometheus:9090")
+    raise TargetError(f"Prometheus at {url} answered HTTP {response.status_code}: {error}",
+                      hint="check that the URL points at Prometheus' HTTP API")
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:  # not JSON: an HTML error page, a proxy's answer
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _single(result: Any, *, check: str, query: str) -> Value:
@@ -146,27 +170,7 @@ def _several(result: list[Any], check: str, query: str) -> ConfigError:
     )
 
 
-def _api_error(text: str) -> tuple[int, str]:
-    """prometheus-api-client's message is "HTTP Status Code 400 (b'{...json...}')"."""
-    status = 0
-    head, _, rest = text.partition("(")
-    digits = "".join(ch for ch in head if ch.isdigit())
-    if digits:
-        status = int(digits)
-    body = rest.rstrip(")").strip()
-    if body.startswith(("b'", 'b"')):
-        body = body[2:-1]
-    try:
-        data = json.loads(body.encode().decode("unicode_escape"))
-        return status, str(data.get("error") or data)
-    except (ValueError, AttributeError):
-        return status, body[:300]
-
-
-def _short(exc: Exception) -> str:
-    """The cause people can act on ('[Errno 111] Connection refused'), not urllib3's retry story."""
-    text = str(exc)
-    cause = re.search(r"\[Errno -?\d+\] [^'\")]+|Read timed out|timed out", text)
-    if cause:
-        return cause.group(0).strip()
+def _short(exc: httpx.HTTPError) -> str:
+    """The cause people can act on ('[Errno 111] Connection refused'), not a library's retry story."""
+    text = str(exc) or type(exc).__name__
     return text if len(text) <= 200 else text[:200] + "..."

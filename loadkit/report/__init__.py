@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from loadkit.models import RunResult
+from loadkit.models.results import RunResult
 from loadkit.report.html import render_html
 from loadkit.report.junit import junit_xml, write_junit
 from loadkit.report.text import render_scorecard, threshold_text

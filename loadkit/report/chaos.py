@@ -9,7 +9,7 @@ from rich.text import Text
 from loadkit.chaos.models import ChaosResult
 from loadkit.report.junit import checks_junit
 from loadkit.report.text import render_banner, render_checks, verdict_text
-from loadkit.scoring import fmt, with_unit
+from loadkit.units import fmt, with_unit
 
 
 def render_chaos(result: ChaosResult, console: Console) -> None:

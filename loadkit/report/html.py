@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from loadkit.models import Check, CheckStatus, RunResult, TimelinePoint
+from loadkit.models.results import Check, CheckStatus, RunResult, TimelinePoint
 from loadkit.report.text import threshold_text
-from loadkit.scoring import fmt
+from loadkit.units import fmt
 
 _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}

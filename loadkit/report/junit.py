@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from loadkit.models import Check, CheckStatus, RunResult, Verdict
+from loadkit.models.results import Check, CheckStatus, RunResult, Verdict
 from loadkit.report.text import threshold_text
-from loadkit.scoring import fmt, with_unit
+from loadkit.units import fmt, with_unit
 
 
 def junit_xml(result: RunResult) -> str:
@@ -17,7 +17,8 @@ def junit_xml(result: RunResult) -> str:
                         {"target": result.target, "verdict": result.verdict.value, "score": fmt(result.score),
                          "requests": str(result.stats.requests)}, result.warnings,
                         verdict=Verdict.INTERRUPTED if result.interrupted else result.verdict,
-                        reason="interrupted: what was collected is scored" if result.interrupted else "")
+                        reason="interrupted: not judged (the checks show what was collected)" if result.interrupted
+                        else "")
 
 
 def checks_junit(suite_name: str, checks: Sequence[Check], started_at: datetime, ended_at: datetime,
@@ -55,6 +56,23 @@ def checks_junit(suite_name: str, checks: Sequence[Check], started_at: datetime,
         ET.SubElement(suite, "system-err").text = "\n".join(warnings)
     root = ET.Element("testsuites", {"tests": str(tests), "failures": str(failed), "errors": str(errors),
                                      "skipped": str(skipped)})
+    root.append(suite)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def error_junit(suite_name: str, message: str, hint: str | None, exit_code: int, at: datetime) -> str:
+    """A run that never produced a result (bad input, an unreachable target, a crash, an interrupt
+    before Locust started): one testcase with an `<error>`, so CI shows why instead of a 0-byte file."""
+    suite = ET.Element("testsuite", {"name": suite_name, "tests": "1", "failures": "0", "errors": "1",
+                                     "skipped": "0", "time": "0.000", "timestamp": at.isoformat()})
+    props = ET.SubElement(suite, "properties")
+    ET.SubElement(props, "property", {"name": "exit_code", "value": str(exit_code)})
+    case = ET.SubElement(suite, "testcase", {"classname": suite_name, "name": "run", "time": "0.000"})
+    error = ET.SubElement(case, "error", {"message": message.splitlines()[0] if message else "error",
+                                          "type": f"exit {exit_code}"})
+    error.text = message + (f"\nfix: {hint}" if hint else "")
+    root = ET.Element("testsuites", {"tests": "1", "failures": "0", "errors": "1", "skipped": "0"})
     root.append(suite)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -8,9 +8,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from loadkit.models import Check, CheckStatus, Comparison, RunResult, ScoreResult, Source, Verdict
+from loadkit.chaos.models import ChaosCheck
+from loadkit.models.results import Check, CheckStatus, CompareVerdict, Comparison, RunResult, ScoreResult, Verdict
+from loadkit.models.specs import CheckKind, Source
 from loadkit.prometheus.queries import promql_duration
-from loadkit.scoring import fmt, range_text, with_unit
+from loadkit.units import fmt, range_text, with_unit
 
 
 def threshold_text(check: Check) -> str:
@@ -20,6 +22,7 @@ def threshold_text(check: Check) -> str:
 
 VERDICT_STYLES = {Verdict.PASS: "bold green", Verdict.FAIL: "bold red", Verdict.INTERRUPTED: "bold yellow",
                   Verdict.ERROR: "bold magenta"}
+COMPARE_STYLES = {CompareVerdict.PASS: "bold green", CompareVerdict.MARGINAL: "bold yellow"}
 STATUS_MARKS = {CheckStatus.PASSED: ("PASS", "green"), CheckStatus.FAILED: ("FAIL", "bold red"),
                 CheckStatus.SKIPPED: ("SKIP", "yellow")}
 
@@ -41,16 +44,17 @@ def check_mark(check: Check) -> Text:
 
 
 def render_checks(checks: Sequence[Check], console: Console) -> None:
-    sources = any(c.source is not Source.CLIENT or c.comparison is not None for c in checks)
+    sources = any(c.source is not Source.CLIENT or c.is_compare for c in checks)
     table = Table(show_edge=False, pad_edge=False)
     for column in ("check", *(["from"] if sources else []), "observed", "threshold", "result", "reason"):
         table.add_column(column, no_wrap=column != "reason")
     for c in checks:
-        observed = "-" if c.metric == "steady-state" else with_unit(c.observed, c.unit)
+        steady = c.kind is CheckKind.GATE and c.metric == ChaosCheck.STEADY_STATE  # observed is met (1) or not (0)
+        observed = "-" if steady else with_unit(c.observed, c.unit)
         threshold = threshold_text(c)
         if c.comparison is not None:
             observed, threshold = f"score {fmt(c.comparison.score)}", f"score >= {fmt(c.min or 0)}"
-        where = ["compare" if c.comparison is not None or c.metric == "compare" else c.source.value] if sources else []
+        where = [CheckKind.COMPARE.value if c.is_compare else c.source.value] if sources else []
         table.add_row(c.name, *where, observed, threshold, check_mark(c), "" if c.passed else c.reason)
     console.print(table)
     for c in checks:
@@ -60,13 +64,13 @@ def render_checks(checks: Sequence[Check], console: Console) -> None:
 
 def render_comparison(comparison: Comparison, console: Console, title: str = "compare") -> None:
     """Each metric's decision, in words: what was compared, the test, the effect, the classification."""
-    style = {"pass": "bold green", "marginal": "bold yellow"}.get(comparison.verdict, "bold red")
+    style = COMPARE_STYLES.get(comparison.verdict, "bold red")
     console.print(Text.assemble(f"{title}: {comparison.canary} vs {comparison.baseline} ({comparison.source.value})  ",
-                                (comparison.verdict.upper(), style), f"  score {fmt(comparison.score)}"))
+                                (comparison.verdict.value.upper(), style), f"  score {fmt(comparison.score)}"))
     for m in comparison.metrics:
-        mark = Text(f"{m.classification:<6}", style="green" if m.passed else "bold red")
+        mark = Text(f"{m.classification.value:<6}", style="green" if m.passed else "bold red")
         critical = " (critical)" if m.critical else ""
-        console.print(Text.assemble("  ", mark, f" {m.name}{critical}: {m.reason}"), highlight=False)
+        console.print(Text.assemble("  ", mark, f" {m.name.value}{critical}: {m.reason}"), highlight=False)
     for warning in comparison.warnings:
         console.print(Text(f"  warning: {warning}", style="yellow"))
 

@@ -79,6 +79,7 @@ class SandboxProcess:
             str(canary_latency_ms),
             "--namespace",
             namespace,
+            "--exit-with-parent",
             *_route_args(retries, retry_on, per_try_timeout_s, timeout_s),
             *extra_args,
         ]
@@ -95,8 +96,11 @@ class SandboxProcess:
         if self._process is not None:
             raise RuntimeError("this SandboxProcess was already started")
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the sandbox
+        # Its own session: a Ctrl-C in the terminal reaches loadkit, which stops the load first and
+        # then the sandbox (a sandbox dying under Locust would read as the canary failing).
         self._process = subprocess.Popen(
-            self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, env=self._env
+            self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, env=self._env,
+            start_new_session=True,
         )
         try:
             self._info = self._parse_ready_line(self._read_ready_line())

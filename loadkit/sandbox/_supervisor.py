@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import os
 import signal
 import socket
 from collections.abc import Callable, Iterator
@@ -34,6 +35,7 @@ from loadkit.sandbox.models import PodInfo, RetriesInfo, SandboxInfo, WorkloadIn
 
 _SHUTDOWN_GRACE_S = 1.0
 _BACKLOG = 1024  # load tests open many connections at once
+_PARENT_POLL_S = 0.5
 
 
 def bind(host: str, port: int, option: str) -> socket.socket:
@@ -183,6 +185,9 @@ class _StopSignals:
                 if handler is not None:  # None: installed outside Python, nothing we can restore
                     signal.signal(sig, handler)
 
+    def stop(self, sig: signal.Signals) -> None:
+        self._on_signal(sig)
+
     def _on_signal(self, sig: signal.Signals) -> None:
         if self.received is None:
             self.received = sig
@@ -204,17 +209,30 @@ async def _until_started_or_signalled(start: asyncio.Task[None], stop: asyncio.E
     return True
 
 
-async def run_sandbox(config: SandboxConfig, *, on_ready: Callable[[SandboxInfo], None], log: Log) -> int:
-    """Run until SIGINT (returns 130) or SIGTERM (returns 0); startup errors raise LoadkitError."""
+async def run_sandbox(config: SandboxConfig, *, on_ready: Callable[[SandboxInfo], None], log: Log,
+                      parent_pid: int | None = None) -> int:
+    """Run until SIGINT (returns 130) or SIGTERM (returns 0); startup errors raise LoadkitError.
+    With `parent_pid` it also stops when that process is gone (its parent changes): a sandbox
+    started by `loadkit demo` or a test never outlives them, even after a SIGKILL."""
     disable_created_metrics()  # `_created` series only add noise to the merged exposition
     sandbox = Sandbox(config, log)
     with _StopSignals().installed() as signals:
+        watch = asyncio.create_task(_watch_parent(parent_pid, signals, log)) if parent_pid else None
         try:
             if await _until_started_or_signalled(asyncio.create_task(sandbox.start()), signals.event):
                 on_ready(sandbox.info(live=False))
                 await signals.event.wait()
         finally:
+            if watch is not None:
+                watch.cancel()
             if signals.received is not None:
                 log(f"stopping ({signals.received.name}): router, admin API and {sandbox.pod_count} pods")
             await sandbox.close()
     return EXIT_INTERRUPTED if signals.received == signal.SIGINT else EXIT_PASS
+
+
+async def _watch_parent(parent_pid: int, signals: _StopSignals, log: Log) -> None:
+    while os.getppid() == parent_pid:
+        await asyncio.sleep(_PARENT_POLL_S)
+    log(f"the process that started the sandbox ({parent_pid}) is gone")
+    signals.stop(signal.SIGTERM)

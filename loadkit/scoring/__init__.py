@@ -1,6 +1,6 @@
 """Pure scoring: observations + thresholds -> checks -> score -> verdict. No I/O, no clock."""
 
-from loadkit.scoring._compare import Side, judge, proportion_p_value
+from loadkit.scoring._compare import ProportionTest, Side, judge, proportion_test
 from loadkit.scoring._decisive import (
     Breach,
     DecisiveTracker,
@@ -11,19 +11,10 @@ from loadkit.scoring._decisive import (
     look_confidences,
     proportion_bounds,
 )
-from loadkit.scoring._evaluate import (
-    Scorecard,
-    client_thresholds,
-    evaluate,
-    evaluate_threshold,
-    fmt,
-    metric_label,
-    range_text,
-    with_unit,
-)
+from loadkit.scoring._evaluate import Scorecard, client_thresholds, evaluate, evaluate_threshold, metric_label
 from loadkit.scoring._observe import UNITS, Observation, observations_from_stats
 
-__all__ = ["UNITS", "Breach", "DecisiveTracker", "LatencyBound", "Observation", "Scorecard", "Side", "Tally",
-           "client_thresholds", "decisive_breaches", "evaluate", "evaluate_threshold", "fmt", "judge",
+__all__ = ["UNITS", "Breach", "DecisiveTracker", "LatencyBound", "Observation", "ProportionTest", "Scorecard", "Side",
+           "Tally", "client_thresholds", "decisive_breaches", "evaluate", "evaluate_threshold", "judge",
            "latency_bounds", "look_confidences", "metric_label", "observations_from_stats", "proportion_bounds",
-           "proportion_p_value", "range_text", "with_unit"]
+           "proportion_test"]

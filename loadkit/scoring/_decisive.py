@@ -25,7 +25,7 @@ second is many looks: at 0.99 each, a canary exactly at a threshold (1 % errors 
 look, a Bonferroni correction over the looks that count as independent (about 0.9999 per look for
 0.99 over 10 minutes), and the tracker's reasons say "(99% confidence over the run)".
 
-    >>> from loadkit.models import default_thresholds
+    >>> from loadkit.models.specs import default_thresholds
     >>> [b.reason for b in decisive_breaches(default_thresholds(), Tally(1200, 0, 60, 1200), 100, 0.99)]
     ['error-rate: at least 3.6% of 1200 requests failed (99% confidence), above the maximum 1%']
 """
@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Literal
 
-from loadkit.models import Metric, Threshold
-from loadkit.scoring._evaluate import fmt, with_unit
+from loadkit.models.specs import Metric, Threshold
+from loadkit.units import fmt, with_unit
 
 # The quantile each latency metric names; latency-max is the 1-quantile.
 QUANTILES: dict[Metric, float] = {
@@ -227,7 +227,7 @@ def _look_alpha(budget: float, looks: Callable[[float], float]) -> float:
 def latency_bounds(thresholds: Sequence[Threshold]) -> list[LatencyBound]:
     """Which latency counts the caller must collect from its histograms for these thresholds.
 
-    >>> from loadkit.models import default_thresholds
+    >>> from loadkit.models.specs import default_thresholds
     >>> latency_bounds(default_thresholds())
     [LatencyBound(bound_ms=500.0, above=True)]
     """

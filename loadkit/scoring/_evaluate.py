@@ -19,8 +19,10 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from loadkit.models import DEFAULT_MIN_SAMPLES, Check, Metric, Threshold, Verdict
+from loadkit.models.results import Check, CompareVerdict, Verdict
+from loadkit.models.specs import DEFAULT_MIN_SAMPLES, CheckKind, Metric, Threshold
 from loadkit.scoring._observe import UNITS, Observation
+from loadkit.units import range_text, with_unit
 
 
 @dataclass(frozen=True)
@@ -30,17 +32,12 @@ class Scorecard:
     verdict: Verdict
 
 
-def fmt(value: float) -> str:
-    """Numbers as people read them: 99.0 -> '99', 97.014 -> '97.01'."""
-    text = f"{value:.2f}".rstrip("0").rstrip(".")
-    return "0" if text == "-0" else text
-
-
 def metric_label(threshold: Threshold) -> str:
-    """What a check measured: the built-in metric, 'compare', or the custom metric's own name."""
-    if threshold.compare is not None:
+    """A check's `metric` as results have always named it: the built-in metric, 'compare', or a custom
+    check's own name. Only a label: what the check is, is its `kind`."""
+    if threshold.kind is CheckKind.COMPARE:
         return "compare"
-    return threshold.metric.value if threshold.metric is not None else threshold.name
+    return threshold.resolved_metric.value if threshold.kind is CheckKind.METRIC else threshold.name
 
 
 def evaluate_threshold(threshold: Threshold, observation: Observation | None, min_samples: int) -> Check:
@@ -57,7 +54,7 @@ def evaluate_threshold(threshold: Threshold, observation: Observation | None, mi
 
     def check(passed: bool, reason: str) -> Check:
         return Check(
-            name=threshold.name, metric=metric_label(threshold), observed=observed, min=lo, max=hi,
+            name=threshold.name, metric=metric_label(threshold), kind=threshold.kind, observed=observed, min=lo, max=hi,
             passed=passed, reason=reason, unit=unit, weight=threshold.weight, samples=samples or 0,
             source=threshold.resolved_source, query=observation.query if observation else None,
             comparison=comparison,
@@ -71,13 +68,11 @@ def evaluate_threshold(threshold: Threshold, observation: Observation | None, mi
     if samples is not None and samples < needed and comparison is None:
         return check(False, f"insufficient data: {samples} requests, need at least {needed} (min_samples)")
     if comparison is not None:
-        return check(comparison.verdict == "pass", f"{comparison.verdict}: {comparison.reason}")
+        return check(comparison.verdict is CompareVerdict.PASS, f"{comparison.verdict.value}: {comparison.reason}")
     if lo is not None and observed < lo:
-        shown = _distinct(observed, lo) + _sep(unit)
-        return check(False, f"{shown} is below the minimum {with_unit(lo, unit)}")
+        return check(False, f"{with_unit(observed, unit, against=lo)} is below the minimum {with_unit(lo, unit)}")
     if hi is not None and observed > hi:
-        shown = _distinct(observed, hi) + _sep(unit)
-        return check(False, f"{shown} is above the maximum {with_unit(hi, unit)}")
+        return check(False, f"{with_unit(observed, unit, against=hi)} is above the maximum {with_unit(hi, unit)}")
     return check(True, f"{with_unit(observed, unit)} meets {range_text(lo, hi, unit)}")
 
 
@@ -106,27 +101,3 @@ def _observation(threshold: Threshold, observations: Mapping[Metric, Observation
 def client_thresholds(thresholds: Sequence[Threshold]) -> list[Threshold]:
     """The checks loadkit's own stats decide (what live progress can judge during a run)."""
     return [t for t in thresholds if t.is_client_range]
-
-
-def _distinct(value: float, bound: float) -> str:
-    """Enough digits that a failing value never reads the same as its bound (500.001 vs 500)."""
-    text = fmt(value)
-    return text if text != fmt(bound) else f"{value:.9f}".rstrip("0").rstrip(".")
-
-
-def _sep(unit: str) -> str:
-    return "%" if unit == "%" else (f" {unit}" if unit else "")
-
-
-def with_unit(value: float | None, unit: str) -> str:
-    """99.5, '%' -> '99.5%'; 412.3, 'ms' -> '412.3 ms'; None -> '-'."""
-    return "-" if value is None else f"{fmt(value)}{_sep(unit)}"
-
-
-def range_text(lo: float | None, hi: float | None, unit: str) -> str:
-    """A threshold as people write it: '>= 99%', '<= 500 ms', '10 .. 20 req/s'."""
-    if lo is not None and hi is not None:
-        return f"{with_unit(lo, unit)} .. {with_unit(hi, unit)}"
-    if lo is not None:
-        return f">= {with_unit(lo, unit)}"
-    return f"<= {with_unit(hi, unit)}"

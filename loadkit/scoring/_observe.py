@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loadkit.models import Comparison, Metric, Source, Stats
+from loadkit.models.results import Comparison
+from loadkit.models.specs import Metric, Source
+from loadkit.models.wire import Stats
 
 
 @dataclass(frozen=True)

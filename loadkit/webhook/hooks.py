@@ -19,10 +19,10 @@ from collections.abc import Awaitable, Callable
 
 from loadkit.config import Config, RollbackOn
 from loadkit.errors import ConfigError, PayloadError, UsageError
+from loadkit.load.plan import plan_run
 from loadkit.load.runner import STARTUP_ALLOWANCE_S, STOP_GRACE_S, LoadPlan
-from loadkit.load.session import plan_run
 from loadkit.load.shapes import Stage
-from loadkit.models import Verdict
+from loadkit.models.results import Verdict
 from loadkit.webhook.analyses import Lifecycle, outcome_of
 from loadkit.webhook.gates import Gates
 from loadkit.webhook.models import (

@@ -14,19 +14,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 # Kubernetes names as Flagger uses them (a Service `<name>-canary` in `<namespace>`): DNS labels.
-from loadkit.config import DNS_LABEL
-from loadkit.models import SCHEMA_VERSION, RunResult, Snapshot, Verdict
-
-
-class HookKind(enum.StrEnum):
-    CONFIRM_ROLLOUT = "confirm-rollout"
-    PRE_ROLLOUT = "pre-rollout"
-    ROLLOUT = "rollout"
-    CONFIRM_TRAFFIC_INCREASE = "confirm-traffic-increase"
-    CONFIRM_PROMOTION = "confirm-promotion"
-    ROLLBACK = "rollback"
-    POST_ROLLOUT = "post-rollout"
-    EVENT = "event"
+from loadkit.config import DNS_LABEL, HookKind
+from loadkit.models.base import SCHEMA_VERSION
+from loadkit.models.results import RunResult, Verdict
+from loadkit.models.wire import Snapshot
 
 
 class MetadataKey(enum.StrEnum):

@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from loadkit.analysis import client_compares, prometheus_checks
 from loadkit.config import Config, RollbackOn
 from loadkit.errors import ConfigError, PayloadError, SafetyError, UsageError
 from loadkit.load.preflight import validate_target
 from loadkit.load.profiles import Profile, get_profile
-from loadkit.models import Threshold
+from loadkit.models.specs import Threshold
 from loadkit.safety import API_SERVER_HOSTS, is_system_namespace
-from loadkit.serverside import client_compares, prometheus_checks
 from loadkit.units import parse_duration, parse_header
 from loadkit.webhook.models import DNS_LABEL, FlaggerPayload, GateMode, HookKind, MetadataKey
 
@@ -223,7 +223,7 @@ def _baseline(thresholds: list[Threshold], names: Names, config: Config, policy:
 
 
 def _profile(meta: dict[str, str], config: Config, kind: HookKind) -> Profile:
-    name = meta.get(MetadataKey.PROFILE) or config.server.default_profiles.get(kind.value, "smoke")
+    name = meta.get(MetadataKey.PROFILE) or config.server.default_profiles.get(kind, "smoke")
     try:
         return get_profile(name, config.profiles)
     except ConfigError as exc:

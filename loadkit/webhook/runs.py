@@ -24,17 +24,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from loadkit.analysis import ServerSide, as_planned_end, run_scored, tally_of
 from loadkit.config import PrometheusSpec, RollbackSpec
 from loadkit.errors import BusyError, Interrupted, LoadkitError, TargetError
 from loadkit.load._window import REFUSED_KIND
-from loadkit.load.result import as_planned_end
 from loadkit.load.runner import LoadPlan
-from loadkit.load.session import run_scored
-from loadkit.load.tally import tally_of
-from loadkit.models import RunResult, Snapshot, Threshold, Verdict
+from loadkit.models.results import CheckStatus, RunResult, Verdict
+from loadkit.models.specs import Threshold
+from loadkit.models.wire import Snapshot
 from loadkit.prometheus import Workload
 from loadkit.scoring import DecisiveTracker, client_thresholds, evaluate, observations_from_stats
-from loadkit.serverside import ServerSide
 from loadkit.webhook.logs import log_event
 from loadkit.webhook.models import LiveState, LiveVerdict, RunRecord, RunStatus
 from loadkit.webhook.policy import HookCall
@@ -319,12 +318,15 @@ class RunManager:
         if stopped_as is RunStatus.COMPLETED and result.interrupted:  # a continuous run at its analysis' end
             result = as_planned_end(result, "ran until its analysis ended")
         why = active.stop_reason or _STOP_REASONS.get(stopped_as) or left_target(result) or too_few_samples(result)
-        failing = "; ".join(f"{c.name}: {c.reason}" for c in result.failed_checks)
+        shown = [c.rejudged() for c in result.checks]  # what each check showed, judged or not
+        failing = "; ".join(f"{c.name}: {c.reason}" for c in shown if c.status is CheckStatus.FAILED)
         measured = failing or f"every threshold met over {result.stats.requests} requests"
         if why:
             # Keep what was measured, but its verdict must not read as a pass anywhere.
-            unjudged = result.model_copy(update={"verdict": Verdict.FAIL, "warnings": [
-                *result.warnings, f"{NOT_JUDGED}: {why}"]})
+            verdict = Verdict.INTERRUPTED if result.interrupted else (
+                Verdict.ERROR if left_target(result) else Verdict.FAIL)
+            unjudged = result.model_copy(update={"verdict": verdict, "warnings": [
+                *result.warnings, f"{NOT_JUDGED}: {why}"], "checks": [c.unjudged(why) for c in shown]})
             if left_target(result):
                 active.decisive = ""  # refused requests are not the canary's errors
             return _Ending(stopped_as, None, None, f"{NOT_JUDGED}: {why} (measured: {measured})", unjudged)

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from loadkit.models import RunResult, Verdict
+from loadkit.models.results import RunResult, Verdict
 from loadkit.webhook.models import (
     AnalysisOutcome,
     AnalysisRecord,

@@ -16,18 +16,9 @@ from loadkit.chaos.live import Stamped
 from loadkit.chaos.models import ChaosResult
 from loadkit.chaos.result import ChaosInputs, Timeline, build_chaos_result
 from loadkit.load._window import Window
-from loadkit.models import (
-    Check,
-    CheckStatus,
-    RunResult,
-    Snapshot,
-    Stats,
-    Threshold,
-    ThresholdRange,
-    Verdict,
-    default_chaos_thresholds,
-    default_thresholds,
-)
+from loadkit.models.results import Check, CheckStatus, RunResult, Verdict
+from loadkit.models.specs import Threshold, ThresholdRange, default_chaos_thresholds, default_thresholds
+from loadkit.models.wire import Snapshot, Stats
 from loadkit.report.chaos import chaos_junit, render_chaos
 from loadkit.report.html import render_html
 

@@ -107,22 +107,6 @@ def test_locustfile_syntax_error_names_the_line(tmp_path: Path) -> None:
     assert f"{bad}:3: syntax error" in out.stderr
 
 
-def test_a_locustfile_that_fails_to_import_is_a_driver_error(tmp_path: Path) -> None:
-    import http.server
-    import threading
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    broken = tmp_path / "broken.py"
-    broken.write_text("import no_such_module_anywhere\n")
-    try:
-        out = run_loadkit("run", "--target", f"http://127.0.0.1:{server.server_port}", "--locustfile", str(broken))
-    finally:
-        server.shutdown()
-    assert out.returncode == 3
-    assert "Locust failed to start" in out.stderr and "no_such_module_anywhere" in out.stderr
-
-
 def test_an_unexpected_error_is_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 

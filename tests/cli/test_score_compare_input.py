@@ -10,9 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
+import click
 import pytest
 
 from loadkit.cli import cli
+from loadkit.models.specs import CompareMetricName
 
 Runner = Callable[..., SimpleNamespace]
 
@@ -81,3 +83,11 @@ def test_score_without_prometheus_or_workload(run_loadkit: Runner) -> None:
 def test_score_against_an_unreachable_prometheus_is_exit_3(run_loadkit: Runner) -> None:
     out = run_loadkit("score", "--prometheus", NOWHERE, *WORKLOAD)
     assert out.returncode == 3 and f"cannot reach Prometheus at {NOWHERE}" in out.stderr
+
+
+def test_critical_offers_exactly_the_compared_metrics() -> None:
+    # the option spells the enum's values (the CLI module stays free of pydantic for `--help`)
+    compare = cli.commands["compare"]
+    option = next(p for p in compare.params if p.name == "critical")
+    assert isinstance(option.type, click.Choice)
+    assert list(option.type.choices) == [m.value for m in CompareMetricName]

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
+from loadkit.analysis import tally_of
 from loadkit.load._window import Window, decode_histogram
-from loadkit.load.tally import tally_of
-from loadkit.models import Stats
+from loadkit.models.wire import Stats
 from loadkit.scoring import LatencyBound
 
 # Buckets (µs): 499 ms in [498944, 499199]; 499.98, 500 and 500.2 ms share [499968, 500223]; 501 ms in

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from loadkit.analysis import for_prometheus_only
 from loadkit.config import load_config, load_thresholds
 from loadkit.errors import ConfigError, UsageError
-from loadkit.models import Metric, Source, Threshold
+from loadkit.models.specs import Metric, Source, Threshold
 from loadkit.prometheus import BUILTIN_QUERIES, QueryVars, promql_duration, render
 from loadkit.prometheus.observe import step_increments
 from loadkit.prometheus.source import Series
-from loadkit.serverside import for_prometheus_only
 
 # fluxcd/flagger pkg/metrics/observers/istio.go, with namespace=bruno, target=bruno-site, interval=1m.
 FLAGGER_SUCCESS_RATE = """

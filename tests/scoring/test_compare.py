@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loadkit.models import CompareSpec, Source, Threshold
-from loadkit.scoring import Observation, Side, evaluate, judge, proportion_p_value
+from loadkit.models.specs import CompareSpec, Source, Threshold
+from loadkit.scoring import Observation, Side, evaluate, judge, proportion_test
+from loadkit.scoring._compare import fisher_p_value, z_test_p_value
 
 RNG = np.random.default_rng(7)
 
@@ -86,9 +87,41 @@ def test_latency_can_be_made_critical() -> None:
 
 
 def test_proportion_test_is_one_sided() -> None:
-    assert proportion_p_value(0, 1000, 20, 1000) < 1e-4
-    assert proportion_p_value(20, 1000, 0, 1000) > 0.99
-    assert proportion_p_value(0, 1000, 0, 1000) == 1.0
+    assert proportion_test(0, 1000, 20, 1000).p_value < 1e-4
+    assert proportion_test(20, 1000, 0, 1000).p_value > 0.99
+    assert proportion_test(0, 1000, 0, 1000).p_value == 1.0
+
+
+def test_few_errors_are_judged_by_fisher_where_the_z_test_is_too_sure() -> None:
+    # 0 vs 5 errors in 50 + 50 requests: expected errors per side 2.5 (< 5), so the normal approximation
+    # does not hold; z says p=0.011 (significant at 0.98), Fisher's exact test 0.028 (not).
+    assert z_test_p_value(0, 50, 5, 50) == pytest.approx(0.011, abs=5e-4)
+    assert fisher_p_value(0, 50, 5, 50) == pytest.approx(0.028, abs=5e-4)
+    assert proportion_test(0, 50, 5, 50) == (pytest.approx(0.028, abs=5e-4), "Fisher exact")
+    errors = run(Side(latencies(50, 50), 50, 0), Side(latencies(50, 50), 50, 5)).metrics[1]
+    assert errors.classification == "pass" and errors.p_value == pytest.approx(0.028, abs=5e-4)
+    assert "Fisher exact p=0.028" in errors.reason and "not significantly more errors" in errors.reason
+
+
+@pytest.mark.parametrize(
+    ("counts", "test"),
+    [
+        pytest.param((0, 50, 5, 50), "Fisher exact", id="2.5-expected-errors-a-side"),
+        pytest.param((5, 100, 5, 100), "z-test", id="5-expected-errors-a-side"),
+        pytest.param((4, 100, 5, 100), "Fisher exact", id="4.5-expected-errors-a-side"),
+        pytest.param((0, 1000, 20, 1000), "z-test", id="10-expected-errors-a-side"),
+        pytest.param((98, 100, 100, 100), "Fisher exact", id="1-expected-success-a-side"),
+        pytest.param((0, 50, 0, 50), "Fisher exact", id="no-errors"),
+    ],
+)
+def test_fisher_decides_whenever_an_expected_cell_is_below_five(counts: tuple[int, int, int, int],
+                                                                 test: str) -> None:
+    assert proportion_test(*counts).test == test
+
+
+def test_the_error_reason_names_the_z_test_with_enough_errors() -> None:
+    errors = run(Side(latencies(50, 1000), 1000, 0), Side(latencies(50, 1000), 1000, 20)).metrics[1]
+    assert errors.classification == "high" and "z-test p=" in errors.reason
 
 
 def test_a_compare_check_passes_only_on_a_pass_verdict() -> None:

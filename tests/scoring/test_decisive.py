@@ -17,7 +17,7 @@ import pytest
 from scipy.special import betaincinv
 from scipy.stats import beta, binom, binomtest
 
-from loadkit.models import CompareSpec, Threshold, ThresholdRange, default_thresholds
+from loadkit.models.specs import CompareSpec, Threshold, ThresholdRange, default_thresholds
 from loadkit.scoring import (
     Breach,
     DecisiveTracker,

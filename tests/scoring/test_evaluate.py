@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from loadkit.models import Metric, Stats, Threshold, ThresholdRange, Verdict, default_thresholds
+from loadkit.models.results import Verdict
+from loadkit.models.specs import Metric, Threshold, ThresholdRange, default_thresholds
+from loadkit.models.wire import Stats
 from loadkit.scoring import Observation, evaluate, evaluate_threshold, observations_from_stats
 
 

@@ -6,7 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from loadkit.models import Snapshot, Stats, Verdict, default_thresholds
+from loadkit.models.results import Verdict
+from loadkit.models.specs import default_thresholds
+from loadkit.models.wire import Snapshot, Stats
 from loadkit.webhook.hooks import current, has_failed, has_passed, is_promotable, is_within
 from loadkit.webhook.models import HookKind, LiveState, LiveVerdict, RunRecord, RunStatus
 from loadkit.webhook.runs import live_state

@@ -1,46 +1,21 @@
-"""One scored load run, from names and options to a RunResult. Shared by the CLI and the webhook."""
+"""One scored load run, from a plan to a RunResult (or a Comparison). Shared by the CLI, the webhook
+and chaos: pre-flight, the server-side checks' needs, Locust (twice at once for a comparison), the score."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
-from loadkit.errors import UsageError
-from loadkit.load.journeys import check_locustfile_syntax, locate_locustfile
+from loadkit.analysis._result import build_result
+from loadkit.analysis._server_side import ServerSide, baseline_target, gather, require, side_of
 from loadkit.load.pair import run_pair
 from loadkit.load.preflight import preflight, validate_target
-from loadkit.load.profiles import Profile
-from loadkit.load.result import build_result
 from loadkit.load.runner import LoadPlan, LocustDriver
-from loadkit.load.shapes import stage_problems
-from loadkit.models import CompareSpec, Comparison, RunResult, Snapshot, Threshold
+from loadkit.models.results import Comparison, RunResult
+from loadkit.models.specs import CompareSpec, Threshold
+from loadkit.models.wire import Snapshot
 from loadkit.scoring import judge
-from loadkit.serverside import ServerSide, baseline_target, gather, require, side_of
-
-
-def plan_run(profile: Profile, *, target: str, locustfile: str | None = None, users: int | None = None,
-             spawn_rate: float | None = None, duration_s: float | None = None,
-             headers: Mapping[str, str] | None = None, processes: int = 1,
-             base_dir: Path | None = None) -> LoadPlan:
-    """Resolve a profile plus overrides into a concrete plan; raises ConfigError/UsageError."""
-    target = validate_target(target)
-    stages = profile.resolve_stages(users=users, spawn_rate=spawn_rate, duration_s=duration_s)
-    if problems := stage_problems(stages):
-        raise UsageError(
-            f"profile {profile.name!r} cannot run as asked:\n  - " + "\n  - ".join(problems),
-            hint="give a longer --duration, a higher --spawn-rate, or fix the profile's stages",
-        )
-    path = locate_locustfile(locustfile or profile.locustfile, base_dir)
-    check_locustfile_syntax(path)
-    return LoadPlan(
-        target=target,
-        locustfile=path,
-        stages=stages,
-        headers={**profile.headers, **(headers or {})},
-        processes=processes,
-        profile=profile.name,
-    )
 
 
 def run_scored(plan: LoadPlan, thresholds: list[Threshold], min_samples: int, *,

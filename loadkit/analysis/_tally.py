@@ -17,7 +17,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from loadkit.load._window import decode_histogram
-from loadkit.models import Stats
+from loadkit.models.wire import Stats
 from loadkit.scoring import LatencyBound, Tally
 
 

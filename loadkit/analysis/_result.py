@@ -5,16 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from loadkit.load.runner import LoadOutcome, LoadPlan
-from loadkit.models import (
-    EndpointStats,
-    ErrorStat,
-    GeneratorHealth,
-    RunResult,
-    Snapshot,
-    Threshold,
-    TimelinePoint,
-)
-from loadkit.scoring import Observation, evaluate, fmt, observations_from_stats
+from loadkit.models.results import EndpointStats, ErrorStat, GeneratorHealth, RunResult, TimelinePoint, Verdict
+from loadkit.models.specs import Threshold
+from loadkit.models.wire import Snapshot
+from loadkit.scoring import Observation, evaluate, observations_from_stats
+from loadkit.units import fmt
 
 CPU_SATURATED_PCT = 90.0
 SATURATED_SHARE = 0.25  # of the samples
@@ -52,7 +47,7 @@ def assess_generator(snapshots: Sequence[Snapshot], processes: int) -> Generator
 
 def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Threshold], min_samples: int,
                  external: Mapping[str, Observation] | None = None, notes: Sequence[str] = ()) -> RunResult:
-    """`external`: observations of Prometheus and compare checks (loadkit.serverside.gather)."""
+    """`external`: observations of Prometheus and compare checks (`gather`)."""
     stats = outcome.final
     card = evaluate(thresholds, observations_from_stats(stats), min_samples, external)
     health = assess_generator(outcome.snapshots, plan.processes)
@@ -66,9 +61,10 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
         warnings.append(f"the locustfile's tasks raised {stats.exceptions} exception(s), counted in "
                         f"error-rate{example}")
     if outcome.interrupted:
-        warnings.append(f"{INTERRUPTED_NOTE} {fmt(stats.duration_s)}s: scored what was collected")
+        warnings.append(f"{INTERRUPTED_NOTE} {fmt(stats.duration_s)}s: not judged (the checks show what was "
+                        "collected)")
     return RunResult(
-        verdict=card.verdict,
+        verdict=Verdict.INTERRUPTED if outcome.interrupted else card.verdict,
         score=card.score,
         target=plan.target,
         profile=plan.profile,
@@ -77,7 +73,7 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
         ended_at=outcome.ended_at,
         interrupted=outcome.interrupted,
         stats=stats,
-        checks=card.checks,
+        checks=[c.unjudged("interrupted") for c in card.checks] if outcome.interrupted else card.checks,
         thresholds=list(thresholds),
         min_samples=min_samples,
         generator=health,
@@ -98,6 +94,10 @@ def _point(s: Snapshot) -> TimelinePoint:
 
 
 def as_planned_end(result: RunResult, note: str) -> RunResult:
-    """A run stopped from outside at its planned end (a continuous run when its analysis ended): not interrupted."""
+    """A run stopped from outside at its planned end (a continuous run when its analysis ended): not
+    interrupted, so judged on its checks."""
     warnings = [w for w in result.warnings if not w.startswith(INTERRUPTED_NOTE)]
-    return result.model_copy(update={"interrupted": False, "warnings": [*warnings, note]})
+    checks = [c.rejudged() for c in result.checks]
+    verdict = Verdict.PASS if checks and all(c.passed for c in checks) else Verdict.FAIL
+    return result.model_copy(update={"interrupted": False, "verdict": verdict, "checks": checks,
+                                     "warnings": [*warnings, note]})

@@ -1,0 +1,324 @@
+"""What loadkit reports: one result model for every output (JSON, JUnit, HTML, the webhook, the store).
+
+`RunResult` (loadkit run) and `ScoreResult` (loadkit score) judge `Check`s; a `Comparison` (loadkit
+compare, or a compare check's judgement) judges `ComparedMetric`s. Each carries `schema_version`.
+Add fields, never rename them: stored results must keep loading (a result written before a field
+existed gets its default, or a value derived from the old fields).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from loadkit.models.base import SCHEMA_VERSION, ResultModel
+from loadkit.models.specs import (
+    DEFAULT_MIN_SAMPLES,
+    CheckKind,
+    CompareMetricName,
+    CompareSpec,
+    Metric,
+    Source,
+    Threshold,
+)
+from loadkit.models.wire import Stats
+
+
+class Verdict(enum.StrEnum):
+    """A run's outcome. `loadkit run`, `score` and the webhook give pass or fail; a chaos run may also
+    be `interrupted` (stopped by a signal: what was collected is shown, not judged) or `error` (it
+    tested nothing: the fault was never injected, or the experiment itself aborted)."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    INTERRUPTED = "interrupted"
+    ERROR = "error"
+
+
+class Classification(enum.StrEnum):
+    """One compared metric's outcome, Kayenta's words: `high` fails (the canary is worse), `low` passes
+    (it is better), `nodata` fails (too few samples to tell)."""
+
+    PASS = "pass"
+    HIGH = "high"
+    LOW = "low"
+    NODATA = "nodata"
+
+    @property
+    def passed(self) -> bool:
+        return self in (Classification.PASS, Classification.LOW)
+
+
+class CompareVerdict(enum.StrEnum):
+    """A comparison's outcome from its score: pass, marginal (between the two cut-offs) or fail."""
+
+    PASS = "pass"
+    MARGINAL = "marginal"
+    FAIL = "fail"
+
+
+class ComparedMetric(ResultModel):
+    """One metric of a comparison: classification pass/high/low/nodata and why."""
+
+    name: CompareMetricName
+    classification: Classification
+    passed: bool
+    critical: bool
+    baseline: float | None = None
+    canary: float | None = None
+    unit: str = ""
+    effect_pct: float | None = None
+    p_value: float | None = None
+    baseline_samples: int = 0
+    canary_samples: int = 0
+    reason: str
+
+
+class Comparison(ResultModel):
+    """Canary vs baseline: per-metric judgements, a score (share passing) and pass/marginal/fail."""
+
+    schema_version: int = SCHEMA_VERSION
+    verdict: CompareVerdict
+    score: float
+    reason: str
+    source: Source
+    baseline: str
+    canary: str
+    metrics: list[ComparedMetric]
+    settings: CompareSpec
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    baseline_stats: Stats | None = None
+    canary_stats: Stats | None = None
+    queries: dict[str, str] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+
+
+class CheckStatus(enum.StrEnum):
+    """A check's outcome. `skipped`: it could not be judged (it never ran, or too little load stood
+    behind it); the reason says why. A skipped check never counts as passed."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class Collected(ResultModel):
+    """What a check showed on the data collected before its run stopped (the run was not judged)."""
+
+    status: CheckStatus
+    reason: str
+
+
+# The gates of a chaos run (loadkit.chaos.models.ChaosCheck): how results told them apart before `kind`.
+_GATES_BEFORE_KIND = frozenset({"steady-state", "method", "rollbacks"})
+
+
+class Check(ResultModel):
+    """One judged threshold or gate. `status` is the outcome; `passed` (kept for readers of older
+    results) is True exactly when the status is `passed`. Give either; the other follows.
+
+    `kind` says what was judged; `metric` names it as results always have: the built-in metric,
+    `compare`, the custom check's own name or the gate's. Results written before `kind` existed
+    get it from those old fields.
+
+        >>> Check(name="x", metric="x", kind="custom", observed=None, min=None, max=None, passed=False,
+        ...       reason="r").status
+        <CheckStatus.FAILED: 'failed'>
+    """
+
+    name: str
+    metric: str
+    kind: CheckKind
+    observed: float | None
+    min: float | None
+    max: float | None
+    passed: bool = False
+    reason: str
+    status: CheckStatus = CheckStatus.FAILED
+    unit: str = ""
+    weight: float = 1.0
+    samples: int = 0
+    source: Source = Source.CLIENT
+    query: str | None = Field(default=None, description="The PromQL that was run (Prometheus checks)")
+    comparison: Comparison | None = None
+    collected: Collected | None = Field(default=None, description="A check of a run that was not judged "
+                                        "(interrupted) is skipped; this is what it showed on what was collected")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_of_older_results(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") is None:
+            return {**data, "kind": _kind_before_kind(data)}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _status_or_passed(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        has_status, has_passed = data.get("status") is not None, data.get("passed") is not None
+        if not has_status and not has_passed:
+            raise ValueError("give status (passed, failed or skipped) or passed (true/false)")
+        if not has_status:
+            return {**data, "status": CheckStatus.PASSED if data["passed"] is True else CheckStatus.FAILED}
+        if not has_passed:
+            return {**data, "passed": str(data["status"]) == CheckStatus.PASSED.value}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Check:
+        if self.passed != (self.status is CheckStatus.PASSED):
+            if self.status is CheckStatus.SKIPPED:
+                raise ValueError("a skipped check cannot have passed: drop passed, or give status passed")
+            raise ValueError(f"passed={self.passed} contradicts status {self.status.value}")
+        return self
+
+    @property
+    def skipped(self) -> bool:
+        return self.status is CheckStatus.SKIPPED
+
+    @property
+    def is_compare(self) -> bool:
+        return self.kind is CheckKind.COMPARE
+
+    def restated(self, status: CheckStatus, reason: str) -> Check:
+        """This check with another outcome and reason (`passed` follows the status)."""
+        return self.model_copy(update={"status": status, "passed": status is CheckStatus.PASSED, "reason": reason})
+
+    def unjudged(self, why: str) -> Check:
+        """Skipped because the run was not judged (`why`); `collected` keeps what it showed."""
+        shown = self.status.value + (f" ({self.reason})" if self.reason else "")
+        return self.restated(CheckStatus.SKIPPED, f"not judged: {why}; so far {shown}") \
+            .model_copy(update={"collected": Collected(status=self.status, reason=self.reason)})
+
+    def rejudged(self) -> Check:
+        """Undo `unjudged`: the run turned out to end as planned."""
+        if self.collected is None:
+            return self
+        return self.restated(self.collected.status, self.collected.reason).model_copy(update={"collected": None})
+
+
+def _kind_before_kind(data: dict[str, Any]) -> CheckKind:
+    """A stored check from before `kind`: its kind as the renderers of the time read it (they took
+    `metric: compare` for a comparison, whatever the check's name)."""
+    metric = data.get("metric")
+    if data.get("comparison") is not None or metric == "compare":
+        return CheckKind.COMPARE
+    if metric in {m.value for m in Metric}:
+        return CheckKind.METRIC
+    return CheckKind.GATE if metric in _GATES_BEFORE_KIND else CheckKind.CUSTOM
+
+
+class EndpointStats(ResultModel):
+    method: str
+    name: str
+    requests: int
+    failures: int
+
+
+class ErrorStat(ResultModel):
+    """A distinct failure message ('GET /api/cart: HTTP 503 ...') and how often it happened."""
+
+    message: str
+    count: int
+
+
+class TimelinePoint(ResultModel):
+    t: float
+    users: int
+    requests: int
+    failures: int
+    rps: float
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    error_rate_pct: float | None = None
+    cpu_pct: float | None = None
+
+
+class GeneratorHealth(ResultModel):
+    processes: int = 1
+    cpu_max_pct: float | None = None
+    cpu_avg_pct: float | None = None
+    loop_lag_max_ms: float | None = None
+    saturated: bool = False
+    reason: str = ""
+
+
+class RunResult(ResultModel):
+    schema_version: int = SCHEMA_VERSION
+    verdict: Verdict
+    score: float
+    target: str
+    profile: str
+    locustfile: str
+    started_at: datetime
+    ended_at: datetime
+    interrupted: bool = False
+    stats: Stats
+    checks: list[Check]
+    thresholds: list[Threshold] = Field(default_factory=list)
+    min_samples: int = DEFAULT_MIN_SAMPLES
+    generator: GeneratorHealth = Field(default_factory=GeneratorHealth)
+    endpoints: list[EndpointStats] = Field(default_factory=list)
+    errors: list[ErrorStat] = Field(default_factory=list)
+    timeline: list[TimelinePoint] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    histogram: str | None = Field(default=None, description="HdrHistogram (µs) of all latencies, base64")
+
+    @property
+    def failed_checks(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+
+class ScoreResult(ResultModel):
+    """`loadkit score`: a canary scored from Prometheus alone. Same verdict/score/checks as RunResult."""
+
+    schema_version: int = SCHEMA_VERSION
+    verdict: Verdict
+    score: float
+    target: str  # namespace/workload
+    prometheus: str
+    namespace: str
+    canary: str
+    interval_s: float
+    evaluated_at: datetime
+    checks: list[Check]
+    thresholds: list[Threshold] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+
+    @property
+    def failed_checks(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+
+class StageInfo(ResultModel):
+    duration_s: float
+    users: int
+    spawn_rate: float
+
+
+class ProfileInfo(ResultModel):
+    """A traffic profile as `loadkit profiles --output json` shows it."""
+
+    name: str
+    description: str
+    shape: str
+    users: int
+    spawn_rate: float
+    duration_s: float
+    locustfile: str
+    headers: dict[str, str]
+    source: str
+    stages: list[StageInfo]
+
+
+class ProfileList(ResultModel):
+    schema_version: int = SCHEMA_VERSION
+    profiles: list[ProfileInfo]
+
+

@@ -1,0 +1,51 @@
+"""The Locust plugin's stream as the loadkit process reads it: client-side stats and snapshots.
+
+The plugin (loadkit/load/locust_plugin.py) writes these as JSON lines without importing pydantic;
+the runner validates each line into a `Snapshot`. `Stats` is also the run's total in every result.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from loadkit.models.base import ResultModel
+
+
+class Stats(ResultModel):
+    """Client-side numbers for a run (or a window of it).
+
+    status_codes counts each HTTP status ("0" = no answer: connection error or timeout);
+    status_classes groups them: 2xx, 3xx, 4xx, 5xx and no_response.
+    success_rate_pct follows Flagger: 5xx answers and connection errors are failures.
+    error_rate_pct counts every request Locust marks failed (4xx, 5xx, connection, catch_response
+    failures) plus every exception a task raised (`exceptions`, e.g. a failed assert), over requests.
+    Latency percentiles come from an HdrHistogram (3 significant digits) and are reported as the
+    upper edge of their bucket, so a reported p99 <= 500 ms really is <= 500 ms.
+    """
+
+    requests: int = 0
+    failures: int = 0
+    exceptions: int = 0
+    rps: float = 0.0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+    success_rate_pct: float | None = None
+    error_rate_pct: float | None = None
+    status_codes: dict[str, int] = Field(default_factory=dict)
+    status_classes: dict[str, int] = Field(default_factory=dict)
+    failures_by_kind: dict[str, int] = Field(default_factory=dict)
+    duration_s: float = 0.0
+
+
+class Snapshot(ResultModel):
+    """One line of the Locust plugin's stream: the last window and everything so far."""
+
+    elapsed_s: float
+    users: int
+    cpu_pct: float
+    lag_ms: float
+    window: Stats
+    window_histogram: str = ""  # the window's latencies (HdrHistogram, µs, base64): windows merge exactly
+    cumulative: Stats
