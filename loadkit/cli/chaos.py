@@ -111,9 +111,9 @@ def run(experiment: Path, target: str | None, profile: str, users: int | None, a
     from loadkit.cli._execute import prepare_outputs
     from loadkit.cli._server import server_side
     from loadkit.config import load_config
-    from loadkit.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS, EXIT_TARGET
+    from loadkit.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS, EXIT_TARGET, LoadkitError
     from loadkit.models import Verdict
-    from loadkit.report.chaos import chaos_junit, render_chaos
+    from loadkit.report.chaos import chaos_error_junit, chaos_junit, render_chaos
     from loadkit.report.junit import write_text
 
     prepare_outputs(junit_path, None)
@@ -127,17 +127,22 @@ def run(experiment: Path, target: str | None, profile: str, users: int | None, a
                                               namespace=namespace))
     stderr_console().print(f"loadkit chaos: {experiment} ({'dry run, ' if dry_run else ''}load: {profile})",
                            highlight=False)
-    result = run_chaos(options, config)
+    try:
+        result = run_chaos(options, config)
+    except LoadkitError as exc:
+        if junit_path is not None:  # never an empty (or green) report for a run that did not happen
+            write_text(junit_path, chaos_error_junit(str(experiment), exc))
+        raise
     if output == "json":
         click.echo(result.model_dump_json(indent=2))
     else:
         render_chaos(result, stdout_console())
     if junit_path is not None:
         write_text(junit_path, chaos_junit(result))
-    if result.interrupted or result.verdict is Verdict.INTERRUPTED:
+    if result.verdict is Verdict.INTERRUPTED:
         return EXIT_INTERRUPTED
     if result.verdict is Verdict.ERROR or result.journal_status is JournalStatus.ABORTED:
-        return EXIT_TARGET  # nothing was injected, or an activity raised: not a verdict on the canary
+        return EXIT_TARGET  # it did not test what it claims: not a verdict on the canary
     return EXIT_PASS if result.verdict is Verdict.PASS else EXIT_FAIL
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from loadkit.chaos.models import ChaosResult
+from loadkit.errors import LoadkitError
+from loadkit.models import Verdict
 from loadkit.report.junit import checks_junit
 from loadkit.report.text import render_banner, render_checks, verdict_text
 from loadkit.scoring import fmt, with_unit
@@ -43,6 +47,13 @@ def _recovery(result: ChaosResult) -> str:
     if result.fault is None or result.recovery_time_s is None:
         return "-"
     return f"{with_unit(result.recovery_time_s, 's')} after removal"
+
+
+def chaos_error_junit(experiment: str, error: LoadkitError) -> str:
+    """JUnit for a chaos run that could not start (refused, bad input): one testcase `run` with an error."""
+    now = datetime.now(UTC)
+    return checks_junit(f"loadkit.chaos.{experiment}", [], now, now, {"verdict": Verdict.ERROR.value,
+                        "exit_code": str(error.exit_code)}, [], verdict=Verdict.ERROR, reason=str(error))
 
 
 def chaos_junit(result: ChaosResult) -> str:
