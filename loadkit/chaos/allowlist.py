@@ -1,13 +1,14 @@
-"""What a chaos experiment may run: an allow-list, checked before anything runs.
+"""What a chaos experiment may run: an allow-list of activities, each with its checks.
 
 Only activities loadkit knows how to guard run: loadkit's own actions and probes, and a short
-list of chaosk8s / chaosprometheus functions. Each entry checks its arguments (strict types:
-"false" is not false; namespaces; never the primary; fault lengths) and may check them against
-the live system before the run (`live`: selectors resolved to pods, hosts to Services, kill
-shares on today's pod counts). Everything else is refused with the reason: other Python
-modules and functions (private helpers too), `process` and `http` providers, controls other than
-loadkit's, dynamic configuration, probe tolerances, guard settings in the experiment file.
-`--allow-unguarded` runs them anyway: loudly, and recorded in the result.
+list of chaosk8s / chaosprometheus functions. Each entry says what it does (`Kind`: injects a
+fault, removes faults, or only reads), which decides where it may appear (a fault only as a
+method action; rollbacks only remove or read; steady-state probes only read), checks its
+arguments (strict types: "false" is not false; finite numbers; namespaces; never the primary;
+fault lengths), may check them against the live system (`live`: selectors resolved to pods,
+hosts to Services, kill shares on today's pod counts), and can tell whether the fault it made is
+in place (`observe`). `loadkit.chaos.scan` walks an experiment against this list before the run;
+`loadkit.chaos.gate` checks every activity again right before chaoslib runs it.
 
 Experiments are code: a guarded activity can still hurt a system loadkit does not know about
 (docs/chaos.md says what the guards cover and what they do not).
@@ -15,17 +16,19 @@ Experiments are code: a guarded activity can still hurt a system loadkit does no
 
 from __future__ import annotations
 
+import enum
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from chaoslib import substitute
 
 from loadkit.chaos.guards import (
-    GUARD_KEYS,
+    MAX_RESTART_AFTER_S,
     Guards,
     check_canary_host,
+    check_dependency_host,
     check_selector,
     is_primary_pod,
     strict,
@@ -36,33 +39,62 @@ from loadkit.units import parse_duration
 Args = Mapping[str, Any]
 Check = Callable[[Args, Guards], None]
 Live = Callable[[Args, Guards, Mapping[str, Any]], None]
+Observe = Callable[[Any, Args, Mapping[str, Any]], "str | None"]
 NUMBER = (int, float)
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 SANDBOX, K8S, PROBES = "loadkit.chaos.sandbox", "loadkit.chaos.k8s", "loadkit.chaos.probes"
+CHAOSK8S_KILL = ("chaosk8s.pod.actions", "terminate_pods")
 CONTROL = "loadkit.chaos.control"
+SECRETS_REFUSED = ("secrets can point an activity at another cluster or sandbox than the one loadkit checks before "
+                   "the run and cleans up after it")
+SECRETS_HINT = "drop them: loadkit takes credentials from the environment (KUBECONFIG, KUBERNETES_CONTEXT, ...)"
+
+
+class Kind(enum.Enum):
+    """What an activity does, which decides where it may appear."""
+
+    FAULT = "injects a fault"  # only as a method action
+    RESTORE = "removes faults"  # a method or rollback action
+    READ = "only reads"  # anywhere
 
 
 @dataclass(frozen=True)
 class Entry:
+    kind: Kind
     check: Check
     live: Live | None = None
+    observe: Observe | None = None  # FAULT: describe the fault now in place, None if it is not
+    measures: bool = False  # READ: its failure means "could not measure" (no data), not "not met"
+    redirect: tuple[str, str] | None = None  # loadkit's guarded twin that runs instead (same arguments)
 
 
-@dataclass
-class Scan:
-    problems: list[str] = field(default_factory=list)
-    unguarded: list[str] = field(default_factory=list)  # what --allow-unguarded let through
+SECTIONS = {
+    "steady-state probe": {Kind.READ},
+    "method": {Kind.FAULT, Kind.RESTORE, Kind.READ},
+    "rollback": {Kind.RESTORE, Kind.READ},
+}
 
-    def refuse(self, where: str, exc: SafetyError) -> None:
-        self.problems.append(f"{where}: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
+
+def section_problem(entry: Entry, section: str, activity_type: Any, func: str) -> str | None:
+    """Why this entry may not run here (None: it may)."""
+    if entry.kind not in SECTIONS[section]:
+        where = {"steady-state probe": "a steady-state probe (which must only read)",
+                 "rollback": "a rollback (which may only remove faults or read)"}[section]
+        return f"{func} {entry.kind.value}, so it may not be {where}: put it in the method, as an action"
+    if entry.kind is Kind.FAULT and activity_type != "action":
+        return f"{func} {entry.kind.value} but is declared as a {activity_type}: declare it as type: action"
+    return None
 
 
 # -- checks of arguments ---------------------------------------------------------------------------
 
-def _number(args: Args, key: str, default: float, *, low: float = 0.0, high: float | None = None) -> float:
+def _number(args: Args, key: str, default: float, *, low: float = 0.0, high: float | None = None,
+            inclusive: bool = False) -> float:
     value = float(strict(args.get(key, default), NUMBER, key))
-    if value <= low or (high is not None and value > high):
-        raise SafetyError(f"{key} {value:g} must be above {low:g}" + (f" and at most {high:g}" if high else ""))
+    too_low = value < low if inclusive else value <= low
+    if too_low or (high is not None and value > high):
+        bound = f"at least {low:g}" if inclusive else f"above {low:g}"
+        raise SafetyError(f"{key} {value:g} must be {bound}" + (f" and at most {high:g}" if high is not None else ""))
     return value
 
 
@@ -81,13 +113,13 @@ def _version(args: Args, guards: Guards, default: str | None = "canary") -> None
 
 def _admin_url(args: Args, guards: Guards) -> None:
     if args.get("admin_url") is not None:
-        guards.check_sandbox_url(str(strict(args["admin_url"], str, "admin_url")))
+        guards.check_sandbox_url(str(strict(args["admin_url"], str, "admin_url")), offline=True)
 
 
 def _name_ns(args: Args, guards: Guards) -> str:
     name = strict(args.get("name"), str, "name")
     if not DNS_LABEL.fullmatch(name):
-        raise SafetyError(f"name {name!r} is not a Kubernetes name")
+        raise SafetyError(f"name {name!r} is not a Kubernetes name (lower-case letters, digits and -)")
     guards.check_namespace(args.get("ns"))
     guards.check_not_primary(name)
     return name
@@ -100,6 +132,18 @@ def _duration(args: Args, key: str, default: str, guards: Guards) -> None:
     except ValueError as exc:
         raise SafetyError(f"{key}: {exc}") from None
     guards.check_fault_length(seconds, key)
+
+
+def _wait(args: Args, key: str, guards: Guards) -> None:
+    """A wait given explicitly is bounded like a fault (loadkit also caps it at run time)."""
+    if key in args:
+        guards.check_fault_length(_number(args, key, 0.0, inclusive=True), key, zero=True)
+
+
+def _http_status(args: Args) -> None:
+    status = strict(args.get("http_status", 503), int, "http_status")
+    if not 400 <= status <= 599:
+        raise SafetyError(f"http_status {status} is not an HTTP error (400-599)")
 
 
 def _sandbox_fault(args: Args, guards: Guards, percentage: float) -> None:
@@ -119,30 +163,45 @@ def _sandbox_abort(args: Args, guards: Guards) -> None:
     _sandbox_fault(args, guards, 10.0)
 
 
-def _http_status(args: Args) -> None:
-    status = strict(args.get("http_status", 503), int, "http_status")
-    if not 400 <= status <= 599:
-        raise SafetyError(f"http_status {status} is not an HTTP error (400-599)")
-
-
 def _sandbox_kill(args: Args, guards: Guards) -> None:
     _version(args, guards)
-    strict(args.get("count", 1), int, "count")
-    guards.check_fault_length(_number(args, "restart_after_s", 2.0, low=-1.0), "restart_after_s")
+    if strict(args.get("count", 1), int, "count") < 1:
+        raise SafetyError(f"count {args.get('count')} must be at least 1")
+    longest = min(MAX_RESTART_AFTER_S, guards.max_fault_s)
+    restart = _number(args, "restart_after_s", 2.0, inclusive=True)
+    if restart > longest:
+        raise SafetyError(f"restart_after_s {restart:g} is longer than loadkit can wait to see the pod back "
+                          f"({longest:g}s)", hint=f"give restart_after_s at most {longest:g}")
     _admin_url(args, guards)
 
 
 def _sandbox_read(args: Args, guards: Guards) -> None:
     _version(args, guards, default=None)
+    _wait(args, "timeout_s", guards)
     _admin_url(args, guards)
+
+
+def _kill_qty(args: Args, mode: Any) -> None:
+    if mode not in ("fixed", "percentage"):
+        raise SafetyError(f"mode {mode!r} is not fixed or percentage")
+    if mode == "fixed":
+        if strict(args.get("qty", 1), int, "qty") < 1:
+            raise SafetyError(f"qty {args.get('qty')} must be at least 1 pod")
+    else:
+        _number(args, "qty", 1, high=100.0)
 
 
 def _canary_kill(args: Args, guards: Guards) -> None:
     _name_ns(args, guards)
-    strict(args.get("qty", 1), int, "qty")
-    if args.get("mode", "fixed") not in ("fixed", "percentage"):
-        raise SafetyError(f"mode {args.get('mode')!r} is not fixed or percentage")
+    _kill_qty(args, args.get("mode", "fixed"))
     strict(args.get("grace_period", 0), int, "grace_period")
+
+
+def _canary_wait(args: Args, guards: Guards) -> None:
+    _name_ns(args, guards)
+    if args.get("count") is not None:
+        strict(args["count"], int, "count")
+    _wait(args, "timeout_s", guards)
 
 
 def _canary_fault(args: Args, guards: Guards) -> None:
@@ -164,10 +223,8 @@ def _canary_abort(args: Args, guards: Guards) -> None:
 
 
 def _dependency_abort(args: Args, guards: Guards) -> None:
-    _name_ns(args, guards)
-    host = strict(args.get("host"), str, "host")
-    if not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", host):
-        raise SafetyError(f"host {host!r} is not a service host name")
+    name = _name_ns(args, guards)
+    check_dependency_host(args.get("host"), name, str(args["ns"]), guards)
     _http_status(args)
     _percentage(args, 10.0)
     _duration(args, "expires_in", "15m", guards)
@@ -179,37 +236,43 @@ def _namespaced(args: Args, guards: Guards) -> None:
         guards.check_not_primary(str(strict(args["name"], str, "name")))
 
 
-def _read_only(args: Args, guards: Guards) -> None:
-    guards.check_namespace(args.get("ns", "default"))
-
-
 def _terminate_pods(args: Args, guards: Guards) -> None:
     check_selector(args.get("label_selector"), args.get("name_pattern"))
     if strict(args.get("all", False), bool, "all"):
         raise SafetyError("all: true kills every matching pod")
     strict(args.get("rand", False), bool, "rand")
     mode = args.get("mode", "fixed")
-    if mode not in ("fixed", "percentage"):
-        raise SafetyError(f"mode {mode!r} is not fixed or percentage")
-    qty = strict(args.get("qty", 1), NUMBER, "qty")
-    if mode == "percentage" and qty > guards.max_kill_share * 100:
-        raise SafetyError(f"{qty} % of the pods is over the cap ({guards.max_kill_share:.0%})")
+    _kill_qty(args, mode)
+    if mode == "percentage" and float(args.get("qty", 1)) > guards.max_kill_share * 100:
+        raise SafetyError(f"{args.get('qty')} % of the pods is over the cap ({guards.max_kill_share:.0%})")
     if args.get("order", "alphabetic") not in ("alphabetic", "oldest"):
         raise SafetyError(f"order {args.get('order')!r} is not alphabetic or oldest")
+    strict(args.get("grace_period", -1), int, "grace_period")
     if args.get("name_pattern") is not None:
         try:
             re.compile(strict(args["name_pattern"], str, "name_pattern"))
         except re.error as exc:
             raise SafetyError(f"name_pattern is not a regular expression: {exc}") from None
-    guards.check_namespace(args.get("ns", "default"))
+    guards.check_namespace(args.get("ns"))
     guards.check_not_primary(str(args.get("label_selector")) + " " + str(args.get("name_pattern") or ""))
+
+
+def _read_only(args: Args, guards: Guards) -> None:
+    guards.check_namespace(args.get("ns"))
+
+
+def _load_probe(args: Args, guards: Guards) -> None:
+    for key in ("window_s", "wait_s"):
+        _wait(args, key, guards)
+    if "min_samples" in args and strict(args["min_samples"], int, "min_samples") < 1:
+        raise SafetyError(f"min_samples {args['min_samples']} must be at least 1")
 
 
 def _nothing(_args: Args, _guards: Guards) -> None:
     """Read-only, with no argument that points anywhere."""
 
 
-# -- live checks: against today's pods and Services, before the run --------------------------------
+# -- live checks: against today's pods and Services ------------------------------------------------
 
 def _live_sandbox_kill(args: Args, guards: Guards, configuration: Mapping[str, Any]) -> None:
     from loadkit.chaos import sandbox
@@ -218,7 +281,7 @@ def _live_sandbox_kill(args: Args, guards: Guards, configuration: Mapping[str, A
     guards.kill_quantity(int(args.get("count", 1)), available)
 
 
-def _live_selected(pods: Sequence[Any], what: str, guards: Guards) -> None:
+def _live_selected(pods: list[Any], what: str, guards: Guards) -> None:
     primary = [p.metadata.name for p in pods if is_primary_pod(p)]
     if primary and not guards.allow_primary:
         raise SafetyError(f"{what} matches primary pods ({', '.join(primary[:3])})", hint="select the canary only")
@@ -227,19 +290,15 @@ def _live_selected(pods: Sequence[Any], what: str, guards: Guards) -> None:
 def _live_canary_kill(args: Args, guards: Guards, _configuration: Mapping[str, Any]) -> None:
     from loadkit.chaos import k8s
 
-    pods = k8s.running_pods(f"app={args['name']}", str(args["ns"]))
-    _live_selected(pods, f"app={args['name']}", guards)
-    guards.kill_quantity(int(args.get("qty", 1)), len(pods), str(args.get("mode", "fixed")))
+    k8s.kill_plan(f"app={args['name']}", str(args["ns"]), None, args.get("qty", 1), str(args.get("mode", "fixed")),
+                  guards)
 
 
 def _live_terminate_pods(args: Args, guards: Guards, _configuration: Mapping[str, Any]) -> None:
     from loadkit.chaos import k8s
 
-    selector, pattern = str(args["label_selector"]), args.get("name_pattern")
-    pods = k8s.running_pods(selector, str(args.get("ns", "default")), name_pattern=pattern)
-    _live_selected(pods, f"label_selector {selector!r}" + (f" with name_pattern {pattern!r}" if pattern else ""),
-                   guards)
-    guards.kill_quantity(int(args.get("qty", 1)), len(pods), str(args.get("mode", "fixed")))
+    k8s.kill_plan(str(args["label_selector"]), str(args["ns"]), args.get("name_pattern"), args.get("qty", 1),
+                  str(args.get("mode", "fixed")), guards)
 
 
 def _live_canary_service(args: Args, guards: Guards, _configuration: Mapping[str, Any]) -> None:
@@ -262,29 +321,63 @@ def _live_canary_pods(args: Args, guards: Guards, _configuration: Mapping[str, A
     _live_selected(pods, f"app={args['name']}", guards)
 
 
+# -- is the fault in place? -------------------------------------------------------------------------
+
+def _sandbox_fault_seen(result: Any, args: Args, configuration: Mapping[str, Any]) -> str | None:
+    from loadkit.chaos import sandbox
+
+    fault_id = result.get("id") if isinstance(result, Mapping) else None
+    if fault_id and sandbox.fault_present(str(fault_id), args.get("admin_url"), dict(configuration)):
+        return f"sandbox {result.get('kind')} fault {fault_id} on the {result.get('version')}"
+    return None
+
+
+def _sandbox_pods_killed(result: Any, args: Args, _configuration: Mapping[str, Any]) -> str | None:
+    return f"sandbox pods killed: {', '.join(map(str, result))}" if isinstance(result, list) and result else None
+
+
+def _k8s_fault_seen(result: Any, args: Args, _configuration: Mapping[str, Any]) -> str | None:
+    from loadkit.chaos import k8s
+
+    ns = str(args.get("ns"))
+    if isinstance(result, str) and k8s.fault_exists(result, ns):
+        return f"VirtualService {ns}/{result}"
+    return None
+
+
+def _k8s_pods_killed(result: Any, args: Args, _configuration: Mapping[str, Any]) -> str | None:
+    from loadkit.chaos import k8s
+
+    names = [str(n) for n in result] if isinstance(result, list) else []
+    gone = k8s.pods_going(names, str(args.get("ns")))
+    return f"pods killed in {args.get('ns')}: {', '.join(gone)}" if gone else None
+
+
 ALLOWED: dict[tuple[str, str], Entry] = {
-    (SANDBOX, "add_delay"): Entry(_sandbox_delay),
-    (SANDBOX, "add_abort"): Entry(_sandbox_abort),
-    (SANDBOX, "kill_pods"): Entry(_sandbox_kill, _live_sandbox_kill),
-    (SANDBOX, "remove_faults"): Entry(_sandbox_read),
-    (SANDBOX, "list_faults"): Entry(_sandbox_read),
-    (SANDBOX, "wait_for_pods"): Entry(_sandbox_read),
-    (K8S, "kill_canary_pods"): Entry(_canary_kill, _live_canary_kill),
-    (K8S, "wait_for_canary_pods"): Entry(_namespaced),
-    (K8S, "add_canary_delay"): Entry(_canary_delay, _live_canary_service),
-    (K8S, "add_canary_abort"): Entry(_canary_abort, _live_canary_service),
-    (K8S, "add_dependency_abort"): Entry(_dependency_abort, _live_canary_pods),
-    (K8S, "remove_faults"): Entry(_namespaced),
-    (K8S, "list_faults"): Entry(_namespaced),
-    **{(PROBES, func): Entry(_nothing) for func in ("error_rate", "p95_ms", "p99_ms", "rps", "success_rate",
-                                                      "thresholds_met")},
-    ("chaosk8s.pod.actions", "terminate_pods"): Entry(_terminate_pods, _live_terminate_pods),
-    **{("chaosk8s.pod.probes", func): Entry(_read_only) for func in (
+    (SANDBOX, "add_delay"): Entry(Kind.FAULT, _sandbox_delay, observe=_sandbox_fault_seen),
+    (SANDBOX, "add_abort"): Entry(Kind.FAULT, _sandbox_abort, observe=_sandbox_fault_seen),
+    (SANDBOX, "kill_pods"): Entry(Kind.FAULT, _sandbox_kill, _live_sandbox_kill, _sandbox_pods_killed),
+    (SANDBOX, "remove_faults"): Entry(Kind.RESTORE, _sandbox_read),
+    (SANDBOX, "list_faults"): Entry(Kind.READ, _sandbox_read),
+    (SANDBOX, "wait_for_pods"): Entry(Kind.READ, _sandbox_read),
+    (K8S, "kill_canary_pods"): Entry(Kind.FAULT, _canary_kill, _live_canary_kill, _k8s_pods_killed),
+    (K8S, "wait_for_canary_pods"): Entry(Kind.READ, _canary_wait),
+    (K8S, "add_canary_delay"): Entry(Kind.FAULT, _canary_delay, _live_canary_service, _k8s_fault_seen),
+    (K8S, "add_canary_abort"): Entry(Kind.FAULT, _canary_abort, _live_canary_service, _k8s_fault_seen),
+    (K8S, "add_dependency_abort"): Entry(Kind.FAULT, _dependency_abort, _live_canary_pods, _k8s_fault_seen),
+    (K8S, "remove_faults"): Entry(Kind.RESTORE, _namespaced),
+    (K8S, "list_faults"): Entry(Kind.READ, _namespaced),
+    **{(PROBES, func): Entry(Kind.READ, _load_probe, measures=True) for func in (
+        "error_rate", "p95_ms", "p99_ms", "rps", "success_rate", "thresholds_met")},
+    CHAOSK8S_KILL: Entry(Kind.FAULT, _terminate_pods, _live_terminate_pods, _k8s_pods_killed,
+                         redirect=(K8S, "terminate_pods")),
+    **{("chaosk8s.pod.probes", func): Entry(Kind.READ, _read_only) for func in (
         "pods_in_phase", "pods_not_in_phase", "count_pods", "count_min_pods", "pods_in_conditions")},
-    **{("chaosk8s.deployment.probes", func): Entry(_read_only) for func in (
+    **{("chaosk8s.deployment.probes", func): Entry(Kind.READ, _read_only) for func in (
         "deployment_available_and_healthy", "deployment_fully_available", "deployment_not_fully_available",
         "deployment_partially_available")},
-    **{("chaosprometheus.probes", func): Entry(_nothing) for func in ("query", "query_interval")},
+    **{("chaosprometheus.probes", func): Entry(Kind.READ, _nothing, measures=True) for func in (
+        "query", "query_interval")},
 }
 HINTS = {
     "chaosistio": "chaosistio patches Flagger's VirtualService, which Flagger rewrites and which routes primary "
@@ -293,92 +386,31 @@ HINTS = {
 }
 
 
-# -- the scan --------------------------------------------------------------------------------------
-
-def scan(experiment: Mapping[str, Any], configuration: Mapping[str, Any], guards: Guards) -> Scan:
-    """Everything wrong with an experiment that can be seen without touching any system."""
-    result = Scan()
-    declared = experiment.get("configuration") or {}
-    for key in sorted(GUARD_KEYS & set(declared)):
-        result.problems.append(f"configuration {key}: guard settings come only from loadkit's flags, never from "
-                               "the experiment (drop it; use --allow-primary, --allow-namespace, --max-kill-share)")
-    for key, value in declared.items():
-        if isinstance(value, Mapping) and value.get("type") not in (None, "env"):
-            _unguarded(result, f"configuration {key}", f"dynamic configuration (type {value.get('type')!r}) runs "
-                       "an activity before the experiment", guards)
-    for where, control in _controls(experiment):
-        module = (control.get("provider") or {}).get("module")
-        if module != CONTROL:
-            _unguarded(result, where, f"control {module!r} is not loadkit's ({CONTROL})", guards)
-    for where, activity in all_activities(experiment):
-        _scan_activity(result, where, activity, configuration, guards)
-    return result
+def entry_of(activity: Mapping[str, Any]) -> tuple[str, Entry | None]:
+    """(`module.func`, its allow-list entry or None) for a python activity."""
+    provider = activity.get("provider") or {}
+    module, func = str(provider.get("module")), str(provider.get("func"))
+    return f"{module}.{func}", (ALLOWED.get((module, func)) if provider.get("type") == "python" else None)
 
 
-def live_problems(experiment: Mapping[str, Any], configuration: Mapping[str, Any], guards: Guards) -> list[str]:
-    """The allow-listed activities' checks against the live system (pods, Services, pod counts)."""
-    problems: list[str] = []
-    for where, activity in all_activities(experiment):
-        provider = activity.get("provider") or {}
-        entry = ALLOWED.get((str(provider.get("module")), str(provider.get("func"))))
-        if entry is None or entry.live is None:
-            continue
-        try:
-            entry.live(arguments(activity, configuration), guards, configuration)
-        except SafetyError as exc:
-            problems.append(f"{where}: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
-        except Exception as exc:  # the system cannot be asked, so the check cannot be made: refuse
-            problems.append(f"{where}: cannot check it against the live system ({type(exc).__name__}: {exc})")
-    return problems
-
-
-def arguments(activity: Mapping[str, Any], configuration: Mapping[str, Any]) -> dict[str, Any]:
+def arguments(activity: Mapping[str, Any], configuration: Mapping[str, Any],
+              secrets: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A python provider's arguments as chaoslib will pass them (`${var}` substituted, typed)."""
     provider = activity.get("provider") or {}
     raw = provider.get("arguments") or {}
     if not isinstance(raw, Mapping):
         return {}
-    return dict(substitute(dict(raw), dict(configuration), {}))
+    return dict(substitute(dict(raw), dict(configuration), dict(secrets or {})))
 
 
-def modules(experiment: Mapping[str, Any]) -> set[str]:
-    return {str((a.get("provider") or {}).get("module")) for _, a in all_activities(experiment)}
-
-
-def _scan_activity(result: Scan, where: str, activity: Mapping[str, Any], configuration: Mapping[str, Any],
-                   guards: Guards) -> None:
-    provider = activity.get("provider") or {}
-    kind = provider.get("type")
-    if kind != "python":
-        if provider or not activity.get("ref"):
-            _unguarded(result, where, f"a {kind!r} provider runs outside loadkit's guards", guards)
-        return
-    module, func = str(provider.get("module")), str(provider.get("func"))
-    entry = ALLOWED.get((module, func))
-    if entry is None:
-        hint = next((h for prefix, h in HINTS.items() if module.startswith(prefix)), "")
-        reason = hint or f"{module}.{func} is not an activity loadkit can guard (see docs/chaos.md for the list)"
-        _unguarded(result, where, reason, guards)
-        return
-    args = arguments(activity, configuration)
-    try:
-        _bind(module, func, args)
-        entry.check(args, guards)
-    except SafetyError as exc:
-        result.refuse(where, exc)
-    for pause in ("before", "after"):
-        value = (activity.get("pauses") or {}).get(pause)
-        if value is not None:
-            try:
-                seconds = float(strict(substitute(value, dict(configuration), {}), (int, float), f"pauses.{pause}"))
-                guards.check_fault_length(seconds, f"pause {pause}")
-            except SafetyError as exc:
-                result.refuse(where, exc)
+def check_entry(entry: Entry, module: str, func: str, args: Args, guards: Guards) -> None:
+    """The arguments fit the function (a typo is named as a typo) and pass the entry's checks."""
+    _bind(module, func, args)
+    entry.check(args, guards)
 
 
 def _bind(module: str, func: str, args: Args) -> None:
-    """The arguments fit the function (as chaoslib will check), so a typo is named as a typo: an
-    allow-listed module is safe to import."""
+    """The arguments fit the function, as chaoslib will check: an allow-listed module is safe to import."""
     import importlib
     import inspect
 
@@ -387,46 +419,17 @@ def _bind(module: str, func: str, args: Args) -> None:
     except (ImportError, AttributeError) as exc:
         raise SafetyError(f"{module}.{func} cannot be loaded: {exc}") from None
     parameters = inspect.signature(target).parameters
-    given = {k: v for k, v in args.items() if k not in ("configuration", "secrets")}
-    unknown = sorted(set(given) - set(parameters))
+    if "secrets" in args:
+        raise SafetyError(SECRETS_REFUSED, hint=SECRETS_HINT)
+    if "configuration" in args:
+        raise SafetyError("argument 'configuration': Chaos Toolkit passes it itself; an experiment may not set it",
+                          hint="drop configuration from the arguments")
+    unknown = sorted(set(args) - set(parameters))
     if unknown:
         valid = ", ".join(p for p in parameters if p not in ("configuration", "secrets"))
         raise SafetyError(f"unknown argument(s) {', '.join(unknown)} (valid: {valid})")
     missing = [name for name, p in parameters.items() if p.default is inspect.Parameter.empty
-               and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and name not in given
+               and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and name not in args
                and name not in ("configuration", "secrets")]
     if missing:
         raise SafetyError(f"required argument {missing[0]!r} is missing")
-
-
-def _unguarded(result: Scan, where: str, reason: str, guards: Guards) -> None:
-    if guards.allow_unguarded:
-        result.unguarded.append(f"{where}: {reason}")
-    else:
-        result.problems.append(f"{where}: {reason}; refused (--allow-unguarded runs it anyway, outside the guards)")
-
-
-def all_activities(experiment: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
-    """Every activity, with where it is: hypothesis probes, method, rollbacks, and probe tolerances."""
-    hypothesis = experiment.get("steady-state-hypothesis") or {}
-    found: list[tuple[str, Mapping[str, Any]]] = []
-    for section, items in (("steady-state probe", hypothesis.get("probes")), ("method", experiment.get("method")),
-                           ("rollback", experiment.get("rollbacks"))):
-        for activity in items or []:
-            if not isinstance(activity, Mapping):
-                continue
-            where = f"{section} {activity.get('name') or activity.get('ref') or '?'}"
-            found.append((where, activity))
-            tolerance = activity.get("tolerance")
-            if isinstance(tolerance, Mapping) and tolerance.get("type") == "probe":
-                found.append((f"{where}: its tolerance probe", tolerance))
-    return found
-
-
-def _controls(experiment: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
-    hypothesis = experiment.get("steady-state-hypothesis") or {}
-    found = [("experiment control", c) for c in experiment.get("controls") or []]
-    found += [("hypothesis control", c) for c in hypothesis.get("controls") or []]
-    for where, activity in all_activities(experiment):
-        found += [(f"{where}: control", c) for c in activity.get("controls") or []]
-    return [(f"{where} {c.get('name', '?')}", c) for where, c in found if isinstance(c, Mapping)]

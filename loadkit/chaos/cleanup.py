@@ -2,8 +2,11 @@
 
 It cleans whatever it can reach and says what it could not. Kubernetes is skipped with a note
 when none is configured (no kubeconfig, no KUBERNETES_HOST, not in a pod); everything works
-within namespace-scoped permissions (`--namespace`, repeatable). In the sandbox a fault whose
-owner is a live loadkit run on this machine is kept (name its run with `--run` to remove it).
+within namespace-scoped permissions (`--namespace`, repeatable). A fault is removed when its
+owner is proven gone (its process ended on this machine), when it expired, when it has no owner
+at all, or when its run is named with `--run`; one whose run is still going, or may be (it runs
+on another machine or in another PID namespace, where its pid says nothing), is kept until it
+expires, and the report says why and names the run.
 """
 
 from __future__ import annotations
@@ -58,8 +61,9 @@ def _kubernetes(namespaces: tuple[str, ...], expired_only: bool, run: str | None
     for ns in namespaces or (None,):
         where = f"namespace {ns}" if ns else "every namespace"
         try:
-            report.removed += [f"removed VirtualService {name}" for name in
-                               k8s.cleanup(ns, expired_only=expired_only, run=run)]
+            removed, kept = k8s.cleanup(ns, expired_only=expired_only, run=run)
+            report.removed += [f"removed VirtualService {name}" for name in removed]
+            report.notes += kept
         except ApiException as exc:
             hint = " (pass --namespace NS for each namespace loadkit may act in)" if exc.status == 403 and not ns \
                 else ""
@@ -70,6 +74,16 @@ def _kubernetes(namespaces: tuple[str, ...], expired_only: bool, run: str | None
 
 
 def _sandbox(admin_url: str, expired_only: bool, run: str | None, report: CleanupReport) -> None:
+    from loadkit.chaos import guards as guard
+
+    guard.set_active(guard.Guards(sandbox_admin_url=admin_url))  # the operator named this sandbox
+    try:
+        _sandbox_faults(admin_url, expired_only, run, report)
+    finally:
+        guard.set_active(None)
+
+
+def _sandbox_faults(admin_url: str, expired_only: bool, run: str | None, report: CleanupReport) -> None:
     from loadkit.chaos import sandbox
 
     try:
@@ -82,13 +96,16 @@ def _sandbox(admin_url: str, expired_only: bool, run: str | None, report: Cleanu
         what = f"sandbox fault {fault['id']} ({fault['kind']} on {fault['version']})"
         if run is not None and owner.get("run") != run:
             continue
-        alive = sandbox.owner_alive(owner)
-        if run is None and alive:
-            report.notes.append(f"kept {what}: its run {owner.get('run')} (pid {owner.get('pid')}) is still going; "
-                                f"remove it with --run {owner.get('run')}")
+        if expired_only and run is None and not owner:
+            continue  # the sandbox expires it itself; with no owner to check, leave it to its TTL
+        alive = sandbox.owner_alive(owner) if owner else False
+        if run is None and alive is not False:
+            state = "is still going" if alive else (f"may still be going (pid {owner.get('pid')} on "
+                                                    f"{owner.get('host')}, which this machine cannot check)")
+            if not expired_only:
+                report.notes.append(f"kept {what}: its run {owner.get('run')} {state}; it expires by itself at "
+                                    f"{fault.get('expires_at')} (remove it now with --run {owner.get('run')})")
             continue
-        if expired_only and alive is None:
-            continue  # the sandbox expires it itself; without an owner to check, leave it to its TTL
         try:
             sandbox.delete_fault(str(fault["id"]), admin_url)
             report.removed.append(f"removed {what}")

@@ -1,18 +1,16 @@
 """`loadkit chaos run`: a Chaos Toolkit experiment under real load, always rolled back, scored.
 
-Order: validate the experiment and check it against the allow-list (`allowlist`), statically
-and against the live systems, naming any fault another run left (nothing runs if they refuse);
-start the load and let it settle; run the experiment with Chaos Toolkit up to its rollbacks
-(rollback strategy `always`), recording when the fault was injected; run any rollback Chaos
-Toolkit could not; remove whatever fault this run created that is still in place; keep the load
-for a cool-down to see the recovery; only then take the steady state "after" (never while the
-fault is on); stop the load; score.
+Order: check the experiment's shape, validate it and check it against the allow-list (`scan`),
+statically and against the live systems (a dry run too), naming any fault another run left
+(nothing runs if they refuse); start the load and let it settle; run the experiment with Chaos
+Toolkit up to its rollbacks (rollback strategy `always`), every activity through loadkit's gate
+(`gate`), which records when a fault was seen in place; run any rollback Chaos Toolkit could not;
+remove whatever fault this run created that is still in place and see killed pods back (`sweep`);
+keep the load for a cool-down to see the recovery; only then take the steady state "after" (never
+while the fault is on); sweep again; stop the load; score.
 
-Signals (see `_Signals`): before the rollbacks a Ctrl-C or SIGTERM interrupts the experiment at
-once, pauses included (chaoslib then rolls back); from the rollbacks on they are deferred until
-loadkit is done cleaning up (the run counts as interrupted, exit 130). Three signals during the
-rollbacks abandon a hung rollback; loadkit still removes its own faults. chaoslib must run in the
-main thread; Locust runs in its own process.
+Signals and early stops: `signals`. chaoslib must run in the main thread; Locust runs in its own
+process.
 """
 
 from __future__ import annotations
@@ -21,22 +19,21 @@ import dataclasses
 import json
 import logging
 import re
-import signal
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-import chaoslib.activity
 from chaoslib import merge_vars
 from chaoslib.activity import execute_activity
+from chaoslib.caching import cache_activities, clear_cache
 from chaoslib.configuration import load_configuration
 from chaoslib.exceptions import ChaosException
 from chaoslib.experiment import ensure_experiment_is_valid, run_experiment
@@ -47,21 +44,25 @@ from chaoslib.secret import load_secrets
 from chaoslib.types import Dry, Strategy
 
 from loadkit.analysis import ServerSide, client_compares, gather, require
-from loadkit.chaos import allowlist, live
 from loadkit.chaos import guards as guard
+from loadkit.chaos import live
+from loadkit.chaos.gate import Gate, Phase
 from loadkit.chaos.guards import GUARD_KEYS, Guards
 from loadkit.chaos.live import LoadSession
 from loadkit.chaos.models import ChaosResult
 from loadkit.chaos.preflight import check_before_run
 from loadkit.chaos.result import SETTLE_S, ChaosInputs, Timeline, build_chaos_result
+from loadkit.chaos.scan import modules, scan
+from loadkit.chaos.shape import check_shape
+from loadkit.chaos.signals import InterruptiblePauses, RunControl, Supervisor
+from loadkit.chaos.sweep import Swept, still_in_place, sweep
 from loadkit.config import Config
 from loadkit.errors import ConfigError, SafetyError, UsageError
 from loadkit.load.runner import LoadPlan
 from loadkit.models.specs import Threshold
 from loadkit.prometheus import Workload
 
-SANDBOX_MODULE, K8S_MODULE = "loadkit.chaos.sandbox", "loadkit.chaos.k8s"
-ABANDON_AFTER = 3  # signals during the rollbacks before a hung rollback is abandoned
+SANDBOX_MODULE = "loadkit.chaos.sandbox"
 log = logging.getLogger(__name__)
 
 
@@ -102,26 +103,39 @@ def prepare(options: ChaosOptions) -> Prepared:
     if not options.experiment_path.is_file():
         raise ConfigError(f"experiment {path} not found", hint="give the path to a Chaos Toolkit JSON/YAML file")
     try:
-        experiment = dict(load_experiment(path))
+        loaded = load_experiment(path)
     except (ChaosException, ValueError, OSError) as exc:
         raise ConfigError(f"{path}: cannot load the experiment: {exc}") from None
+    try:
+        check_shape(loaded)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc.message}", hint=exc.hint) from None
+    experiment = dict(loaded)
     declared = dict(experiment.get("configuration") or {})
     variables, notes = _typed_vars(options.variables, declared)
     config_vars, secret_vars = merge_vars(variables, None)
     guards = _guards(options)
-    # chaoslib pops the keys it uses from the vars it is given: hand it a copy, keep ours for the run.
-    static = {k: v for k, v in declared.items() if not (isinstance(v, Mapping) and v.get("type") not in (None, "env"))}
-    try:
-        configuration = dict(load_configuration(static, dict(config_vars)))
-    except ChaosException as exc:
-        raise ConfigError(f"{path}: invalid configuration: {exc}") from None
-    found = allowlist.scan(experiment, configuration, guards)  # before chaoslib imports anything it names
+    configuration = _configuration(path, declared, config_vars)
+    found = scan(experiment, configuration, guards, variables)  # before chaoslib imports anything it names
     _refuse(path, found.problems)
     try:
         ensure_experiment_is_valid(experiment)
-    except (ChaosException, TypeError, ValueError) as exc:
+    except (ChaosException, TypeError, ValueError, KeyError, AttributeError) as exc:
         raise ConfigError(f"{path}: invalid experiment: {exc}", hint="check it with: chaos validate " + path) from None
     return Prepared(experiment, configuration, (config_vars, secret_vars), guards, notes, found.unguarded)
+
+
+def _configuration(path: str, declared: Mapping[str, Any], config_vars: Mapping[str, Any]) -> dict[str, Any]:
+    """The configuration as chaoslib loads it, minus dynamic entries (never run here)."""
+    static = {k: v for k, v in declared.items() if not (isinstance(v, Mapping) and v.get("type") == "probe")}
+    for key, value in static.items():
+        if isinstance(value, Mapping) and value.get("type") == "env" and not isinstance(value.get("key"), str):
+            raise ConfigError(f"{path}: configuration {key}: an env entry needs key: NAME_OF_THE_VARIABLE")
+    # chaoslib pops the keys it uses from the vars it is given: hand it a copy, keep ours for the run.
+    try:
+        return dict(load_configuration(static, dict(config_vars)))
+    except (ChaosException, TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: invalid configuration: {exc}") from None
 
 
 def _refuse(path: str, problems: list[str]) -> None:
@@ -143,57 +157,95 @@ def _run_guarded(options: ChaosOptions, config: Config, prepared: Prepared) -> C
     if prepared.unguarded:
         _warn_unguarded(prepared.unguarded)
         prepared.notes += [f"UNGUARDED (--allow-unguarded): {item}" for item in prepared.unguarded]
-    if not options.dry_run:
-        problems, notes = check_before_run(experiment, configuration, prepared.guards)
-        _refuse(str(options.experiment_path), problems)
-        prepared.notes += notes
-    else:
+    problems, notes = check_before_run(experiment, configuration, prepared.guards, dry=options.dry_run)
+    _refuse(str(options.experiment_path), problems)
+    prepared.notes += notes
+    if options.dry_run:
         experiment["dry"] = Dry.ACTIONS
     server = _server_side(options.server, configuration)
     _check_server_side([*config.thresholds, *config.chaos_thresholds], server)
     session = LoadSession(_plan(options, config, configuration), config.thresholds, config.min_samples)
     timeline = Timeline(notes=list(prepared.notes))
-    recorder = _Recorder(timeline, options.dry_run)
-    signals = _Signals(recorder)
-    journal: dict[str, Any] = {"status": "interrupted", "deviated": False}
-    live.set_current(session)
-    signals.install()
-    pauses = _InterruptiblePauses(signals)
+    gate = Gate(prepared.guards, dry=options.dry_run, on_injected=timeline.injected, on_attempt=timeline.attempted)
+    control = RunControl(on_phase=lambda phase: setattr(gate, "phase", phase))
+    control.install()
     try:
-        timeline.load_start = time.time()
-        session.start()
-        journal = _run(experiment, prepared, recorder)
-    except KeyboardInterrupt:
-        journal = {**(recorder.journal or journal), "status": "interrupted"}
+        journal, swept = _experiment(options, prepared, session, timeline, gate, control)
+        if control.received:
+            journal = {**journal, "status": "interrupted"}
+            timeline.notes.append(f"{', '.join(control.received)} received: stopped after the rollbacks and "
+                                  "clean-up")
+        timeline.stopped_by = control.stop_reason
+        journal_error = _write_journal(options.journal_path, journal)
+        external, notes = gather([*config.thresholds, *config.chaos_thresholds], server,
+                                 start=_dt(timeline.fault_start or timeline.load_start),
+                                 end=_dt(timeline.fault_end or timeline.load_end), wait=not control.stopping)
+        timeline.notes.extend(notes)
+        return build_chaos_result(ChaosInputs(
+            experiment=experiment, journal=journal, timeline=timeline, windows=session.windows(),
+            load_thresholds=config.thresholds, chaos_thresholds=config.chaos_thresholds,
+            min_samples=config.min_samples, target=session.plan.target, profile=session.plan.profile,
+            path=str(options.experiment_path), dry_run=options.dry_run, leftovers=swept.removed,
+            leftovers_failed=swept.failed,
+            journal_path=str(options.journal_path) if options.journal_path else None,
+            recovery_window_s=options.recovery_window_s, impact_window_s=options.impact_window_s,
+            external=external, unguarded=prepared.unguarded, measuring=_measuring(experiment),
+            journal_error=journal_error, load_error=session.error,
+        ))
     finally:
-        signals.defer()
-        leftovers = _clean_up(experiment, prepared, journal, timeline)
-        if not signals.received:
-            _cool_down(session, max(options.cooldown_s, options.recovery_window_s + SETTLE_S + 1.0), signals)
-        if not signals.received:
-            _steady_state_after(experiment, prepared, journal, timeline)
-        session.stop()
-        timeline.load_end = time.time()
+        control.restore()
+
+
+def _experiment(options: ChaosOptions, prepared: Prepared, session: LoadSession, timeline: Timeline, gate: Gate,
+                control: RunControl) -> tuple[dict[str, Any], Swept]:
+    """The load, the experiment and everything that must follow it, whatever happens."""
+    recorder = _Recorder(timeline, control)
+    supervisor = Supervisor(control, lambda: timeline.first_attempt, lambda: session.running,
+                            prepared.guards.max_fault_s)
+    journal: dict[str, Any] = {"status": "interrupted", "deviated": False}
+    swept = Swept()
+    live.set_current(session)
+    pauses = InterruptiblePauses(control)
+    try:
+        with gate.installed():
+            try:
+                timeline.load_start = time.time()
+                session.start()
+                supervisor.start()
+                journal = _run(prepared.experiment, prepared, recorder)
+            except KeyboardInterrupt:
+                journal = {**(recorder.journal or journal), "status": "interrupted"}
+            finally:
+                swept = _clean_up(prepared, journal, timeline, control)
+                if not control.stopping:
+                    _cool_down(session, max(options.cooldown_s, options.recovery_window_s + SETTLE_S + 1.0), control)
+                if not control.stopping:
+                    _steady_state_after(prepared, journal, timeline, control)
+                _sweep_again(prepared, timeline, control, swept)
+                supervisor.stop()
+                control.enter(Phase.REPORT)
+                session.stop()
+                timeline.load_end = time.time()
+    finally:
         live.set_current(None)
         pauses.restore()
-        signals.restore()
-    if signals.received:
-        journal = {**journal, "status": "interrupted"}
-        timeline.notes.append(f"{', '.join(signals.received)} received: stopped after the rollbacks and clean-up")
-    journal_error = _write_journal(options.journal_path, journal)
-    external, notes = gather([*config.thresholds, *config.chaos_thresholds], server,
-                             start=_dt(timeline.fault_start or timeline.load_start),
-                             end=_dt(timeline.fault_end or timeline.load_end), wait=not signals.received)
-    timeline.notes.extend(notes)
-    return build_chaos_result(ChaosInputs(
-        experiment=experiment, journal=journal, timeline=timeline, windows=session.windows(),
-        load_thresholds=config.thresholds, chaos_thresholds=config.chaos_thresholds,
-        min_samples=config.min_samples, target=session.plan.target, profile=session.plan.profile,
-        path=str(options.experiment_path), dry_run=options.dry_run, leftovers=leftovers,
-        journal_path=str(options.journal_path) if options.journal_path else None,
-        recovery_window_s=options.recovery_window_s, impact_window_s=options.impact_window_s, external=external,
-        unguarded=prepared.unguarded, journal_error=journal_error, load_error=session.error,
-    ))
+    return journal, swept
+
+
+def _measuring(experiment: Mapping[str, Any]) -> frozenset[str]:
+    """Names of the hypothesis' probes whose failure means "could not measure" (loadkit's load
+    probes, Prometheus queries), not "not met"."""
+    from loadkit.chaos.allowlist import entry_of
+    from loadkit.chaos.scan import activity_cache
+
+    cache = activity_cache(experiment)
+    names = set()
+    for probe in (experiment.get("steady-state-hypothesis") or {}).get("probes") or []:
+        target = cache.get(str(probe.get("ref"))) if probe.get("ref") else probe
+        _name, entry = entry_of(target or {})
+        if entry is not None and entry.measures and target is not None:
+            names.add(str(target.get("name")))
+    return frozenset(names)
 
 
 def _server_side(server: ServerSide, configuration: Mapping[str, Any]) -> ServerSide:
@@ -227,85 +279,102 @@ def _run(experiment: dict[str, Any], prepared: Prepared, recorder: _Recorder) ->
                                event_handlers=[recorder]))
 
 
-def _steady_state_after(experiment: dict[str, Any], prepared: Prepared, journal: dict[str, Any],
-                        timeline: Timeline) -> None:
-    """The hypothesis again, after the rollbacks and the cool-down, while the load still runs."""
+@contextmanager
+def _activity_cache(experiment: Mapping[str, Any]) -> Iterator[None]:
+    """chaoslib's `ref:` lookup table, as run_experiment builds it (and clears it when it returns)."""
+    cache_activities(experiment)
+    try:
+        yield
+    finally:
+        clear_cache()
+
+
+def _secrets(prepared: Prepared, configuration: dict[str, Any]) -> Any:
+    return load_secrets(prepared.experiment.get("secrets") or {}, configuration, dict(prepared.experiment_vars[1]))
+
+
+def _steady_state_after(prepared: Prepared, journal: dict[str, Any], timeline: Timeline,
+                        control: RunControl) -> None:
+    """The hypothesis again, after the rollbacks and the cool-down, while the load still runs; a
+    signal ends it at once (the fault is gone: it only measures)."""
+    experiment = prepared.experiment
     before = (journal.get("steady_states") or {}).get("before") or {}
     if not experiment.get("steady-state-hypothesis") or not before.get("steady_state_met") \
             or journal.get("status") != "completed":
         return  # no hypothesis, the gate was not met (nothing was injected), or the run did not finish
+    control.enter(Phase.AFTER)
     configuration = dict(prepared.configuration)
-    secrets = load_secrets(experiment.get("secrets") or {}, configuration, dict(prepared.experiment_vars[1]))
     try:
-        state = run_steady_state_hypothesis(experiment, configuration, secrets, dry=experiment.get("dry"),
-                                            event_registry=EventHandlerRegistry())
+        with _activity_cache(experiment):
+            state = run_steady_state_hypothesis(experiment, configuration, _secrets(prepared, configuration),
+                                                dry=experiment.get("dry"), event_registry=EventHandlerRegistry())
+    except KeyboardInterrupt:
+        timeline.notes.append("the steady state after was not measured: interrupted")
+        return
     except Exception as exc:  # a probe that raises is a failed hypothesis, as in Chaos Toolkit
         state = {"steady_state_met": False, "probes": [], "error": str(exc)}
+    finally:
+        control.enter(Phase.CLEANUP)
     journal.setdefault("steady_states", {})["after"] = state
     timeline.steady_after_at = time.time()
     if state is not None and not state.get("steady_state_met"):
         journal["deviated"] = True
 
 
-def _clean_up(experiment: dict[str, Any], prepared: Prepared, journal: dict[str, Any], timeline: Timeline) -> list[str]:
+def _clean_up(prepared: Prepared, journal: dict[str, Any], timeline: Timeline, control: RunControl) -> Swept:
     """Rollbacks chaoslib could not run, then this run's own faults that are still there."""
-    _finish_rollbacks(experiment, prepared, journal, timeline)
-    run_id = prepared.guards.run_id
-    modules = allowlist.modules(experiment)
-    removed: list[str] = []
-    if SANDBOX_MODULE in modules or prepared.unguarded:
-        from loadkit.chaos import sandbox
-
-        removed += sandbox.remove_run_faults(run_id)
-        _still_in_place(prepared, timeline)
-    if K8S_MODULE in modules:
-        from loadkit.chaos import k8s
-
-        try:
-            removed += [f"VirtualService {name}" for name in k8s.delete_run_faults(run_id)]
-        except Exception as exc:  # the API may be unreachable: say so, never hide it
-            timeline.notes.append(f"could not check Kubernetes for faults left by this run: {exc}")
-    if removed:
-        timeline.leftovers_removed_at = time.time()
-    return removed
+    _finish_rollbacks(prepared, journal, timeline, control)
+    control.enter(Phase.CLEANUP)
+    signals_before = len(control.received)
+    swept = sweep(prepared.guards, interrupted=lambda: len(control.received) > signals_before)
+    timeline.notes += swept.notes
+    if swept.at is not None:
+        timeline.leftovers_removed_at = swept.at
+    if SANDBOX_MODULE in modules(prepared.experiment) or prepared.unguarded:
+        timeline.notes += still_in_place(prepared.configuration)
+    return swept
 
 
-def _still_in_place(prepared: Prepared, timeline: Timeline) -> None:
-    """Say what is still faulting the sandbox after this run's clean-up: never "nothing was left"
-    when something was (another run's fault, or what an unguarded activity made)."""
-    from chaoslib.exceptions import ActivityFailed
-
-    from loadkit.chaos import sandbox
-
-    try:
-        remaining = sandbox.list_faults(configuration=prepared.configuration)
-    except ActivityFailed:
-        return  # no sandbox configured: nothing to inventory
-    base = sandbox.base_url(prepared.configuration)
-    for fault in remaining:
-        owner = fault.get("owner") or {}
-        timeline.notes.append(f"still in place after this run: the {fault['kind']} fault {fault['id']} on the "
-                              f"{fault['version']}, owned by {owner.get('run') or 'nobody'} (remove it with: "
-                              f"loadkit chaos cleanup --sandbox {base})")
+def _sweep_again(prepared: Prepared, timeline: Timeline, control: RunControl, swept: Swept) -> None:
+    """The last word: nothing this run made survives it, whatever ran after the first sweep."""
+    control.enter(Phase.CLEANUP)
+    again = sweep(prepared.guards, interrupted=lambda: True, restore_wait_s=0.0)
+    swept.removed += again.removed
+    swept.failed += [f for f in again.failed if f not in swept.failed]
+    if again.removed:
+        timeline.notes.append(f"removed after the steady state after: {', '.join(again.removed)}")
 
 
-def _finish_rollbacks(experiment: dict[str, Any], prepared: Prepared, journal: dict[str, Any],
-                      timeline: Timeline) -> None:
-    """Rollbacks always run: play the ones a signal kept chaoslib from playing."""
+def _finish_rollbacks(prepared: Prepared, journal: dict[str, Any], timeline: Timeline, control: RunControl) -> None:
+    """Rollbacks always run: play the ones a signal kept chaoslib from playing (refs resolved as
+    chaoslib does). The third signal abandons the one that hangs and every one after it."""
+    experiment = prepared.experiment
     planned = list(experiment.get("rollbacks") or [])
     done = journal.setdefault("rollbacks", [])
     if len(done) >= len(planned) or not journal.get("run"):
         return  # all played, or the method never started (nothing to roll back)
-    configuration = dict(prepared.configuration)
-    secrets = load_secrets(experiment.get("secrets") or {}, configuration, dict(prepared.experiment_vars[1]))
     missing = planned[len(done):]
-    for activity in missing:
-        try:
-            done.append(execute_activity(experiment, activity, configuration, secrets, experiment.get("dry")))
-        except Exception as exc:
-            done.append({"activity": activity, "status": "failed", "exception": [str(exc)]})
+    if control.abandoned:
+        timeline.notes.append(f"the rollbacks were abandoned: loadkit did not play the {len(missing)} left")
+        done += [{"activity": a, "status": "failed", "exception": ["abandoned"]} for a in missing]
+        return
+    control.enter(Phase.ROLLBACKS)
+    configuration = dict(prepared.configuration)
+    secrets = _secrets(prepared, configuration)
+    with _activity_cache(experiment):
+        for activity in missing:
+            if control.abandoned:
+                done.append({"activity": activity, "status": "failed", "exception": ["abandoned"]})
+                continue
+            try:
+                done.append(execute_activity(experiment, activity, configuration, secrets, experiment.get("dry")))
+            except KeyboardInterrupt:
+                done.append({"activity": activity, "status": "failed", "exception": ["abandoned"]})
+            except Exception as exc:
+                done.append({"activity": activity, "status": "failed", "exception": [str(exc)]})
     timeline.rollbacks_end = time.time()
-    timeline.notes.append(f"loadkit ran {len(missing)} rollback(s) that Chaos Toolkit could not run")
+    timeline.notes.append(f"loadkit ran {len(missing)} rollback(s) that Chaos Toolkit could not run"
+                          + (" (abandoned after signals)" if control.abandoned else ""))
 
 
 def _plan(options: ChaosOptions, config: Config, configuration: Mapping[str, Any]) -> LoadPlan:
@@ -316,11 +385,12 @@ def _plan(options: ChaosOptions, config: Config, configuration: Mapping[str, Any
     return live.hold_plan(config, options.profile, str(target), options.users)
 
 
-def _cool_down(session: LoadSession, seconds: float, signals: _Signals) -> None:
+def _cool_down(session: LoadSession, seconds: float, control: RunControl) -> None:
     """Keep the load on after the fault is gone so the result shows the recovery (a signal ends it)."""
+    control.enter(Phase.COOLDOWN)
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and session.running and not signals.received:
-        time.sleep(0.2)
+    while time.monotonic() < deadline and session.running and not control.stopping:
+        time.sleep(0.1)
 
 
 def _guards(options: ChaosOptions) -> Guards:
@@ -374,113 +444,31 @@ def _typed_vars(variables: Mapping[str, Any], declared: Mapping[str, Any]) -> tu
 
 
 class _Recorder(RunEventHandler):  # type: ignore[misc]
-    """Keeps the live journal and when the fault was injected and removed."""
+    """Keeps the live journal and the phases (the gate and the signal policy follow them)."""
 
-    def __init__(self, timeline: Timeline, dry: bool) -> None:
+    def __init__(self, timeline: Timeline, control: RunControl) -> None:
         self.timeline = timeline
-        self.dry = dry
-        self.in_method = False
+        self.control = control
         self.journal: dict[str, Any] | None = None
-        self.on_started: Any = None
-        self.on_rollbacks: Any = None
 
     def running(self, experiment: Any, journal: Any, *_args: Any) -> None:
         self.journal = journal
-        if self.on_started:
-            self.on_started()  # chaoslib just set its own SIGTERM handler: put ours back
+        self.control.reinstall()  # chaoslib just set its own signal handlers: put ours back
+
+    def start_hypothesis_before(self, experiment: Any) -> None:
+        self.control.enter(Phase.HYPOTHESIS)
 
     def start_method(self, experiment: Any) -> None:
-        self.in_method = True
+        self.control.enter(Phase.METHOD)
 
-    def activity_completed(self, activity: Any, run: Any) -> None:
-        """The fault is on from the start of the first method action that succeeded."""
-        if (self.in_method and not self.dry and activity.get("type") == "action"
-                and run.get("status") == "succeeded" and self.timeline.fault_start is None):
-            self.timeline.fault_start = datetime.fromisoformat(run["start"]).timestamp()
-
-    def method_completed(self, experiment: Any, state: Any) -> None:
-        self.in_method = False
+    def method_completed(self, experiment: Any, state: Any = None) -> None:
         self.timeline.method_end = time.time()
 
     def start_rollbacks(self, experiment: Any) -> None:
-        self.in_method = False
-        if self.on_rollbacks:
-            self.on_rollbacks()
+        self.control.enter(Phase.ROLLBACKS)
 
     def rollbacks_completed(self, experiment: Any, journal: Any) -> None:
         self.timeline.rollbacks_end = time.time()
-
-
-class _InterruptiblePauses:
-    """chaoslib pauses with `time.sleep` inside a `finally:`, so a signal that lands while an action
-    runs would still wait out that action's pause (with the fault on). While the experiment runs,
-    a pause after a signal ends at once; during the rollbacks it is skipped."""
-
-    def __init__(self, signals: _Signals) -> None:
-        self.signals = signals
-        self.original = chaoslib.activity.time
-        chaoslib.activity.time = self  # type: ignore[assignment]
-
-    def sleep(self, seconds: float) -> None:
-        if self.signals.received:
-            if not self.signals.deferring:
-                raise KeyboardInterrupt
-            return
-        deadline = time.monotonic() + float(seconds)
-        while not self.signals.received and (left := deadline - time.monotonic()) > 0:
-            time.sleep(min(left, 0.1))
-        if self.signals.received and not self.signals.deferring:
-            raise KeyboardInterrupt
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.original, name)
-
-    def restore(self) -> None:
-        chaoslib.activity.time = self.original  # type: ignore[assignment]
-
-
-class _Signals:
-    """Ctrl-C / SIGTERM policy of a chaos run: interrupt the experiment until the rollbacks start,
-    then defer until clean-up is done (three during the rollbacks abandon a hung one)."""
-
-    def __init__(self, recorder: _Recorder) -> None:
-        self.received: list[str] = []
-        self.deferring = False
-        self.in_rollbacks = False
-        self.saved: dict[int, Any] = {}
-        recorder.on_started = self.reinstall
-        recorder.on_rollbacks = self.start_rollbacks
-
-    def install(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self.saved[sig] = signal.signal(sig, self.handle)
-
-    def reinstall(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self.handle)
-
-    def start_rollbacks(self) -> None:
-        self.deferring = self.in_rollbacks = True
-
-    def defer(self) -> None:
-        self.deferring, self.in_rollbacks = True, False
-
-    def restore(self) -> None:
-        for sig, previous in self.saved.items():
-            signal.signal(sig, previous)
-
-    def handle(self, signum: int, _frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        self.received.append(name)
-        if not self.deferring:
-            # KeyboardInterrupt, not chaoslib's InterruptExecution: a Python probe or action would
-            # swallow the latter (as ActivityFailed) and the experiment would carry on.
-            raise KeyboardInterrupt
-        if self.in_rollbacks and len(self.received) >= ABANDON_AFTER:
-            print(f"loadkit: {name} x{len(self.received)}: abandoning the rollbacks (loadkit still removes its "
-                  "own faults)", file=sys.stderr)
-            raise KeyboardInterrupt
-        print(f"loadkit: {name}: finishing the rollbacks and clean-up first", file=sys.stderr)
 
 
 def _chaoslib_logging() -> None:

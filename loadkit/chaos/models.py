@@ -55,12 +55,15 @@ class Rollbacks(ResultModel):
     run: int
     failed: int
     leftovers_removed: list[str] = Field(default_factory=list)
+    leftovers_failed: list[str] = Field(default_factory=list, description="This run's faults loadkit could not "
+                                        "remove (or killed pods it did not see back): still in place")
 
 
 class ChaosResult(ResultModel):
     """A chaos run, judged. `verdict`: `pass` (every check passed and the journal completed),
-    `fail`, `interrupted` (a signal stopped it; what was collected is shown) or `error` (it tested
-    nothing: the fault was never injected, or the experiment aborted); `reason` says which.
+    `fail`, `interrupted` (a signal stopped it; what was collected is shown) or `error` (it did not
+    test what it claims: no fault was seen in place, the experiment aborted, the hypothesis could
+    not measure, or loadkit stopped it early); `reason` says which.
 
     Times: `detect_time_s` counts from the fault's start, `recovery_time_s` from its removal.
     """
@@ -104,6 +107,8 @@ class ChaosResult(ResultModel):
     warnings: list[str] = Field(default_factory=list)
     unguarded: list[str] = Field(default_factory=list, description="Activities --allow-unguarded let run outside "
                                  "loadkit's guards: nothing checked what they touched or left")
+    faults_seen: list[str] = Field(default_factory=list, description="The faults loadkit saw in place after the "
+                                   "method's actions: what \"injected\" means")
     journal_path: str | None = None
     journal_error: str | None = Field(default=None, description="Why the journal could not be written")
 

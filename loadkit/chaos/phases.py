@@ -26,6 +26,7 @@ from loadkit.scoring import UNITS, Observation, client_thresholds, evaluate, obs
 
 WINDOW_MIN_REQUESTS = 10  # per rolling window: fewer and one request decides it; raise the users
 _SLACK_S = 0.5  # snapshots arrive about once a second, not exactly on it
+WINDOW_SLACK_S = _SLACK_S
 
 
 @dataclass(frozen=True)

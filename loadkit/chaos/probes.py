@@ -35,7 +35,9 @@ def _window(window_s: float, min_samples: int, wait_s: float) -> tuple[Stats, Lo
     if session is None:
         raise ActivityFailed("no loadkit load is running: use `loadkit chaos run`, or add the "
                              "loadkit.chaos.control control to the experiment")
-    deadline = time.monotonic() + wait_s
+    from loadkit.chaos import guards
+
+    deadline = time.monotonic() + min(float(wait_s), guards.active().max_fault_s)  # never a wait longer than a fault
     while True:
         stats = session.recent(window_s)
         if stats.requests >= min_samples or time.monotonic() >= deadline:

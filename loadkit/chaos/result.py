@@ -10,13 +10,15 @@ Checks (a skipped one never counts as passed; score = weight passed / weight of 
 - availability (min 100 %) and recovery-time (max 120 s, counted from the fault's removal);
 - rollbacks: every planned rollback ran and succeeded, and no fault was left behind.
 
-Verdict: `interrupted` (a signal stopped the run), `error` (it tested nothing: the experiment
-aborted, or no method action succeeded outside a dry run), `pass` (every check passed and the
-journal completed) or `fail`.
+Verdict: `interrupted` (a signal stopped the run), `error` (it did not test what it claims:
+loadkit stopped it early, the experiment aborted, the hypothesis could not measure, or no fault
+was seen in place outside a dry run), `pass` (every check passed and the journal completed) or
+`fail`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +28,7 @@ from loadkit.chaos.live import Stamped
 from loadkit.chaos.models import ChaosCheck, ChaosResult, FaultWindow, JournalStatus, PhaseLoad, Rollbacks
 from loadkit.chaos.phases import (
     WINDOW_MIN_REQUESTS,
+    WINDOW_SLACK_S,
     Recovery,
     Span,
     detect_time,
@@ -52,12 +55,24 @@ class Timeline:
 
     load_start: float = 0.0
     load_end: float = 0.0
-    fault_start: float | None = None
+    fault_start: float | None = None  # the start of the first action whose fault was seen in place
+    first_attempt: float | None = None  # the first fault-injecting action started (the watchdog counts from it)
+    faults_seen: list[str] = field(default_factory=list)
+    stopped_by: str | None = None  # loadkit stopped the experiment itself (the watchdog, the load)
     method_end: float | None = None
     rollbacks_end: float | None = None
     leftovers_removed_at: float | None = None  # loadkit removed a fault the rollbacks had not
     steady_after_at: float | None = None  # the steady state after was measured (after rollbacks and cool-down)
     notes: list[str] = field(default_factory=list)
+
+    def attempted(self, at: float) -> None:
+        if self.first_attempt is None:
+            self.first_attempt = at
+
+    def injected(self, at: float, what: str) -> None:
+        if self.fault_start is None:
+            self.fault_start = at
+        self.faults_seen.append(what)
 
     @property
     def fault_removed_at(self) -> float | None:
@@ -97,6 +112,8 @@ class ChaosInputs:
     impact_window_s: float = 5.0  # load thresholds are judged again over the fault's worst window this long
     window_min_requests: int = WINDOW_MIN_REQUESTS  # a rolling window with fewer requests is not judged
     unguarded: Sequence[str] = ()  # what --allow-unguarded let run
+    leftovers_failed: Sequence[str] = ()  # this run's faults loadkit could not remove (or see restored)
+    measuring: frozenset[str] = frozenset()  # hypothesis probes whose failure means "could not measure"
     journal_error: str | None = None  # the journal could not be written
     load_error: str | None = None  # the load stopped before the experiment ended (Locust crashed)
 
@@ -121,7 +138,7 @@ def build_chaos_result(inputs: ChaosInputs) -> ChaosResult:
     detect = detect_time(scope.spans, fault_start, inputs.load_thresholds, inputs.window_min_requests) \
         if fault_start is not None else None
     recovered = _recovery(inputs, scope, detect)
-    rollbacks = _rollbacks(inputs.experiment, j, inputs.leftovers)
+    rollbacks = _rollbacks(inputs.experiment, j, inputs.leftovers, inputs.leftovers_failed)
     observations = _observations(scope.stats, recovered)
     checks = [*_gate_checks(inputs, status), _method_check(inputs, status),
               *_load_checks(inputs, scope, observations),
@@ -137,7 +154,7 @@ def build_chaos_result(inputs: ChaosInputs) -> ChaosResult:
         experiment=str(inputs.experiment.get("title", "")), experiment_path=inputs.path, target=inputs.target,
         profile=inputs.profile, started_at=_dt(t.load_start), ended_at=_dt(t.load_end),
         journal_status=status, deviated=bool(j.get("deviated")),
-        interrupted=status is JournalStatus.INTERRUPTED, dry_run=inputs.dry_run,
+        interrupted=verdict is Verdict.INTERRUPTED, dry_run=inputs.dry_run,
         steady_state_before_met=_steady(j, "before"), steady_state_after_met=_steady(j, "after"),
         steady_state_after_at=_dt(t.steady_after_at) if t.steady_after_at is not None else None,
         rollbacks=rollbacks, phases=phases,
@@ -151,7 +168,7 @@ def build_chaos_result(inputs: ChaosInputs) -> ChaosResult:
         impact_window_s=inputs.impact_window_s, recovery_window_s=inputs.recovery_window_s,
         checks=checks, thresholds=[*inputs.load_thresholds, *inputs.chaos_thresholds],
         warnings=_warnings(inputs, rollbacks, verdict, reason), journal_path=inputs.journal_path,
-        journal_error=inputs.journal_error, unguarded=list(inputs.unguarded),
+        journal_error=inputs.journal_error, unguarded=list(inputs.unguarded), faults_seen=list(t.faults_seen),
     )
 
 
@@ -170,7 +187,10 @@ def _phases(windows: Sequence[Stamped], t: Timeline) -> list[PhaseLoad]:
 def _scope(inputs: ChaosInputs, phases: list[PhaseLoad]) -> _Scope:
     t, window_s = inputs.timeline, inputs.impact_window_s
     if t.fault_start is not None:
-        spans = rolling_spans(inputs.windows, t.fault_start, t.fault_end, window_s)
+        # Rolling windows only while the fault was on: a window that reaches past its removal holds the
+        # healthy load that followed (and under thin load it would be the only well-loaded one).
+        removed = t.fault_removed_at or t.fault_end
+        spans = rolling_spans(inputs.windows, t.fault_start, (removed or 0.0) + WINDOW_SLACK_S, window_s)
         return _Scope(phases[1].stats, spans, t.fault_start, "during the fault", "the fault's start")
     # Nothing injected: the whole run, its worst window from the first one at full load (the
     # spawn burst is not the steady state).
@@ -216,7 +236,12 @@ def _gate_checks(inputs: ChaosInputs, status: JournalStatus) -> list[Check]:
     # measured the steady state after the rollbacks and the cool-down, that measurement decides.
     if j.get("deviated") and not measured_late and after_check.passed:
         after_check = after_check.restated(CheckStatus.FAILED, "the steady state deviated")
-    return [before_check, after_check]
+    checks = [before_check, after_check]
+    for i, which in enumerate(("before", "after")):
+        if why := _unmeasured(inputs, which):
+            checks[i] = checks[i].restated(CheckStatus.SKIPPED, f"could not be measured: {why}") \
+                .model_copy(update={"observed": None})
+    return checks
 
 
 def _gate(name: str, met: bool | None, when: str, not_run: str) -> Check:
@@ -312,39 +337,59 @@ def _no_recovery(inputs: ChaosInputs, check: Check, why: Recovery | None, status
 
 def _method_check(inputs: ChaosInputs, status: JournalStatus) -> Check:
     """Chaos Toolkit records a failed action without failing the run; an experiment whose fault was
-    never injected (refused by a guard, an API error) tested nothing, so it cannot pass."""
+    never seen in place (refused by a guard, an API error, an action that injects nothing) tested
+    nothing, so it cannot pass."""
     runs = inputs.journal.get("run") or []
     actions = [r for r in runs if (r.get("activity") or {}).get("type") == "action"]
-    failed = [r for r in actions if r.get("status") != "succeeded"]
+    failed = [r for r in runs if r.get("status") != "succeeded" and (
+        (r.get("activity") or {}).get("type") == "action" or _refused(r))]
     metric = ChaosCheck.METHOD.value
 
     def method(check_status: CheckStatus, observed: int, reason: str) -> Check:
         return Check(name="method", metric=metric, kind=CheckKind.GATE, observed=float(observed), min=None, max=None,
-                     status=check_status, reason=reason)
+                     status=check_status,
+                     reason=reason)
 
     if failed:
         details = "; ".join(f"{(r.get('activity') or {}).get('name')}: {_last_line(r.get('exception'))}"
                             for r in failed)
         return method(CheckStatus.FAILED, len(runs) - len(failed),
-                      f"{len(failed)} action(s) failed, so the fault was not (fully) injected: {details}")
+                      f"{len(failed)} activit{'y' if len(failed) == 1 else 'ies'} failed, so the fault was not "
+                      f"(fully) injected: {details}")
     if inputs.dry_run:
         return method(CheckStatus.PASSED, len(runs), "dry run: no action ran")
+    if not inputs.experiment.get("method"):
+        return method(CheckStatus.FAILED, 0, "the method is empty: nothing was injected")
     if not runs:
         why = "the steady state before was not met" if _steady(inputs.journal, "before") is False \
             else _stopped_first(status)
         return method(CheckStatus.SKIPPED, 0, f"the method did not run: {why}")
     if not actions:
         return method(CheckStatus.FAILED, len(runs), "the method has no action: nothing was injected")
-    return method(CheckStatus.PASSED, len(runs), f"{len(runs)} method activities ran and succeeded")
+    if inputs.timeline.fault_start is None:
+        return method(CheckStatus.FAILED, len(runs), "no action of the method injects a fault (or its fault was "
+                      "never seen in place): nothing was injected")
+    return method(CheckStatus.PASSED, len(runs), f"{len(runs)} method activities ran and succeeded; in place: "
+                  f"{'; '.join(inputs.timeline.faults_seen)}")
+
+
+def _refused(run: Mapping[str, Any]) -> bool:
+    return "refused by loadkit's safety guards" in " ".join(str(line) for line in run.get("exception") or [])
 
 
 def _verdict(inputs: ChaosInputs, status: JournalStatus, checks: Sequence[Check]) -> tuple[Verdict, str]:
-    if status is JournalStatus.INTERRUPTED:
+    if status is JournalStatus.INTERRUPTED and not inputs.timeline.stopped_by:
         return Verdict.INTERRUPTED, "interrupted: the rollbacks ran; what was collected is shown, not judged"
     if inputs.load_error is not None:  # what the load measured after it stopped is nothing: not judged
         return Verdict.ERROR, f"the load stopped before the experiment ended, so it was not judged: {inputs.load_error}"
+    if inputs.timeline.stopped_by:
+        return Verdict.ERROR, (f"loadkit stopped the experiment early: {inputs.timeline.stopped_by}; the rollbacks "
+                               "ran, and the run did not test what it claims")
     if status is JournalStatus.ABORTED:
         return Verdict.ERROR, "the experiment aborted (an activity raised), so it tested nothing: see the journal"
+    unmeasured = _unmeasured(inputs)
+    if unmeasured:
+        return Verdict.ERROR, f"the steady-state hypothesis could not measure, so nothing was judged: {unmeasured}"
     before = _steady(inputs.journal, "before")
     if before is False:  # the canary was unhealthy before any fault: a finding, not a broken experiment
         return Verdict.FAIL, "the steady state before the fault was not met, so nothing was injected"
@@ -362,6 +407,18 @@ def _verdict(inputs: ChaosInputs, status: JournalStatus, checks: Sequence[Check]
     return Verdict.FAIL, "; ".join(parts)
 
 
+def _unmeasured(inputs: ChaosInputs, *which: str) -> str:
+    """A measuring probe of the hypothesis (loadkit's load probes, a Prometheus query) that failed:
+    the hypothesis could not measure (too little load, no data), which says nothing about the canary."""
+    for when in which or ("before", "after"):
+        state = (inputs.journal.get("steady_states") or {}).get(when) or {}
+        for run in state.get("probes") or []:
+            name = str((run.get("activity") or {}).get("name"))
+            if run.get("status") == "failed" and name in inputs.measuring:
+                return f"probe {name} ({when} the fault): {_last_line(run.get('exception'))}"
+    return ""
+
+
 def _status(journal: Mapping[str, Any]) -> JournalStatus:
     try:
         return JournalStatus(str(journal.get("status")))
@@ -370,30 +427,37 @@ def _status(journal: Mapping[str, Any]) -> JournalStatus:
 
 
 def _last_line(exception: Any) -> str:
+    """The exception's message, without the class names chaoslib stacks in front of it."""
     lines = [str(line).strip() for line in (exception or []) if str(line).strip()]
-    return lines[-1] if lines else "failed"
+    text = lines[-1] if lines else "failed"
+    return re.sub(r"^(?:(?:[\w.]*\.)?(?:ActivityFailed|InterruptExecution|ChaosException|InsufficientData|"
+                  r"[A-Z]\w*Error|Exception):\s*)+", "", text) or text
 
 
-def _rollbacks(experiment: Mapping[str, Any], journal: Mapping[str, Any], leftovers: Sequence[str]) -> Rollbacks:
+def _rollbacks(experiment: Mapping[str, Any], journal: Mapping[str, Any], leftovers: Sequence[str],
+               leftovers_failed: Sequence[str]) -> Rollbacks:
     runs = journal.get("rollbacks") or []
     return Rollbacks(planned=len(experiment.get("rollbacks") or []), run=len(runs),
                      failed=sum(1 for r in runs if r.get("status") != "succeeded"),
-                     leftovers_removed=list(leftovers))
+                     leftovers_removed=list(leftovers), leftovers_failed=list(leftovers_failed))
 
 
 def _rollback_check(r: Rollbacks, method_ran: bool) -> Check:
-    ok = r.run >= r.planned and r.failed == 0 and not r.leftovers_removed
+    ok = r.run >= r.planned and r.failed == 0 and not r.leftovers_removed and not r.leftovers_failed
     status = CheckStatus.PASSED if ok else CheckStatus.FAILED
     if ok:
         reason = f"{r.run} of {r.planned} rollbacks ran and succeeded; nothing was left behind"
-    elif not method_ran and r.run == 0 and not r.leftovers_removed:
+    elif not method_ran and r.run == 0 and not r.leftovers_removed and not r.leftovers_failed:
         status, reason = CheckStatus.SKIPPED, "the method never started: there was nothing to roll back"
     else:
         reason = (f"{r.run} of {r.planned} rollbacks ran, {r.failed} failed"
                   + (f"; loadkit removed what was left: {', '.join(r.leftovers_removed)}"
-                     if r.leftovers_removed else ""))
+                     if r.leftovers_removed else "")
+                  + (f"; STILL IN PLACE (loadkit could not remove it): {'; '.join(r.leftovers_failed)}"
+                     if r.leftovers_failed else ""))
     return Check(name="rollbacks", metric=ChaosCheck.ROLLBACKS.value, kind=CheckKind.GATE, observed=float(r.run),
-                 min=float(r.planned), max=None, status=status, reason=reason)
+                 min=float(r.planned),
+                 max=None, status=status, reason=reason)
 
 
 def _steady(journal: Mapping[str, Any], which: str) -> bool | None:
@@ -413,6 +477,7 @@ def _warnings(inputs: ChaosInputs, rollbacks: Rollbacks, verdict: Verdict, reaso
     if rollbacks.leftovers_removed:
         warnings.append(f"faults were still there after the rollbacks and were removed: "
                         f"{', '.join(rollbacks.leftovers_removed)}")
+    warnings += [f"STILL IN PLACE: {item}" for item in rollbacks.leftovers_failed]
     return warnings
 
 

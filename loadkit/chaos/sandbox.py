@@ -3,7 +3,8 @@ router faults (delay, abort), all removable, all guarded, each fault owned by th
 
 The sandbox's admin URL comes from the argument `admin_url`, the configuration key
 `loadkit_sandbox_admin_url`, or the LOADKIT_SANDBOX_ADMIN_URL environment variable; the guards
-allow only that sandbox (or a loopback one).
+allow only the sandbox LOADKIT_SANDBOX_ADMIN_URL names (with none set, none at all: the experiment
+file alone never chooses what is faulted).
 
     method:
       - type: action
@@ -16,7 +17,9 @@ allow only that sandbox (or a loopback one).
         provider: {type: python, module: loadkit.chaos.sandbox, func: remove_faults}
 
 Every fault records its owner (run id, pid, host, start time): a rollback removes only its own
-run's faults, and a later run can tell a leftover of a killed run from a live run's fault.
+run's faults, and a later run can tell a leftover of a killed run from a live run's fault. A run
+remembers where it may have put a fault before it asks for one (an answer lost on the way, or a
+Ctrl-C while the request is in flight, still leaves it findable).
 """
 
 from __future__ import annotations
@@ -37,8 +40,11 @@ __all__ = ["add_abort", "add_delay", "kill_pods", "list_faults", "remove_faults"
 
 VERSIONS = ("canary", "primary")
 
-# Sandboxes this process put faults on, by run: where `loadkit chaos run` sweeps its own faults.
+# Sandboxes this process asked for faults on, by run: where `loadkit chaos run` sweeps its own faults.
 _touched: dict[str, set[str]] = {}
+_unanswered: dict[str, float] = {}  # run -> when a fault request got no answer (it may still have been made)
+SETTLE_S = 1.0  # a request the sandbox had in full when its client gave up is served within this
+owner_alive = guard.owner_alive
 
 
 def add_delay(delay_ms: int, version: str = "canary", percentage: float = 100.0, ttl_s: float = 600.0,
@@ -71,18 +77,28 @@ def kill_pods(count: int = 1, version: str = "canary", restart_after_s: float = 
               configuration: Configuration = None) -> list[str]:
     """Kill `count` pods of a version (SIGKILL); the sandbox starts new ones after `restart_after_s`."""
     guards = _guard(version)
+    base = base_url(configuration, admin_url)
+    longest = min(guard.MAX_RESTART_AFTER_S, guards.max_fault_s)
     try:
-        guards.kill_quantity(int(count), running_pods(version, admin_url, configuration))
+        if not 0 <= float(restart_after_s) <= longest:
+            raise SafetyError(f"restart_after_s {restart_after_s} is not within 0-{longest:g}s (how long loadkit "
+                              "waits to see the pod back)")
+        available = running_pods(version, admin_url, configuration)
+        guards.kill_quantity(int(count), available)
+        kill = guards.kills.reserve(f"the sandbox's {version}", available, int(count), guards.max_kill_share,
+                                    {"sandbox": {"base": base, "version": version}})
     except SafetyError as exc:
         raise ActivityFailed(f"refused by loadkit's safety guards: {exc}") from None
     answer = _call("POST", "/pods/kill", configuration, admin_url, {
         "version": version, "count": int(count), "restart_after_s": float(restart_after_s)})
+    kill.killed.extend(str(name) for name in answer["killed"])
     return list(answer["killed"])
 
 
 def wait_for_pods(version: str = "canary", timeout_s: float = 60.0, admin_url: str | None = None,
                   configuration: Configuration = None) -> bool:
     """Wait until every pod of a version is alive again (a rollback that restores capacity)."""
+    timeout_s = min(float(timeout_s), guard.active().max_fault_s)
     deadline = time.monotonic() + timeout_s
     while True:
         pods = [p for p in _pods(configuration, admin_url) if p["version"] == version]
@@ -93,19 +109,39 @@ def wait_for_pods(version: str = "canary", timeout_s: float = 60.0, admin_url: s
         time.sleep(0.2)
 
 
-def remove_run_faults(run_id: str) -> list[str]:
-    """Remove the faults `run_id` created that are still in place, on every sandbox it touched."""
-    removed = []
-    for base in sorted(_touched.pop(run_id, set())):
-        try:
-            query = "?" + urllib.parse.urlencode({"run": run_id})
-            present = _call("GET", f"/faults{query}", None, base)["faults"]
-            if present:
-                _call("DELETE", f"/faults{query}", None, base)
-            removed += [f"sandbox fault {f['id']} ({f['kind']} on {f['version']})" for f in present]
-        except ActivityFailed as exc:
-            removed.append(f"sandbox faults of run {run_id} at {base}: could not be checked ({exc})")
-    return removed
+def remove_run_faults(run_id: str, attempts: int = 4) -> tuple[list[str], list[str]]:
+    """Remove the faults `run_id` created that are still in place, on every sandbox it asked for
+    one, retrying while a sandbox is unreachable. Returns (removed, what could not be removed or
+    checked): a fault is "removed" only once the sandbox lists it no more."""
+    unanswered = _unanswered.get(run_id)
+    if unanswered is not None and (wait := unanswered + SETTLE_S - time.time()) > 0:
+        time.sleep(wait)  # a request in flight when it was given up on is served by now
+    removed: list[str] = []
+    failed: list[str] = []
+    query = "?" + urllib.parse.urlencode({"run": run_id})
+    for base in sorted(_touched.get(run_id, set())):
+        error, here = "", dict[str, str]()
+        for attempt in range(attempts):
+            try:
+                present = _call("GET", f"/faults{query}", None, base, timeout=5)["faults"]
+                if present:
+                    _call("DELETE", f"/faults{query}", None, base, timeout=5)
+                    here |= {f["id"]: f"sandbox fault {f['id']} ({f['kind']} on {f['version']})" for f in present}
+                if not _call("GET", f"/faults{query}", None, base, timeout=5)["faults"]:
+                    removed += here.values()
+                    break
+                error = "still listed after the delete"
+            except ActivityFailed as exc:
+                error = str(exc)
+            time.sleep(0.5 * 2 ** attempt)
+        else:
+            failed.append(f"the faults of run {run_id} on the sandbox {base} ({error}); remove them with: loadkit "
+                          f"chaos cleanup --sandbox {base} --run {run_id}")
+    return removed, failed
+
+
+def fault_present(fault_id: str, admin_url: str | None = None, configuration: Configuration = None) -> bool:
+    return any(f["id"] == fault_id for f in _call("GET", "/faults", configuration, admin_url)["faults"])
 
 
 def delete_fault(fault_id: str, admin_url: str) -> None:
@@ -113,18 +149,11 @@ def delete_fault(fault_id: str, admin_url: str) -> None:
     _call("DELETE", f"/faults/{urllib.parse.quote(fault_id)}", None, admin_url)
 
 
-def owner_alive(owner: dict[str, Any] | None) -> bool | None:
-    """Is the process that made a fault still running? None when it cannot be told (another host, no owner)."""
-    if not owner or not owner.get("pid") or owner.get("host") != guard.process_host():
-        return None
-    import psutil
-
-    try:
-        process = psutil.Process(int(owner["pid"]))
-        started = owner.get("started")
-        return started is None or abs(process.create_time() - float(started)) < 1.0  # a reused pid is not it
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
-        return False
+def pods_back(kill: guard.Kill) -> bool:
+    """Every pod of the version is alive again, as many as before the kill."""
+    spec = kill.restore["sandbox"]
+    pods = [p for p in _pods(None, spec["base"]) if p["version"] == spec["version"]]
+    return bool(pods) and all(p["alive"] for p in pods) and len(pods) >= kill.baseline
 
 
 def running_pods(version: str, admin_url: str | None = None, configuration: Configuration = None) -> int:
@@ -133,7 +162,7 @@ def running_pods(version: str, admin_url: str | None = None, configuration: Conf
 
 def base_url(configuration: Configuration = None, admin_url: str | None = None) -> str:
     url = admin_url or (configuration or {}).get("loadkit_sandbox_admin_url") \
-        or os.environ.get("LOADKIT_SANDBOX_ADMIN_URL")
+        or guard.active().sandbox_admin_url or os.environ.get(guard.SANDBOX_ENV)
     if not url:
         raise ActivityFailed("no sandbox admin URL: pass admin_url, or set the configuration key "
                              "loadkit_sandbox_admin_url (or LOADKIT_SANDBOX_ADMIN_URL)")
@@ -148,10 +177,17 @@ def _fault(configuration: Configuration, admin_url: str | None, version: str, tt
     except SafetyError as exc:
         raise ActivityFailed(f"refused by loadkit's safety guards: {exc}") from None
     base = base_url(configuration, admin_url)
-    fault = _call("POST", "/faults", configuration, admin_url, {
-        **spec, "version": version, "ttl_s": float(ttl_s), "owner": dict(guards.owner)})
-    _touched.setdefault(guards.run_id, set()).add(base)
-    return fault
+    try:
+        guards.check_sandbox_url(base)
+    except SafetyError as exc:
+        raise ActivityFailed(f"refused by loadkit's safety guards: {exc}") from None
+    _touched.setdefault(guards.run_id, set()).add(base)  # before the call: a lost answer may still have made it
+    try:
+        return _call("POST", "/faults", configuration, admin_url, {
+            **spec, "version": version, "ttl_s": float(ttl_s), "owner": dict(guards.owner)})
+    except BaseException:  # no answer (an error, a Ctrl-C in flight): the fault may exist all the same
+        _unanswered[guards.run_id] = time.time()
+        raise
 
 
 def _guard(version: str) -> guard.Guards:
@@ -170,14 +206,14 @@ def _pods(configuration: Configuration, admin_url: str | None) -> list[dict[str,
 
 
 def _call(method: str, path: str, configuration: Configuration, admin_url: str | None,
-          body: dict[str, Any] | None = None) -> dict[str, Any]:
+          body: dict[str, Any] | None = None, timeout: float = 30.0) -> dict[str, Any]:
     base = base_url(configuration, admin_url)
     try:
         guard.active().check_sandbox_url(base)
     except SafetyError as exc:
         raise ActivityFailed(f"refused by loadkit's safety guards: {exc}") from None
     try:
-        response = httpx.request(method, base + path, json=body, timeout=30)  # redirects are not followed
+        response = httpx.request(method, base + path, json=body, timeout=timeout)  # redirects are not followed
     except httpx.HTTPError as exc:
         raise ActivityFailed(f"cannot reach the sandbox admin API at {base}: {exc}") from None
     if not response.is_success:

@@ -26,12 +26,16 @@ def checks_junit(suite_name: str, checks: Sequence[Check], started_at: datetime,
                  reason: str = "") -> str:
     """JUnit XML for CI systems: one testcase per check; a failed one carries `<failure>`, a skipped
     one `<skipped>`, both with the reason. An interrupted or errored run adds a testcase `run` with
-    an `<error>` (it was not judged, so CI must not read it as green)."""
+    an `<error>` (it was not judged, so CI must not read it as green); a failed verdict with no
+    failed check (only skipped ones) adds a testcase `run` with a `<failure>`: the report is never
+    green when the exit code is not 0."""
     duration = (ended_at - started_at).total_seconds()
     failed = sum(1 for c in checks if c.status is CheckStatus.FAILED)
     skipped = sum(1 for c in checks if c.status is CheckStatus.SKIPPED)
     unjudged = verdict in (Verdict.INTERRUPTED, Verdict.ERROR)
-    tests, errors = len(checks) + unjudged, int(unjudged)
+    unexplained = verdict is Verdict.FAIL and failed == 0  # failed, and no check says so
+    failed += unexplained
+    tests, errors = len(checks) + unjudged + unexplained, int(unjudged)
     suite = ET.Element("testsuite", {
         "name": suite_name, "tests": str(tests), "failures": str(failed), "errors": str(errors),
         "skipped": str(skipped), "time": f"{duration:.3f}", "timestamp": started_at.isoformat(),
@@ -43,6 +47,10 @@ def checks_junit(suite_name: str, checks: Sequence[Check], started_at: datetime,
         case = ET.SubElement(suite, "testcase", {"classname": suite_name, "name": "run", "time": f"{duration:.3f}"})
         error = ET.SubElement(case, "error", {"message": reason or verdict.value, "type": verdict.value.capitalize()})
         error.text = reason or f"verdict {verdict.value}"
+    if unexplained:
+        case = ET.SubElement(suite, "testcase", {"classname": suite_name, "name": "run", "time": f"{duration:.3f}"})
+        failure = ET.SubElement(case, "failure", {"message": reason or "verdict fail", "type": "VerdictFailed"})
+        failure.text = reason or "the verdict is fail, though no check failed (the skipped ones were not judged)"
     for check in checks:
         case = ET.SubElement(suite, "testcase", {"classname": suite_name, "name": check.name,
                                                  "time": f"{duration:.3f}"})

@@ -240,7 +240,7 @@ def _deployment_obj(namespace: str, name: str, replicas: int, image: str) -> Obj
 
 
 def _deployment_status(dep: _Deployment, pods: list[Obj]) -> Obj:
-    ready = sum(1 for p in pods if p["status"]["phase"] == "Running")
+    ready = sum(1 for p in pods if p["status"]["phase"] == "Running" and not p["metadata"].get("deletionTimestamp"))
     wanted = dep.replicas
     available_enough = ready >= wanted - wanted // 4  # maxUnavailable 25%, rounded down
     now = _now()
@@ -330,17 +330,21 @@ class _Timer:
 class FakeKubernetes:
     """A threaded fake API server on 127.0.0.1:0 holding Deployments, pods and VirtualServices.
 
-    Deleting a pod removes it at once (grace periods are ignored); the Deployment controller
-    creates a replacement with a new name `recreate_after_s` later, Pending, then Running
-    `ready_after_s` after that.
+    Deleting a pod removes it at once (grace periods are ignored), or, with `terminate_after_s`,
+    marks it Terminating as the API server does (a `deletionTimestamp`, not Ready, still listed)
+    and removes it that much later; the Deployment controller, which does not count a Terminating
+    pod, creates a replacement with a new name `recreate_after_s` after the delete, Pending, then
+    Running `ready_after_s` after that.
 
         with FakeKubernetes(deployments={("bruno", "bruno-site"): 3}) as k8s:
             CoreV1Api(k8s.api_client()).list_namespaced_pod("bruno", label_selector="app=bruno-site")
     """
 
     def __init__(self, deployments: Mapping[Key, int] | None = None, *,
-                 recreate_after_s: float = 0.5, ready_after_s: float = 0.2, namespaced_only: bool = False) -> None:
+                 recreate_after_s: float = 0.5, ready_after_s: float = 0.2, namespaced_only: bool = False,
+                 terminate_after_s: float = 0.0) -> None:
         self.recreate_after_s = recreate_after_s
+        self.terminate_after_s = terminate_after_s
         self.ready_after_s = ready_after_s
         self.namespaced_only = namespaced_only
         self._services: dict[Key, Obj] = {}
@@ -564,8 +568,12 @@ class FakeKubernetes:
                 return dep
         return None
 
+    def _active_pods_of(self, dep: _Deployment) -> list[Obj]:
+        """The pods a ReplicaSet counts: not the Terminating ones."""
+        return [p for p in self._pods_of(dep) if not p["metadata"].get("deletionTimestamp")]
+
     def _reconcile(self, dep: _Deployment) -> None:
-        pods = self._pods_of(dep)
+        pods = self._active_pods_of(dep)
         for surplus in sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"])[dep.replicas:]:
             del self._pods[(surplus["metadata"]["namespace"], surplus["metadata"]["name"])]
             self._touch(copy.deepcopy(surplus), "DELETED")
@@ -577,7 +585,7 @@ class FakeKubernetes:
 
     def _spawn(self, dep: _Deployment) -> None:
         dep.spawns_due -= 1
-        if len(self._pods_of(dep)) >= dep.replicas:
+        if len(self._active_pods_of(dep)) >= dep.replicas:
             return
         pod = _pod_obj(dep, self._next_ip(), running=False)
         self._store_pod(pod)
@@ -619,16 +627,37 @@ class FakeKubernetes:
         return self._pods[(ns, name)]
 
     def _delete_pod(self, ns: str, name: str, body: Obj | None) -> Obj:
-        pod = copy.deepcopy(self._get_pod(ns, name))
-        del self._pods[(ns, name)]
+        stored = self._get_pod(ns, name)
+        if stored["metadata"].get("deletionTimestamp"):
+            return stored  # already Terminating: deleting again changes nothing
         self._deleted.append(name)
         grace = (body or {}).get("gracePeriodSeconds")
-        pod["metadata"] |= {"deletionTimestamp": _now(),
-                            "deletionGracePeriodSeconds": 30 if grace is None else grace}
-        self._touch(pod, "DELETED")
+        marks = {"deletionTimestamp": _now(), "deletionGracePeriodSeconds": 30 if grace is None else grace}
+        if self.terminate_after_s > 0:
+            stored["metadata"] |= marks
+            for condition in stored["status"].get("conditions", []):
+                if condition["type"] in ("Ready", "ContainersReady"):
+                    condition["status"] = "False"
+            for container in stored["status"].get("containerStatuses", []):
+                container["ready"] = False
+            self._touch(stored)
+            self._schedule(self.terminate_after_s, functools.partial(self._terminated, ns, name, stored))
+            pod = stored
+        else:
+            pod = copy.deepcopy(stored)
+            del self._pods[(ns, name)]
+            pod["metadata"] |= marks
+            self._touch(pod, "DELETED")
         if dep := self._owner_of(pod):
             self._reconcile(dep)
         return pod
+
+    def _terminated(self, ns: str, name: str, pod: Obj) -> None:
+        if self._pods.get((ns, name)) is pod:
+            del self._pods[(ns, name)]
+            self._touch(copy.deepcopy(pod), "DELETED")
+            if dep := self._owner_of(pod):
+                self._refresh_status(dep)
 
     # -- deployments
 

@@ -44,7 +44,7 @@ REFUSED = [
     ("name-pattern-only", experiment(kill(name_pattern=".*")), "a name pattern alone can match every pod"),
     ("all-true", experiment(kill(label_selector="app=bruno-site", all=True)), "all: true"),
     ("all-as-a-string", experiment(kill(label_selector="app=bruno-site", all="false")),
-     "all must be a bool, not 'false'"),
+     "all must be a boolean, not 'false'"),
     ("exists-selector", experiment(kill(label_selector="app")), "selects every pod that has the label"),
     ("primary-selector", experiment(kill(label_selector="app=bruno-site-primary,tier=web")), "primary"),
     ("primary-in-set", experiment(kill(label_selector="app in (bruno-site-primary)")), "primary"),

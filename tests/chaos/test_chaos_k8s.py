@@ -82,7 +82,7 @@ def test_latency_virtualservice_exists_during_the_fault_and_is_gone_after(
     assert spec["hosts"] == ["bruno-site-canary.bruno.svc.cluster.local"]
     assert spec["http"][0]["fault"] == {"delay": {"fixedDelay": "600ms", "percentage": {"value": 100.0}}}
     assert loadkit_vs(k8s) == []  # removed by the rollback
-    assert result["rollbacks"] == {"planned": 1, "run": 1, "failed": 0, "leftovers_removed": []}
+    assert result["rollbacks"] == {"planned": 1, "run": 1, "failed": 0, "leftovers_removed": [], "leftovers_failed": []}
     assert all(vs["metadata"]["name"].startswith("loadkit-") for vs in seen)
 
 

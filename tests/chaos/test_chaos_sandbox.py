@@ -33,7 +33,7 @@ def test_latency_fault_breaks_request_duration_and_is_removed(sandbox: SandboxPr
     fault_phase = next(p for p in result["phases"] if p["name"] == "fault")
     assert fault_phase["stats"]["p99_ms"] >= 600
     assert result["availability_pct"] == 100.0  # slow, not down
-    assert result["rollbacks"] == {"planned": 1, "run": 1, "failed": 0, "leftovers_removed": []}
+    assert result["rollbacks"] == {"planned": 1, "run": 1, "failed": 0, "leftovers_removed": [], "leftovers_failed": []}
     # recovery counts from the removal (the rollback): healthy again within seconds of it
     assert result["recovery_time_s"] is not None and 0 <= result["recovery_time_s"] < 5
     assert result["detect_time_s"] is not None and check(result, "request-duration (worst 5s)")["passed"] is False
