@@ -17,6 +17,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# pytest-xdist gives its workers COLUMNS=80 and LINES=24: loadkit's children would then wrap their
+# output at 80 columns, which a pipe or a CI log never does. Tests see what a pipe sees.
+for _key in ("COLUMNS", "LINES"):
+    os.environ.pop(_key, None)
+
 
 @pytest.fixture(autouse=True)
 def _hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -80,7 +80,8 @@ def test_business_metrics_on_the_slow_canary(canary_run: tuple[int, dict[str, An
     conversion = by_name["conversion-rate"]
     # 1 checkout per 9 catalogue visits (11.1 %), less the 3 % of checkouts that got a 503; at 400 ms a
     # request each user finishes about two funnels in the 10 s window, so its edges cut funnels midway
-    assert conversion["passed"] and 7 <= conversion["observed"] <= 12
+    # (fewer on a busy machine: a funnel cut short has visits and no checkout yet)
+    assert conversion["passed"] and 5 <= conversion["observed"] <= 12
     assert not by_name["conversion-rate-goal"]["passed"]
     assert "below the minimum 20" in by_name["conversion-rate-goal"]["reason"]
     satisfaction = by_name["user-satisfaction"]

@@ -168,3 +168,25 @@ def test_a_non_finite_value_is_no_data_never_a_pass(value: float) -> None:
 def test_non_finite_bounds_are_refused(bounds: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="finite number"):
         Threshold(name="error-rate", thresholdRange=bounds)  # type: ignore[arg-type]
+
+
+def monte_carlo(canary_ms: float, canary_error_p: float, trials: int = 300) -> float:
+    """Share of `trials` comparisons that are not a pass: a baseline of 150 requests at 50 ms (plus an
+    exponential tail) with 1 % errors against a canary of the same size."""
+    rng = np.random.default_rng(11)
+    spec = CompareSpec()
+
+    def side(median_ms: float, error_p: float) -> Side:
+        return Side(median_ms + rng.exponential(5.0, 150), 150, int(rng.binomial(150, error_p)))
+
+    verdicts = [judge(side(50, 0.01), side(canary_ms, canary_error_p), spec, baseline_name="primary",
+                      canary_name="canary").verdict for _ in range(trials)]
+    return sum(v != "pass" for v in verdicts) / trials
+
+
+def test_identical_sides_raise_false_alarms_in_under_two_percent_of_runs() -> None:
+    assert monte_carlo(50, 0.01) <= 0.02
+
+
+def test_a_twenty_percent_slower_canary_is_caught_in_95_percent_of_runs() -> None:
+    assert monte_carlo(60, 0.01) >= 0.95
