@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+TEST_WORKERS ?= 4  # pytest-xdist workers: most tests wait on real load, so more than the 2 cores
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint bench prometheus clean
@@ -25,7 +26,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-test prometheus
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 prometheus:
 	@command -v prometheus >/dev/null 2>&1 || { \

@@ -19,8 +19,45 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # pytest-xdist gives its workers COLUMNS=80 and LINES=24: loadkit's children would then wrap their
 # output at 80 columns, which a pipe or a CI log never does. Tests see what a pipe sees.
-for _key in ("COLUMNS", "LINES"):
-    os.environ.pop(_key, None)
+# The user's own loadkit, Locust and Kubernetes settings never reach a test: scrubbed here, at import,
+# before any fixture (module- and session-scoped ones too) starts a sandbox or a server.
+for _key in list(os.environ):
+    if _key in ("COLUMNS", "LINES", "KUBECONFIG") or _key.startswith(("LOADKIT_", "LOCUST_")):
+        os.environ.pop(_key, None)
+
+
+# `make test` runs the suite on pytest-xdist workers, a file to a worker (its module-scoped sandboxes
+# and servers are started once). Files that run minutes of real load are cut into this many parts
+# of consecutive tests, each part a group of its own, so no one worker carries a long tail.
+SPLIT = {
+    "tests/load/test_run_sandbox.py": 3,
+    "tests/webhook/test_flagger_loop.py": 4,
+    "tests/webhook/test_webhook_e2e.py": 3,
+    "tests/cli/test_output_truth.py": 2,
+    "tests/chaos/test_chaos_sandbox.py": 4,
+    "tests/chaos/test_chaos_k8s.py": 3,
+    "tests/chaos/test_chaos_leftovers.py": 2,
+    "tests/prometheus/test_server_side.py": 2,
+    "tests/webhook/test_webhook_bad_input.py": 2,
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give each test its xdist group (its file, or a part of a file named in SPLIT) and send the
+    groups with the most slow tests first, so the longest ones start at once rather than last."""
+    by_file: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        by_file.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+    groups: dict[str, list[pytest.Item]] = {}
+    for path, tests in by_file.items():
+        parts = min(SPLIT.get(path, 1), len(tests))
+        for index, item in enumerate(tests):
+            group = f"{path}#{index * parts // len(tests)}" if parts > 1 else path
+            item.add_marker(pytest.mark.xdist_group(group))
+            groups.setdefault(group, []).append(item)
+    weight = {g: sum(1 for t in tests if t.get_closest_marker("slow")) for g, tests in groups.items()}
+    items[:] = [t for g in sorted(groups, key=lambda g: -weight[g]) for t in groups[g]]
 
 
 @pytest.fixture(autouse=True)
