@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from loadkit.sandbox import SandboxProcess
-from tests.conftest import ROOT, loadkit_cmd, run_loadkit
+from tests.conftest import NOWHERE, ROOT, loadkit_cmd, run_loadkit
 from tests.load.conftest import istio_requests, parse_result
 
 pytestmark = pytest.mark.slow
@@ -76,10 +76,10 @@ def test_the_primary_route_of_the_same_sandbox_passes(slow_canary: SandboxProces
 
 def test_unreachable_target_exits_3_in_seconds() -> None:
     started = time.monotonic()
-    out = run_loadkit("run", "--target", "http://127.0.0.1:9/canary", "-t", "30s")
+    out = run_loadkit("run", "--target", f"{NOWHERE}/canary", "-t", "30s")
     assert out.returncode == 3
     assert time.monotonic() - started < 10
-    assert "cannot reach http://127.0.0.1:9/canary" in out.stderr
+    assert f"cannot reach {NOWHERE}/canary" in out.stderr
     assert out.stdout == "" and "Traceback" not in out.stderr
 
 
