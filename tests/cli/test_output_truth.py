@@ -130,7 +130,7 @@ def test_a_locustfile_that_fails_to_import_is_one_line(sandbox: SandboxProcess, 
     assert "Traceback" not in out.stderr and "site-packages" not in out.stderr
 
 
-def _piped(args: list[str], reader: list[str], cwd: Path = ROOT) -> tuple[int, str]:
+def _piped(args: list[str], reader: list[str], cwd: Path) -> tuple[int, str]:
     """`loadkit ARGS | READER`: loadkit's exit code and stderr."""
     loadkit = subprocess.Popen(loadkit_cmd(*args), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env=_env())
@@ -141,15 +141,15 @@ def _piped(args: list[str], reader: list[str], cwd: Path = ROOT) -> tuple[int, s
     return loadkit.wait(timeout=60), stderr
 
 
-def test_a_reader_that_goes_away_is_not_an_error() -> None:
-    code, stderr = _piped(["profiles", "-o", "json"], ["true"])
+def test_a_reader_that_goes_away_is_not_an_error(tmp_path: Path) -> None:
+    code, stderr = _piped(["profiles", "-o", "json"], ["true"], cwd=tmp_path)
     assert code == 0 and stderr == ""
 
 
 def test_a_broken_pipe_keeps_the_verdict(tmp_path: Path) -> None:
     with SandboxProcess(canary_error_rate=0.5) as broken:
         code, stderr = _piped(["run", "--target", f"{broken.traffic_url}/canary", "-t", "3s", "--min-samples", "1",
-                               "-o", "json", "-q"], ["head", "-c", "1"])
+                               "-o", "json", "-q"], ["head", "-c", "1"], cwd=tmp_path)
     assert code == 1, stderr  # FAIL, as without the pipe; not "internal error"
     assert "internal error" not in stderr and "BrokenPipe" not in stderr
 
