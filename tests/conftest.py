@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +17,13 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# A local URL where nothing listens, and nothing can start to: a port this process holds bound but never
+# listens on (connections to it are refused, no other process can bind it). Not a fixed port such as :9,
+# which something else on the machine may be serving.
+_NOWHERE_SOCKET = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+_NOWHERE_SOCKET.bind(("127.0.0.1", 0))
+NOWHERE = f"http://127.0.0.1:{_NOWHERE_SOCKET.getsockname()[1]}"
 
 # pytest-xdist gives its workers COLUMNS=80 and LINES=24: loadkit's children would then wrap their
 # output at 80 columns, which a pipe or a CI log never does. Tests see what a pipe sees.
@@ -79,6 +87,31 @@ def run_loadkit(*args: str, timeout: float = 120, cwd: Path | None = None,
     clean.update(env or {})
     return subprocess.run(loadkit_cmd(*args), capture_output=True, text=True, timeout=timeout,
                           cwd=cwd or ROOT, env=clean, check=False)
+
+
+@pytest.fixture
+def loadkit_in_process(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                       monkeypatch: pytest.MonkeyPatch) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`loadkit ARGS` in this process, in a fresh tmp dir: through `loadkit.cli.main`, the function the
+    console script and `python -m loadkit` call, so the exit code and stderr are the real ones (click's
+    standalone mode turns usage errors into exit 2, `LoadkitGroup` maps loadkit's errors) without a
+    Python start-up per case. main()'s SIGTERM handler and pipe-safe stdout are undone afterwards."""
+    from loadkit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        sigterm, stdout = signal.getsignal(signal.SIGTERM), sys.stdout
+        try:
+            with pytest.raises(SystemExit) as exited:
+                main(list(args))
+        finally:
+            signal.signal(signal.SIGTERM, sigterm)
+            sys.stdout = stdout
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(["loadkit", *args], exited.value.code, out.out, out.err)
+
+    return run
 
 
 @pytest.fixture

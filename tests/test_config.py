@@ -80,34 +80,66 @@ def test_no_config_gives_builtins_and_plan_thresholds(workdir: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("profiles:\n  x:\n    user: 5\n", ["loadkit.yaml:3: profiles.x.user: unknown key", "did you mean 'users'"]),
-        ("profiles:\n  x:\n    users: -1\n", ["loadkit.yaml:3: profiles.x.users", "greater than or equal to 1"]),
-        ("profiles:\n  x:\n    duration: soon\n", ["loadkit.yaml:3: profiles.x.duration", "e.g. 30s, 5m"]),
-        ("profiles:\n  x:\n    shape: wobble\n", ["loadkit.yaml:3: profiles.x.shape", "'constant'"]),
-        ("profiles:\n  x:\n    shape: ramp\n    stages: [{duration: 1s, users: 1}]\n",
-         ["profiles.x", "either 'shape' or 'stages'"]),
-        ("profiles:\n  x:\n    headers: {'bad name': v}\n", ["profiles.x.headers", "bad header"]),
-        ("profiles:\n  Bad Name: {}\n", ["profiles", "bad name 'Bad Name'"]),
-        ("thresholds:\n  - name: request-duration\n    thresholdRange: {maximum: 5}\n",
-         ["loadkit.yaml:3: thresholds.0.thresholdRange.maximum: unknown key", "valid here: max, min"]),
-        ("thresholds:\n  - name: latency\n    thresholdRange: {max: 5}\n", ["loadkit.yaml:2", "unknown metric"]),
-        ("thresholds: []\n", ["thresholds", "at least 1"]),
-        ("schema_version: 2\n", ["schema_version", "this loadkit reads schema_version: 1"]),
-        ("profiles:\n  x: [\n", ["loadkit.yaml:3:1: invalid YAML"]),
-        ("- just\n- a list\n", ["must be a mapping"]),
-        ("min_samples: 0\n", ["loadkit.yaml:1: min_samples", "greater than or equal to 1"]),
-        ("thresholds:\n  - name: request-duration\n    thresholdRange: {max: 1}\nthresholds:\n  - name: rps\n"
-         "    thresholdRange: {min: 1}\n", ["loadkit.yaml:4:1", "duplicate key 'thresholds' (first given on line 1)"]),
-        ("profiles:\n  x:\n    locustfile: nothere.py\n", ["loadkit.yaml:3: profiles.x.locustfile", "not found"]),
-        ("profiles:\n  x:\n    stages:\n      - {duration: 10s, users: 100, spawn_rate: 1}\n",
-         ["loadkit.yaml:3: profiles.x.stages", "takes 100s, longer than the stage"]),
-        ("profiles:\n  x:\n    stages:\n      - {duration: 10s, users: 0}\n", ["no stage has any users"]),
-        ("profiles:\n  x:\n    stages:\n      - {duration: 500ms, users: 1}\n", ["needs at least 1s"]),
+        pytest.param(
+            "profiles:\n  x:\n    user: 5\n",
+            ["loadkit.yaml:3: profiles.x.user: unknown key", "did you mean 'users'"],
+            id="typo-key"
+        ),
+        pytest.param(
+            "profiles:\n  x:\n    users: -1\n",
+            ["loadkit.yaml:3: profiles.x.users", "greater than or equal to 1"],
+            id="negative-users"
+        ),
+        pytest.param("profiles:\n  x:\n    duration: soon\n", ["loadkit.yaml:3: profiles.x.duration", "e.g. 30s, 5m"],
+                     id="bad-duration"),
+        pytest.param("profiles:\n  x:\n    shape: wobble\n", ["loadkit.yaml:3: profiles.x.shape", "'constant'"],
+                     id="bad-shape"),
+        pytest.param(
+            "profiles:\n  x:\n    shape: ramp\n    stages: [{duration: 1s, users: 1}]\n",
+            ["profiles.x", "either 'shape' or 'stages'"],
+            id="shape-and-stages"
+        ),
+        pytest.param("profiles:\n  x:\n    headers: {'bad name': v}\n", ["profiles.x.headers", "bad header"],
+                     id="bad-header"),
+        pytest.param("profiles:\n  Bad Name: {}\n", ["profiles", "bad name 'Bad Name'"], id="bad-profile-name"),
+        pytest.param(
+            "thresholds:\n  - name: request-duration\n    thresholdRange: {maximum: 5}\n",
+            ["loadkit.yaml:3: thresholds.0.thresholdRange.maximum: unknown key", "valid here: max, min"],
+            id="threshold-typo"
+        ),
+        pytest.param(
+            "thresholds:\n  - name: latency\n    thresholdRange: {max: 5}\n",
+            ["loadkit.yaml:2", "unknown metric"],
+            id="unknown-metric"
+        ),
+        pytest.param("thresholds: []\n", ["thresholds", "at least 1"], id="empty-thresholds"),
+        pytest.param("schema_version: 2\n", ["schema_version", "this loadkit reads schema_version: 1"],
+                     id="schema-version"),
+        pytest.param("profiles:\n  x: [\n", ["loadkit.yaml:3:1: invalid YAML"], id="broken-yaml"),
+        pytest.param("- just\n- a list\n", ["must be a mapping"], id="not-a-mapping"),
+        pytest.param("min_samples: 0\n", ["loadkit.yaml:1: min_samples", "greater than or equal to 1"],
+                     id="zero-min-samples"),
+        pytest.param(
+            "thresholds:\n  - name: request-duration\n    thresholdRange: {max: 1}\nthresholds:\n  - name: rps\n"
+            "    thresholdRange: {min: 1}\n",
+            ["loadkit.yaml:4:1", "duplicate key 'thresholds' (first given on line 1)"],
+            id="duplicate-key"
+        ),
+        pytest.param(
+            "profiles:\n  x:\n    locustfile: nothere.py\n",
+            ["loadkit.yaml:3: profiles.x.locustfile", "not found"],
+            id="missing-locustfile"
+        ),
+        pytest.param(
+            "profiles:\n  x:\n    stages:\n      - {duration: 10s, users: 100, spawn_rate: 1}\n",
+            ["loadkit.yaml:3: profiles.x.stages", "takes 100s, longer than the stage"],
+            id="unreachable-stage"
+        ),
+        pytest.param("profiles:\n  x:\n    stages:\n      - {duration: 10s, users: 0}\n", ["no stage has any users"],
+                     id="no-users"),
+        pytest.param("profiles:\n  x:\n    stages:\n      - {duration: 500ms, users: 1}\n", ["needs at least 1s"],
+                     id="too-short-stage"),
     ],
-    ids=["typo-key", "negative-users", "bad-duration", "bad-shape", "shape-and-stages", "bad-header",
-         "bad-profile-name", "threshold-typo", "unknown-metric", "empty-thresholds", "schema-version",
-         "broken-yaml", "not-a-mapping", "zero-min-samples", "duplicate-key", "missing-locustfile",
-         "unreachable-stage", "no-users", "too-short-stage"],
 )
 def test_config_errors_name_file_line_field_and_fix(workdir: Path, text: str, expected: list[str]) -> None:
     write(workdir, text)

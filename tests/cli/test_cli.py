@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_loadkit
+from tests.conftest import NOWHERE, ROOT, run_loadkit
+
+InProcess = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def test_help_does_not_import_heavy_engines() -> None:
@@ -41,8 +44,8 @@ def test_python_dash_m_works() -> None:
     assert out.returncode == 0 and "loadkit" in out.stdout
 
 
-def test_profiles_json_lists_every_builtin() -> None:
-    out = run_loadkit("profiles", "--output", "json")
+def test_profiles_json_lists_every_builtin(tmp_path: Path) -> None:
+    out = run_loadkit("profiles", "--output", "json", cwd=tmp_path)  # no loadkit.yaml here to add any
     assert out.returncode == 0
     data = json.loads(out.stdout)
     names = {p["name"] for p in data["profiles"]}
@@ -57,52 +60,58 @@ def test_profiles_include_the_config_file(tmp_path: Path) -> None:
     assert out.returncode == 0 and "burst" in out.stdout and "spike" in out.stdout
 
 
+T = ("run", "--target", NOWHERE)  # a usage error is refused before any connection
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["run", "--target", "http://127.0.0.1:9", "--profile", "nope"], "unknown profile 'nope'"),
-        (["run", "--target", "http://127.0.0.1:9", "--duration", "5x"], "bad duration '5x'"),
-        (["run", "--target", "http://127.0.0.1:9", "--users", "-3"], "--users"),
-        (["run", "--target", "http://127.0.0.1:9", "--spawn-rate", "0"], "--spawn-rate"),
-        (["run", "--target", "http://127.0.0.1:9", "--header", "no-colon"], "bad header 'no-colon'"),
-        (["run", "--target", "not a url"], "bad target 'not a url'"),
-        (["run", "--target", "http://127.0.0.1:9", "--locustfile", "missing.py"], "locustfile 'missing.py' not found"),
-        (["run", "--target", "http://127.0.0.1:9", "--config", "missing.yaml"], "cannot read config file"),
-        (["run"], "Missing option '--target'"),
-        (["run", "--target", "http://[::1"], "Invalid IPv6 URL"),
-        (["run", "--target", "http://127.0.0.1:9", "--junit", "/proc/no/such/dir/x.xml"], "cannot write --junit"),
-        (["run", "--target", "http://127.0.0.1:9", "--report-dir", "/proc/version/x"], "cannot write --report-dir"),
-        (["run", "--target", "http://127.0.0.1:9", "-p", "step", "-t", "2s"], "every stage needs at least 1s"),
-        (["frobnicate"], "No such command"),
+        pytest.param([*T, "--profile", "nope"], "unknown profile 'nope'", id="unknown-profile"),
+        pytest.param([*T, "--duration", "5x"], "bad duration '5x'", id="bad-duration"),
+        pytest.param([*T, "--users", "-3"], "--users", id="negative-users"),
+        pytest.param([*T, "--spawn-rate", "0"], "--spawn-rate", id="zero-spawn-rate"),
+        pytest.param([*T, "--header", "no-colon"], "bad header 'no-colon'", id="bad-header"),
+        pytest.param(["run", "--target", "not a url"], "bad target 'not a url'", id="bad-target"),
+        pytest.param([*T, "--locustfile", "missing.py"], "locustfile 'missing.py' not found", id="missing-locustfile"),
+        pytest.param([*T, "--config", "missing.yaml"], "cannot read config file", id="missing-config"),
+        pytest.param(["run"], "Missing option '--target'", id="no-target"),
+        pytest.param(["run", "--target", "http://[::1"], "Invalid IPv6 URL", id="bad-ipv6"),
+        pytest.param([*T, "--junit", "/proc/no/such/dir/x.xml"], "cannot write --junit", id="unwritable-junit"),
+        pytest.param([*T, "--report-dir", "/proc/version/x"], "cannot write --report-dir",
+                     id="unwritable-report-dir"),
+        pytest.param([*T, "-p", "step", "-t", "2s"], "every stage needs at least 1s", id="too-short-for-stages"),
+        pytest.param(["frobnicate"], "No such command", id="unknown-command"),
     ],
-    ids=["unknown-profile", "bad-duration", "negative-users", "zero-spawn-rate", "bad-header", "bad-target",
-         "missing-locustfile", "missing-config", "no-target", "unknown-command", "bad-ipv6", "unwritable-junit",
-         "unwritable-report-dir", "too-short-for-stages"],
 )
-def test_bad_input_exits_2_with_a_clear_message(args: list[str], needle: str) -> None:
-    out = run_loadkit(*args)
+def test_bad_input_exits_2_with_a_clear_message(loadkit_in_process: InProcess, args: list[str],
+                                                needle: str) -> None:
+    out = loadkit_in_process(*args)
     assert out.returncode == 2, out.stderr
     assert needle in out.stderr
     assert "Traceback" not in out.stderr and out.stdout == ""
 
 
-def test_unknown_profile_lists_the_known_ones() -> None:
-    out = run_loadkit("run", "--target", "http://127.0.0.1:9", "--profile", "nope")
-    assert "smoke" in out.stderr and "stress" in out.stderr and "fix:" in out.stderr
+def test_a_usage_error_through_the_real_entry_point(tmp_path: Path) -> None:
+    """One usage error through `python -m loadkit` itself: the in-process cases above call the same main()."""
+    out = run_loadkit(*T, "--profile", "nope", cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert "error: unknown profile 'nope'" in out.stderr
+    assert "smoke" in out.stderr and "stress" in out.stderr and "fix:" in out.stderr  # the known ones
+    assert "Traceback" not in out.stderr and out.stdout == ""
 
 
-def test_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
+def test_invalid_yaml_names_file_and_line(loadkit_in_process: InProcess, tmp_path: Path) -> None:
     (tmp_path / "loadkit.yaml").write_text("profiles:\n  x:\n    users: 5\n    user: 6\n")
-    out = run_loadkit("run", "--target", "http://127.0.0.1:9", cwd=tmp_path)
+    out = loadkit_in_process(*T)  # runs in tmp_path, where it finds loadkit.yaml
     assert out.returncode == 2
     assert "loadkit.yaml:4: profiles.x.user: unknown key" in out.stderr
     assert "did you mean 'users'" in out.stderr
 
 
-def test_locustfile_syntax_error_names_the_line(tmp_path: Path) -> None:
+def test_locustfile_syntax_error_names_the_line(loadkit_in_process: InProcess, tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("from locust import HttpUser\n\nclass U(HttpUser:\n    pass\n")
-    out = run_loadkit("run", "--target", "http://127.0.0.1:9", "--locustfile", str(bad))
+    out = loadkit_in_process(*T, "--locustfile", str(bad))
     assert out.returncode == 2
     assert f"{bad}:3: syntax error" in out.stderr
 

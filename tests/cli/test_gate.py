@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from loadkit.cli import cli
+from tests.conftest import NOWHERE
 from tests.webhook.conftest import Serve
 
 
@@ -57,18 +57,21 @@ def test_halt_then_rollback_then_cancel(serve: Serve) -> None:
 
 
 @pytest.mark.parametrize(("args", "token", "code", "message"), [
-    (["approve", "bruno/x"], None, 2, "needs the server's bearer token"),
-    (["approve", "bruno/x"], "wrong", 2, "the server refused: missing or wrong bearer token"),
-    (["approve", "bruno-x"], "s3cret", 2, "'bruno-x' is not NAMESPACE/NAME"),
-    (["rollback", "bruno/nothing-open"], "s3cret", 2, "no analysis of bruno/nothing-open is open"),
-    (["approve", "bruno/x", "--hook", "rollout"], "s3cret", 2, "Invalid value for '--hook'"),
-], ids=["no-token", "wrong-token", "bad-name", "nothing-to-roll-back", "bad-hook"])
+    pytest.param(["approve", "bruno/x"], None, 2, "needs the server's bearer token", id="no-token"),
+    pytest.param(["approve", "bruno/x"], "wrong", 2, "the server refused: missing or wrong bearer token",
+                 id="wrong-token"),
+    pytest.param(["approve", "bruno-x"], "s3cret", 2, "'bruno-x' is not NAMESPACE/NAME", id="bad-name"),
+    pytest.param(["rollback", "bruno/nothing-open"], "s3cret", 2, "no analysis of bruno/nothing-open is open",
+                 id="nothing-to-roll-back"),
+    pytest.param(["approve", "bruno/x", "--hook", "rollout"], "s3cret", 2, "Invalid value for '--hook'",
+                 id="bad-hook"),
+])
 def test_refusals_exit_2_with_the_reason(serve: Serve, args: list[str], token: str | None, code: int,
                                         message: str) -> None:
     got, _, err = gate(serve, *args, token=token)
     assert got == code and message in err and "Traceback" not in err
 
 
-def test_an_unreachable_server_exits_3(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["gate", "status", "bruno/x", "--server", "http://127.0.0.1:9"])
+def test_an_unreachable_server_exits_3() -> None:
+    result = CliRunner().invoke(cli, ["gate", "status", "bruno/x", "--server", NOWHERE])
     assert result.exit_code == 3 and "cannot reach loadkit serve" in result.stderr

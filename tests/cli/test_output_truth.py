@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from loadkit.sandbox import SandboxProcess
-from tests.conftest import ROOT, loadkit_cmd, run_loadkit
+from tests.conftest import NOWHERE, ROOT, loadkit_cmd, run_loadkit
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +72,9 @@ def test_an_interrupted_run_is_interrupted_in_every_output(sandbox: SandboxProce
 
 
 @pytest.mark.parametrize(("args", "code", "needle"), [
-    (["--target", "http://127.0.0.1:9", "--profile", "smok"], 2, "unknown profile 'smok'"),
-    (["--target", "http://127.0.0.1:9", "-t", "3s"], 3, "127.0.0.1:9"),
-], ids=["usage-error-exit-2", "unreachable-target-exit-3"])
+    pytest.param(["--target", NOWHERE, "--profile", "smok"], 2, "unknown profile 'smok'", id="usage-error-exit-2"),
+    pytest.param(["--target", NOWHERE, "-t", "3s"], 3, NOWHERE.removeprefix("http://"), id="unreachable-target-exit-3"),
+])
 def test_an_error_still_writes_junit_and_the_report_dir(tmp_path: Path, args: list[str], code: int,
                                                           needle: str) -> None:
     out = run_loadkit("run", *args, "--junit", str(tmp_path / "j.xml"), "--report-dir", str(tmp_path / "r"))
@@ -130,7 +130,7 @@ def test_a_locustfile_that_fails_to_import_is_one_line(sandbox: SandboxProcess, 
     assert "Traceback" not in out.stderr and "site-packages" not in out.stderr
 
 
-def _piped(args: list[str], reader: list[str], cwd: Path = ROOT) -> tuple[int, str]:
+def _piped(args: list[str], reader: list[str], cwd: Path) -> tuple[int, str]:
     """`loadkit ARGS | READER`: loadkit's exit code and stderr."""
     loadkit = subprocess.Popen(loadkit_cmd(*args), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env=_env())
@@ -141,15 +141,15 @@ def _piped(args: list[str], reader: list[str], cwd: Path = ROOT) -> tuple[int, s
     return loadkit.wait(timeout=60), stderr
 
 
-def test_a_reader_that_goes_away_is_not_an_error() -> None:
-    code, stderr = _piped(["profiles", "-o", "json"], ["true"])
+def test_a_reader_that_goes_away_is_not_an_error(tmp_path: Path) -> None:
+    code, stderr = _piped(["profiles", "-o", "json"], ["true"], cwd=tmp_path)
     assert code == 0 and stderr == ""
 
 
 def test_a_broken_pipe_keeps_the_verdict(tmp_path: Path) -> None:
     with SandboxProcess(canary_error_rate=0.5) as broken:
         code, stderr = _piped(["run", "--target", f"{broken.traffic_url}/canary", "-t", "3s", "--min-samples", "1",
-                               "-o", "json", "-q"], ["head", "-c", "1"])
+                               "-o", "json", "-q"], ["head", "-c", "1"], cwd=tmp_path)
     assert code == 1, stderr  # FAIL, as without the pipe; not "internal error"
     assert "internal error" not in stderr and "BrokenPipe" not in stderr
 
@@ -163,10 +163,11 @@ def test_piped_output_is_not_wrapped(sandbox: SandboxProcess, tmp_path: Path) ->
     assert warning.endswith("not judged (the checks show what was collected)")
 
 
-def test_a_config_typo_in_a_map_key_is_refused(tmp_path: Path) -> None:
+def test_a_config_typo_in_a_map_key_is_refused(loadkit_in_process: Callable[..., subprocess.CompletedProcess[str]],
+                                               tmp_path: Path) -> None:
     config = tmp_path / "loadkit.yaml"
     config.write_text("server:\n  default_profiles:\n    pre_rollout: steady\n")
-    out = run_loadkit("profiles", "--config", str(config))
+    out = loadkit_in_process("profiles", "--config", str(config))
     assert out.returncode == 2
     assert "server.default_profiles: unknown hook 'pre_rollout'" in out.stderr
     assert "did you mean 'pre-rollout'?" in out.stderr

@@ -1,35 +1,25 @@
 """`loadkit score` and `loadkit compare` refuse bad input with exit 2 and a fix, before any load or query.
 
-The CLI runs in-process (the real click command and its error handling, without a Python start-up
-per case); tests/prometheus runs the same commands as subprocesses.
+The CLI runs in-process (through loadkit.cli.main, the real entry point's function, without a Python
+start-up per case); tests/prometheus runs the same commands as subprocesses.
 """
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 
 import click
 import pytest
 
 from loadkit.cli import cli
 from loadkit.models.specs import CompareMetricName
+from tests.conftest import NOWHERE  # nothing listens: any attempt to reach it would be exit 3
 
-Runner = Callable[..., SimpleNamespace]
+Runner = Callable[..., subprocess.CompletedProcess[str]]
 
 
-@pytest.fixture
-def run_loadkit(capsys: pytest.CaptureFixture[str]) -> Runner:
-    def run(*args: str) -> SimpleNamespace:
-        with pytest.raises(SystemExit) as exited:
-            cli.main(list(args), prog_name="loadkit")
-        out = capsys.readouterr()
-        return SimpleNamespace(returncode=exited.value.code, stdout=out.out, stderr=out.err)
-
-    return run
-
-NOWHERE = "http://127.0.0.1:9"  # nothing listens: any attempt to reach it would be exit 3
 WORKLOAD = ("--canary", "bruno-site", "--namespace", "bruno")
 
 
@@ -45,8 +35,8 @@ WORKLOAD = ("--canary", "bruno-site", "--namespace", "bruno")
     (["--prometheus", NOWHERE, *WORKLOAD, "--confidence", "1"], "--confidence"),
     (["--prometheus", NOWHERE, *WORKLOAD, "--max-degradation", "-1"], "--max-degradation"),
 ])
-def test_compare_bad_input(run_loadkit: Runner, args: list[str], says: str) -> None:
-    out = run_loadkit("compare", *args)
+def test_compare_bad_input(loadkit_in_process: Runner, args: list[str], says: str) -> None:
+    out = loadkit_in_process("compare", *args)
     assert out.returncode == 2, out.stderr
     assert says in out.stderr and "Traceback" not in out.stderr
     assert out.stdout == ""
@@ -66,22 +56,22 @@ def test_compare_bad_input(run_loadkit: Runner, args: list[str], says: str) -> N
      "two checks are named 'e'"),
     ("- {name: x, thresholdRange: {min: 1}\n", "checks.yaml"),
 ])
-def test_score_bad_thresholds_file(run_loadkit: Runner, tmp_path: Path, checks: str, says: str) -> None:
+def test_score_bad_thresholds_file(loadkit_in_process: Runner, tmp_path: Path, checks: str, says: str) -> None:
     path = tmp_path / "checks.yaml"
     path.write_text(checks)
-    out = run_loadkit("score", "--prometheus", NOWHERE, *WORKLOAD, "--thresholds", str(path))
+    out = loadkit_in_process("score", "--prometheus", NOWHERE, *WORKLOAD, "--thresholds", str(path))
     assert out.returncode == 2, out.stderr  # refused before Prometheus is contacted (that would be exit 3)
     assert says in out.stderr and "Traceback" not in out.stderr and "fix:" in out.stderr
 
 
-def test_score_without_prometheus_or_workload(run_loadkit: Runner) -> None:
+def test_score_without_prometheus_or_workload(loadkit_in_process: Runner) -> None:
     for args, says in (([*WORKLOAD], "--prometheus"), (["--prometheus", NOWHERE], "--canary NAME --namespace NS")):
-        out = run_loadkit("score", *args)
+        out = loadkit_in_process("score", *args)
         assert out.returncode == 2 and says in out.stderr, out.stderr
 
 
-def test_score_against_an_unreachable_prometheus_is_exit_3(run_loadkit: Runner) -> None:
-    out = run_loadkit("score", "--prometheus", NOWHERE, *WORKLOAD)
+def test_score_against_an_unreachable_prometheus_is_exit_3(loadkit_in_process: Runner) -> None:
+    out = loadkit_in_process("score", "--prometheus", NOWHERE, *WORKLOAD)
     assert out.returncode == 3 and f"cannot reach Prometheus at {NOWHERE}" in out.stderr
 
 

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from loadkit.sandbox import SandboxProcess
-from tests.conftest import ROOT, loadkit_cmd, run_loadkit
+from tests.conftest import NOWHERE, ROOT, loadkit_cmd, run_loadkit
 from tests.load.conftest import istio_requests, parse_result
 
 pytestmark = pytest.mark.slow
@@ -76,10 +76,10 @@ def test_the_primary_route_of_the_same_sandbox_passes(slow_canary: SandboxProces
 
 def test_unreachable_target_exits_3_in_seconds() -> None:
     started = time.monotonic()
-    out = run_loadkit("run", "--target", "http://127.0.0.1:9/canary", "-t", "30s")
+    out = run_loadkit("run", "--target", f"{NOWHERE}/canary", "-t", "30s")
     assert out.returncode == 3
     assert time.monotonic() - started < 10
-    assert "cannot reach http://127.0.0.1:9/canary" in out.stderr
+    assert f"cannot reach {NOWHERE}/canary" in out.stderr
     assert out.stdout == "" and "Traceback" not in out.stderr
 
 
@@ -121,9 +121,12 @@ def _ignore_sigint() -> None:
 
 @pytest.mark.parametrize(
     ("sig", "processes", "background"),
-    [(signal.SIGINT, "1", False), (signal.SIGTERM, "1", False), (signal.SIGINT, "2", False),
-     (signal.SIGTERM, "2", True)],
-    ids=["sigint", "sigterm", "sigint-processes", "sigterm-background-job"],
+    [
+        pytest.param(signal.SIGINT, "1", False, id="sigint"),
+        pytest.param(signal.SIGTERM, "1", False, id="sigterm"),
+        pytest.param(signal.SIGINT, "2", False, id="sigint-processes"),
+        pytest.param(signal.SIGTERM, "2", True, id="sigterm-background-job"),
+    ],
 )
 def test_interrupt_scores_what_was_collected_and_exits_130(healthy: SandboxProcess, sig: signal.Signals,
                                                           processes: str, background: bool) -> None:
@@ -203,8 +206,10 @@ def test_headers_also_reach_plain_httpuser_locustfiles(healthy: SandboxProcess, 
 
 @pytest.mark.parametrize(
     ("flags", "code", "verdict"),
-    [(["--duration", "5s"], 0, "pass"), (["--duration", "12s", "--broken-canary"], 1, "fail")],
-    ids=["healthy", "broken-canary"],
+    [
+        pytest.param(["--duration", "5s"], 0, "pass", id="healthy"),
+        pytest.param(["--duration", "12s", "--broken-canary"], 1, "fail", id="broken-canary"),
+    ],
 )
 def test_demo(flags: list[str], code: int, verdict: str) -> None:
     out = run_loadkit("demo", "--output", "json", *flags)

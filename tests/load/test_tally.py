@@ -41,25 +41,19 @@ def reference(encoded: str, bounds: list[LatencyBound]) -> dict[LatencyBound, in
 @pytest.mark.parametrize(
     ("bound", "expected"),
     [
-        (LatencyBound(500.0, above=True), 7 + 8),
-        (LatencyBound(500.0, above=False), 3),
-        (LatencyBound(499.0, above=True), 4 + 5 + 6 + 7 + 8),
-        (LatencyBound(499.0, above=False), 0),
-        (LatencyBound(500.1, above=True), 7 + 8),
-        (LatencyBound(500.1, above=False), 3),
-        (LatencyBound(499.1995, above=False), 3),
-        (LatencyBound(500.9915, above=True), 7 + 8),
-        (LatencyBound(600.0, above=True), 0),
-        (LatencyBound(600.0, above=False), 3 + 4 + 5 + 6 + 7),
-        (LatencyBound(601.0, above=False), 3 + 4 + 5 + 6 + 7 + 8),
-        (LatencyBound(0.0, above=True), 33),
-        (LatencyBound(10_000.0, above=False), 33),
-    ],
-    ids=[
-        "over-500-not-its-own-bucket", "under-500-not-its-own-bucket", "over-499-not-its-own-bucket",
-        "under-499-none", "fractional-bound-over", "fractional-bound-under",
-        "just-past-the-top-of-499s-bucket", "just-short-of-the-bottom-of-501s-bucket", "over-600-none",
-        "under-600-not-its-own-bucket", "under-601-all", "over-0-all", "under-10s-all",
+        pytest.param(LatencyBound(500.0, above=True), 7 + 8, id="over-500-not-its-own-bucket"),
+        pytest.param(LatencyBound(500.0, above=False), 3, id="under-500-not-its-own-bucket"),
+        pytest.param(LatencyBound(499.0, above=True), 4 + 5 + 6 + 7 + 8, id="over-499-not-its-own-bucket"),
+        pytest.param(LatencyBound(499.0, above=False), 0, id="under-499-none"),
+        pytest.param(LatencyBound(500.1, above=True), 7 + 8, id="fractional-bound-over"),
+        pytest.param(LatencyBound(500.1, above=False), 3, id="fractional-bound-under"),
+        pytest.param(LatencyBound(499.1995, above=False), 3, id="just-past-the-top-of-499s-bucket"),
+        pytest.param(LatencyBound(500.9915, above=True), 7 + 8, id="just-short-of-the-bottom-of-501s-bucket"),
+        pytest.param(LatencyBound(600.0, above=True), 0, id="over-600-none"),
+        pytest.param(LatencyBound(600.0, above=False), 3 + 4 + 5 + 6 + 7, id="under-600-not-its-own-bucket"),
+        pytest.param(LatencyBound(601.0, above=False), 3 + 4 + 5 + 6 + 7 + 8, id="under-601-all"),
+        pytest.param(LatencyBound(0.0, above=True), 33, id="over-0-all"),
+        pytest.param(LatencyBound(10_000.0, above=False), 33, id="under-10s-all"),
     ],
 )
 def test_latency_counts_are_whole_buckets_beyond_the_bound(bound: LatencyBound, expected: int) -> None:
@@ -97,12 +91,17 @@ def test_request_counts_follow_flagger_and_the_error_rate() -> None:
 @pytest.mark.parametrize(
     ("stats", "expected"),
     [
-        (Stats(requests=10, failures=3, exceptions=2, status_codes={"200": 7, "500": 2, "0": 1}), (10, 3, 5, 0)),
-        (Stats(requests=10, failures=9, exceptions=5, status_codes={"599": 9, "200": 1}), (10, 9, 10, 0)),
-        (Stats(requests=5, status_codes={"200": 3, "404": 1, "600": 1}), (5, 0, 0, 0)),
-        (Stats(), (0, 0, 0, 0)),
+        pytest.param(
+            Stats(requests=10, failures=3, exceptions=2, status_codes={"200": 7, "500": 2, "0": 1}),
+            (10, 3, 5, 0),
+            id="5xx-and-no-answer"
+        ),
+        pytest.param(Stats(requests=10, failures=9, exceptions=5, status_codes={"599": 9, "200": 1}), (10, 9, 10, 0),
+                     id="errors-clamped-to-requests"),
+        pytest.param(Stats(requests=5, status_codes={"200": 3, "404": 1, "600": 1}), (5, 0, 0, 0),
+                     id="4xx-and-600-are-not-5xx"),
+        pytest.param(Stats(), (0, 0, 0, 0), id="empty"),
     ],
-    ids=["5xx-and-no-answer", "errors-clamped-to-requests", "4xx-and-600-are-not-5xx", "empty"],
 )
 def test_counts_without_a_histogram(stats: Stats, expected: tuple[int, int, int, int]) -> None:
     bound = LatencyBound(500.0, True)

@@ -83,7 +83,7 @@ def test_identical_primary_and_canary_measure_alike_end_to_end(twins: SandboxPro
         for side in ("baseline", "canary"):
             assert LATENCY_MS <= latency[side] < LATENCY_MS + 60, latency
         assert errors["classification"] == "pass" and errors["canary"] == errors["baseline"] == 0, errors
-        assert code == 0 or comparison["verdict"] != "pass"  # the exit code follows the verdict
+        assert code == (0 if comparison["verdict"] == "pass" else 1), comparison  # the exit code follows the verdict
         effects.append(latency["effect_pct"])
     assert max(abs(e) for e in effects) < 15, effects
     assert any(code == 0 for code, _ in runs), [c["reason"] for _, c in runs]

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from loadkit.sandbox import SandboxProcess
-from tests.conftest import run_loadkit, scraped
+from tests.conftest import NOWHERE, run_loadkit, scraped
 
 pytestmark = pytest.mark.slow
 
@@ -144,8 +144,8 @@ def test_query_errors_name_the_check_and_the_query(canary_run: tuple[int, dict[s
 
 def test_missing_prometheus_settings_are_usage_errors(shop: SandboxProcess, files: dict[str, Path]) -> None:
     for args, says in ((["--canary", "bruno-site", "--namespace", "bruno"], "pass --prometheus URL"),
-                       (["--prometheus", "http://127.0.0.1:9"], "--canary NAME --namespace NS"),
-                       (["--prometheus", "http://127.0.0.1:9", "--canary", "bruno-site"], "--namespace is missing")):
+                       (["--prometheus", NOWHERE], "--canary NAME --namespace NS"),
+                       (["--prometheus", NOWHERE, "--canary", "bruno-site"], "--namespace is missing")):
         out = run_loadkit("run", "--target", shop.traffic_url, "-t", "2s", "--config", str(files["config"]), *args)
         assert out.returncode == 2 and says in out.stderr, out.stderr
         assert "loadkit: smoke" not in out.stderr  # refused before any load
@@ -153,6 +153,6 @@ def test_missing_prometheus_settings_are_usage_errors(shop: SandboxProcess, file
 
 def test_unreachable_prometheus_is_exit_3_before_any_load(shop: SandboxProcess, files: dict[str, Path]) -> None:
     out = run_loadkit("run", "--target", shop.traffic_url, "-t", "2s", "--config", str(files["config"]),
-                      "--prometheus", "http://127.0.0.1:9", "--canary", "bruno-site", "--namespace", "bruno")
-    assert out.returncode == 3 and "cannot reach Prometheus at http://127.0.0.1:9" in out.stderr
+                      "--prometheus", NOWHERE, "--canary", "bruno-site", "--namespace", "bruno")
+    assert out.returncode == 3 and f"cannot reach Prometheus at {NOWHERE}" in out.stderr
     assert "Connection refused" in out.stderr and "loadkit: smoke" not in out.stderr

@@ -74,7 +74,10 @@ def test_help_documents_every_option() -> None:
         assert option in result.output
 
 
-@pytest.mark.parametrize("args", [["--retry-on", "5xx"], ["--per-try-timeout", "1s"]], ids=["retry-on", "per-try"])
+@pytest.mark.parametrize("args", [
+    pytest.param(["--retry-on", "5xx"], id="retry-on"),
+    pytest.param(["--per-try-timeout", "1s"], id="per-try"),
+])
 def test_retry_settings_without_retries_are_a_usage_error(args: list[str]) -> None:
     result = CliRunner().invoke(cli, ["sandbox", "up", *args])
     assert result.exit_code == 2, result.output

@@ -53,26 +53,15 @@ def test_ready_line_describes_both_workloads(sandbox: SandboxProcess) -> None:
 @pytest.mark.parametrize(
     ("path", "headers", "served_by", "marker"),
     [
-        ("/canary", {}, CANARY, "<h1>Bruno's coffee</h1>"),
-        ("/canary/", {}, CANARY, "<h1>Bruno's coffee</h1>"),
-        ("/canary/about", {}, CANARY, "<h1>About</h1>"),
-        ("/canary/blog/7?ref=test", {}, CANARY, "<h1>Post 7</h1>"),
-        ("/about", {"x-canary": "insider"}, CANARY, "<h1>About</h1>"),
-        ("/about", {"X-CANARY": "insider"}, CANARY, "<h1>About</h1>"),
-        ("/about", {"x-canary": "outsider"}, PRIMARY, "<h1>About</h1>"),
-        ("/", {}, PRIMARY, "<h1>Bruno's coffee</h1>"),
-        ("/blog/7", {}, PRIMARY, "<h1>Post 7</h1>"),
-    ],
-    ids=[
-        "prefix",
-        "prefix-slash",
-        "prefix-page",
-        "prefix-query",
-        "header",
-        "header-case",
-        "header-other",
-        "default",
-        "default-page",
+        pytest.param("/canary", {}, CANARY, "<h1>Bruno's coffee</h1>", id="prefix"),
+        pytest.param("/canary/", {}, CANARY, "<h1>Bruno's coffee</h1>", id="prefix-slash"),
+        pytest.param("/canary/about", {}, CANARY, "<h1>About</h1>", id="prefix-page"),
+        pytest.param("/canary/blog/7?ref=test", {}, CANARY, "<h1>Post 7</h1>", id="prefix-query"),
+        pytest.param("/about", {"x-canary": "insider"}, CANARY, "<h1>About</h1>", id="header"),
+        pytest.param("/about", {"X-CANARY": "insider"}, CANARY, "<h1>About</h1>", id="header-case"),
+        pytest.param("/about", {"x-canary": "outsider"}, PRIMARY, "<h1>About</h1>", id="header-other"),
+        pytest.param("/", {}, PRIMARY, "<h1>Bruno's coffee</h1>", id="default"),
+        pytest.param("/blog/7", {}, PRIMARY, "<h1>Post 7</h1>", id="default-page"),
     ],
 )
 def test_routing(
@@ -173,12 +162,11 @@ def test_cart_and_checkout_across_pods(client: httpx.Client) -> None:
 @pytest.mark.parametrize(
     ("body", "status", "field"),
     [
-        (b"not json", 400, "body"),
-        (b'{"product_id": 999}', 404, "product_id"),
-        (b'{"product_id": 3, "quantity": 0}', 400, "quantity"),
-        (b'{"quantity": 1}', 400, "product_id"),
+        pytest.param(b"not json", 400, "body", id="bad-json"),
+        pytest.param(b'{"product_id": 999}', 404, "product_id", id="unknown-product"),
+        pytest.param(b'{"product_id": 3, "quantity": 0}', 400, "quantity", id="zero-quantity"),
+        pytest.param(b'{"quantity": 1}', 400, "product_id", id="missing-product"),
     ],
-    ids=["bad-json", "unknown-product", "zero-quantity", "missing-product"],
 )
 def test_cart_rejects_bad_input(client: httpx.Client, body: bytes, status: int, field: str) -> None:
     response = client.post("/api/cart", content=body, headers={"content-type": "application/json"})

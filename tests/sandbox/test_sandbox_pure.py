@@ -45,7 +45,10 @@ def test_injector_spreads_failures_evenly() -> None:
     assert failed_at == list(range(10, 101, 10))
 
 
-@pytest.mark.parametrize("rate", [-0.1, 1.01], ids=["negative", "above-one"])
+@pytest.mark.parametrize("rate", [
+    pytest.param(-0.1, id="negative"),
+    pytest.param(1.01, id="above-one"),
+])
 def test_injector_rejects_rates_outside_zero_one(rate: float) -> None:
     with pytest.raises(ValueError, match="between 0 and 1"):
         ErrorInjector(rate)
@@ -119,15 +122,14 @@ def test_end_to_end_headers_drops_hop_by_hop_and_keeps_duplicates() -> None:
 @pytest.mark.parametrize(
     ("cookie", "cart"),
     [
-        (None, {}),
-        ("", {}),
-        ("3:1|5:2", {3: 1, 5: 2}),
-        ("3:1,5:2", {3: 1, 5: 2}),
-        ("3:1|3:2", {3: 3}),
-        ("3:1|999:1|x:1|4:0|5:-1|6", {3: 1}),
-        (f"3:{MAX_QUANTITY}|3:5", {3: MAX_QUANTITY}),
+        pytest.param(None, {}, id="none"),
+        pytest.param("", {}, id="empty"),
+        pytest.param("3:1|5:2", {3: 1, 5: 2}, id="pipe"),
+        pytest.param("3:1,5:2", {3: 1, 5: 2}, id="comma"),
+        pytest.param("3:1|3:2", {3: 3}, id="repeat-adds"),
+        pytest.param("3:1|999:1|x:1|4:0|5:-1|6", {3: 1}, id="junk-dropped"),
+        pytest.param(f"3:{MAX_QUANTITY}|3:5", {3: MAX_QUANTITY}, id="capped"),
     ],
-    ids=["none", "empty", "pipe", "comma", "repeat-adds", "junk-dropped", "capped"],
 )
 def test_decode_cart(cookie: str | None, cart: dict[int, int]) -> None:
     assert decode_cart(cookie) == cart
@@ -141,11 +143,10 @@ def test_encode_cart_round_trips_sorted() -> None:
 @pytest.mark.parametrize(
     ("payload", "expected"),
     [
-        ({"product_id": 3, "quantity": 2}, (3, 2)),
-        ({"product_id": 3}, (3, 1)),
-        ({"product_id": 20, "quantity": MAX_QUANTITY}, (20, MAX_QUANTITY)),
+        pytest.param({"product_id": 3, "quantity": 2}, (3, 2), id="explicit"),
+        pytest.param({"product_id": 3}, (3, 1), id="default-quantity"),
+        pytest.param({"product_id": 20, "quantity": MAX_QUANTITY}, (20, MAX_QUANTITY), id="max"),
     ],
-    ids=["explicit", "default-quantity", "max"],
 )
 def test_parse_cart_addition_accepts(payload: object, expected: tuple[int, int]) -> None:
     assert parse_cart_addition(payload) == expected
@@ -154,17 +155,16 @@ def test_parse_cart_addition_accepts(payload: object, expected: tuple[int, int])
 @pytest.mark.parametrize(
     ("payload", "status", "field"),
     [
-        ([1, 2], 400, "body"),
-        (None, 400, "body"),
-        ({}, 400, "product_id"),
-        ({"product_id": "3"}, 400, "product_id"),
-        ({"product_id": True}, 400, "product_id"),
-        ({"product_id": 3, "quantity": 0}, 400, "quantity"),
-        ({"product_id": 3, "quantity": MAX_QUANTITY + 1}, 400, "quantity"),
-        ({"product_id": 3, "quantity": 1.5}, 400, "quantity"),
-        ({"product_id": 999, "quantity": 1}, 404, "product_id"),
+        pytest.param([1, 2], 400, "body", id="list"),
+        pytest.param(None, 400, "body", id="null"),
+        pytest.param({}, 400, "product_id", id="missing-id"),
+        pytest.param({"product_id": "3"}, 400, "product_id", id="string-id"),
+        pytest.param({"product_id": True}, 400, "product_id", id="bool-id"),
+        pytest.param({"product_id": 3, "quantity": 0}, 400, "quantity", id="zero"),
+        pytest.param({"product_id": 3, "quantity": MAX_QUANTITY + 1}, 400, "quantity", id="too-many"),
+        pytest.param({"product_id": 3, "quantity": 1.5}, 400, "quantity", id="float"),
+        pytest.param({"product_id": 999, "quantity": 1}, 404, "product_id", id="unknown"),
     ],
-    ids=["list", "null", "missing-id", "string-id", "bool-id", "zero", "too-many", "float", "unknown"],
 )
 def test_parse_cart_addition_rejects(payload: object, status: int, field: str) -> None:
     with pytest.raises(CartInputError) as caught:
@@ -199,8 +199,12 @@ def test_destination_labels_use_flagger_names(version: Version, workload: str, s
 
 @pytest.mark.parametrize(
     ("port", "admin_port", "resolved"),
-    [(8080, None, 8081), (0, None, 0), (8080, 9000, 9000), (0, 9000, 9000)],
-    ids=["next-port", "free", "explicit", "explicit-with-free"],
+    [
+        pytest.param(8080, None, 8081, id="next-port"),
+        pytest.param(0, None, 0, id="free"),
+        pytest.param(8080, 9000, 9000, id="explicit"),
+        pytest.param(0, 9000, 9000, id="explicit-with-free"),
+    ],
 )
 def test_admin_port_default(port: int, admin_port: int | None, resolved: int) -> None:
     assert SandboxConfig(port=port, admin_port=admin_port).resolved_admin_port == resolved
@@ -352,16 +356,15 @@ def test_fault_describes_itself_for_the_log() -> None:
 @pytest.mark.parametrize(
     ("flags", "label"),
     [
-        ([], "-"),
-        (["-"], "-"),
-        (["UF"], "UF"),
-        (["FI", "-"], "FI"),
-        (["FI", "DI"], "DI,FI"),
-        (["DI", "DC"], "DI,DC"),
-        (["DI", "UF"], "UF,DI"),
-        (["DI", "DI"], "DI"),
+        pytest.param([], "-", id="none"),
+        pytest.param(["-"], "-", id="dash"),
+        pytest.param(["UF"], "UF", id="one"),
+        pytest.param(["FI", "-"], "FI", id="fi"),
+        pytest.param(["FI", "DI"], "DI,FI", id="envoy-order"),
+        pytest.param(["DI", "DC"], "DI,DC", id="delay-then-hangup"),
+        pytest.param(["DI", "UF"], "UF,DI", id="delay-then-connect-fail"),
+        pytest.param(["DI", "DI"], "DI", id="dedup"),
     ],
-    ids=["none", "dash", "one", "fi", "envoy-order", "delay-then-hangup", "delay-then-connect-fail", "dedup"],
 )
 def test_response_flags_join_in_envoy_order(flags: list[str], label: str) -> None:
     assert response_flags(flags) == label

@@ -21,15 +21,19 @@ from loadkit.sandbox.models import RetriesInfo, WorkloadInfo
 @pytest.mark.parametrize(
     ("text", "conditions", "codes"),
     [
-        ("5xx", ["5xx"], set()),
-        ("connect-failure, 5xx,connect-failure", ["connect-failure", "5xx"], set()),
-        ("503", ["retriable-status-codes"], {503}),
-        ("reset,503,409,retriable-status-codes", ["reset", "retriable-status-codes"], {503, 409}),
-        ("GATEWAY-ERROR,", ["gateway-error"], set()),
-        ("connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
-         ["connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes"], set()),
+        pytest.param("5xx", ["5xx"], set(), id="one"),
+        pytest.param("connect-failure, 5xx,connect-failure", ["connect-failure", "5xx"], set(), id="dedup"),
+        pytest.param("503", ["retriable-status-codes"], {503}, id="code-implies-condition"),
+        pytest.param("reset,503,409,retriable-status-codes", ["reset", "retriable-status-codes"], {503, 409},
+                     id="codes-and-condition"),
+        pytest.param("GATEWAY-ERROR,", ["gateway-error"], set(), id="case-and-trailing-comma"),
+        pytest.param(
+            "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
+            ["connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes"],
+            set(),
+            id="istio-default"
+        ),
     ],
-    ids=["one", "dedup", "code-implies-condition", "codes-and-condition", "case-and-trailing-comma", "istio-default"],
 )
 def test_parse_retry_on(text: str, conditions: list[str], codes: set[int]) -> None:
     parsed, parsed_codes = parse_retry_on(text)
@@ -38,9 +42,12 @@ def test_parse_retry_on(text: str, conditions: list[str], codes: set[int]) -> No
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("5xx,oops", "'oops' is not a retry condition"), ("200", "200 is not a 4xx or 5xx"), (" , ", "no retry condition"),
-     ("5XX;reset", "'5xx;reset' is not")],
-    ids=["unknown", "success-code", "empty", "wrong-separator"],
+    [
+        pytest.param("5xx,oops", "'oops' is not a retry condition", id="unknown"),
+        pytest.param("200", "200 is not a 4xx or 5xx", id="success-code"),
+        pytest.param(" , ", "no retry condition", id="empty"),
+        pytest.param("5XX;reset", "'5xx;reset' is not", id="wrong-separator"),
+    ],
 )
 def test_parse_retry_on_rejects(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -57,8 +64,12 @@ def test_istio_defaults_apply_only_without_retry_on() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"attempts": -1}, {"attempts": 11}, {"per_try_timeout_s": 0}, {"timeout_s": 3601}],
-    ids=["negative", "too-many", "zero-per-try", "over-an-hour"],
+    [
+        pytest.param({"attempts": -1}, id="negative"),
+        pytest.param({"attempts": 11}, id="too-many"),
+        pytest.param({"per_try_timeout_s": 0}, id="zero-per-try"),
+        pytest.param({"timeout_s": 3601}, id="over-an-hour"),
+    ],
 )
 def test_route_policy_rejects(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match=next(iter(kwargs))):
@@ -125,13 +136,15 @@ def _replica_set(ready: list[bool]) -> ReplicaSet:
 @pytest.mark.parametrize(
     ("ready", "avoid", "picked"),
     [
-        ([True, True, True], [], ["bruno-site-0", "bruno-site-1", "bruno-site-2", "bruno-site-0"]),
-        ([True, True], ["bruno-site-0"], ["bruno-site-1"] * 4),
-        ([True, True], ["bruno-site-0", "bruno-site-1"], ["bruno-site-0", "bruno-site-1"] * 2),
-        ([False, True], ["bruno-site-1"], ["bruno-site-1"] * 2),  # the only ready pod, tried or not
-        ([False, False], [], [None]),
+        pytest.param([True, True, True], [], ["bruno-site-0", "bruno-site-1", "bruno-site-2", "bruno-site-0"],
+                     id="round-robin"),
+        pytest.param([True, True], ["bruno-site-0"], ["bruno-site-1"] * 4, id="prefers-untried"),
+        pytest.param([True, True], ["bruno-site-0", "bruno-site-1"], ["bruno-site-0", "bruno-site-1"] * 2,
+                     id="all-tried"),
+        pytest.param([False, True], ["bruno-site-1"], ["bruno-site-1"] * 2,
+                     id="only-one-ready"),  # the only ready pod, tried or not
+        pytest.param([False, False], [], [None], id="none-ready"),
     ],
-    ids=["round-robin", "prefers-untried", "all-tried", "only-one-ready", "none-ready"],
 )
 def test_pick_prefers_pods_not_tried_yet(ready: list[bool], avoid: list[str], picked: list[str | None]) -> None:
     replica_set = _replica_set(ready)
@@ -144,8 +157,12 @@ def test_pick_prefers_pods_not_tried_yet(ready: list[bool], avoid: list[str], pi
 
 @pytest.mark.parametrize(
     ("flags", "label"),
-    [(["URX", "UT"], "UT,URX"), (["DC", "URX", "UF"], "UF,DC,URX"), (["UT", "DI"], "UT,DI"), (["UH", "UT"], "UH,UT")],
-    ids=["timeout-exhausted", "connect-exhausted-hangup", "delay-then-timeout", "uh-first"],
+    [
+        pytest.param(["URX", "UT"], "UT,URX", id="timeout-exhausted"),
+        pytest.param(["DC", "URX", "UF"], "UF,DC,URX", id="connect-exhausted-hangup"),
+        pytest.param(["UT", "DI"], "UT,DI", id="delay-then-timeout"),
+        pytest.param(["UH", "UT"], "UH,UT", id="uh-first"),
+    ],
 )
 def test_retry_flags_join_in_envoy_order(flags: list[str], label: str) -> None:
     assert response_flags(flags) == label
@@ -162,14 +179,21 @@ def test_source_reporter_labels() -> None:
 @pytest.mark.parametrize(
     ("policy", "text"),
     [
-        (RoutePolicy(), "no retries; no timeout"),
-        (RoutePolicy(timeout_s=10), "no retries; timeout 10s"),
-        (RoutePolicy.from_istio(2, "connect-failure,5xx", 1.5, 10), "retries 2 on connect-failure,5xx, 1.5s per try; "
-                                                                     "timeout 10s"),
-        (RoutePolicy.from_istio(3), "retries 3 on connect-failure,refused-stream,unavailable,cancelled,"
-                                    "retriable-status-codes (503); no timeout"),
+        pytest.param(RoutePolicy(), "no retries; no timeout", id="off"),
+        pytest.param(RoutePolicy(timeout_s=10), "no retries; timeout 10s", id="timeout-only"),
+        pytest.param(
+            RoutePolicy.from_istio(2, "connect-failure,5xx", 1.5, 10),
+            "retries 2 on connect-failure,5xx, 1.5s per try; "
+             "timeout 10s",
+            id="full"
+        ),
+        pytest.param(
+            RoutePolicy.from_istio(3),
+            "retries 3 on connect-failure,refused-stream,unavailable,cancelled,"
+            "retriable-status-codes (503); no timeout",
+            id="istio-default"
+        ),
     ],
-    ids=["off", "timeout-only", "full", "istio-default"],
 )
 def test_describe_route(policy: RoutePolicy, text: str) -> None:
     workload = WorkloadInfo(name="bruno-site", error_rate=0, latency_ms=0, pods=[], retries=RetriesInfo.of(policy),
@@ -203,12 +227,15 @@ def test_fault_table_selects_and_clears_by_run_and_version() -> None:
 @pytest.mark.parametrize(
     ("owner", "text"),
     [
-        (FaultOwner(run="chaos-1", pid=42, host="ci", command="chaos run"), "run chaos-1 (pid 42 on ci, 'chaos run')"),
-        (FaultOwner(run="chaos-1"), "run chaos-1"),
-        (FaultOwner(host="ci"), "run ? (on ci)"),
-        (FaultOwner(), "run ?"),
+        pytest.param(
+            FaultOwner(run="chaos-1", pid=42, host="ci", command="chaos run"),
+            "run chaos-1 (pid 42 on ci, 'chaos run')",
+            id="full"
+        ),
+        pytest.param(FaultOwner(run="chaos-1"), "run chaos-1", id="run-only"),
+        pytest.param(FaultOwner(host="ci"), "run ? (on ci)", id="host-only"),
+        pytest.param(FaultOwner(), "run ?", id="empty"),
     ],
-    ids=["full", "run-only", "host-only", "empty"],
 )
 def test_fault_owner_describes_itself(owner: FaultOwner, text: str) -> None:
     assert owner.describe() == text

@@ -42,14 +42,13 @@ OVER_500 = LatencyBound(500.0, above=True)
 @pytest.mark.parametrize(
     ("k", "n", "confidence", "lower", "upper"),
     [
-        (0, 100, 0.95, 0.0, 1 - 0.05 ** (1 / 100)),
-        (100, 100, 0.95, 0.05 ** (1 / 100), 1.0),
-        (0, 10, 0.99, 0.0, 1 - 0.01 ** (1 / 10)),
-        (1, 1, 0.9, 0.1, 1.0),
-        (5, 100, 0.975, 0.01643, 0.11284),  # the textbook exact 95 % interval of 5/100
-        (0, 0, 0.99, 0.0, 1.0),
+        pytest.param(0, 100, 0.95, 0.0, 1 - 0.05 ** (1 / 100), id="none-of-100"),
+        pytest.param(100, 100, 0.95, 0.05 ** (1 / 100), 1.0, id="all-of-100"),
+        pytest.param(0, 10, 0.99, 0.0, 1 - 0.01 ** (1 / 10), id="none-of-10"),
+        pytest.param(1, 1, 0.9, 0.1, 1.0, id="one-of-one"),
+        pytest.param(5, 100, 0.975, 0.01643, 0.11284, id="five-of-100"),  # the textbook exact 95 % interval of 5/100
+        pytest.param(0, 0, 0.99, 0.0, 1.0, id="no-requests"),
     ],
-    ids=["none-of-100", "all-of-100", "none-of-10", "one-of-one", "five-of-100", "no-requests"],
 )
 def test_proportion_bounds_known_values(k: int, n: int, confidence: float, lower: float, upper: float) -> None:
     assert proportion_bounds(k, n, confidence) == pytest.approx((lower, upper), abs=1e-5)
@@ -66,8 +65,12 @@ def test_proportion_bounds_match_scipy(k: int, n: int, confidence: float) -> Non
     assert lower < k / n < upper
 
 
-@pytest.mark.parametrize(("k", "n", "confidence"), [(5, 4, 0.99), (-1, 4, 0.99), (1, 4, 0.5), (1, 4, 1.0)],
-                         ids=["k-above-n", "negative-k", "confidence-one-half", "confidence-one"])
+@pytest.mark.parametrize(("k", "n", "confidence"), [
+    pytest.param(5, 4, 0.99, id="k-above-n"),
+    pytest.param(-1, 4, 0.99, id="negative-k"),
+    pytest.param(1, 4, 0.5, id="confidence-one-half"),
+    pytest.param(1, 4, 1.0, id="confidence-one"),
+])
 def test_proportion_bounds_refuse_nonsense(k: int, n: int, confidence: float) -> None:
     with pytest.raises(ValueError):
         proportion_bounds(k, n, confidence)
@@ -85,47 +88,86 @@ def counts(n: int, server_failures: int = 0, errors: int = 0, timed: int | None 
 @pytest.mark.parametrize(
     ("threshold", "tally", "reason"),
     [
-        (th("request-success-rate", lo=99), counts(1200, server_failures=40),
-         "request-success-rate: at most 97.8% of 1200 requests succeeded (99% confidence), below the minimum 99%"),
-        (th("request-success-rate", lo=99), counts(1200, server_failures=18), None),
-        (th("request-success-rate", hi=50), counts(1000, server_failures=100),
-         "request-success-rate: at least 87.5% of 1000 requests succeeded (99% confidence), above the maximum 50%"),
-        (th("request-success-rate", hi=50), counts(1000, server_failures=480), None),
-        (th("request-success-rate", lo=99), counts(1200, errors=1200), None),
-        (th("error-rate", hi=1), counts(1200, errors=60),
-         "error-rate: at least 3.6% of 1200 requests failed (99% confidence), above the maximum 1%"),
-        (th("error-rate", hi=1), counts(1200, errors=18), None),
-        (th("error-rate", hi=1), counts(1200, server_failures=1200), None),
-        (th("error-rate", hi=1), counts(100, errors=500),
-         "error-rate: at least 95.4% of 100 requests failed (99% confidence), above the maximum 1%"),
-        (th("error-rate", lo=5), counts(1000, errors=10),
-         "error-rate: at most 2.1% of 1000 requests failed (99% confidence), below the minimum 5%"),
-        (th("error-rate", lo=5), counts(1000, errors=45), None),
-        (th("request-duration", hi=500), counts(1180, over_500=30),
-         "request-duration: at least 1.5% of 1180 requests took over 500 ms (99% confidence), so p99 is above 500 ms"),
-        (th("request-duration", hi=500), counts(1180, over_500=15), None),
-        (th("latency-p99", hi=500), counts(1180, over_500=30), "so p99 is above 500 ms"),
-        (th("latency-p50", hi=100), counts(1000, over_100=700),
-         "latency-p50: at least 66.5% of 1000 requests took over 100 ms (99% confidence), so p50 is above 100 ms"),
-        (th("latency-p50", hi=100), counts(1000, over_100=520), None),
-        (th("latency-p95", lo=5), counts(1000, under_5=990),
-         "latency-p95: at least 97.9% of 1000 requests took under 5 ms (99% confidence), so p95 is below 5 ms"),
-        (th("latency-p95", lo=5), counts(1000, under_5=955), None),
-        (th("latency-p95", hi=500), counts(1000, over_500=1000, timed=99), None),
-        (th("latency-max", hi=2000), counts(200, over_2000=1),
-         "latency-max: 1 of 200 requests took over 2000 ms, so the slowest is above the maximum 2000 ms"),
-        (th("latency-max", hi=2000), counts(200), None),
-        (th("latency-max", lo=1), counts(200, under_1=200), None),
-        (th("checkout-p99", hi=500, metric="latency-p99"), counts(1180, over_500=30), "checkout-p99: at least 1.5%"),
-    ],
-    ids=[
-        "success-below-min", "success-failing-but-not-certain", "success-above-max", "success-max-not-certain",
-        "success-ignores-4xx-errors", "errors-above-max", "errors-failing-but-not-certain",
-        "errors-do-not-read-server-failures", "errors-clamped-to-requests", "errors-below-min",
-        "errors-min-not-certain", "p99-above-max", "p99-failing-but-not-certain", "latency-p99-is-request-duration",
-        "p50-above-max", "p50-not-certain", "p95-below-min", "p95-min-not-certain",
-        "latency-counts-timed-requests-only", "one-slow-request-breaks-latency-max", "latency-max-none-slower",
-        "latency-max-minimum-never-decisive", "custom-name-of-a-built-in-metric",
+        pytest.param(
+            th("request-success-rate", lo=99),
+            counts(1200, server_failures=40),
+            "request-success-rate: at most 97.8% of 1200 requests succeeded (99% confidence), below the minimum 99%",
+            id="success-below-min"
+        ),
+        pytest.param(th("request-success-rate", lo=99), counts(1200, server_failures=18), None,
+                     id="success-failing-but-not-certain"),
+        pytest.param(
+            th("request-success-rate", hi=50),
+            counts(1000, server_failures=100),
+            "request-success-rate: at least 87.5% of 1000 requests succeeded (99% confidence), above the maximum 50%",
+            id="success-above-max"
+        ),
+        pytest.param(th("request-success-rate", hi=50), counts(1000, server_failures=480), None,
+                     id="success-max-not-certain"),
+        pytest.param(th("request-success-rate", lo=99), counts(1200, errors=1200), None,
+                     id="success-ignores-4xx-errors"),
+        pytest.param(
+            th("error-rate", hi=1),
+            counts(1200, errors=60),
+            "error-rate: at least 3.6% of 1200 requests failed (99% confidence), above the maximum 1%",
+            id="errors-above-max"
+        ),
+        pytest.param(th("error-rate", hi=1), counts(1200, errors=18), None, id="errors-failing-but-not-certain"),
+        pytest.param(th("error-rate", hi=1), counts(1200, server_failures=1200), None,
+                     id="errors-do-not-read-server-failures"),
+        pytest.param(
+            th("error-rate", hi=1),
+            counts(100, errors=500),
+            "error-rate: at least 95.4% of 100 requests failed (99% confidence), above the maximum 1%",
+            id="errors-clamped-to-requests"
+        ),
+        pytest.param(
+            th("error-rate", lo=5),
+            counts(1000, errors=10),
+            "error-rate: at most 2.1% of 1000 requests failed (99% confidence), below the minimum 5%",
+            id="errors-below-min"
+        ),
+        pytest.param(th("error-rate", lo=5), counts(1000, errors=45), None, id="errors-min-not-certain"),
+        pytest.param(
+            th("request-duration", hi=500),
+            counts(1180, over_500=30),
+            "request-duration: at least 1.5% of 1180 requests took over 500 ms (99% confidence), "
+            "so p99 is above 500 ms",
+            id="p99-above-max"
+        ),
+        pytest.param(th("request-duration", hi=500), counts(1180, over_500=15), None, id="p99-failing-but-not-certain"),
+        pytest.param(th("latency-p99", hi=500), counts(1180, over_500=30), "so p99 is above 500 ms",
+                     id="latency-p99-is-request-duration"),
+        pytest.param(
+            th("latency-p50", hi=100),
+            counts(1000, over_100=700),
+            "latency-p50: at least 66.5% of 1000 requests took over 100 ms (99% confidence), so p50 is above 100 ms",
+            id="p50-above-max"
+        ),
+        pytest.param(th("latency-p50", hi=100), counts(1000, over_100=520), None, id="p50-not-certain"),
+        pytest.param(
+            th("latency-p95", lo=5),
+            counts(1000, under_5=990),
+            "latency-p95: at least 97.9% of 1000 requests took under 5 ms (99% confidence), so p95 is below 5 ms",
+            id="p95-below-min"
+        ),
+        pytest.param(th("latency-p95", lo=5), counts(1000, under_5=955), None, id="p95-min-not-certain"),
+        pytest.param(th("latency-p95", hi=500), counts(1000, over_500=1000, timed=99), None,
+                     id="latency-counts-timed-requests-only"),
+        pytest.param(
+            th("latency-max", hi=2000),
+            counts(200, over_2000=1),
+            "latency-max: 1 of 200 requests took over 2000 ms, so the slowest is above the maximum 2000 ms",
+            id="one-slow-request-breaks-latency-max"
+        ),
+        pytest.param(th("latency-max", hi=2000), counts(200), None, id="latency-max-none-slower"),
+        pytest.param(th("latency-max", lo=1), counts(200, under_1=200), None, id="latency-max-minimum-never-decisive"),
+        pytest.param(
+            th("checkout-p99", hi=500, metric="latency-p99"),
+            counts(1180, over_500=30),
+            "checkout-p99: at least 1.5%",
+            id="custom-name-of-a-built-in-metric"
+        ),
     ],
 )
 def test_one_rule_per_metric(threshold: Threshold, tally: Tally, reason: str | None) -> None:
@@ -149,14 +191,13 @@ def test_shown_bounds_are_rounded_to_the_safe_side_and_never_read_as_the_thresho
 @pytest.mark.parametrize(
     ("threshold", "tally"),
     [
-        (th("request-success-rate", lo=99), counts(1200, server_failures=40)),
-        (th("request-success-rate", hi=50), counts(1000, server_failures=100)),
-        (th("error-rate", hi=1), counts(1200, errors=60)),
-        (th("error-rate", lo=5), counts(1000, errors=10)),
-        (th("request-duration", hi=500), counts(1180, over_500=30)),
-        (th("latency-p95", lo=5), counts(1000, under_5=990)),
+        pytest.param(th("request-success-rate", lo=99), counts(1200, server_failures=40), id="success-min"),
+        pytest.param(th("request-success-rate", hi=50), counts(1000, server_failures=100), id="success-max"),
+        pytest.param(th("error-rate", hi=1), counts(1200, errors=60), id="errors-max"),
+        pytest.param(th("error-rate", lo=5), counts(1000, errors=10), id="errors-min"),
+        pytest.param(th("request-duration", hi=500), counts(1180, over_500=30), id="p99-max"),
+        pytest.param(th("latency-p95", lo=5), counts(1000, under_5=990), id="p95-min"),
     ],
-    ids=["success-min", "success-max", "errors-max", "errors-min", "p99-max", "p95-min"],
 )
 def test_the_number_in_the_reason_is_the_bound_rounded_to_the_safe_side(threshold: Threshold, tally: Tally) -> None:
     [breach] = decisive_breaches([threshold], tally, 100, 0.99)
@@ -170,15 +211,13 @@ def test_the_number_in_the_reason_is_the_bound_rounded_to_the_safe_side(threshol
 @pytest.mark.parametrize(
     ("threshold", "min_samples", "n", "decisive"),
     [
-        (th("error-rate", hi=1), 100, 99, False),
-        (th("error-rate", hi=1), 100, 100, True),
-        (th("error-rate", hi=1, min_samples=10), 100, 10, True),
-        (th("error-rate", hi=1, min_samples=10), 100, 9, False),
-        (th("error-rate", hi=1, min_samples=500), 100, 499, False),
-        (th("error-rate", hi=1), 0, 0, False),
+        pytest.param(th("error-rate", hi=1), 100, 99, False, id="one-short"),
+        pytest.param(th("error-rate", hi=1), 100, 100, True, id="exactly-min-samples"),
+        pytest.param(th("error-rate", hi=1, min_samples=10), 100, 10, True, id="per-check-min-samples"),
+        pytest.param(th("error-rate", hi=1, min_samples=10), 100, 9, False, id="per-check-one-short"),
+        pytest.param(th("error-rate", hi=1, min_samples=500), 100, 499, False, id="per-check-above-the-default"),
+        pytest.param(th("error-rate", hi=1), 0, 0, False, id="no-requests-with-min-samples-0"),
     ],
-    ids=["one-short", "exactly-min-samples", "per-check-min-samples", "per-check-one-short",
-         "per-check-above-the-default", "no-requests-with-min-samples-0"],
 )
 def test_min_samples_gates_every_rule(threshold: Threshold, min_samples: int, n: int, decisive: bool) -> None:
     # every request failed: certain as soon as enough of them are counted
@@ -191,16 +230,14 @@ ALL_BAD = Tally(10_000, 10_000, 10_000, 10_000, {OVER_500: 10_000, LatencyBound(
 @pytest.mark.parametrize(
     "threshold",
     [
-        th("request-duration", hi=500, source="prometheus"),
-        th("request-success-rate", lo=99, source="prometheus"),
-        th("istio-5xx", hi=1, query="sum(rate(x[1m]))"),
-        Threshold(name="performance-impact", compare=CompareSpec()),
-        th("rps", lo=50_000),
-        th("availability", lo=100),
-        th("recovery-time", hi=0.001),
+        pytest.param(th("request-duration", hi=500, source="prometheus"), id="prometheus-latency"),
+        pytest.param(th("request-success-rate", lo=99, source="prometheus"), id="prometheus-success-rate"),
+        pytest.param(th("istio-5xx", hi=1, query="sum(rate(x[1m]))"), id="custom-query"),
+        pytest.param(Threshold(name="performance-impact", compare=CompareSpec()), id="compare"),
+        pytest.param(th("rps", lo=50_000), id="rps"),
+        pytest.param(th("availability", lo=100), id="availability"),
+        pytest.param(th("recovery-time", hi=0.001), id="recovery-time"),
     ],
-    ids=["prometheus-latency", "prometheus-success-rate", "custom-query", "compare", "rps", "availability",
-         "recovery-time"],
 )
 def test_checks_loadkit_cannot_count_are_never_decisive(threshold: Threshold) -> None:
     assert decisive_breaches([threshold], ALL_BAD, 1, 0.99) == []
@@ -210,13 +247,14 @@ def test_checks_loadkit_cannot_count_are_never_decisive(threshold: Threshold) ->
 @pytest.mark.parametrize(
     ("thresholds", "bounds"),
     [
-        (default_thresholds(), [OVER_500]),
-        ([th("latency-p50", lo=5, hi=100)], [LatencyBound(5.0, False), LatencyBound(100.0, True)]),
-        ([th("latency-p99", hi=500), th("request-duration", hi=500), th("latency-max", hi=500)], [OVER_500]),
-        ([th("latency-max", lo=1, hi=2000)], [LatencyBound(2000.0, True)]),
-        ([th("error-rate", hi=1), th("rps", lo=1)], []),
+        pytest.param(default_thresholds(), [OVER_500], id="defaults"),
+        pytest.param([th("latency-p50", lo=5, hi=100)], [LatencyBound(5.0, False), LatencyBound(100.0, True)],
+                     id="min-and-max"),
+        pytest.param([th("latency-p99", hi=500), th("request-duration", hi=500), th("latency-max", hi=500)], [OVER_500],
+                     id="one-count-serves-three-checks"),
+        pytest.param([th("latency-max", lo=1, hi=2000)], [LatencyBound(2000.0, True)], id="no-count-for-a-minimum-max"),
+        pytest.param([th("error-rate", hi=1), th("rps", lo=1)], [], id="no-latency"),
     ],
-    ids=["defaults", "min-and-max", "one-count-serves-three-checks", "no-count-for-a-minimum-max", "no-latency"],
 )
 def test_latency_bounds(thresholds: list[Threshold], bounds: list[LatencyBound]) -> None:
     assert latency_bounds(thresholds) == bounds
@@ -284,8 +322,12 @@ def test_memory_does_not_grow_with_the_length_of_the_run() -> None:
 
 
 @pytest.mark.parametrize(("confidence", "window_s", "planned_s"),
-                         [(0.5, 60.0, 600.0), (1.0, 60.0, 600.0), (0.99, 0.0, 600.0), (0.99, 60.0, 0.0)],
-                         ids=["confidence-one-half", "confidence-one", "no-window", "no-plan"])
+                         [
+                             pytest.param(0.5, 60.0, 600.0, id="confidence-one-half"),
+                             pytest.param(1.0, 60.0, 600.0, id="confidence-one"),
+                             pytest.param(0.99, 0.0, 600.0, id="no-window"),
+                             pytest.param(0.99, 60.0, 0.0, id="no-plan"),
+                         ])
 def test_the_tracker_refuses_nonsense(confidence: float, window_s: float, planned_s: float) -> None:
     with pytest.raises(ValueError):
         DecisiveTracker(default_thresholds(), 100, confidence, window_s, planned_s=planned_s)
@@ -296,14 +338,14 @@ def test_the_tracker_refuses_nonsense(confidence: float, window_s: float, planne
 @pytest.mark.parametrize(
     ("confidence", "planned_s", "window_s", "run", "window"),
     [
-        (0.99, 600.0, 60.0, 0.9998878, 0.9999651),
-        (0.99, 1800.0, 60.0, 0.9999062, 0.9999906),
-        (0.99, 3600.0, 60.0, 0.9999151, 0.9999957),
-        (0.99, 600.0, 10.0, 0.9998878, 0.9999957),
-        (0.999, 600.0, 60.0, 0.9999917, 0.9999973),
-        (0.99, 30.0, 60.0, 0.9997716, 0.995),  # no look at a trailing window within the plan
+        pytest.param(0.99, 600.0, 60.0, 0.9998878, 0.9999651, id="10-min"),
+        pytest.param(0.99, 1800.0, 60.0, 0.9999062, 0.9999906, id="30-min"),
+        pytest.param(0.99, 3600.0, 60.0, 0.9999151, 0.9999957, id="an-hour"),
+        pytest.param(0.99, 600.0, 10.0, 0.9998878, 0.9999957, id="10s-window"),
+        pytest.param(0.999, 600.0, 60.0, 0.9999917, 0.9999973, id="confidence-0.999"),
+        pytest.param(0.99, 30.0, 60.0, 0.9997716, 0.995,
+                     id="shorter-than-the-window"),  # no look at a trailing window within the plan
     ],
-    ids=["10-min", "30-min", "an-hour", "10s-window", "confidence-0.999", "shorter-than-the-window"],
 )
 def test_look_confidences(confidence: float, planned_s: float, window_s: float, run: float, window: float) -> None:
     assert look_confidences(confidence, planned_s, window_s) == pytest.approx((run, window), abs=2e-7)
@@ -445,8 +487,11 @@ def test_the_simulation_is_the_tracker() -> None:
 
 @pytest.mark.parametrize(
     ("minutes", "runs", "rate"),
-    [(10, 1500, RATE), (30, 800, RATE), (5, 400, 100)],
-    ids=["10-min", "30-min", "5-min-at-100-rps"],
+    [
+        pytest.param(10, 1500, RATE, id="10-min"),
+        pytest.param(30, 800, RATE, id="30-min"),
+        pytest.param(5, 400, 100, id="5-min-at-100-rps"),
+    ],
 )
 def test_at_the_threshold_false_alarms_stay_within_one_minus_confidence(minutes: int, runs: int, rate: int) -> None:
     # 1 % errors against a maximum of 1 %, and 1 % of requests over 500 ms (p99 exactly at 500 ms)
@@ -499,7 +544,10 @@ def test_a_canary_that_breaks_at_minute_8_is_caught_within_a_minute_by_the_trail
     assert share_of(whole_run_alone, 60) <= 0.05, summary
 
 
-@pytest.mark.parametrize(("rate", "within"), [(20, 60), (50, 20)], ids=["20-rps", "50-rps"])
+@pytest.mark.parametrize(("rate", "within"), [
+    pytest.param(20, 60, id="20-rps"),
+    pytest.param(50, 20, id="50-rps"),
+])
 def test_a_10s_window_catches_a_mid_run_fault(rate: int, within: int) -> None:
     # 200 requests a window at 20 req/s (2 errors expected at the threshold) are too few to be sure
     # of 5 % within 20 s and stay quiet at 1 % for 10 minutes (70 % are caught by then)

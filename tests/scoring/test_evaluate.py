@@ -17,27 +17,25 @@ def th(name: str, lo: float | None = None, hi: float | None = None, **kw: object
 @pytest.mark.parametrize(
     ("threshold", "value", "samples", "passed", "reason_part"),
     [
-        (th("request-success-rate", lo=99), 99.0, 1000, True, "meets"),
-        (th("request-success-rate", lo=99), 98.99, 1000, False, "below the minimum 99%"),
-        (th("request-success-rate", lo=99), 100.0, 1000, True, "meets"),
-        (th("request-duration", hi=500), 500.0, 1000, True, "meets"),
-        (th("request-duration", hi=500), 500.001, 1000, False, "above the maximum 500 ms"),
-        (th("request-duration", hi=500), 504.0, 1000, False, "above the maximum"),
-        (th("error-rate", hi=1), 1.0, 1000, True, "meets"),
-        (th("error-rate", hi=1), 1.01, 1000, False, "above"),
-        (th("rps", lo=10, hi=20), 15.0, 1000, True, "meets 10 req/s .. 20 req/s"),
-        (th("rps", lo=10, hi=20), 9.0, 1000, False, "below"),
-        (th("request-success-rate", lo=99), None, 0, False, "no data"),
-        (th("request-success-rate", lo=99), 100.0, 99, False, "insufficient data: 99 requests"),
-        (th("request-success-rate", lo=99), 100.0, 100, True, "meets"),
-        (th("error-rate", hi=1, min_samples=10), 0.0, 10, True, "meets"),
-        (th("error-rate", hi=1, min_samples=10), 0.0, 9, False, "need at least 10"),
-    ],
-    ids=[
-        "success-exactly-99", "success-just-below", "success-100", "p99-exactly-500", "p99-just-above",
-        "p99-504-not-rounded", "errors-exactly-1", "errors-above", "range-inside", "range-below",
-        "no-data", "one-short-of-min-samples", "exactly-min-samples", "per-check-min-samples",
-        "per-check-min-samples-short",
+        pytest.param(th("request-success-rate", lo=99), 99.0, 1000, True, "meets", id="success-exactly-99"),
+        pytest.param(th("request-success-rate", lo=99), 98.99, 1000, False, "below the minimum 99%",
+                     id="success-just-below"),
+        pytest.param(th("request-success-rate", lo=99), 100.0, 1000, True, "meets", id="success-100"),
+        pytest.param(th("request-duration", hi=500), 500.0, 1000, True, "meets", id="p99-exactly-500"),
+        pytest.param(th("request-duration", hi=500), 500.001, 1000, False, "above the maximum 500 ms",
+                     id="p99-just-above"),
+        pytest.param(th("request-duration", hi=500), 504.0, 1000, False, "above the maximum", id="p99-504-not-rounded"),
+        pytest.param(th("error-rate", hi=1), 1.0, 1000, True, "meets", id="errors-exactly-1"),
+        pytest.param(th("error-rate", hi=1), 1.01, 1000, False, "above", id="errors-above"),
+        pytest.param(th("rps", lo=10, hi=20), 15.0, 1000, True, "meets 10 req/s .. 20 req/s", id="range-inside"),
+        pytest.param(th("rps", lo=10, hi=20), 9.0, 1000, False, "below", id="range-below"),
+        pytest.param(th("request-success-rate", lo=99), None, 0, False, "no data", id="no-data"),
+        pytest.param(th("request-success-rate", lo=99), 100.0, 99, False, "insufficient data: 99 requests",
+                     id="one-short-of-min-samples"),
+        pytest.param(th("request-success-rate", lo=99), 100.0, 100, True, "meets", id="exactly-min-samples"),
+        pytest.param(th("error-rate", hi=1, min_samples=10), 0.0, 10, True, "meets", id="per-check-min-samples"),
+        pytest.param(th("error-rate", hi=1, min_samples=10), 0.0, 9, False, "need at least 10",
+                     id="per-check-min-samples-short"),
     ],
 )
 def test_threshold_rules(threshold: Threshold, value: float | None, samples: int, passed: bool,
@@ -56,13 +54,28 @@ def test_missing_observation_is_no_data() -> None:
 @pytest.mark.parametrize(
     ("stats", "verdict", "score"),
     [
-        (Stats(requests=1000, failures=0, success_rate_pct=100, error_rate_pct=0, p99_ms=120), Verdict.PASS, 100.0),
-        (Stats(requests=1000, failures=30, success_rate_pct=97, error_rate_pct=3, p99_ms=120), Verdict.FAIL, 33.3),
-        (Stats(requests=1000, failures=0, success_rate_pct=100, error_rate_pct=0, p99_ms=600), Verdict.FAIL, 66.7),
-        (Stats(requests=0), Verdict.FAIL, 0.0),
-        (Stats(requests=50, success_rate_pct=100, error_rate_pct=0, p99_ms=10), Verdict.FAIL, 0.0),
+        pytest.param(
+            Stats(requests=1000, failures=0, success_rate_pct=100, error_rate_pct=0, p99_ms=120),
+            Verdict.PASS,
+            100.0,
+            id="healthy"
+        ),
+        pytest.param(
+            Stats(requests=1000, failures=30, success_rate_pct=97, error_rate_pct=3, p99_ms=120),
+            Verdict.FAIL,
+            33.3,
+            id="3pct-errors"
+        ),
+        pytest.param(
+            Stats(requests=1000, failures=0, success_rate_pct=100, error_rate_pct=0, p99_ms=600),
+            Verdict.FAIL,
+            66.7,
+            id="slow"
+        ),
+        pytest.param(Stats(requests=0), Verdict.FAIL, 0.0, id="empty-run"),
+        pytest.param(Stats(requests=50, success_rate_pct=100, error_rate_pct=0, p99_ms=10), Verdict.FAIL, 0.0,
+                     id="too-few-requests"),
     ],
-    ids=["healthy", "3pct-errors", "slow", "empty-run", "too-few-requests"],
 )
 def test_default_thresholds(stats: Stats, verdict: Verdict, score: float) -> None:
     card = evaluate(default_thresholds(), observations_from_stats(stats), 100)
@@ -92,12 +105,16 @@ def test_request_duration_is_p99() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"name": "request-duration", "thresholdRange": {}}, "set min, max or both"),
-        ({"name": "request-duration", "thresholdRange": {"min": 5, "max": 1}}, "greater than max"),
-        ({"name": "latency", "thresholdRange": {"max": 1}}, "unknown metric 'latency'"),
-        ({"name": "p95", "metric": "latency-p95", "thresholdRange": {"max": 1}, "weight": 0}, "greater than 0"),
+        pytest.param({"name": "request-duration", "thresholdRange": {}}, "set min, max or both", id="no-bounds"),
+        pytest.param({"name": "request-duration", "thresholdRange": {"min": 5, "max": 1}}, "greater than max",
+                     id="inverted"),
+        pytest.param({"name": "latency", "thresholdRange": {"max": 1}}, "unknown metric 'latency'", id="unknown-name"),
+        pytest.param(
+            {"name": "p95", "metric": "latency-p95", "thresholdRange": {"max": 1}, "weight": 0},
+            "greater than 0",
+            id="zero-weight"
+        ),
     ],
-    ids=["no-bounds", "inverted", "unknown-name", "zero-weight"],
 )
 def test_threshold_validation(data: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):

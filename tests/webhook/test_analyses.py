@@ -231,12 +231,16 @@ def test_gates_survive_a_restart(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("path", "body", "status", "reason"), [
-    ("/gates/bruno/bruno-site/approve", {"hook": "rollout"}, 400, "hook: String should match"),
-    ("/gates/bruno/bruno-site/approve", {"hooks": "x"}, 400, "hooks: Extra inputs are not permitted"),
-    ("/gates/bruno/bruno-site/open", {}, 404, "unknown gate action 'open'"),
-    ("/gates/Bruno/bruno-site/approve", {}, 400, "namespace 'Bruno' is not a Kubernetes name"),
-    ("/gates/bruno/bruno-site/approve", {"reason": "x" * 501}, 400, "reason: String should have at most"),
-], ids=["unknown-hook", "unknown-field", "unknown-action", "bad-namespace", "long-reason"])
+    pytest.param("/gates/bruno/bruno-site/approve", {"hook": "rollout"}, 400, "hook: String should match",
+                 id="unknown-hook"),
+    pytest.param("/gates/bruno/bruno-site/approve", {"hooks": "x"}, 400, "hooks: Extra inputs are not permitted",
+                 id="unknown-field"),
+    pytest.param("/gates/bruno/bruno-site/open", {}, 404, "unknown gate action 'open'", id="unknown-action"),
+    pytest.param("/gates/Bruno/bruno-site/approve", {}, 400, "namespace 'Bruno' is not a Kubernetes name",
+                 id="bad-namespace"),
+    pytest.param("/gates/bruno/bruno-site/approve", {"reason": "x" * 501}, 400, "reason: String should have at most",
+                 id="long-reason"),
+])
 def test_bad_gate_calls_are_4xx(app: App, path: str, body: dict[str, str], status: int, reason: str) -> None:
     answer = app.client.post(path, json=body, headers={"Authorization": f"Bearer {TOKEN}"})
     assert answer.status_code == status, answer.text
@@ -246,28 +250,44 @@ def test_bad_gate_calls_are_4xx(app: App, path: str, body: dict[str, str], statu
 # -- metadata and policy ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("kind", "meta", "status", "reason"), [
-    ("rollout", {"gate": "manual"}, 400, "metadata gate applies to confirm-rollout"),
-    ("confirm-promotion", {"gate": "maybe"}, 400, "use one of load, manual, both"),
-    ("confirm-rollout", {"gate": "load"}, 400, "use metadata gate: manual"),
-    ("confirm-promotion", {"rollback_on": "decisive-breach"}, 400, "applies to the rollback hook"),
-    ("rollback", {"rollback_on": "always"}, 400, "use one of manual, decisive-breach"),
-    ("rollout", {"service": "Shop"}, 400, "metadata service 'Shop' is not a Kubernetes name"),
-    ("rollout", {"target": "http://bruno-site-canary.other.svc/"}, 403, "only the canary's own Services"),
-    ("rollout", {"target": "http://prometheus.bruno.svc:9090/"}, 403, "is not allowed"),
-    ("rollout", {"target": "http://10.0.0.1/"}, 403, "is not allowed"),
-    ("rollout", {"profile": "stress"}, 400, "peaks at 100 users, more than this server's max_users (60)"),
-    ("rollout", {"profile": "soak"}, 400, "runs 1800s, longer than this server's max_duration (600s)"),
-    ("pre-rollout", {"duration": "2h"}, 400, "longer than this server's max_duration"),
-    ("rollout", {"duration": "forever"}, 400, "or 'analysis' to load until the analysis ends"),
-    ("rollout", {"users": "61"}, 400, "max_users (60)"),
-    ("pre-rollout", {"duration": "analysis"}, 400, "duration: analysis is for rollout hooks"),
-    ("rollout", {"duration": "analysis", "thresholds": "versus-primary"}, 400,
-     "judged only when a run ends (vs-primary)"),
-    ("rollout", {"target": "http://prometheus.istio-system.svc:9090/"}, 403, "'istio-system' is a system namespace"),
-], ids=["gate-on-rollout", "bad-gate", "confirm-rollout-load-gate", "rollback-on-elsewhere", "bad-rollback-on",
-        "bad-service", "other-namespace", "other-service", "an-ip", "stress-over-max-users", "soak-over-max-duration",
-        "long-duration", "bad-duration", "too-many-users", "continuous-pre-rollout", "continuous-with-a-compare",
-        "a-platform-service"])
+    pytest.param("rollout", {"gate": "manual"}, 400, "metadata gate applies to confirm-rollout", id="gate-on-rollout"),
+    pytest.param("confirm-promotion", {"gate": "maybe"}, 400, "use one of load, manual, both", id="bad-gate"),
+    pytest.param("confirm-rollout", {"gate": "load"}, 400, "use metadata gate: manual", id="confirm-rollout-load-gate"),
+    pytest.param("confirm-promotion", {"rollback_on": "decisive-breach"}, 400, "applies to the rollback hook",
+                 id="rollback-on-elsewhere"),
+    pytest.param("rollback", {"rollback_on": "always"}, 400, "use one of manual, decisive-breach",
+                 id="bad-rollback-on"),
+    pytest.param("rollout", {"service": "Shop"}, 400, "metadata service 'Shop' is not a Kubernetes name",
+                 id="bad-service"),
+    pytest.param("rollout", {"target": "http://bruno-site-canary.other.svc/"}, 403, "only the canary's own Services",
+                 id="other-namespace"),
+    pytest.param("rollout", {"target": "http://prometheus.bruno.svc:9090/"}, 403, "is not allowed", id="other-service"),
+    pytest.param("rollout", {"target": "http://10.0.0.1/"}, 403, "is not allowed", id="an-ip"),
+    pytest.param("rollout", {"profile": "stress"}, 400, "peaks at 100 users, more than this server's max_users (60)",
+                 id="stress-over-max-users"),
+    pytest.param("rollout", {"profile": "soak"}, 400, "runs 1800s, longer than this server's max_duration (600s)",
+                 id="soak-over-max-duration"),
+    pytest.param("pre-rollout", {"duration": "2h"}, 400, "longer than this server's max_duration", id="long-duration"),
+    pytest.param("rollout", {"duration": "forever"}, 400, "or 'analysis' to load until the analysis ends",
+                 id="bad-duration"),
+    pytest.param("rollout", {"users": "61"}, 400, "max_users (60)", id="too-many-users"),
+    pytest.param("pre-rollout", {"duration": "analysis"}, 400, "duration: analysis is for rollout hooks",
+                 id="continuous-pre-rollout"),
+    pytest.param(
+        "rollout",
+        {"duration": "analysis", "thresholds": "versus-primary"},
+        400,
+        "judged only when a run ends (vs-primary)",
+        id="continuous-with-a-compare"
+    ),
+    pytest.param(
+        "rollout",
+        {"target": "http://prometheus.istio-system.svc:9090/"},
+        403,
+        "'istio-system' is a system namespace",
+        id="a-platform-service"
+    ),
+])
 def test_bad_metadata_is_refused(app: App, kind: str, meta: dict[str, str], status: int, reason: str) -> None:
     answer = app.hook(kind, **meta)
     assert answer.status_code == status, answer.text

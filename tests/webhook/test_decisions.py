@@ -29,24 +29,26 @@ def run(status: RunStatus, verdict: Verdict | None = None, live: LiveVerdict | N
 @pytest.mark.parametrize(
     ("record", "passed", "failed", "within", "promotable"),
     [
-        (run(RunStatus.COMPLETED, Verdict.PASS), True, False, True, True),
-        (run(RunStatus.COMPLETED, Verdict.FAIL), False, True, False, False),
-        (run(RunStatus.COMPLETED), False, False, False, False),  # too few samples: not judged
-        (run(RunStatus.STOPPED), False, False, False, False),
-        (run(RunStatus.STOPPED, Verdict.FAIL), False, False, False, False),  # a stop is never judged
-        (run(RunStatus.SUPERSEDED), False, False, False, False),
-        (run(RunStatus.INTERRUPTED), False, False, False, False),
-        (run(RunStatus.ERROR), False, False, False, False),
-        (run(RunStatus.RUNNING), False, False, False, False),
-        (run(RunStatus.RUNNING, live=LiveVerdict.COLLECTING), False, False, False, False),
-        (run(RunStatus.RUNNING, live=LiveVerdict.PASS), False, False, True, False),
-        (run(RunStatus.RUNNING, live=LiveVerdict.PASS, continuous=True), False, False, True, True),
-        (run(RunStatus.RUNNING, live=LiveVerdict.COLLECTING, continuous=True), False, False, False, False),
-        (run(RunStatus.RUNNING, live=LiveVerdict.FAIL), False, True, False, False),
+        pytest.param(run(RunStatus.COMPLETED, Verdict.PASS), True, False, True, True, id="completed-pass"),
+        pytest.param(run(RunStatus.COMPLETED, Verdict.FAIL), False, True, False, False, id="completed-fail"),
+        pytest.param(run(RunStatus.COMPLETED), False, False, False, False,
+                     id="too-few-samples"),  # too few samples: not judged
+        pytest.param(run(RunStatus.STOPPED), False, False, False, False, id="stopped"),
+        pytest.param(run(RunStatus.STOPPED, Verdict.FAIL), False, False, False, False,
+                     id="stopped-fail"),  # a stop is never judged
+        pytest.param(run(RunStatus.SUPERSEDED), False, False, False, False, id="superseded"),
+        pytest.param(run(RunStatus.INTERRUPTED), False, False, False, False, id="interrupted"),
+        pytest.param(run(RunStatus.ERROR), False, False, False, False, id="error"),
+        pytest.param(run(RunStatus.RUNNING), False, False, False, False, id="running-starting"),
+        pytest.param(run(RunStatus.RUNNING, live=LiveVerdict.COLLECTING), False, False, False, False,
+                     id="running-collecting"),
+        pytest.param(run(RunStatus.RUNNING, live=LiveVerdict.PASS), False, False, True, False, id="running-passing"),
+        pytest.param(run(RunStatus.RUNNING, live=LiveVerdict.PASS, continuous=True), False, False, True, True,
+                     id="continuous-passing"),
+        pytest.param(run(RunStatus.RUNNING, live=LiveVerdict.COLLECTING, continuous=True), False, False, False, False,
+                     id="continuous-collecting"),
+        pytest.param(run(RunStatus.RUNNING, live=LiveVerdict.FAIL), False, True, False, False, id="running-breached"),
     ],
-    ids=["completed-pass", "completed-fail", "too-few-samples", "stopped", "stopped-fail", "superseded",
-         "interrupted", "error", "running-starting", "running-collecting", "running-passing",
-         "continuous-passing", "continuous-collecting", "running-breached"],
 )
 def test_run_judgements(record: RunRecord, passed: bool, failed: bool, within: bool, promotable: bool) -> None:
     got = (has_passed(record), has_failed(record), is_within(record), is_promotable(record))
@@ -92,14 +94,26 @@ def snapshot(requests: int, failures: int = 0, refused: int = 0) -> Snapshot:
 
 
 @pytest.mark.parametrize(("snap", "recent", "decisive", "verdict", "reason"), [
-    (snapshot(1000), [], "", LiveVerdict.PASS, "every threshold met so far"),
-    (snapshot(20), [], "", LiveVerdict.COLLECTING, "collecting: 20 of 50"),
-    (snapshot(1000, failures=5), ["error-rate: 5% of 200 requests in the last 10s failed"], "", LiveVerdict.FAIL,
-     "in the last 10s"),  # the whole run passes: a long healthy history must not hide a fresh breach
-    (snapshot(1000, failures=5), [], "error-rate: at least 2% of 300 requests failed", LiveVerdict.FAIL,
-     "at least 2%"),
-    (snapshot(1000, refused=3), [], "", LiveVerdict.NOT_JUDGED, "left the target"),
-], ids=["passing", "collecting", "late-breach-in-the-window", "decisive", "left-the-target"])
+    pytest.param(snapshot(1000), [], "", LiveVerdict.PASS, "every threshold met so far", id="passing"),
+    pytest.param(snapshot(20), [], "", LiveVerdict.COLLECTING, "collecting: 20 of 50", id="collecting"),
+    pytest.param(
+        snapshot(1000, failures=5),
+        ["error-rate: 5% of 200 requests in the last 10s failed"],
+        "",
+        LiveVerdict.FAIL,
+        "in the last 10s",
+        id="late-breach-in-the-window"
+    ),  # the whole run passes: a long healthy history must not hide a fresh breach
+    pytest.param(
+        snapshot(1000, failures=5),
+        [],
+        "error-rate: at least 2% of 300 requests failed",
+        LiveVerdict.FAIL,
+        "at least 2%",
+        id="decisive"
+    ),
+    pytest.param(snapshot(1000, refused=3), [], "", LiveVerdict.NOT_JUDGED, "left the target", id="left-the-target"),
+])
 def test_the_live_verdict_sees_the_recent_window_and_decisive_breaches(
         snap: Snapshot, recent: list[str], decisive: str, verdict: LiveVerdict, reason: str) -> None:
     state = live_state(snap, default_thresholds(), 50, decisive, recent)

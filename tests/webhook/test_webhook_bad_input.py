@@ -121,15 +121,16 @@ def test_default_targets_are_in_cluster_services_only(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--allow-target", "(unclosed"], "--allow-target '(unclosed' is not a valid regular expression"),
-     (["--token-file", "/nope/token"], "cannot read --token-file"),
-     (["--config", "/nope.yaml"], "cannot read config file")],
-    ids=["bad-regex", "missing-token-file", "missing-config"],
+    [pytest.param(["--allow-target", "(unclosed"], "--allow-target '(unclosed' is not a valid regular expression",
+                  id="bad-regex"),
+     pytest.param(["--token-file", "missing/token"], "cannot read --token-file", id="missing-token-file"),
+     pytest.param(["--config", "missing.yaml"], "cannot read config file", id="missing-config")],
 )
-def test_bad_server_options_exit_2(args: list[str], message: str) -> None:
+def test_bad_server_options_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     from tests.conftest import run_loadkit
 
-    out = run_loadkit("serve", "--port", "0", *args, timeout=30)
+    # in a tmp dir, with a --db there: a serve that got as far as its database writes nothing elsewhere
+    out = run_loadkit("serve", "--port", "0", "--db", str(tmp_path / "loadkit.db"), *args, timeout=30, cwd=tmp_path)
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
 
 
@@ -138,6 +139,7 @@ def test_a_bad_server_config_is_refused_at_start_up(tmp_path: Path) -> None:
 
     config = tmp_path / "bad.yaml"
     config.write_text("server:\n  default_profiles: {rollout: nope}\nthreshold_sets:\n  empty: []\n")
-    out = run_loadkit("serve", "--port", "0", "--config", str(config), timeout=30)
+    out = run_loadkit("serve", "--port", "0", "--db", str(tmp_path / "loadkit.db"), "--config", str(config),
+                      timeout=30, cwd=tmp_path)
     assert out.returncode == 2
     assert "threshold set 'empty' is empty" in out.stderr

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from loadkit.sandbox import SandboxProcess
+from tests.conftest import NOWHERE
 from tests.http_servers import redirecting, serve_http
 from tests.webhook.conftest import Serve, payload, poll
 
@@ -220,7 +221,7 @@ def test_a_passed_pre_rollout_is_reused(server: Serve, healthy_site: SandboxProc
 
 
 def test_an_unreachable_target_is_not_judged_and_never_rolls_back(server: Serve) -> None:
-    body = payload("http://127.0.0.1:9/canary", checksum=checksum())
+    body = payload(f"{NOWHERE}/canary", checksum=checksum())
     pre = server.hook("pre-rollout", body)
     assert pre.status_code == 424 and "could not be judged" in pre.text and "cannot reach" in pre.text
     started = server.hook("rollout", body)
