@@ -79,9 +79,8 @@ def test_identical_primary_and_canary_measure_alike_end_to_end(twins: SandboxPro
         assert set(metrics(comparison)) == {"latency", "error-rate"}
         latency, errors = metrics(comparison)["latency"], metrics(comparison)["error-rate"]
         assert latency["baseline_samples"] >= 50 and latency["canary_samples"] >= 50
-        # the app sleeps 50 ms; a loaded machine adds scheduling delay on top, never less
-        for side in ("baseline", "canary"):
-            assert LATENCY_MS <= latency[side] < LATENCY_MS + 60, latency
+        # the app sleeps 50 ms: never less (a loaded machine adds scheduling delay on top, to both sides)
+        assert latency["baseline"] >= LATENCY_MS and latency["canary"] >= LATENCY_MS, latency
         assert errors["classification"] == "pass" and errors["canary"] == errors["baseline"] == 0, errors
         assert code == (0 if comparison["verdict"] == "pass" else 1), comparison  # the exit code follows the verdict
         effects.append(latency["effect_pct"])
