@@ -132,6 +132,7 @@ class HaltSwitch:
 
     def __init__(self) -> None:
         self.reason: str | None = None
+        self.signals: list[str] = []  # the signals the runs it was attached to received
         self._control: RunControl | None = None
         self._lock = threading.Lock()
 
@@ -144,6 +145,8 @@ class HaltSwitch:
 
     def detach(self) -> None:
         with self._lock:
+            if self._control is not None:
+                self.signals += self._control.received
             self._control = None
 
     def halt(self, reason: str) -> None:

@@ -101,7 +101,7 @@ class LoadStop(StrictModel):
 
     name: str = Field(min_length=1)
     metric: Metric | None = None
-    thresholdRange: ThresholdRange  # noqa: N815 - Flagger's spelling, on purpose
+    thresholdRange: ThresholdRange
     window: Duration = Field(default=10.0, gt=0)
     min_samples: int = Field(default=10, ge=1)
 
@@ -240,9 +240,8 @@ def promql_problem(query: str) -> str | None:
             quote = ch
         elif ch in "([{":
             stack.append(ch)
-        elif ch in _PAIRS:
-            if not stack or stack.pop() != _PAIRS[ch]:
-                return f"unbalanced {ch!r}"
+        elif ch in _PAIRS and (not stack or stack.pop() != _PAIRS[ch]):
+            return f"unbalanced {ch!r}"
     if quote:
         return f"unterminated string (opened with {quote})"
     if stack:

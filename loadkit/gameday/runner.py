@@ -194,7 +194,7 @@ def _start_load(day: _Day, session: LoadSession, signals: _Signals) -> bool:
 def _scenarios(day: _Day, session: LoadSession, halt: HaltSwitch, signals: _Signals, monitor: StopMonitor) -> None:
     plan = day.checked.plan
     for index, scenario in enumerate(plan.spec.scenarios):
-        if halt.reason or signals.received or day.error:
+        if halt.reason or signals.received or halt.signals or day.error:
             return
         if not session.running:
             day.error = f"the baseline load stopped before {scenario.name}: {session.error or 'Locust exited'}"
@@ -223,7 +223,8 @@ def _result(day: _Day, session: LoadSession, halt: HaltSwitch, signals: _Signals
             monitor: StopMonitor) -> GameDayResult:
     spec = day.checked.plan.spec
     done = {r.name: r for r in day.results}
-    interrupted = bool(signals.received) or any(r.status is ScenarioStatus.INTERRUPTED for r in day.results)
+    received = [*halt.signals, *signals.received]
+    interrupted = bool(received) or any(r.status is ScenarioStatus.INTERRUPTED for r in day.results)
     why = "halted" if halt.reason else "interrupted" if interrupted else "not started"
     scenarios = [done.get(s.name) or not_run(s, str(day.checked.plan.experiment(s)), ScenarioStatus.SKIPPED,
                                              f"skipped: the game day was {why} first" if day.results or why !=
@@ -231,8 +232,8 @@ def _result(day: _Day, session: LoadSession, halt: HaltSwitch, signals: _Signals
                  for s in spec.scenarios]
     scored = [Scored(s.score, s.weight, s.category.value) for s in scenarios]
     verdict, reason = gameday_verdict(scenarios, halted=halt.reason, interrupted=interrupted, error=day.error)
-    if verdict is GameDayVerdict.INTERRUPTED and signals.received:
-        reason = f"{', '.join(dict.fromkeys(signals.received))} received: {reason}"
+    if verdict is GameDayVerdict.INTERRUPTED and received:
+        reason = f"{', '.join(dict.fromkeys(received))} received: {reason}"
     warnings = [*day.warnings, *([f"the load: {session.error}"] if session.error else [])]
     return GameDayResult(plan=spec.name, plan_path=str(day.checked.plan.path), verdict=verdict,
                          score=resilience_score(scored), categories=category_scores(scored), reason=reason,

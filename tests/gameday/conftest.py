@@ -55,7 +55,7 @@ def receiver() -> Iterator[Receiver]:
     got: Receiver
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             got.received.append(Received(self.path, json.loads(self.rfile.read(length) or b"{}")))
             self.send_response(got.status)

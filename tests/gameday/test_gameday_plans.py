@@ -10,7 +10,6 @@ import pytest
 from click.testing import CliRunner
 
 from loadkit.cli import cli
-
 from loadkit.gameday.plan import promql_problem
 from tests.gameday.conftest import EXPERIMENTS, env_for, gameday, scenario, write_plan
 
