@@ -56,9 +56,8 @@ def validate(plan: Path, target: str | None, variables: dict[str, Any], promethe
     from loadkit.errors import EXIT_PASS
     from loadkit.gameday.runner import GameDayOptions, check_plan
 
-    checked = check_plan(GameDayOptions(plan_path=plan, target=target or "http://127.0.0.1:8080/canary",
-                                        variables=variables, prometheus_url=prometheus_url,
-                                        config_path=config_path))
+    checked = check_plan(GameDayOptions(plan_path=plan, target=target, variables=variables,
+                                        prometheus_url=prometheus_url, config_path=config_path), need_target=False)
     spec = checked.plan.spec
     click.echo(f"ok  {plan}  ({spec.name}: {len(spec.scenarios)} scenarios, "
                f"weights {sum(s.weight for s in spec.scenarios)})")

@@ -57,12 +57,12 @@ class Checked:
     notes: list[str] = field(default_factory=list)
 
 
-def check_plan(options: GameDayOptions) -> Checked:
+def check_plan(options: GameDayOptions, *, need_target: bool = True) -> Checked:
     """Everything refusable is refused here (ConfigError / SafetyError, exit 2), before any load."""
     plan = load_plan(options.plan_path)
     config = load_config(options.config_path)
-    target = options.target or plan.spec.target.url
-    if not target:
+    target = options.target or plan.spec.target.url or ""
+    if not target and need_target:
         raise UsageError("no target to load", hint="set target.url in the plan, or pass --target URL")
     prometheus = options.prometheus_url or config.prometheus.url
     notes = _check_queries(plan, prometheus)

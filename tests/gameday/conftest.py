@@ -43,9 +43,6 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     status: int = 200
 
-    def kinds(self, path: str) -> list[str]:
-        return [r.body.get("kind", "slack") if "kind" in r.body else "slack" for r in self.received if r.path == path]
-
     def bodies(self, path: str) -> list[dict[str, Any]]:
         return [r.body for r in self.received if r.path == path]
 
@@ -61,6 +58,10 @@ def receiver() -> Iterator[Receiver]:
             self.send_response(got.status)
             self.end_headers()
             self.wfile.write(b"ok")
+
+        def do_GET(self) -> None:
+            self.send_response(got.status)
+            self.end_headers()
 
         def log_message(self, *_args: Any) -> None:
             pass
