@@ -150,6 +150,7 @@ class _Day:
     current: str | None = None
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    halt_sent: bool = False
 
 
 def run_gameday(checked: Checked, options: GameDayOptions, notifier: Notifier,
@@ -167,6 +168,8 @@ def run_gameday(checked: Checked, options: GameDayOptions, notifier: Notifier,
         if _start_load(day, session, signals):
             monitor.start()
             _scenarios(day, session, halt, signals, monitor)
+            if halt.reason and not day.halt_sent:  # it fired between scenarios
+                notifier.send(Event.HALTED, _result(day, session, halt, signals, monitor))
     finally:
         monitor.stop()
         session.stop()
@@ -215,7 +218,8 @@ def _scenarios(day: _Day, session: LoadSession, halt: HaltSwitch, signals: _Sign
         day.results.append(judge(scenario, chaos, halted=halt.reason))
         day.say(f"loadkit gameday: {scenario.name}: {day.results[-1].status.value} "
                 f"(score {day.results[-1].score:g})")
-        if halt.reason and not chaos.interrupted:
+        if halt.reason and not chaos.interrupted and not day.halt_sent:
+            day.halt_sent = True
             day.notifier.send(Event.HALTED, _result(day, session, halt, signals, monitor))
 
 
