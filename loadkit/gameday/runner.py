@@ -229,11 +229,9 @@ def _result(day: _Day, session: LoadSession, halt: HaltSwitch, signals: _Signals
     done = {r.name: r for r in day.results}
     received = [*halt.signals, *signals.received]
     interrupted = bool(received) or any(r.status is ScenarioStatus.INTERRUPTED for r in day.results)
-    why = "halted" if halt.reason else "interrupted" if interrupted else "not started"
+    skipped = _skipped_because(halt.reason, interrupted, day.error)
     scenarios = [done.get(s.name) or not_run(s, str(day.checked.plan.experiment(s)), ScenarioStatus.SKIPPED,
-                                             f"skipped: the game day was {why} first" if day.results or why !=
-                                             "not started" else day.error or "skipped", None)
-                 for s in spec.scenarios]
+                                             skipped, None) for s in spec.scenarios]
     scored = [Scored(s.score, s.weight, s.category.value) for s in scenarios]
     verdict, reason = gameday_verdict(scenarios, halted=halt.reason, interrupted=interrupted, error=day.error)
     if verdict is GameDayVerdict.INTERRUPTED and received:
@@ -244,3 +242,11 @@ def _result(day: _Day, session: LoadSession, halt: HaltSwitch, signals: _Signals
                          target=day.checked.target, profile=spec.load.profile, dry_run=day.options.dry_run,
                          started_at=day.started, ended_at=datetime.now(UTC), scenarios=scenarios,
                          stops=list(monitor.firings), warnings=warnings)
+
+
+def _skipped_because(halted: str | None, interrupted: bool, error: str | None) -> str:
+    if interrupted:
+        return "skipped: the game day was interrupted first"
+    if halted:
+        return "skipped: the game day was halted first"
+    return f"skipped: {error}" if error else "skipped"

@@ -124,3 +124,24 @@ def test_the_monitor_pulls_the_halt_switch_on_the_wall_clock() -> None:
     [firing] = monitor.firings
     assert firing.kind is StopKind.WALL_CLOCK and firing.scenario == "s1"
     assert halt.reason is not None and "over its limit" in halt.reason
+
+
+def test_the_scorecard_and_junit_never_look_green_when_halted() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from loadkit.gameday.models import StopFiring
+    from loadkit.report.gameday import gameday_junit, render_gameday
+
+    halted = result(GameDayVerdict.HALTED).model_copy(update={
+        "reason": "load stop condition request-success-rate: 12% over the last 2s",
+        "stops": [StopFiring(kind=StopKind.LOAD, condition="request-success-rate (min 90, over 2s)",
+                             at=datetime.now(UTC), reason="12% over the last 2s", scenario="latency")]})
+    halted.scenarios[0] = halted.scenarios[0].model_copy(update={"status": ScenarioStatus.HALTED, "score": 0.0})
+    out = StringIO()
+    render_gameday(halted, Console(file=out, width=200))
+    text = out.getvalue()
+    assert "HALTED" in text and "resilience score 50" in text and "during latency" in text
+    xml = gameday_junit(halted)
+    assert 'errors="1"' in xml and "<error" in xml
