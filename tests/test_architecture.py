@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("__main__",),
     ("cli",),
     ("report",),
+    ("gameday",),
     ("webhook", "chaos"),
     ("analysis", "config"),
     ("load", "prometheus", "sandbox"),

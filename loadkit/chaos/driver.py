@@ -54,7 +54,7 @@ from loadkit.chaos.preflight import check_before_run
 from loadkit.chaos.result import SETTLE_S, ChaosInputs, Timeline, build_chaos_result
 from loadkit.chaos.scan import modules, scan
 from loadkit.chaos.shape import check_shape
-from loadkit.chaos.signals import InterruptiblePauses, RunControl, Supervisor
+from loadkit.chaos.signals import HaltSwitch, InterruptiblePauses, RunControl, Supervisor
 from loadkit.chaos.sweep import Swept, still_in_place, sweep
 from loadkit.config import Config
 from loadkit.errors import ConfigError, SafetyError, UsageError
@@ -143,16 +143,21 @@ def _refuse(path: str, problems: list[str]) -> None:
         raise SafetyError(f"{path}: refused before anything ran:\n  - " + "\n  - ".join(problems))
 
 
-def run_chaos(options: ChaosOptions, config: Config) -> ChaosResult:
+def run_chaos(options: ChaosOptions, config: Config, *, session: LoadSession | None = None,
+              halt: HaltSwitch | None = None) -> ChaosResult:
+    """One experiment under load. `session`: a load that already runs and outlives this run (a game
+    day's baseline): it is neither started nor stopped here, and only its windows from this run's
+    start are scored. `halt`: lets another thread stop this run at once (rollbacks still play)."""
     prepared = prepare(options)
     guard.set_active(prepared.guards)
     try:
-        return _run_guarded(options, config, prepared)
+        return _run_guarded(options, config, prepared, session, halt)
     finally:
         guard.set_active(None)
 
 
-def _run_guarded(options: ChaosOptions, config: Config, prepared: Prepared) -> ChaosResult:
+def _run_guarded(options: ChaosOptions, config: Config, prepared: Prepared, shared: LoadSession | None,
+                 halt: HaltSwitch | None) -> ChaosResult:
     experiment, configuration = prepared.experiment, prepared.configuration
     if prepared.unguarded:
         _warn_unguarded(prepared.unguarded)
@@ -164,13 +169,14 @@ def _run_guarded(options: ChaosOptions, config: Config, prepared: Prepared) -> C
         experiment["dry"] = Dry.ACTIONS
     server = _server_side(options.server, configuration)
     _check_server_side([*config.thresholds, *config.chaos_thresholds], server)
-    session = LoadSession(_plan(options, config, configuration), config.thresholds, config.min_samples)
+    session = shared or LoadSession(_plan(options, config, configuration), config.thresholds, config.min_samples)
     timeline = Timeline(notes=list(prepared.notes))
     gate = Gate(prepared.guards, dry=options.dry_run, on_injected=timeline.injected, on_attempt=timeline.attempted)
     control = RunControl(on_phase=lambda phase: setattr(gate, "phase", phase))
     control.install()
     try:
-        journal, swept = _experiment(options, prepared, session, timeline, gate, control)
+        journal, swept = _experiment(options, prepared, _Load(session, owned=shared is None), timeline, gate, control,
+                                     halt)
         if control.received:
             journal = {**journal, "status": "interrupted"}
             timeline.notes.append(f"{', '.join(control.received)} received: stopped after the rollbacks and "
@@ -182,7 +188,8 @@ def _run_guarded(options: ChaosOptions, config: Config, prepared: Prepared) -> C
                                  end=_dt(timeline.fault_end or timeline.load_end), wait=not control.stopping)
         timeline.notes.extend(notes)
         return build_chaos_result(ChaosInputs(
-            experiment=experiment, journal=journal, timeline=timeline, windows=session.windows(),
+            experiment=experiment, journal=journal, timeline=timeline,
+            windows=session.windows(since=None if shared is None else timeline.load_start),
             load_thresholds=config.thresholds, chaos_thresholds=config.chaos_thresholds,
             min_samples=config.min_samples, target=session.plan.target, profile=session.plan.profile,
             path=str(options.experiment_path), dry_run=options.dry_run, leftovers=swept.removed,
@@ -193,12 +200,23 @@ def _run_guarded(options: ChaosOptions, config: Config, prepared: Prepared) -> C
             journal_error=journal_error, load_error=session.error,
         ))
     finally:
+        if halt is not None:
+            halt.detach()
         control.restore()
 
 
-def _experiment(options: ChaosOptions, prepared: Prepared, session: LoadSession, timeline: Timeline, gate: Gate,
-                control: RunControl) -> tuple[dict[str, Any], Swept]:
+@dataclass(frozen=True)
+class _Load:
+    """The run's load, and whether this run starts and stops it (or a game day owns it)."""
+
+    session: LoadSession
+    owned: bool
+
+
+def _experiment(options: ChaosOptions, prepared: Prepared, load: _Load, timeline: Timeline, gate: Gate,
+                control: RunControl, halt: HaltSwitch | None) -> tuple[dict[str, Any], Swept]:
     """The load, the experiment and everything that must follow it, whatever happens."""
+    session = load.session
     recorder = _Recorder(timeline, control)
     supervisor = Supervisor(control, lambda: timeline.first_attempt, lambda: session.running,
                             prepared.guards.max_fault_s)
@@ -210,7 +228,10 @@ def _experiment(options: ChaosOptions, prepared: Prepared, session: LoadSession,
         with gate.installed():
             try:
                 timeline.load_start = time.time()
-                session.start()
+                if halt is not None:
+                    halt.attach(control)  # a halt already decided stops the run here
+                if load.owned:
+                    session.start()
                 supervisor.start()
                 journal = _run(prepared.experiment, prepared, recorder)
             except KeyboardInterrupt:
@@ -224,7 +245,8 @@ def _experiment(options: ChaosOptions, prepared: Prepared, session: LoadSession,
                 _sweep_again(prepared, timeline, control, swept)
                 supervisor.stop()
                 control.enter(Phase.REPORT)
-                session.stop()
+                if load.owned:
+                    session.stop()
                 timeline.load_end = time.time()
     finally:
         live.set_current(None)

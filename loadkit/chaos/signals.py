@@ -108,6 +108,12 @@ class RunControl:
         if pending is None:
             return
         kind, reason = pending
+        if kind == "halt":  # a game day's stop condition: stop at once, whatever the phase allows
+            self.stop_reason = self.stop_reason or reason
+            if self.phase in EXPERIMENT or self.phase is Phase.AFTER:
+                _say(f"loadkit: stop condition: {reason}: rolling back now")
+                raise KeyboardInterrupt
+            return  # rollbacks and clean-up finish; the cool-down and the steady state after are skipped
         if kind == "stop" and self.phase in EXPERIMENT:
             self.stop_reason = reason
             _say(f"loadkit: {reason}: stopping the experiment and rolling back now")
@@ -117,6 +123,40 @@ class RunControl:
             self.stop_reason = self.stop_reason or reason
             _say(f"loadkit: {reason}: abandoning the rollbacks (loadkit still removes its own faults)")
             raise KeyboardInterrupt
+
+
+class HaltSwitch:
+    """Lets another thread halt whichever chaos run is current (a game day's stop conditions): the
+    run stops as the supervisor stops it (rollbacks play, loadkit's clean-up runs), also in its
+    cool-down. A halt before a run attaches halts it as it starts."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.signals: list[str] = []  # the signals the runs it was attached to received
+        self._control: RunControl | None = None
+        self._lock = threading.Lock()
+
+    def attach(self, control: RunControl) -> None:
+        with self._lock:
+            self._control = control
+            reason = self.reason
+        if reason is not None:
+            control.alarm("halt", reason)
+
+    def detach(self) -> None:
+        with self._lock:
+            if self._control is not None:
+                self.signals += self._control.received
+            self._control = None
+
+    def halt(self, reason: str) -> None:
+        with self._lock:
+            if self.reason is not None:
+                return
+            self.reason = reason
+            control = self._control
+        if control is not None:
+            control.alarm("halt", reason)
 
 
 class InterruptiblePauses:

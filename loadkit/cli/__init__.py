@@ -79,12 +79,13 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from loadkit.cli import chaos, compare, demo, gate, profiles, run, sandbox, score, serve
+    from loadkit.cli import chaos, compare, demo, gameday, gate, profiles, run, sandbox, score, serve
 
     cli.add_command(run.run)
     cli.add_command(score.score)
     cli.add_command(compare.compare)
     cli.add_command(chaos.chaos)
+    cli.add_command(gameday.gameday)
     cli.add_command(serve.serve)
     cli.add_command(gate.gate)
     cli.add_command(profiles.profiles)

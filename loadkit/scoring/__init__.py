@@ -13,8 +13,31 @@ from loadkit.scoring._decisive import (
 )
 from loadkit.scoring._evaluate import Scorecard, client_thresholds, evaluate, evaluate_threshold, metric_label
 from loadkit.scoring._observe import UNITS, Observation, observations_from_stats
+from loadkit.scoring._resilience import Scored, category_scores, resilience_score, scenario_score
 
-__all__ = ["UNITS", "Breach", "DecisiveTracker", "LatencyBound", "Observation", "ProportionTest", "Scorecard", "Side",
-           "Tally", "client_thresholds", "decisive_breaches", "evaluate", "evaluate_threshold", "judge",
-           "latency_bounds", "look_confidences", "metric_label", "observations_from_stats", "proportion_bounds",
-           "proportion_test"]
+__all__ = [
+    "UNITS",
+    "Breach",
+    "DecisiveTracker",
+    "LatencyBound",
+    "Observation",
+    "ProportionTest",
+    "Scorecard",
+    "Scored",
+    "Side",
+    "Tally",
+    "category_scores",
+    "client_thresholds",
+    "decisive_breaches",
+    "evaluate",
+    "evaluate_threshold",
+    "judge",
+    "latency_bounds",
+    "look_confidences",
+    "metric_label",
+    "observations_from_stats",
+    "proportion_bounds",
+    "proportion_test",
+    "resilience_score",
+    "scenario_score",
+]
