@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from loadkit.sandbox import _pages, _shop
+from loadkit.sandbox import _dep_pages, _pages, _shop
 from loadkit.sandbox._app_metrics import AppMetrics
 from loadkit.sandbox._faults import ErrorInjector
 from loadkit.sandbox._spec import PodIdentity
@@ -35,7 +35,8 @@ _BODY_HEADERS = ("content-type", "content-length")
 
 
 def create_site_app(
-    identity: PodIdentity, *, error_rate: float = 0.0, latency_ms: int = 0
+    identity: PodIdentity, *, error_rate: float = 0.0, latency_ms: int = 0, db_port: int | None = None,
+    external_port: int | None = None,
 ) -> web.Application:
     """Build one pod's app. Example: `create_site_app(PodIdentity("bruno", Version.CANARY, 0))`."""
     metrics = AppMetrics(identity)
@@ -57,6 +58,7 @@ def create_site_app(
             web.post("/api/cart", _add_to_cart),
             web.post("/api/checkout", _checkout),
             web.post("/api/rating", _rating),
+            *_dep_pages.routes(app, db_port, external_port),
             web.get(HEALTH_PATH, _healthz),
             web.get(METRICS_PATH, _pod_metrics),
         ]
