@@ -111,7 +111,7 @@ class Postgres:
                                              timeout=2)
                 break
             except (OSError, asyncpg.PostgresError) as exc:
-                if self._process is not None and self._process.returncode is not None or time.monotonic() > deadline:
+                if (self._process is not None and self._process.returncode is not None) or time.monotonic() > deadline:
                     tail = (self.state_dir / "postgres.log").read_text(errors="replace")[-500:]
                     raise TargetError(f"sandbox database did not start: {exc}\n{tail}") from None
                 await asyncio.sleep(0.1)

@@ -135,7 +135,7 @@ class RouterFault:
         """For the log, e.g. "abort 503 on 10% of canary requests"."""
         by = f", owned by {self.owner.describe()}" if self.owner else ""
         if not self.kind.at_router:
-            on = f"the {self.version.value}'s {self.dependency.value}" if self.dependency else f"the {self.version.value}"
+            on = f"the {self.version.value}" + (f"'s {self.dependency.value}" if self.dependency else "")
             return f"{self.kind.value} on {on}{f' ({self.detail})' if self.detail else ''}{by}"
         what = f"delay {self.delay_ms} ms" if self.kind is FaultKind.DELAY else f"abort {self.http_status}"
         return f"{what} on {self.percentage:g}% of {self.version.value} requests{by}"

@@ -169,7 +169,8 @@ def busy_competitors(pids: list[int], workers: int, ttl_s: float) -> tuple[list[
         procs = [subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)]
     else:
-        loop = f"import os,time\nos.sched_setaffinity(0,{{{cpu}}})\nend=time.time()+{ttl_s}\nwhile time.time()<end: pass"
+        loop = (f"import os,time\nos.sched_setaffinity(0,{{{cpu}}})\nend=time.time()+{ttl_s}\n"
+                "while time.time()<end: pass")
         procs = [subprocess.Popen([sys.executable, "-c", loop], stdin=subprocess.DEVNULL, start_new_session=True,
                                   preexec_fn=die_with_parent) for _ in range(workers)]
     return procs, affinity

@@ -25,8 +25,8 @@ from aiohttp import web
 from prometheus_client import disable_created_metrics
 
 from loadkit.errors import EXIT_INTERRUPTED, EXIT_PASS, UsageError
-from loadkit.sandbox._admin import AdminApi
 from loadkit.sandbox import _deps, _hostfaults
+from loadkit.sandbox._admin import AdminApi
 from loadkit.sandbox._chaos import ChaosApi, fault_infos
 from loadkit.sandbox._faults import Dependency, FaultTable
 from loadkit.sandbox._istio import IstioMetrics
