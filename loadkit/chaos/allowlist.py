@@ -289,7 +289,9 @@ def _canary_network(args: Args, guards: Guards) -> None:
     _choice(args, "action", "loss", ("loss", "delay", "partition"))
     _choice(args, "direction", "to", ("to", "from", "both"))
     _number(args, "loss_pct", 10.0, high=100.0)
-    for key, default in (("latency", "200ms"), ("jitter", "0ms")):
+    for key, default in (("latency", "200ms"), ("jitter", None)):
+        if args.get(key, default) is None:
+            continue
         text = strict(args.get(key, default), str, key)
         try:
             parse_duration(text)
