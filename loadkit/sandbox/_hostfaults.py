@@ -155,14 +155,49 @@ def cgroup_dirs() -> list[Path]:
 
 # -- busy competitors ---------------------------------------------------------------------------------
 
-def busy_competitors(pids: list[int], workers: int, ttl_s: float) -> tuple[list[subprocess.Popen[bytes]],
-                                                                            dict[int, set[int]]]:
+_NICE_WEIGHTS = (1024, 820, 655, 526, 423, 335, 272, 215, 172, 137, 110, 87, 70, 56, 45, 36, 29, 23, 18, 15)
+_AUTOGROUP = Path("/proc/sys/kernel/sched_autogroup_enabled")
+
+
+def nice_for_share(cpu_pct: float) -> int:
+    """The nice value whose CFS weight gets about `cpu_pct` % of a CPU next to one nice-0 entity
+    (the kernel's sched_prio_to_weight table)."""
+    share = max(0.01, min(1.0, cpu_pct / 100))
+    return min(range(len(_NICE_WEIGHTS)), key=lambda n: abs(_NICE_WEIGHTS[n] / (_NICE_WEIGHTS[n] + 1024) - share))
+
+
+def autogroups_enabled() -> bool:
+    try:
+        return _AUTOGROUP.read_text().strip() == "1"
+    except OSError:
+        return False
+
+
+def autogroup_nice(pid: int) -> int:
+    """The nice value of the pid's autogroup (its session's scheduling group), from /proc/<pid>/autogroup."""
+    return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+
+
+def busy_competitors(pids: list[int], workers: int, ttl_s: float, cpu_pct: float) -> tuple[
+        list[subprocess.Popen[bytes]], dict[int, set[int]], dict[int, int]]:
     """Pin the pods to one CPU and start `workers` busy processes on it; they end by themselves
-    after `ttl_s` (stress-ng's --timeout, or the loop's own clock) and die with the supervisor."""
+    after `ttl_s` (stress-ng's --timeout, or the loop's own clock) and die with the supervisor.
+
+    Every pod runs in its own session, and with autogroups (the default on most kernels) the CPU
+    is shared between sessions, not processes: the busy processes would only ever take half of
+    it. So, as root, the pods' autogroups get the nice value whose weight is `cpu_pct` % next to
+    the competitors' (`nice_for_share`), as a container's CPU share would; returns what to restore."""
     cpu = min(os.sched_getaffinity(0))
     affinity = {pid: os.sched_getaffinity(pid) for pid in pids}
+    niced: dict[int, int] = {}
     for pid in pids:
         os.sched_setaffinity(pid, {cpu})
+    if autogroups_enabled() and os.geteuid() == 0:
+        for pid in pids:
+            with contextlib.suppress(OSError, ValueError):
+                before = autogroup_nice(pid)
+                Path(f"/proc/{pid}/autogroup").write_text(str(nice_for_share(cpu_pct)))
+                niced[pid] = before
     if shutil.which("stress-ng"):
         argv = ["stress-ng", "--cpu", str(workers), "--cpu-load", "100", "--taskset", str(cpu),
                 "--timeout", f"{math.ceil(ttl_s)}s", "--quiet"]
@@ -173,10 +208,11 @@ def busy_competitors(pids: list[int], workers: int, ttl_s: float) -> tuple[list[
                 "while time.time()<end: pass")
         procs = [subprocess.Popen([sys.executable, "-c", loop], stdin=subprocess.DEVNULL, start_new_session=True,
                                   preexec_fn=die_with_parent) for _ in range(workers)]
-    return procs, affinity
+    return procs, affinity, niced
 
 
-def stop_competitors(procs: list[subprocess.Popen[bytes]], affinity: dict[int, set[int]]) -> None:
+def stop_competitors(procs: list[subprocess.Popen[bytes]], affinity: dict[int, set[int]],
+                     niced: dict[int, int] | None = None) -> None:
     for proc in procs:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -184,6 +220,9 @@ def stop_competitors(procs: list[subprocess.Popen[bytes]], affinity: dict[int, s
     for pid, cpus in affinity.items():
         with contextlib.suppress(ProcessLookupError, OSError):
             os.sched_setaffinity(pid, cpus)
+    for pid, nice in (niced or {}).items():
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{pid}/autogroup").write_text(str(nice))
 
 
 # -- leftovers ----------------------------------------------------------------------------------------
@@ -306,11 +345,12 @@ class HostFaults:
             return
         workers = max(1, min(9, round(100 / pct) - 1))
         ttl = (fault.expires_at - fault.created_at).total_seconds()
-        procs, affinity = busy_competitors(pids, workers, ttl)
+        procs, affinity, niced = busy_competitors(pids, workers, ttl, pct)
         fault.mechanism = "busy"
         fault.detail = (f"{workers} busy process(es) pinned with pids {pids} to one CPU "
-                        f"({'stress-ng' if shutil.which('stress-ng') else 'python'})")
-        self._undo[fault.id] = lambda: stop_competitors(procs, affinity)
+                        f"({'stress-ng' if shutil.which('stress-ng') else 'python'})"
+                        + (f", the pods' autogroups at nice {nice_for_share(pct)}" if niced else ""))
+        self._undo[fault.id] = lambda: stop_competitors(procs, affinity, niced)
 
     def _memory(self, fault: RouterFault) -> None:
         if reason := cgroup_unavailable("memory"):

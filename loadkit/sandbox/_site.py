@@ -54,6 +54,7 @@ def create_site_app(
             web.get("/static/{name}", _static),
             web.get("/api/products", _products),
             web.get("/api/products/{id}", _product),
+            web.get("/api/roast/{id}", _roast),
             web.get("/api/cart", _cart),
             web.post("/api/cart", _add_to_cart),
             web.post("/api/checkout", _checkout),
@@ -161,6 +162,22 @@ async def _product(request: web.Request) -> web.Response:
     if product is None:
         return _json({"error": f"unknown product id {raw_id!r}", "field": "id"}, status=404)
     return _json(product.to_json())
+
+
+async def _roast(request: web.Request) -> web.Response:
+    """CPU-bound: a fixed computation, timed by the pod itself in a `Server-Timing` header
+    (`cpu` = CPU time the computation used, `app` = its wall time, both in ms): a CPU limit shows
+    as `app` far above `cpu`, whatever the load client's own latency."""
+    raw_id = request.match_info["id"]
+    product = _shop.PRODUCTS_BY_ID.get(int(raw_id)) if raw_id.isdigit() else None
+    if product is None:
+        return _json({"error": f"unknown product id {raw_id!r}", "field": "id"}, status=404)
+    cpu, wall = time.thread_time(), time.perf_counter()
+    profile = _shop.roast_profile(product.id)
+    cpu_ms, wall_ms = (time.thread_time() - cpu) * 1000, (time.perf_counter() - wall) * 1000
+    response = _json({"id": product.id, **profile})
+    response.headers["Server-Timing"] = f"cpu;dur={cpu_ms:.3f}, app;dur={wall_ms:.3f}"
+    return response
 
 
 def _request_cart(request: web.Request) -> _shop.Cart:
