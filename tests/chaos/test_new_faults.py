@@ -23,8 +23,15 @@ from loadkit.chaos import guards as guard
 from loadkit.chaos import sandbox as actions
 from loadkit.sandbox import SandboxProcess
 from loadkit.sandbox._deps import Postgres
-from loadkit.sandbox._hostfaults import (autogroup_nice, autogroups_enabled, cgroup_dirs, cgroup_unavailable,
-                                         net_unavailable, nft_tables, nice_for_share)
+from loadkit.sandbox._hostfaults import (
+    autogroup_nice,
+    autogroups_enabled,
+    cgroup_dirs,
+    cgroup_unavailable,
+    net_unavailable,
+    nft_tables,
+    nice_for_share,
+)
 from tests.conftest import ROOT, run_loadkit
 
 pytestmark = pytest.mark.slow
@@ -102,17 +109,17 @@ def p90(values: list[float]) -> float:
 @needs_net
 def test_packet_loss_raises_latency_and_errors_then_is_removed(sandbox: SandboxProcess) -> None:
     url = f"{sandbox.traffic_url}/canary/about"
-    before, codes = load(url, 1.5)
+    before, codes = load(url, 0.5)
     assert set(codes) == {200} and max(before) < 0.5
     fault = actions.add_packet_loss(percentage=30, ttl_s=20)
     table = fault["detail"].split(":")[0].rsplit(" ", 1)[-1]
     assert table in nft_tables()
-    during, codes = load(url, 3.0, timeout=2.0)
+    during, codes = load(url, 2.0, timeout=1.5)
     slow_or_failed = sum(1 for t, c in zip(during, codes, strict=True) if t >= 0.2 or c != 200)
     assert slow_or_failed >= 3 and max(during) >= 0.5, (sorted(during)[-5:], codes.count(0))
     actions.remove_faults()
     assert table not in nft_tables()
-    after, codes = load(url, 1.0)
+    after, codes = load(url, 0.5)
     assert set(codes) == {200} and max(after) < 0.5
 
 
@@ -166,7 +173,7 @@ def test_a_cgroup_cpu_quota_throttles_the_canarys_cpu_bound_page(sandbox: Sandbo
     cgroup = next(p for p in cgroup_dirs() if p.name.startswith(f"loadkit-{fault['id']}"))
     assert str(pod.pid) in (cgroup / "cgroup.procs").read_text().split()
     used, started = cpu_s(pod), time.monotonic()
-    cpu, wall, codes = roast(url, 2.0)
+    cpu, wall, codes = roast(url, 1.5)
     used, elapsed = cpu_s(pod) - used, time.monotonic() - started
     stat = {k: int(v) for k, v in (line.split() for line in (cgroup / "cpu.stat").read_text().splitlines())}
     assert set(codes) == {200}
@@ -193,10 +200,10 @@ def test_busy_competitors_take_the_canarys_cpu_then_are_removed(sandbox: Sandbox
     if group_nice is not None:
         assert autogroup_nice(pod.pid) == nice_for_share(2) > group_nice
     used, theirs = cpu_s(pod), cpu_s(*workers)
-    cpu_ms, wall, codes = roast(url, 2.0)
+    cpu_ms, wall, codes = roast(url, 1.5)
     used, theirs = cpu_s(pod) - used, cpu_s(*workers) - theirs
     assert set(codes) == {200}
-    assert theirs >= 0.2 and used <= 0.25 * theirs, (used, theirs)  # ~2 %: at most a quarter of theirs
+    assert theirs >= 0.15 and used <= 0.25 * theirs, (used, theirs)  # ~2 %: at most a quarter of theirs
     assert statistics.median(wall) >= 3 * statistics.median(cpu_ms), (cpu_ms, wall)
     actions.remove_faults()
     _, alive = psutil.wait_procs(workers, timeout=3)
@@ -212,23 +219,23 @@ def test_a_failing_database_fails_the_canarys_stock_pages_only(sandbox: SandboxP
     canary, primary = f"{sandbox.traffic_url}/canary/api/stock/3", f"{sandbox.traffic_url}/api/stock/3"
     assert httpx.get(canary, timeout=5).json() == {"id": 3, "name": "Ceramic mug", "in_stock": 30}
     actions.add_dependency_fault("database", "failing", ttl_s=20)
-    _, codes = load(canary, 1.5)
+    _, codes = load(canary, 1.0)
     assert set(codes) == {503}
     assert httpx.get(primary, timeout=5).status_code == 200
     assert httpx.get(f"{sandbox.traffic_url}/canary/about", timeout=5).status_code == 200  # no database needed
     actions.remove_faults()
-    _, codes = load(canary, 1.0)
+    _, codes = load(canary, 0.5)
     assert set(codes) == {200}
 
 
 def test_a_slow_database_slows_the_stock_pages_by_the_delay(sandbox: SandboxProcess) -> None:
     url = f"{sandbox.traffic_url}/canary/api/stock/1"
-    before, _ = load(url, 1.0, workers=2)
+    before, _ = load(url, 0.5, workers=2)
     actions.add_dependency_fault("database", "slow", delay_ms=300, ttl_s=20)
-    during, codes = load(url, 2.0, workers=2)
+    during, codes = load(url, 1.0, workers=2)
     assert set(codes) == {200} and min(during) >= 0.3 > statistics.median(before)
     actions.remove_faults()
-    after, _ = load(url, 1.0, workers=2)
+    after, _ = load(url, 0.5, workers=2)
     assert statistics.median(after) < 0.3
 
 
@@ -236,7 +243,7 @@ def test_an_unreachable_external_service_fails_the_pages_that_call_it(sandbox: S
     url = f"{sandbox.traffic_url}/canary/api/shipping/4"
     assert httpx.get(url, timeout=5).json() == {"product_id": 4, "shipping_cents": 539, "days": 2}
     actions.add_dependency_fault("external", "unreachable", ttl_s=20)
-    _, codes = load(url, 2.5)
+    _, codes = load(url, 1.5)
     assert set(codes) == {504}
     assert httpx.get(f"{sandbox.traffic_url}/api/shipping/4", timeout=5).status_code == 200
     actions.remove_faults()
@@ -270,7 +277,7 @@ import os, sys, time
 from loadkit.chaos import guards as guard, sandbox
 guard.set_active(guard.Guards(sandbox_admin_url=sys.argv[1], run_id="killed-run",
                               owner={"run": "killed-run", "pid": os.getpid()}))
-fault = getattr(sandbox, sys.argv[2])(ttl_s=3, **eval(sys.argv[3]))
+fault = getattr(sandbox, sys.argv[2])(ttl_s=1.5, **eval(sys.argv[3]))
 print(fault["id"], flush=True)
 time.sleep(60)
 """
@@ -289,7 +296,7 @@ def test_kill_9_mid_fault_then_the_sandbox_expires_it(sandbox: SandboxProcess, a
     assert actions.fault_present(fault_id)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    deadline = time.monotonic() + 6
+    deadline = time.monotonic() + 5
     while actions.fault_present(fault_id):
         assert time.monotonic() < deadline, "the sandbox did not expire the killed run's fault"
         time.sleep(0.2)
