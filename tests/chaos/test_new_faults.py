@@ -326,7 +326,8 @@ def doomed_pod_pid(sandbox: SandboxProcess) -> int:
 
 
 def test_shipped_fault_experiments_validate() -> None:
-    for name in ("local-packet-loss", "local-cpu-stress", "local-database-failing", "local-database-slow",
-                 "local-external-unreachable", "network-loss-canary", "stress-cpu-canary", "dependency-delay"):
-        out = run_loadkit("chaos", "validate", f"experiments/{name}.yaml", cwd=ROOT)
-        assert out.returncode == 0, textwrap.shorten(out.stdout + out.stderr, 400)
+    names = ("local-packet-loss", "local-cpu-stress", "local-database-failing", "local-database-slow",
+             "local-external-unreachable", "network-loss-canary", "stress-cpu-canary", "dependency-delay")
+    out = run_loadkit("chaos", "validate", *(f"experiments/{name}.yaml" for name in names), cwd=ROOT)
+    assert out.returncode == 0, textwrap.shorten(out.stdout + out.stderr, 400)
+    assert all(f"{name}.yaml" in out.stdout for name in names), out.stdout
