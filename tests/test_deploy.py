@@ -206,8 +206,12 @@ CHAOS_ROLES = {
         ("", "pods"): {"get", "list"},
         ("", "services"): {"get", "list"},
         ("apps", "deployments"): {"get", "list"},
+        ("chaos-mesh.org", "networkchaos"): {"get", "list", "create", "delete"},
+        ("chaos-mesh.org", "stresschaos"): {"get", "list", "create", "delete"},
     },
-    "loadkit-chaos-reaper": {("networking.istio.io", "virtualservices"): {"get", "list", "delete"}},
+    "loadkit-chaos-reaper": {("networking.istio.io", "virtualservices"): {"get", "list", "delete"},
+                             ("chaos-mesh.org", "networkchaos"): {"get", "list", "delete"},
+                             ("chaos-mesh.org", "stresschaos"): {"get", "list", "delete"}},
 }
 # The service account an experiment runs as follows from the actions its method plays.
 ACTION_KINDS = {
@@ -216,6 +220,9 @@ ACTION_KINDS = {
     ("loadkit.chaos.k8s", "add_canary_delay"): "loadkit-chaos-mesh",
     ("loadkit.chaos.k8s", "add_canary_abort"): "loadkit-chaos-mesh",
     ("loadkit.chaos.k8s", "add_dependency_abort"): "loadkit-chaos-mesh",
+    ("loadkit.chaos.k8s", "add_dependency_delay"): "loadkit-chaos-mesh",
+    ("loadkit.chaos.k8s", "add_canary_network_fault"): "loadkit-chaos-mesh",
+    ("loadkit.chaos.k8s", "add_canary_stress"): "loadkit-chaos-mesh",
 }
 
 

@@ -163,6 +163,38 @@ def _sandbox_abort(args: Args, guards: Guards) -> None:
     _sandbox_fault(args, guards, 10.0)
 
 
+def _choice(args: Args, key: str, default: Any, choices: tuple[Any, ...]) -> None:
+    if args.get(key, default) not in choices:
+        raise SafetyError(f"{key} {args.get(key)!r} is not one of {', '.join(map(str, choices))}")
+
+
+def _sandbox_net(args: Args, guards: Guards) -> None:
+    _choice(args, "dependency", None, (None, "database", "external"))
+    _sandbox_fault(args, guards, 10.0)
+
+
+def _sandbox_cpu(args: Args, guards: Guards) -> None:
+    _number(args, "cpu_pct", 20.0, high=100.0)
+    _choice(args, "mechanism", "auto", ("auto", "cgroup", "busy"))
+    _sandbox_fault(args, guards, 100.0)
+
+
+def _sandbox_memory(args: Args, guards: Guards) -> None:
+    if not 16 <= strict(args.get("memory_mb", 64), int, "memory_mb") <= 65_536:
+        raise SafetyError(f"memory_mb {args.get('memory_mb')} must be 16-65536")
+    _sandbox_fault(args, guards, 100.0)
+
+
+def _sandbox_dependency(args: Args, guards: Guards) -> None:
+    _choice(args, "dependency", None, ("database", "external"))
+    _choice(args, "mode", "failing", ("slow", "failing", "unreachable"))
+    if (args.get("mode", "failing") == "slow") != (args.get("delay_ms") is not None):
+        raise SafetyError("delay_ms is required for mode slow, and only for it")
+    if args.get("delay_ms") is not None:
+        _number(args, "delay_ms", 0, high=120_000)
+    _sandbox_fault(args, guards, 100.0)
+
+
 def _sandbox_kill(args: Args, guards: Guards) -> None:
     _version(args, guards)
     if strict(args.get("count", 1), int, "count") < 1:
@@ -228,6 +260,62 @@ def _dependency_abort(args: Args, guards: Guards) -> None:
     _http_status(args)
     _percentage(args, 10.0)
     _duration(args, "expires_in", "15m", guards)
+
+
+def _dependency_delay(args: Args, guards: Guards) -> None:
+    name = _name_ns(args, guards)
+    check_dependency_host(args.get("host"), name, str(args["ns"]), guards)
+    _duration(args, "delay", "500ms", guards)
+    _percentage(args, 100.0)
+    _duration(args, "expires_in", "15m", guards)
+
+
+def _int_in(args: Args, key: str, default: int, low: int, high: int) -> int:
+    value = int(strict(args.get(key, default), int, key))
+    if not low <= value <= high:
+        raise SafetyError(f"{key} {value} must be {low}-{high}")
+    return value
+
+
+def _chaos_common(args: Args, guards: Guards) -> str:
+    name = _name_ns(args, guards)
+    _number(args, "pods_pct", 100.0, high=100.0)
+    _duration(args, "duration", "60s", guards)
+    return name
+
+
+def _canary_network(args: Args, guards: Guards) -> None:
+    name = _chaos_common(args, guards)
+    _choice(args, "action", "loss", ("loss", "delay", "partition"))
+    _choice(args, "direction", "to", ("to", "from", "both"))
+    _number(args, "loss_pct", 10.0, high=100.0)
+    for key, default in (("latency", "200ms"), ("jitter", None)):
+        if args.get(key, default) is None:
+            continue
+        text = strict(args.get(key, default), str, key)
+        try:
+            parse_duration(text)
+        except ValueError as exc:
+            raise SafetyError(f"{key}: {exc}") from None
+    target = args.get("target_app")
+    if target is not None:
+        if not DNS_LABEL.fullmatch(strict(target, str, "target_app")) or target == name:
+            raise SafetyError(f"target_app {target!r} is not another app's label (a Kubernetes name)")
+        guards.check_not_primary(str(target))
+    elif args.get("action") == "partition":
+        raise SafetyError("a partition needs target_app: the app label of the pods to cut the canary off from")
+
+
+def _canary_stress(args: Args, guards: Guards) -> None:
+    _chaos_common(args, guards)
+    cpu = _int_in(args, "cpu_workers", 1, 0, 16)
+    _int_in(args, "cpu_load", 80, 1, 100)
+    memory = _int_in(args, "memory_workers", 0, 0, 16)
+    size = strict(args.get("memory_size", "256MB"), str, "memory_size")
+    if not re.fullmatch(r"[1-9][0-9]*(KB|MB|GB|%)", size):
+        raise SafetyError(f"memory_size {size!r} is not a size like 256MB or 50%")
+    if not cpu and not memory:
+        raise SafetyError("no stressor: give cpu_workers or memory_workers above 0")
 
 
 def _namespaced(args: Args, guards: Guards) -> None:
@@ -345,6 +433,18 @@ def _k8s_fault_seen(result: Any, args: Args, _configuration: Mapping[str, Any]) 
     return None
 
 
+def _chaos_mesh_seen(kind: str) -> Observe:
+    def seen(result: Any, args: Args, _configuration: Mapping[str, Any]) -> str | None:
+        from loadkit.chaos import k8s
+
+        ns = str(args.get("ns"))
+        if isinstance(result, str) and k8s.chaos_object_exists(kind, result, ns):
+            return f"{kind} {ns}/{result}"
+        return None
+
+    return seen
+
+
 def _k8s_pods_killed(result: Any, args: Args, _configuration: Mapping[str, Any]) -> str | None:
     from loadkit.chaos import k8s
 
@@ -356,6 +456,11 @@ def _k8s_pods_killed(result: Any, args: Args, _configuration: Mapping[str, Any])
 ALLOWED: dict[tuple[str, str], Entry] = {
     (SANDBOX, "add_delay"): Entry(Kind.FAULT, _sandbox_delay, observe=_sandbox_fault_seen),
     (SANDBOX, "add_abort"): Entry(Kind.FAULT, _sandbox_abort, observe=_sandbox_fault_seen),
+    (SANDBOX, "add_packet_loss"): Entry(Kind.FAULT, _sandbox_net, observe=_sandbox_fault_seen),
+    (SANDBOX, "add_partition"): Entry(Kind.FAULT, _sandbox_net, observe=_sandbox_fault_seen),
+    (SANDBOX, "add_cpu_stress"): Entry(Kind.FAULT, _sandbox_cpu, observe=_sandbox_fault_seen),
+    (SANDBOX, "add_memory_limit"): Entry(Kind.FAULT, _sandbox_memory, observe=_sandbox_fault_seen),
+    (SANDBOX, "add_dependency_fault"): Entry(Kind.FAULT, _sandbox_dependency, observe=_sandbox_fault_seen),
     (SANDBOX, "kill_pods"): Entry(Kind.FAULT, _sandbox_kill, _live_sandbox_kill, _sandbox_pods_killed),
     (SANDBOX, "remove_faults"): Entry(Kind.RESTORE, _sandbox_read),
     (SANDBOX, "list_faults"): Entry(Kind.READ, _sandbox_read),
@@ -365,6 +470,10 @@ ALLOWED: dict[tuple[str, str], Entry] = {
     (K8S, "add_canary_delay"): Entry(Kind.FAULT, _canary_delay, _live_canary_service, _k8s_fault_seen),
     (K8S, "add_canary_abort"): Entry(Kind.FAULT, _canary_abort, _live_canary_service, _k8s_fault_seen),
     (K8S, "add_dependency_abort"): Entry(Kind.FAULT, _dependency_abort, _live_canary_pods, _k8s_fault_seen),
+    (K8S, "add_dependency_delay"): Entry(Kind.FAULT, _dependency_delay, _live_canary_pods, _k8s_fault_seen),
+    (K8S, "add_canary_network_fault"): Entry(Kind.FAULT, _canary_network, _live_canary_pods,
+                                             _chaos_mesh_seen("NetworkChaos")),
+    (K8S, "add_canary_stress"): Entry(Kind.FAULT, _canary_stress, _live_canary_pods, _chaos_mesh_seen("StressChaos")),
     (K8S, "remove_faults"): Entry(Kind.RESTORE, _namespaced),
     (K8S, "list_faults"): Entry(Kind.READ, _namespaced),
     **{(PROBES, func): Entry(Kind.READ, _load_probe, measures=True) for func in (
@@ -383,6 +492,9 @@ HINTS = {
     "chaosistio": "chaosistio patches Flagger's VirtualService, which Flagger rewrites and which routes primary "
                   "traffic too: use loadkit.chaos.k8s.add_canary_delay / add_canary_abort",
     "chaosk8s.node": "node actions hit every workload on the node, not just the canary",
+    "chaosk8s.chaosmesh": "chaosk8s's Chaos Mesh wrappers set no labels, no expiry and (for NetworkChaos) no "
+                          "duration, so nothing could find or restore what they leave: use "
+                          "loadkit.chaos.k8s.add_canary_network_fault / add_canary_stress",
 }
 
 

@@ -37,7 +37,19 @@ def remove_everything(namespaces: tuple[str, ...], sandbox_admin_url: str | None
     sandbox = sandbox_admin_url or os.environ.get("LOADKIT_SANDBOX_ADMIN_URL")
     if sandbox:
         _sandbox(sandbox, expired_only, run, report)
+    _host(report)
     return report
+
+
+def _host(report: CleanupReport) -> None:
+    """nft tables and cgroups a sandbox supervisor killed with `kill -9` left on this machine
+    (expired, or their supervisor is gone); a live sandbox's own are removed through its API above."""
+    from loadkit.sandbox import _hostfaults
+
+    try:
+        report.removed += [f"removed {what} (a dead sandbox's leftover)" for what in _hostfaults.reap()]
+    except OSError as exc:
+        report.failed.append(f"this machine's nft tables and cgroups: {exc}")
 
 
 def kubernetes_configured() -> bool:

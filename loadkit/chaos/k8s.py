@@ -38,8 +38,9 @@ from loadkit.chaos.guards import Guards, Kill, check_canary_host, check_dependen
 from loadkit.errors import SafetyError
 from loadkit.units import parse_duration
 
-__all__ = ["add_canary_abort", "add_canary_delay", "add_dependency_abort", "kill_canary_pods", "list_faults",
-           "remove_faults", "terminate_pods", "wait_for_canary_pods"]
+__all__ = ["add_canary_abort", "add_canary_delay", "add_canary_network_fault", "add_canary_stress",
+           "add_dependency_abort", "add_dependency_delay", "kill_canary_pods", "list_faults", "remove_faults",
+           "terminate_pods", "wait_for_canary_pods"]
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 CANARY_LABEL = "loadkit.io/canary"
@@ -47,6 +48,11 @@ RUN_LABEL = "loadkit.io/run"
 EXPIRES = "loadkit.io/expires-at"
 OWNER = "loadkit.io/owner"
 GROUP, VERSION, PLURAL = "networking.istio.io", "v1beta1", "virtualservices"
+CHAOS_MESH = "chaos-mesh.org", "v1alpha1"
+# What loadkit creates, by kind: (group, version, plural). Lists and deletes walk all of them.
+KINDS = {"VirtualService": (GROUP, VERSION, PLURAL), "NetworkChaos": (*CHAOS_MESH, "networkchaos"),
+         "StressChaos": (*CHAOS_MESH, "stresschaos")}
+NETWORK_ACTIONS = ("loss", "delay", "partition")
 
 # Namespaces this process created objects in, by run: where its last-chance clean-up looks
 # (namespace by namespace: the shipped RBAC is namespace-scoped).
@@ -222,6 +228,106 @@ def add_dependency_abort(name: str, ns: str, host: str, http_status: int = 503, 
                          configuration, secrets)
 
 
+def add_dependency_delay(name: str, ns: str, host: str, delay: str = "500ms", percentage: float = 100.0,
+                         expires_in: str = "15m", configuration: Configuration = None,
+                         secrets: Secrets = None) -> str:
+    """Make a dependency slow for the canary only (`sourceLabels: {app: <name>}`, as add_dependency_abort)."""
+    fault = {"delay": {"fixedDelay": _istio_duration(delay), "percentage": {"value": float(percentage)}}}
+    return _create_fault(name, ns, "dependency-delay", host, fault, {"app": name}, expires_in,
+                         configuration, secrets)
+
+
+def add_canary_network_fault(name: str, ns: str, action: str = "loss", loss_pct: float = 10.0,
+                             latency: str = "200ms", jitter: str | None = None, target_app: str | None = None,
+                             direction: str = "to", pods_pct: float = 100.0, duration: str = "60s",
+                             configuration: Configuration = None, secrets: Secrets = None) -> str:
+    """A Chaos Mesh NetworkChaos on the canary's pods (`app=<name>`) only: `loss` (`loss_pct` % of
+    packets), `delay` (`latency` ± `jitter`) or `partition` (from `target_app`'s pods). Always with
+    `spec.duration` (Chaos Mesh restores it then by itself), labelled and annotated like every loadkit
+    object. Needs Chaos Mesh in the cluster."""
+    if action not in NETWORK_ACTIONS:
+        raise ActivityFailed(f"action {action!r} is not one of {', '.join(NETWORK_ACTIONS)}")
+    spec: dict[str, Any] = {"action": action, "direction": direction}
+    if action == "loss":
+        spec["loss"] = {"loss": f"{float(loss_pct):g}", "correlation": "0"}
+    elif action == "delay":
+        spec["delay"] = {"latency": _istio_duration(latency), "correlation": "0",
+                         **({"jitter": _istio_duration(jitter)} if jitter else {})}
+    if target_app is not None:
+        spec["target"] = {"mode": "all", "selector": {"namespaces": [ns], "labelSelectors": {"app": target_app}}}
+    elif action == "partition":
+        raise ActivityFailed("a partition needs target_app: the app label of the pods to cut the canary off from")
+    return _create_chaos(name, ns, "NetworkChaos", action, spec, pods_pct, duration, secrets)
+
+
+def add_canary_stress(name: str, ns: str, cpu_workers: int = 1, cpu_load: int = 80, memory_workers: int = 0,
+                      memory_size: str = "256MB", pods_pct: float = 100.0, duration: str = "60s",
+                      configuration: Configuration = None, secrets: Secrets = None) -> str:
+    """A Chaos Mesh StressChaos on the canary's pods only: `cpu_workers` at `cpu_load` % and/or
+    `memory_workers` each taking `memory_size`. Always with `spec.duration`."""
+    stressors: dict[str, Any] = {}
+    if int(cpu_workers) > 0:
+        stressors["cpu"] = {"workers": int(cpu_workers), "load": int(cpu_load)}
+    if int(memory_workers) > 0:
+        stressors["memory"] = {"workers": int(memory_workers), "size": str(memory_size)}
+    if not stressors:
+        raise ActivityFailed("no stressor: give cpu_workers or memory_workers above 0")
+    return _create_chaos(name, ns, "StressChaos", "stress", {"stressors": stressors}, pods_pct, duration, secrets)
+
+
+def chaos_object_exists(kind: str, obj_name: str, ns: str, secrets: Secrets = None) -> bool:
+    from kubernetes.client.rest import ApiException
+
+    group, version, plural = KINDS[kind]
+    try:
+        _custom(secrets).get_namespaced_custom_object(group, version, ns, plural, obj_name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def chaos_body(name: str, ns: str, kind: str, tag: str, spec: dict[str, Any], pods_pct: float, seconds: float,
+               guards: Guards) -> dict[str, Any]:
+    """The whole Chaos Mesh object: loadkit's labels and annotations, the canary's pods as the
+    selector, `mode: all` (or `fixed-percent`), and `spec.duration` always."""
+    run = _run_label()
+    expires = datetime.now(UTC) + timedelta(seconds=seconds)
+    digest = hashlib.sha256(run.encode()).hexdigest()[:6]
+    obj_name = f"loadkit-{tag}-{name}"[:44].rstrip("-") + f"-{digest}-{next(_sequence)}"
+    mode = {"mode": "all"} if float(pods_pct) >= 100 else {"mode": "fixed-percent", "value": f"{float(pods_pct):g}"}
+    return {
+        "apiVersion": "/".join(CHAOS_MESH), "kind": kind,
+        "metadata": {"name": obj_name, "namespace": ns,
+                     "labels": {MANAGED_BY: "loadkit", CANARY_LABEL: name, RUN_LABEL: run},
+                     "annotations": {EXPIRES: expires.isoformat(timespec="seconds"),
+                                     OWNER: json.dumps(dict(guards.owner), sort_keys=True)}},
+        "spec": {**spec, **mode, "selector": {"namespaces": [ns], "labelSelectors": {"app": name}},
+                 "duration": f"{int(seconds)}s" if seconds == int(seconds) else f"{round(seconds * 1000)}ms"},
+    }
+
+
+def _create_chaos(name: str, ns: str, kind: str, tag: str, spec: dict[str, Any], pods_pct: float, duration: str,
+                  secrets: Secrets) -> str:
+    from chaosk8s.crd.actions import create_custom_object
+
+    guards = _guards(ns, name)
+    target = (spec.get("target") or {}).get("selector", {}).get("labelSelectors", {}).get("app")
+    if target is not None:
+        _safely(guards.check_not_primary, str(target))
+    seconds = parse_duration(duration)
+    _safely(guards.check_fault_length, seconds, "duration")
+    body = chaos_body(name, ns, kind, tag, spec, pods_pct, seconds, guards)
+    group, version, plural = KINDS[kind]
+    _touched.setdefault(guards.run_id, set()).add(ns)  # before the call: a timeout may still have created it
+    created = create_custom_object(group, version, plural, ns=ns, resource=body, secrets=secrets)
+    if (created.get("metadata") or {}).get("uid") is None or \
+            (created["metadata"].get("labels") or {}).get(RUN_LABEL) != body["metadata"]["labels"][RUN_LABEL]:
+        raise ActivityFailed(f"{kind} {ns}/{body['metadata']['name']} exists but is not this run's")  # a 409
+    return str(body["metadata"]["name"])
+
+
 def remove_faults(name: str | None = None, ns: str | None = None, configuration: Configuration = None,
                   secrets: Secrets = None) -> list[str]:
     """Delete this run's loadkit VirtualServices in `ns` (of one canary, or all of them); never another
@@ -263,9 +369,9 @@ def cleanup(ns: str | None = None, secrets: Secrets = None, expired_only: bool =
         meta = item["metadata"]
         if why:
             if not expired_only:
-                kept.append(f"kept VirtualService {meta['namespace']}/{meta['name']}: {why}")
+                kept.append(f"kept {item.get('kind', 'VirtualService')} {meta['namespace']}/{meta['name']}: {why}")
             continue
-        if _delete(api, meta):
+        if _delete(api, meta, item.get("kind")):
             removed.append(f"{meta['namespace']}/{meta['name']}")
     return removed, kept
 
@@ -331,7 +437,7 @@ def active_faults(name: str, ns: str, secrets: Secrets = None) -> list[dict[str,
 
 
 def delete(item: dict[str, Any], secrets: Secrets = None) -> bool:
-    return _delete(_custom(secrets), item["metadata"])
+    return _delete(_custom(secrets), item["metadata"], item.get("kind"))
 
 
 def _expired(item: dict[str, Any], now: datetime) -> bool:
@@ -348,7 +454,7 @@ def _create_fault(name: str, ns: str, kind: str, host: str, fault: dict[str, Any
                   source_labels: dict[str, str] | None, expires_in: str, configuration: Configuration,
                   secrets: Secrets) -> str:
     guards = _guards(ns, name)
-    if kind == "dependency-abort":
+    if kind in ("dependency-abort", "dependency-delay"):
         host = _safely(check_dependency_host, host, name, ns, guards)
     else:
         _safely(check_canary_host, host, name, ns)
@@ -384,17 +490,18 @@ def _delete_matching(selector: str, ns: str | None, secrets: Secrets) -> list[st
     api = _custom(secrets)
     removed = []
     for item in _listed(api, selector, ns):
-        if _delete(api, item["metadata"]):
+        if _delete(api, item["metadata"], item.get("kind")):
             removed.append(f"{item['metadata']['namespace']}/{item['metadata']['name']}")
     return removed
 
 
-def _delete(api: Any, meta: Mapping[str, Any]) -> bool:
+def _delete(api: Any, meta: Mapping[str, Any], kind: str | None = None) -> bool:
     """Delete one object; False when it was already gone (removal is idempotent)."""
     from kubernetes.client.rest import ApiException
 
+    group, version, plural = KINDS.get(kind or "VirtualService", KINDS["VirtualService"])
     try:
-        api.delete_namespaced_custom_object(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"])
+        api.delete_namespaced_custom_object(group, version, meta["namespace"], plural, meta["name"])
     except ApiException as exc:
         if exc.status == 404:
             return False
@@ -403,9 +510,24 @@ def _delete(api: Any, meta: Mapping[str, Any]) -> bool:
 
 
 def _listed(api: Any, selector: str, ns: str | None) -> list[dict[str, Any]]:
-    if ns:
-        return list(api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, label_selector=selector)["items"])
-    return list(api.list_cluster_custom_object(GROUP, VERSION, PLURAL, label_selector=selector)["items"])
+    """loadkit's objects of every kind it makes (Chaos Mesh's only where its CRDs are installed)."""
+    from kubernetes.client.rest import ApiException
+
+    items: list[dict[str, Any]] = []
+    for kind, (group, version, plural) in KINDS.items():
+        try:
+            if ns:
+                found = api.list_namespaced_custom_object(group, version, ns, plural, label_selector=selector)
+            else:
+                found = api.list_cluster_custom_object(group, version, plural, label_selector=selector)
+        except ApiException as exc:
+            # No Chaos Mesh in this cluster (404), or a role for other kinds of fault, which cannot
+            # have made any (403: e.g. the pod-kill role).
+            if exc.status in (403, 404) and kind != "VirtualService":
+                continue
+            raise
+        items += [{**item, "kind": kind} for item in found["items"]]
+    return items
 
 
 def _run_label() -> str:

@@ -36,9 +36,13 @@ from chaoslib.types import Configuration
 from loadkit.chaos import guards as guard
 from loadkit.errors import SafetyError
 
-__all__ = ["add_abort", "add_delay", "kill_pods", "list_faults", "remove_faults", "wait_for_pods"]
+__all__ = ["add_abort", "add_cpu_stress", "add_delay", "add_dependency_fault", "add_memory_limit", "add_packet_loss",
+           "add_partition", "kill_pods", "list_faults", "remove_faults", "wait_for_pods"]
 
 VERSIONS = ("canary", "primary")
+DEPENDENCIES = ("database", "external")
+DEPENDENCY_MODES = ("slow", "failing", "unreachable")
+CPU_MECHANISMS = ("auto", "cgroup", "busy")
 
 # Sandboxes this process asked for faults on, by run: where `loadkit chaos run` sweeps its own faults.
 _touched: dict[str, set[str]] = {}
@@ -59,6 +63,62 @@ def add_abort(http_status: int = 503, version: str = "canary", percentage: float
     """Answer `percentage` % of a version's requests with `http_status` at the router (fault.abort)."""
     return _fault(configuration, admin_url, version, ttl_s, {
         "kind": "abort", "http_status": int(http_status), "percentage": float(percentage)})
+
+
+def add_packet_loss(percentage: float = 10.0, version: str = "canary", dependency: str | None = None,
+                    ttl_s: float = 600.0, admin_url: str | None = None,
+                    configuration: Configuration = None) -> dict[str, Any]:
+    """Drop `percentage` % of the TCP packets to and from a version's pods (or, with `dependency`,
+    between them and their database/external service): an nftables table on lo. Needs root and nft."""
+    return _fault(configuration, admin_url, version, ttl_s, {
+        "kind": "loss", "percentage": float(percentage), **_dependency(dependency, optional=True)})
+
+
+def add_partition(version: str = "canary", dependency: str | None = None, ttl_s: float = 600.0,
+                  admin_url: str | None = None, configuration: Configuration = None) -> dict[str, Any]:
+    """Cut a version's pods off the network (or, with `dependency`, from that dependency): every
+    packet dropped by an nftables table on lo. Needs root and nft."""
+    return _fault(configuration, admin_url, version, ttl_s, {
+        "kind": "partition", **_dependency(dependency, optional=True)})
+
+
+def add_cpu_stress(cpu_pct: float = 20.0, version: str = "canary", mechanism: str = "auto", ttl_s: float = 600.0,
+                   admin_url: str | None = None, configuration: Configuration = None) -> dict[str, Any]:
+    """Limit a version's pods to `cpu_pct` % of one CPU: a cgroup v1 CPU quota (`cgroup`), or busy
+    processes pinned with them to one CPU (`busy`); `auto` takes the cgroup when it can."""
+    if mechanism not in CPU_MECHANISMS:
+        raise ActivityFailed(f"mechanism {mechanism!r} is not one of {', '.join(CPU_MECHANISMS)}")
+    return _fault(configuration, admin_url, version, ttl_s, {
+        "kind": "cpu", "cpu_pct": float(cpu_pct), "mechanism": mechanism})
+
+
+def add_memory_limit(memory_mb: int = 64, version: str = "canary", ttl_s: float = 600.0,
+                     admin_url: str | None = None, configuration: Configuration = None) -> dict[str, Any]:
+    """Cap what a version's pods may newly allocate at `memory_mb` MiB (a cgroup v1 memory limit):
+    past it the kernel reclaims, then OOM-kills the pod (the sandbox restarts it). Needs root."""
+    return _fault(configuration, admin_url, version, ttl_s, {"kind": "memory", "memory_mb": int(memory_mb)})
+
+
+def add_dependency_fault(dependency: str, mode: str = "failing", delay_ms: int | None = None,
+                         version: str = "canary", ttl_s: float = 600.0, admin_url: str | None = None,
+                         configuration: Configuration = None) -> dict[str, Any]:
+    """Make a dependency (`database`, `external`) slow (`delay_ms` on each answer), failing (every
+    connection cut) or unreachable (a black hole) for one version's pods only. Needs `sandbox up --deps`."""
+    if mode not in DEPENDENCY_MODES:
+        raise ActivityFailed(f"mode {mode!r} is not one of {', '.join(DEPENDENCY_MODES)}")
+    if (mode == "slow") != (delay_ms is not None):
+        raise ActivityFailed("delay_ms is required for mode slow, and only for it")
+    return _fault(configuration, admin_url, version, ttl_s, {
+        "kind": f"dependency-{mode}", **_dependency(dependency, optional=False),
+        **({"delay_ms": int(delay_ms)} if delay_ms is not None else {})})
+
+
+def _dependency(dependency: str | None, *, optional: bool) -> dict[str, str]:
+    if dependency is None and optional:
+        return {}
+    if dependency not in DEPENDENCIES:
+        raise ActivityFailed(f"dependency {dependency!r} is not one of {', '.join(DEPENDENCIES)}")
+    return {"dependency": str(dependency)}
 
 
 def remove_faults(version: str | None = None, admin_url: str | None = None,

@@ -148,6 +148,9 @@ def sandbox() -> None:
     callback=_namespace,
     help="Namespace label on every metric, as in the cluster the PromQL was written for.",
 )
+@click.option("--deps", "dependencies", is_flag=True,
+              help="Also run the app's dependencies: a PostgreSQL (from PATH) its /api/stock pages read, and an "
+              "external shipping service its /api/shipping pages call; dependency faults act on them.")
 @click.option("--exit-with-parent", is_flag=True, hidden=True,
               help="Stop when the process that started the sandbox is gone (used by `loadkit demo` and tests).")
 @output_option(help_text="How to announce readiness on stdout: a few lines, or exactly one JSON line.")
@@ -166,6 +169,7 @@ def up(
     per_try_timeout: float | None,
     timeout: float | None,
     namespace: str,
+    dependencies: bool,
     exit_with_parent: bool,
     output: str,
 ) -> int:
@@ -193,6 +197,7 @@ def up(
       loadkit sandbox up --canary-weight 20 --canary-error-rate 0.05 --canary-latency-ms 30
       loadkit sandbox up --retries 2 --retry-on connect-failure,5xx   # pod kills with retries
       loadkit sandbox up --port 0 --output json      # one JSON line with the chosen ports
+      loadkit sandbox up --deps                      # with a database and an external service
     """
     import asyncio
 
@@ -217,6 +222,7 @@ def up(
         canary_weight=canary_weight,
         primary=VersionSpec(Version.PRIMARY, pods, primary_error_rate, primary_latency_ms, route),
         canary=VersionSpec(Version.CANARY, pods, canary_error_rate, canary_latency_ms, route),
+        dependencies=dependencies,
     )
     console = stderr_console()
 

@@ -31,6 +31,7 @@ import pydantic
 from aiohttp import web
 
 from loadkit.sandbox._faults import FaultOwner, FaultTable, RouterFault
+from loadkit.sandbox._hostfaults import HostFaults, Unavailable
 from loadkit.sandbox._pods import Log, ReplicaSet
 from loadkit.sandbox._spec import Version
 from loadkit.sandbox.models import (
@@ -60,7 +61,9 @@ class ChaosApi:
         replica_sets: dict[Version, ReplicaSet],
         log: Log,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        host: HostFaults | None = None,
     ) -> None:
+        self._host = host
         self._faults = faults
         self._replica_sets = replica_sets
         self._log = log
@@ -82,6 +85,8 @@ class ChaosApi:
         for timer in self._expiry.values():
             timer.cancel()
         self._expiry.clear()
+        if self._host is not None:  # nft tables and cgroups outlive the router: remove them now
+            self._host.undo_all()
 
     # -- faults ----------------------------------------------------------------------------------
 
@@ -103,7 +108,19 @@ class ChaosApi:
             delay_ms=body.delay_ms,
             http_status=body.http_status,
             owner=FaultOwner(**body.owner.model_dump()) if body.owner else None,
+            dependency=body.dependency,
+            cpu_pct=body.cpu_pct,
+            memory_mb=body.memory_mb,
+            mechanism=body.mechanism,
         )
+        if not fault.kind.at_router:
+            try:
+                if self._host is None:
+                    raise Unavailable("this sandbox makes router faults only")
+                self._host.apply(fault)
+            except (Unavailable, OSError) as exc:
+                self._log(f"fault {fault.kind.value} refused: {exc}")
+                return _json({"error": f"kind: {exc}", "field": "kind", "fields": ["kind"]}, status=422)
         self._faults.add(fault)
         loop = asyncio.get_running_loop()
         self._expiry[fault.id] = loop.call_later(body.ttl_s, self._expire, fault.id, body.ttl_s)
@@ -130,6 +147,7 @@ class ChaosApi:
         self._expiry.pop(fault_id, None)
         fault = self._faults.remove(fault_id)
         if fault is not None:
+            self._undo(fault)
             self._log(f"fault {fault.id} expired after {ttl_s:g} s and was removed: {fault.describe()}")
 
     def _forget(self, faults: list[RouterFault]) -> None:
@@ -137,7 +155,15 @@ class ChaosApi:
             timer = self._expiry.pop(fault.id, None)
             if timer is not None:
                 timer.cancel()
+            self._undo(fault)
             self._log(f"fault {fault.id} removed: {fault.describe()}")
+
+    def _undo(self, fault: RouterFault) -> None:
+        if self._host is not None:
+            try:
+                self._host.undo(fault)
+            except OSError as exc:  # the reaper (and `loadkit chaos cleanup`) removes it after its expiry
+                self._log(f"fault {fault.id}: could not remove {fault.detail}: {exc}")
 
     # -- pods ------------------------------------------------------------------------------------
 

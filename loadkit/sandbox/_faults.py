@@ -56,10 +56,30 @@ class ErrorInjector:
 
 
 class FaultKind(enum.StrEnum):
-    """Istio's two HTTP fault kinds."""
+    """Istio's two HTTP fault kinds (the router's), and the host and dependency faults of
+    `_hostfaults` (packet loss and partition with nftables, CPU and memory limits with cgroups,
+    a dependency slow, failing or unreachable at its proxy)."""
 
     DELAY = "delay"
     ABORT = "abort"
+    LOSS = "loss"
+    PARTITION = "partition"
+    CPU = "cpu"
+    MEMORY = "memory"
+    DEPENDENCY_SLOW = "dependency-slow"
+    DEPENDENCY_FAILING = "dependency-failing"
+    DEPENDENCY_UNREACHABLE = "dependency-unreachable"
+
+    @property
+    def at_router(self) -> bool:
+        return self in (FaultKind.DELAY, FaultKind.ABORT)
+
+
+class Dependency(enum.StrEnum):
+    """The sample app's dependencies (`loadkit sandbox up --deps`)."""
+
+    DATABASE = "database"
+    EXTERNAL = "external"
 
 
 @dataclass(frozen=True)
@@ -97,6 +117,11 @@ class RouterFault:
     delay_ms: int | None = None
     http_status: int | None = None
     owner: FaultOwner | None = None
+    dependency: Dependency | None = None
+    cpu_pct: float | None = None
+    memory_mb: int | None = None
+    mechanism: str | None = None
+    detail: str | None = None  # what a host fault put in place (an nft table, a cgroup), set when applied
     _injector: ErrorInjector = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -108,8 +133,11 @@ class RouterFault:
 
     def describe(self) -> str:
         """For the log, e.g. "abort 503 on 10% of canary requests"."""
-        what = f"delay {self.delay_ms} ms" if self.kind is FaultKind.DELAY else f"abort {self.http_status}"
         by = f", owned by {self.owner.describe()}" if self.owner else ""
+        if not self.kind.at_router:
+            on = f"the {self.version.value}" + (f"'s {self.dependency.value}" if self.dependency else "")
+            return f"{self.kind.value} on {on}{f' ({self.detail})' if self.detail else ''}{by}"
+        what = f"delay {self.delay_ms} ms" if self.kind is FaultKind.DELAY else f"abort {self.http_status}"
         return f"{what} on {self.percentage:g}% of {self.version.value} requests{by}"
 
     def matches(self, version: Version | None = None, run: str | None = None) -> bool:
@@ -173,7 +201,7 @@ class FaultTable:
         """
         delay_ms, abort_status = 0, None
         for fault in self._faults.values():
-            if fault.version is not version or not fault.hits():
+            if fault.version is not version or not fault.kind.at_router or not fault.hits():
                 continue
             if fault.kind is FaultKind.DELAY:
                 delay_ms += fault.delay_ms or 0

@@ -52,6 +52,7 @@ class SandboxProcess:
         extra_args: Sequence[str] = (),
         start_timeout: float = 30.0,
         env: Mapping[str, str] | None = None,
+        dependencies: bool = False,
     ) -> None:
         self.argv = [
             sys.executable,
@@ -81,6 +82,7 @@ class SandboxProcess:
             namespace,
             "--exit-with-parent",
             *_route_args(retries, retry_on, per_try_timeout_s, timeout_s),
+            *(["--deps"] if dependencies else []),
             *extra_args,
         ]
         self.start_timeout = start_timeout

@@ -142,3 +142,18 @@ def parse_rating(payload: object) -> int:
 def _is_int(value: object) -> TypeGuard[int]:
     # JSON `true` decodes to a bool, which Python also counts as an int.
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+ROAST_STEPS = 8_000
+
+
+def roast_profile(product_id: int, steps: int = ROAST_STEPS) -> dict[str, float]:
+    """Simulate a roast curve for the product, step by step: a fixed amount of real CPU work
+    (a few ms unthrottled), the sandbox's CPU-bound page (`GET /api/roast/{id}`)."""
+    bean, peak, rate = 20.0 + product_id, 0.0, 0.0
+    for step in range(steps):
+        heat = 230.0 - bean
+        rate = heat * 0.0007 + ((step * 7 + product_id) % 13 - 6) * 0.001
+        bean += rate
+        peak = max(peak, bean)
+    return {"final_c": round(bean, 2), "peak_c": round(peak, 2), "last_rate": round(rate, 5)}

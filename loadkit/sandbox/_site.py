@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from loadkit.sandbox import _pages, _shop
+from loadkit.sandbox import _dep_pages, _pages, _shop
 from loadkit.sandbox._app_metrics import AppMetrics
 from loadkit.sandbox._faults import ErrorInjector
 from loadkit.sandbox._spec import PodIdentity
@@ -35,7 +35,8 @@ _BODY_HEADERS = ("content-type", "content-length")
 
 
 def create_site_app(
-    identity: PodIdentity, *, error_rate: float = 0.0, latency_ms: int = 0
+    identity: PodIdentity, *, error_rate: float = 0.0, latency_ms: int = 0, db_port: int | None = None,
+    external_port: int | None = None,
 ) -> web.Application:
     """Build one pod's app. Example: `create_site_app(PodIdentity("bruno", Version.CANARY, 0))`."""
     metrics = AppMetrics(identity)
@@ -53,10 +54,12 @@ def create_site_app(
             web.get("/static/{name}", _static),
             web.get("/api/products", _products),
             web.get("/api/products/{id}", _product),
+            web.get("/api/roast/{id}", _roast),
             web.get("/api/cart", _cart),
             web.post("/api/cart", _add_to_cart),
             web.post("/api/checkout", _checkout),
             web.post("/api/rating", _rating),
+            *_dep_pages.routes(app, db_port, external_port),
             web.get(HEALTH_PATH, _healthz),
             web.get(METRICS_PATH, _pod_metrics),
         ]
@@ -159,6 +162,22 @@ async def _product(request: web.Request) -> web.Response:
     if product is None:
         return _json({"error": f"unknown product id {raw_id!r}", "field": "id"}, status=404)
     return _json(product.to_json())
+
+
+async def _roast(request: web.Request) -> web.Response:
+    """CPU-bound: a fixed computation, timed by the pod itself in a `Server-Timing` header
+    (`cpu` = CPU time the computation used, `app` = its wall time, both in ms): a CPU limit shows
+    as `app` far above `cpu`, whatever the load client's own latency."""
+    raw_id = request.match_info["id"]
+    product = _shop.PRODUCTS_BY_ID.get(int(raw_id)) if raw_id.isdigit() else None
+    if product is None:
+        return _json({"error": f"unknown product id {raw_id!r}", "field": "id"}, status=404)
+    cpu, wall = time.thread_time(), time.perf_counter()
+    profile = _shop.roast_profile(product.id)
+    cpu_ms, wall_ms = (time.thread_time() - cpu) * 1000, (time.perf_counter() - wall) * 1000
+    response = _json({"id": product.id, **profile})
+    response.headers["Server-Timing"] = f"cpu;dur={cpu_ms:.3f}, app;dur={wall_ms:.3f}"
+    return response
 
 
 def _request_cart(request: web.Request) -> _shop.Cart:

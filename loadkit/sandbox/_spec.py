@@ -203,6 +203,7 @@ class SandboxConfig:
     canary_weight: int = 0
     primary: VersionSpec = field(default_factory=lambda: VersionSpec(Version.PRIMARY))
     canary: VersionSpec = field(default_factory=lambda: VersionSpec(Version.CANARY))
+    dependencies: bool = False  # a PostgreSQL and an external HTTP service the app calls (`_deps`)
 
     @property
     def resolved_admin_port(self) -> int:

@@ -18,19 +18,21 @@ import os
 import signal
 import socket
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 from prometheus_client import disable_created_metrics
 
 from loadkit.errors import EXIT_INTERRUPTED, EXIT_PASS, UsageError
+from loadkit.sandbox import _deps, _hostfaults
 from loadkit.sandbox._admin import AdminApi
 from loadkit.sandbox._chaos import ChaosApi, fault_infos
-from loadkit.sandbox._faults import FaultTable
+from loadkit.sandbox._faults import Dependency, FaultTable
 from loadkit.sandbox._istio import IstioMetrics
 from loadkit.sandbox._pods import Log, ReplicaSet
 from loadkit.sandbox._router import Router, create_upstream_session
-from loadkit.sandbox._spec import SandboxConfig
+from loadkit.sandbox._spec import SandboxConfig, Version
 from loadkit.sandbox.models import PodInfo, RetriesInfo, SandboxInfo, WorkloadInfo
 
 _SHUTDOWN_GRACE_S = 1.0
@@ -75,6 +77,10 @@ class Sandbox:
         }
         self._runners: list[web.AppRunner] = []
         self._session: aiohttp.ClientSession | None = None
+        self._state_dir = None if not config.dependencies else _deps.make_state_dir()
+        self._database: _deps.Postgres | None = None
+        self.proxies: dict[tuple[Version, Dependency], _deps.DependencyProxy] = {}
+        self.dependencies_note = "start it with `loadkit sandbox up --deps`"
         self.traffic_url = ""
         self.admin_url = ""
 
@@ -96,21 +102,50 @@ class Sandbox:
             faults=self.faults,
             policies={spec.version: spec.route for spec in config.versions},
         )
+        for left in _hostfaults.reap():
+            self._log(f"removed a dead sandbox's leftover fault: {left}")
+        host = _hostfaults.HostFaults(self.replica_sets, self.proxies, self.dependencies_note)
         admin = AdminApi(
             istio=self.istio,
             replica_sets=self.replica_sets,
             session=self._session,
             status=lambda: self.info(live=True),
-            chaos=ChaosApi(faults=self.faults, replica_sets=self.replica_sets, log=self._log),
+            chaos=ChaosApi(faults=self.faults, replica_sets=self.replica_sets, log=self._log, host=host),
         )
         await self._serve(router.app(), traffic_sock)
         await self._serve(admin.app(), admin_sock)
+        if self._state_dir is not None:
+            await self._start_dependencies(self._state_dir)
         self._log(f"starting {self.pod_count} pods")
         replica_sets = self.replica_sets.values()
         outcomes = await asyncio.gather(*(rs.start() for rs in replica_sets), return_exceptions=True)
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
+
+    async def _start_dependencies(self, state_dir: Path) -> None:
+        """The database (when PostgreSQL is installed) and the shipping service, each behind a proxy per
+        version; the pods get the proxies' ports."""
+        upstream: dict[Dependency, int] = {}
+        missing = _deps.Postgres.missing()
+        if missing:
+            self.dependencies_note = f"{missing}; the app runs without it (its stock pages answer 503)"
+            self._log(f"database: {self.dependencies_note}")
+        else:
+            self._database = _deps.Postgres(state_dir, self._log)
+            upstream[Dependency.DATABASE] = await self._database.start()
+        shipping = bind("127.0.0.1", 0, "--deps")
+        upstream[Dependency.EXTERNAL] = int(shipping.getsockname()[1])
+        await self._serve(_deps.shipping_app(), shipping)
+        self._log(f"external service: shipping on 127.0.0.1:{upstream[Dependency.EXTERNAL]}")
+        flags = {Dependency.DATABASE: "--db-port", Dependency.EXTERNAL: "--external-port"}
+        for version, rs in self.replica_sets.items():
+            for dependency, port in upstream.items():
+                proxy = _deps.DependencyProxy(f"{dependency.value}", port)
+                self.proxies[(version, dependency)] = proxy
+                proxy_port = await proxy.start()
+                for pod in rs.pods:
+                    pod.argv += [flags[dependency], str(proxy_port)]
 
     @property
     def pod_count(self) -> int:
@@ -129,6 +164,12 @@ class Sandbox:
         if self._session is not None:  # first, so pods see no open keep-alive connections to drain
             await self._session.close()
         await asyncio.gather(*(rs.stop() for rs in self.replica_sets.values()))
+        for proxy in self.proxies.values():
+            await proxy.close()
+        if self._database is not None:
+            await self._database.stop()
+        if self._state_dir is not None:
+            _deps.remove_state_dir(self._state_dir)
 
     def info(self, *, live: bool) -> SandboxInfo:
         """What runs where and how it is routed; `live` adds each pod's alive flag and restart count,

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from loadkit.sandbox._faults import FaultKind
+from loadkit.sandbox._faults import Dependency, FaultKind
 from loadkit.sandbox._pods import KillSignal
 from loadkit.sandbox._spec import RoutePolicy, Version
 
@@ -128,6 +128,11 @@ class FaultInfo(BaseModel):
     created_at: datetime
     expires_at: datetime
     owner: FaultOwner | None = None
+    dependency: Dependency | None = None
+    cpu_pct: float | None = None
+    memory_mb: int | None = None
+    mechanism: str | None = None
+    detail: str | None = None
 
 
 class SandboxInfo(BaseModel):
@@ -164,6 +169,10 @@ class FaultRequest(BaseModel):
     percentage: float = Field(default=100.0, gt=0, le=100)
     ttl_s: float = Field(default=600.0, gt=0)
     owner: FaultOwner | None = None
+    dependency: Dependency | None = Field(default=None, validate_default=True)
+    cpu_pct: float | None = Field(default=None, gt=0, le=100, validate_default=True)
+    memory_mb: int | None = Field(default=None, ge=16, le=65_536, validate_default=True)
+    mechanism: Literal["auto", "cgroup", "busy"] | None = Field(default=None, validate_default=True)
 
     @field_validator("ttl_s")
     @classmethod
@@ -177,16 +186,29 @@ class FaultRequest(BaseModel):
             )
         return value
 
-    @field_validator("delay_ms", "http_status")
+    @field_validator("delay_ms", "http_status", "dependency", "cpu_pct", "memory_mb", "mechanism")
     @classmethod
-    def _belongs_to_kind(cls, value: int | None, info: ValidationInfo) -> int | None:
+    def _belongs_to_kind(cls, value: Any, info: ValidationInfo) -> Any:
         kind = info.data.get("kind")  # absent when `kind` itself was invalid: that error suffices
-        wanted = {"delay_ms": FaultKind.DELAY, "http_status": FaultKind.ABORT}[str(info.field_name)]
-        if kind is wanted and value is None:
-            raise PydanticCustomError("fault_kind", "required for kind {kind}", {"kind": wanted.value})
-        if kind is not None and kind is not wanted and value is not None:
-            raise PydanticCustomError("fault_kind", "only allowed for kind {kind}", {"kind": wanted.value})
+        required, allowed = _FIELD_KINDS[str(info.field_name)]
+        if kind in required and value is None:
+            raise PydanticCustomError("fault_kind", "required for kind {kind}", {"kind": kind.value})
+        if kind is not None and kind not in allowed and value is not None:
+            names = ", ".join(k.value for k in allowed)
+            raise PydanticCustomError("fault_kind", "only allowed for kind {kind}", {"kind": names})
         return value
+
+
+_DEPENDENCY_KINDS = {FaultKind.DEPENDENCY_SLOW, FaultKind.DEPENDENCY_FAILING, FaultKind.DEPENDENCY_UNREACHABLE}
+# field -> (the kinds that require it, the kinds that allow it)
+_FIELD_KINDS: dict[str, tuple[set[FaultKind], set[FaultKind]]] = {
+    "delay_ms": ({FaultKind.DELAY, FaultKind.DEPENDENCY_SLOW}, {FaultKind.DELAY, FaultKind.DEPENDENCY_SLOW}),
+    "http_status": ({FaultKind.ABORT}, {FaultKind.ABORT}),
+    "dependency": (_DEPENDENCY_KINDS, _DEPENDENCY_KINDS | {FaultKind.LOSS, FaultKind.PARTITION}),
+    "cpu_pct": ({FaultKind.CPU}, {FaultKind.CPU}),
+    "memory_mb": ({FaultKind.MEMORY}, {FaultKind.MEMORY}),
+    "mechanism": (set(), {FaultKind.CPU}),
+}
 
 
 class KillRequest(BaseModel):

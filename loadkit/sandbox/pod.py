@@ -33,6 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--namespace", default=DEFAULT_NAMESPACE)
     parser.add_argument("--error-rate", type=float, default=0.0, help="fraction of requests answered 503")
     parser.add_argument("--latency-ms", type=int, default=0, help="delay added before each answer")
+    parser.add_argument("--db-port", type=int, help="the database (PostgreSQL) the stock pages read")
+    parser.add_argument("--external-port", type=int, help="the external shipping service the shipping pages call")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument(
@@ -68,7 +70,8 @@ async def serve(args: argparse.Namespace) -> None:
 
     disable_created_metrics()  # `_created` series only add noise to the merged exposition
     identity = PodIdentity(args.namespace, args.version, args.index)
-    app = create_site_app(identity, error_rate=args.error_rate, latency_ms=args.latency_ms)
+    app = create_site_app(identity, error_rate=args.error_rate, latency_ms=args.latency_ms,
+                          db_port=args.db_port, external_port=args.external_port)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     stop = asyncio.Event()

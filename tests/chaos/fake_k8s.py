@@ -75,6 +75,8 @@ MISSING_KUBECONFIG = os.path.join(os.devnull, "kubeconfig")
 
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the alphabet of Kubernetes' generated name suffixes
 _VS_GROUP, _VS_PLURAL, _VS_KIND = "networking.istio.io", "virtualservices", "VirtualService"
+_CM_GROUP, _CM_VERSION = "chaos-mesh.org", "v1alpha1"
+_CM_KINDS = {"networkchaos": "NetworkChaos", "stresschaos": "StressChaos"}
 # One storage served at each version, as Istio's CRD does.
 _VS_PREFIX = rf"/apis/{re.escape(_VS_GROUP)}/(?P<version>v1|v1beta1|v1alpha3)"
 
@@ -342,7 +344,9 @@ class FakeKubernetes:
 
     def __init__(self, deployments: Mapping[Key, int] | None = None, *,
                  recreate_after_s: float = 0.5, ready_after_s: float = 0.2, namespaced_only: bool = False,
-                 terminate_after_s: float = 0.0) -> None:
+                 terminate_after_s: float = 0.0, chaos_mesh: bool = True) -> None:
+        self.chaos_mesh = chaos_mesh  # are Chaos Mesh's CRDs installed (else its URLs are 404s)
+        self._chaos: dict[tuple[str, str, str], Obj] = {}
         self.recreate_after_s = recreate_after_s
         self.terminate_after_s = terminate_after_s
         self.ready_after_s = ready_after_s
@@ -773,6 +777,48 @@ class FakeKubernetes:
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                 "details": {"name": name, "group": _VS_GROUP, "kind": _VS_PLURAL, "uid": obj["metadata"]["uid"]}}
 
+    # -- Chaos Mesh (chaos-mesh.org/v1alpha1 NetworkChaos and StressChaos), when installed
+
+    def chaos_objects(self, plural: str, namespace: str | None = None) -> list[Obj]:
+        with self._lock:
+            return [copy.deepcopy(o) for (pl, ns, _), o in sorted(self._chaos.items())
+                    if pl == plural and namespace in (None, ns)]
+
+    def _chaos_mesh(self, route: str, method: str, p: Mapping[str, str], query: Mapping[str, str],
+                    body: Any) -> Obj | _Watch:
+        plural, ns, name = p["plural"], p.get("ns"), p.get("name", "")
+        kind = _CM_KINDS[plural]
+        if not self.chaos_mesh:
+            raise ApiError(404, "the server could not find the requested resource", reason="NotFound")
+        if route == "chaoses" and method == "GET":
+            store = {(n, nm): o for (pl, n, nm), o in self._chaos.items() if pl == plural}
+            return self._list(kind, f"{_CM_GROUP}/{_CM_VERSION}", store, ns, query)
+        if route == "chaoses" and method == "POST" and ns is not None:
+            if not isinstance(body, dict) or body.get("kind") != kind or \
+                    body.get("apiVersion") != f"{_CM_GROUP}/{_CM_VERSION}":
+                raise ApiError(400, f"expected a {kind} of {_CM_GROUP}/{_CM_VERSION}")
+            meta = body.get("metadata") or {}
+            if not meta.get("name") or meta.get("namespace", ns) != ns:
+                raise ApiError(422, f"{kind} metadata.name is required and metadata.namespace must be {ns}")
+            if not isinstance((body.get("spec") or {}).get("selector"), dict):
+                raise ApiError(422, f"{kind}.spec.selector: Required value", reason="Invalid")
+            if (plural, ns, meta["name"]) in self._chaos:
+                raise ApiError(409, f'{plural}.{_CM_GROUP} "{meta["name"]}" already exists', reason="AlreadyExists")
+            obj = copy.deepcopy(body)
+            obj["metadata"] |= {"namespace": ns, "uid": str(uuid.uuid4()), "creationTimestamp": _now(),
+                                "resourceVersion": str(next(self._rv))}
+            self._chaos[(plural, ns, meta["name"])] = obj
+            return obj
+        if route == "chaos" and ns is not None and (plural, ns, name) in self._chaos:
+            if method == "GET":
+                return self._chaos[(plural, ns, name)]
+            if method == "DELETE":
+                del self._chaos[(plural, ns, name)]
+                return {"kind": "Status", "apiVersion": "v1", "status": "Success", "details": {"name": name}}
+        if route == "chaos" and method in ("GET", "DELETE"):
+            raise _not_found(plural, name, _CM_GROUP)
+        raise ApiError(405, f"the fake API server does not serve {method} on {plural}")
+
     # -- lists and watches
 
     def _list(self, kind: str, api_version: str, store: Mapping[Key, Obj], ns: str | None,
@@ -823,6 +869,10 @@ class FakeKubernetes:
         ("deployment", r"/apis/apps/v1/namespaces/(?P<ns>[^/]+)/deployments/(?P<name>[^/]+)"),
         ("vss", rf"{_VS_PREFIX}(?:/namespaces/(?P<ns>[^/]+))?/{_VS_PLURAL}"),
         ("vs", rf"{_VS_PREFIX}/namespaces/(?P<ns>[^/]+)/{_VS_PLURAL}/(?P<name>[^/]+)"),
+        ("chaoses", r"/apis/chaos-mesh.org/v1alpha1(?:/namespaces/(?P<ns>[^/]+))?"
+                    r"/(?P<plural>networkchaos|stresschaos)"),
+        ("chaos", r"/apis/chaos-mesh.org/v1alpha1/namespaces/(?P<ns>[^/]+)/(?P<plural>networkchaos|stresschaos)"
+                  r"/(?P<name>[^/]+)"),
     ))
 
     def handle(self, method: str, target: str, content_type: str, raw: bytes) -> tuple[int, Obj | _Watch]:
@@ -883,6 +933,8 @@ class FakeKubernetes:
             ("vs", "PATCH"): lambda: self._patch_custom(p["ns"], name, version, body, content_type),
             ("vs", "DELETE"): lambda: self._delete_custom(p["ns"], name),
         }
+        if route in ("chaoses", "chaos"):
+            return copy.deepcopy(self._chaos_mesh(route, method, p, query, body))
         if route == "vss" and method == "POST":
             if ns is None:
                 raise ApiError(405, "the fake creates virtualservices only in a namespace")
