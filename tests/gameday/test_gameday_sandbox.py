@@ -38,7 +38,7 @@ def test_sandbox_plan_end_to_end(sandbox: SandboxProcess, receiver: Receiver, tm
     assert result is not None, stderr
     assert code == (0 if result["verdict"] == "pass" else 1), stderr
     by_name = {s["name"]: s for s in result["scenarios"]}
-    assert list(by_name) == ["pod-kill", "latency"]
+    assert list(by_name) == ["pod-kill", "latency", "cpu-stress"]
     kill, latency = by_name["pod-kill"], by_name["latency"]
     # pod kill: the load saw the pod go (degrades is allowed), the rollback saw it back
     assert kill["chaos"]["journal_status"] == "completed" and kill["chaos"]["faults_seen"]
@@ -49,13 +49,17 @@ def test_sandbox_plan_end_to_end(sandbox: SandboxProcess, receiver: Receiver, tm
     assert detected["status"] == "passed" and "request-duration" in detected["reason"]
     fault_phase = next(p for p in latency["chaos"]["phases"] if p["name"] == "fault")
     assert fault_phase["stats"]["p99_ms"] >= 600
+    # CPU stress: injected (seen in place) and removed; degrading is allowed
+    stress = by_name["cpu-stress"]
+    assert stress["chaos"]["journal_status"] == "completed" and stress["chaos"]["faults_seen"], stress
     for s in result["scenarios"]:
         passed = sum(c["status"] == "passed" for c in s["checks"])
         assert s["score"] == round(100 * passed / len(s["checks"]), 1)
         assert s["status"] == ("passed" if passed == len(s["checks"]) else "failed"), s
     scored = [Scored(s["score"], s["weight"], s["category"]) for s in result["scenarios"]]
     assert result["score"] == resilience_score(scored)
-    assert result["categories"] == category_scores(scored) and set(result["categories"]) == {"redundancy", "network"}
+    assert result["categories"] == category_scores(scored)
+    assert set(result["categories"]) == {"redundancy", "network", "resources"}
     assert result["verdict"] == ("pass" if all(s["status"] == "passed" for s in result["scenarios"]) else "fail")
     assert result["stops"] == []
     # no fault left, every pod back
@@ -77,7 +81,8 @@ def test_sandbox_plan_end_to_end(sandbox: SandboxProcess, receiver: Receiver, tm
     # the report directory and JUnit: the same result; one testsuite per scenario
     assert json.loads((tmp_path / "out" / "result.json").read_text())["score"] == result["score"]
     suites = ET.parse(tmp_path / "gd.xml").getroot().findall("testsuite")
-    assert [s.get("name") for s in suites] == ["loadkit.gameday.sandbox.pod-kill", "loadkit.gameday.sandbox.latency"]
+    assert [s.get("name") for s in suites] == ["loadkit.gameday.sandbox.pod-kill", "loadkit.gameday.sandbox.latency",
+                                                   "loadkit.gameday.sandbox.cpu-stress"]
     assert (tmp_path / "out" / "error.txt").exists() == (result["verdict"] != "pass")
 
 
