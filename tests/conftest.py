@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,11 +24,17 @@ for _key in ("COLUMNS", "LINES"):
     os.environ.pop(_key, None)
 
 
+# The history database defaults to $XDG_STATE_HOME/loadkit/loadkit.db: never the caller's ~. This
+# covers module-scoped fixtures and subprocesses too; each test also gets a state directory of its own.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="loadkit-tests-state-")
+
+
 @pytest.fixture(autouse=True)
-def _hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     for key in list(os.environ):
         if key.startswith(("LOADKIT_", "LOCUST_")) or key == "KUBECONFIG":
             monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
 
 
 def loadkit_cmd(*args: str) -> list[str]:

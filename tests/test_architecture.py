@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("report",),
     ("webhook", "chaos"),
     ("analysis", "config"),
-    ("load", "prometheus", "sandbox"),
+    ("load", "prometheus", "sandbox", "store"),
     ("scoring",),
     ("models", "yaml_errors"),
     ("units", "errors", "safety", "loadkit"),
