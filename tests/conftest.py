@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -27,6 +28,7 @@ for _key in ("COLUMNS", "LINES"):
 # The history database defaults to $XDG_STATE_HOME/loadkit/loadkit.db: never the caller's ~. This
 # covers module-scoped fixtures and subprocesses too; each test also gets a state directory of its own.
 os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="loadkit-tests-state-")
+atexit.register(shutil.rmtree, os.environ["XDG_STATE_HOME"], ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

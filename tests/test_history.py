@@ -8,6 +8,8 @@ import enum
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -99,6 +101,19 @@ def test_the_webhook_and_the_history_share_one_file_in_either_order(tmp_path: Pa
     save_result("run", gameday("p", 1, 0), db, plan="smoke")
     Store(db).close()  # and opens it again: nothing to migrate twice
     assert len(entries(db)) == 1
+
+
+def test_two_processes_opening_an_old_file_at_once_migrate_it_once(tmp_path: Path) -> None:
+    db = tmp_path / "loadkit.db"
+    shutil.copy(OLD_DB, db)
+    script = ("import sys; from loadkit.store import History; "
+              "h = History(sys.argv[1]); h.close()")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(db)], stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, errors
+    tables = sqlite3.connect(db).execute("SELECT COUNT(*) FROM sqlite_master WHERE name='history'").fetchone()[0]
+    assert tables == 1 and sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_a_database_from_a_newer_loadkit_is_refused_not_rewritten(tmp_path: Path) -> None:
