@@ -12,6 +12,7 @@
     ├── NotReadyError            exit 2  it exists but is not there yet          (webhook: 409)
     ├── AuthError                exit 2  missing or wrong credentials            (webhook: 401/403)
     ├── BusyError                exit 3  too much work at once, retry later      (webhook: 429)
+    ├── StoreError               exit 3  the database cannot be opened, read or written
     └── Interrupted              exit 130 SIGINT/SIGTERM
 
 A verdict of "fail" is a result, not an exception: it exits 1 without passing through here.
@@ -100,6 +101,12 @@ class BusyError(LoadkitError):
     def __init__(self, message: str, *, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class StoreError(LoadkitError):
+    """The loadkit database (history, the webhook's state) cannot be opened, read or written."""
+
+    exit_code = EXIT_TARGET
 
 
 class Interrupted(LoadkitError):

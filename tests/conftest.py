@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -9,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -68,11 +70,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items[:] = [t for g in sorted(groups, key=lambda g: -weight[g]) for t in groups[g]]
 
 
+# The history database defaults to $XDG_STATE_HOME/loadkit/loadkit.db: never the caller's ~. This
+# covers module-scoped fixtures and subprocesses too; each test also gets a state directory of its own.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="loadkit-tests-state-")
+atexit.register(shutil.rmtree, os.environ["XDG_STATE_HOME"], ignore_errors=True)
+
+
 @pytest.fixture(autouse=True)
-def _hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     for key in list(os.environ):
         if key.startswith(("LOADKIT_", "LOCUST_")) or key == "KUBECONFIG":
             monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
 
 
 def loadkit_cmd(*args: str) -> list[str]:

@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("gameday",),
     ("webhook", "chaos"),
     ("analysis", "config"),
-    ("load", "prometheus", "sandbox"),
+    ("load", "prometheus", "sandbox", "store"),
     ("scoring",),
     ("models", "yaml_errors"),
     ("units", "errors", "safety", "loadkit"),

@@ -192,6 +192,7 @@ def test_dockerfile_runs_loadkit_under_tini_as_non_root() -> None:
 
 CHAOS = DEPLOY / "chaos"
 CANARY_NAMESPACE, CHAOS_SA_NAMESPACE = "bruno", "loadkit"
+GAMEDAY_ACCOUNT = "loadkit-gameday"  # deploy/gameday/rbac.yaml; tests/test_deploy_gameday.py checks its Role
 SHELLS = {"sh", "bash", "dash", "ash", "zsh", "ksh", "busybox"}
 # The least each kind of chaos Job needs, (apiGroup, resource) -> verbs; deploy/README.md says why.
 CHAOS_ROLES = {
@@ -402,8 +403,9 @@ def test_chaos_rbac_is_namespaced_and_minimal_per_kind() -> None:
         assert binding["metadata"]["namespace"] == CANARY_NAMESPACE
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": CHAOS_SA_NAMESPACE}]
-    for cronjob in cronjobs().values():
-        assert job_template(cronjob)["spec"]["serviceAccountName"] in accounts
+    for path, doc in manifests():
+        if path.is_relative_to(CHAOS) and doc["kind"] == "CronJob":
+            assert job_template(doc)["spec"]["serviceAccountName"] in accounts
 
 
 def test_chaos_kustomization_keeps_the_roles_in_the_canarys_namespace() -> None:
@@ -459,7 +461,8 @@ def test_admission_policies_apply_to_every_chaos_service_account_and_no_one_else
     conditions = " ".join(c["expression"] for c in policy["spec"]["matchConditions"])
     assert "request.userInfo.username" in conditions
     named = set(re.findall(r"'(system:serviceaccount:[^']+)'", conditions))
-    assert named == {f"system:serviceaccount:{CHAOS_SA_NAMESPACE}:{sa}" for sa in CHAOS_ROLES}
+    accounts = [*CHAOS_ROLES, GAMEDAY_ACCOUNT]  # the game day (deploy/gameday) deletes pods and VirtualServices too
+    assert named == {f"system:serviceaccount:{CHAOS_SA_NAMESPACE}:{sa}" for sa in accounts}
 
 
 def test_admission_denies_deleting_flaggers_primary_pods() -> None:

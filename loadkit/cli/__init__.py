@@ -79,7 +79,7 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from loadkit.cli import chaos, compare, demo, gameday, gate, profiles, run, sandbox, score, serve
+    from loadkit.cli import chaos, compare, demo, gameday, gate, history, profiles, run, sandbox, score, serve
 
     cli.add_command(run.run)
     cli.add_command(score.score)
@@ -88,6 +88,7 @@ def _register() -> None:
     cli.add_command(gameday.gameday)
     cli.add_command(serve.serve)
     cli.add_command(gate.gate)
+    cli.add_command(history.history)
     cli.add_command(profiles.profiles)
     cli.add_command(sandbox.sandbox)
     cli.add_command(demo.demo)

@@ -12,6 +12,7 @@ import click
 
 from loadkit.analysis import baseline_target, require, run_scored
 from loadkit.cli._console import stderr_console, stdout_console
+from loadkit.cli._history import Keep
 from loadkit.cli._progress import Progress
 from loadkit.cli._server import server_side
 from loadkit.config import load_config
@@ -30,21 +31,22 @@ def execute_run(*, target: str, profile: str, locustfile: str | None, users: int
                 processes: int, config_path: Path | None, output: str, junit_path: Path | None,
                 report_dir: Path | None, min_samples: int | None, quiet: bool, baseline: str | None = None,
                 prometheus_url: str | None = None, canary_name: str | None = None,
-                namespace: str | None = None) -> int:
+                namespace: str | None = None, keep: Keep | None = None) -> int:
     prepare_outputs(junit_path, report_dir)
     with error_outputs(junit_path, report_dir, f"loadkit.{profile}"):
         return _execute(target=target, profile=profile, locustfile=locustfile, users=users, spawn_rate=spawn_rate,
                         duration=duration, headers=headers, processes=processes, config_path=config_path,
                         output=output, junit_path=junit_path, report_dir=report_dir, min_samples=min_samples,
                         quiet=quiet, baseline=baseline, prometheus_url=prometheus_url, canary_name=canary_name,
-                        namespace=namespace)
+                        namespace=namespace, keep=keep)
 
 
 def _execute(*, target: str, profile: str, locustfile: str | None, users: int | None,
              spawn_rate: float | None, duration: float | None, headers: dict[str, str],
              processes: int, config_path: Path | None, output: str, junit_path: Path | None,
              report_dir: Path | None, min_samples: int | None, quiet: bool, baseline: str | None,
-             prometheus_url: str | None, canary_name: str | None, namespace: str | None) -> int:
+             prometheus_url: str | None, canary_name: str | None, namespace: str | None,
+             keep: Keep | None) -> int:
     config = load_config(config_path)
     server = server_side(config, prometheus_url=prometheus_url, canary_name=canary_name, namespace=namespace,
                          baseline=baseline)
@@ -62,6 +64,8 @@ def _execute(*, target: str, profile: str, locustfile: str | None, users: int | 
     with Progress(err, plan.duration_s, config.thresholds, samples, enabled=not quiet) as progress:
         result = run_scored(plan, config.thresholds, samples, on_snapshot=progress.update, log_dir=report_dir,
                             server=server)
+    if keep is not None:
+        keep.save("run", result, canary=(server.workload.namespace, server.workload.name) if server.workload else None)
     emit(result, output=output, junit_path=junit_path, report_dir=report_dir)
     return exit_code(result)
 

@@ -87,3 +87,20 @@ def prometheus_options(f: F) -> F:
     for option in reversed(options):
         f = option(f)
     return f
+
+
+DB_HELP = ("The history database (default: $LOADKIT_DB, else $XDG_STATE_HOME/loadkit/loadkit.db, "
+           "i.e. ~/.local/state/loadkit/loadkit.db).")
+
+
+def db_option(f: F) -> F:
+    """`--db PATH`: the loadkit database the history is read from or written to."""
+    return click.option("--db", "db_path", type=click.Path(path_type=Path, dir_okay=False), envvar="LOADKIT_DB",
+                        help=DB_HELP)(f)
+
+
+def history_options(f: F) -> F:
+    """`--db PATH --no-history`: where a command keeps its result (see `loadkit history`)."""
+    f = click.option("--no-history", is_flag=True,
+                     help="Do not keep this result in the history database.")(f)
+    return db_option(f)

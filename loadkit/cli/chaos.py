@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from loadkit.cli._options import DurationType, config_option, output_option, prometheus_options
+from loadkit.cli._options import DurationType, config_option, history_options, output_option, prometheus_options
 
 
 def _parse_var(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
@@ -83,13 +83,14 @@ def chaos() -> None:
               help="Write Chaos Toolkit's journal here.")
 @click.option("--junit", "junit_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write JUnit XML (one testcase per check).")
+@history_options
 def run(experiment: Path, target: str | None, profile: str, users: int | None, allow_primary: bool,
         allow_namespaces: tuple[str, ...], max_kill_share: float | None, max_fault_s: float | None,
         allow_unguarded: bool, variables: dict[str, Any], dry_run: bool,
         cooldown: float, recovery_window: float, impact_window: float, prometheus_url: str | None,
         canary_name: str | None,
         namespace: str | None, config_path: Path | None, output: str, journal_path: Path | None,
-        junit_path: Path | None) -> int:
+        junit_path: Path | None, db_path: Path | None, no_history: bool) -> int:
     """Run EXPERIMENT (Chaos Toolkit JSON/YAML) under load and score what happened.
 
     The load starts before the steady-state hypothesis and runs through the method and the
@@ -97,7 +98,8 @@ def run(experiment: Path, target: str | None, profile: str, users: int | None, a
     journal's status, the steady states, load per phase, availability during the fault, the
     recovery time, checks, a score and a verdict. Exit codes as for `loadkit run`.
     Prometheus checks in the thresholds (--prometheus) are read over the fault window; the
-    workload defaults to the experiment's `canary` and `namespace` configuration.
+    workload defaults to the experiment's `canary` and `namespace` configuration. The result is
+    kept in the history (see `loadkit history`; --db, --no-history).
 
     \b
     Examples:
@@ -108,6 +110,7 @@ def run(experiment: Path, target: str | None, profile: str, users: int | None, a
     from loadkit.chaos.models import JournalStatus
     from loadkit.cli._console import stdout_console
     from loadkit.cli._execute import error_outputs, prepare_outputs
+    from loadkit.cli._history import Keep
     from loadkit.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS, EXIT_TARGET, UsageError
     from loadkit.models.results import Verdict
     from loadkit.report.chaos import chaos_junit, render_chaos
@@ -119,6 +122,7 @@ def run(experiment: Path, target: str | None, profile: str, users: int | None, a
         result = _run(experiment, target, profile, users, allow_primary, allow_namespaces, max_kill_share,
                       max_fault_s, allow_unguarded, variables, dry_run, cooldown, recovery_window, impact_window,
                       prometheus_url, canary_name, namespace, config_path, journal_path)
+    Keep(db_path, enabled=not no_history).save("chaos", result, canary=_canary_of(canary_name, namespace, variables))
     if output == "json":
         click.echo(result.model_dump_json(indent=2))
     else:
@@ -133,6 +137,12 @@ def run(experiment: Path, target: str | None, profile: str, users: int | None, a
     if result.verdict is Verdict.ERROR or result.journal_status is JournalStatus.ABORTED:
         return EXIT_TARGET  # nothing was injected, or an activity raised: not a verdict on the canary
     return EXIT_PASS if result.verdict is Verdict.PASS else EXIT_FAIL
+
+
+def _canary_of(canary_name: str | None, namespace: str | None, variables: dict[str, Any]) -> tuple[str, str] | None:
+    """The canary a chaos run was about, for the history: the options, else the experiment's --var."""
+    name, ns = canary_name or variables.get("canary"), namespace or variables.get("namespace")
+    return (ns, name) if isinstance(name, str) and isinstance(ns, str) and name and ns else None
 
 
 def _check_journal(path: Path | None) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from loadkit.cli._options import config_option, load_options, output_option, prometheus_options
+from loadkit.cli._options import config_option, history_options, load_options, output_option, prometheus_options
 
 
 @click.command("run")
@@ -26,11 +26,12 @@ from loadkit.cli._options import config_option, load_options, output_option, pro
 @click.option("--min-samples", type=click.IntRange(min=1),
               help="Fewer requests than this is a FAIL with 'insufficient data' (default 100).")
 @click.option("--quiet", "-q", is_flag=True, help="No live progress on stderr.")
+@history_options
 def run(target: str, profile: str, locustfile: str | None, users: int | None, spawn_rate: float | None,
         duration: float | None, headers: tuple[tuple[str, str], ...], processes: int,
         config_path: Path | None, output: str, junit_path: Path | None, report_dir: Path | None,
         min_samples: int | None, quiet: bool, baseline: str | None, prometheus_url: str | None,
-        canary_name: str | None, namespace: str | None) -> int:
+        canary_name: str | None, namespace: str | None, db_path: Path | None, no_history: bool) -> int:
     """Run a load profile against TARGET and score it.
 
     \b
@@ -41,14 +42,17 @@ def run(target: str, profile: str, locustfile: str | None, users: int | None, sp
       loadkit run --target http://127.0.0.1:8080/canary --config loadkit.yaml \\
           --prometheus http://127.0.0.1:9090 --canary bruno-site --namespace bruno --baseline http://127.0.0.1:8080
 
+    The result is kept in the history (see `loadkit history`; --db, --no-history).
     Exits 0 when every threshold is met, 1 when one fails (or there was too little data),
     2 on bad input, 3 when the target or Locust fails, 130 when interrupted.
     """
     from loadkit.cli._execute import execute_run
+    from loadkit.cli._history import Keep
 
     return execute_run(
         target=target, profile=profile, locustfile=locustfile, users=users, spawn_rate=spawn_rate,
         duration=duration, headers=dict(headers), processes=processes, config_path=config_path,
         output=output, junit_path=junit_path, report_dir=report_dir, min_samples=min_samples, quiet=quiet,
         baseline=baseline, prometheus_url=prometheus_url, canary_name=canary_name, namespace=namespace,
+        keep=Keep(db_path, enabled=not no_history),
     )

@@ -1,25 +1,26 @@
-"""SQLite (WAL) store: analyses, their runs (live and final results), gates, events, freezes, counters.
+"""The webhook's state in the loadkit database: analyses, their runs (live and final results), gates,
+events, freezes, counters.
 
 A restart loses nothing: analyses stay open, finished verdicts stay, gates stay, and runs that were
 in flight are marked `interrupted` (never a pass). One connection, guarded by a lock: calls are
 short and the webhook's threads (one per run) only write a snapshot a second.
 
-The schema is versioned (`PRAGMA user_version`) and migrated forward in place at start-up, so a
-database written by an older loadkit keeps its history.
+The schema is loadkit/store's (one file, one schema for the webhook and the history of every run):
+versioned with `PRAGMA user_version` and migrated forward in place at start-up, so a database written
+by an older loadkit keeps its history.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from loadkit.models.results import RunResult, Verdict
+from loadkit.store import Database
 from loadkit.webhook.models import (
     AnalysisOutcome,
     AnalysisRecord,
@@ -32,60 +33,6 @@ from loadkit.webhook.models import (
     RunRecord,
     RunStatus,
 )
-
-# Version 0: the first release's tables. Later versions are the migrations below, applied in order.
-_SCHEMA_V0 = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    namespace TEXT NOT NULL, name TEXT NOT NULL, checksum TEXT NOT NULL, profile TEXT NOT NULL,
-    hook TEXT NOT NULL, thresholds TEXT NOT NULL, target TEXT NOT NULL,
-    status TEXT NOT NULL, verdict TEXT, score REAL, reason TEXT NOT NULL DEFAULT '',
-    created_at TEXT NOT NULL, finished_at TEXT, live_json TEXT, result_json TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_by_canary ON runs (namespace, name, checksum, created_at);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    namespace TEXT NOT NULL, name TEXT NOT NULL, phase TEXT NOT NULL, checksum TEXT NOT NULL,
-    event_type TEXT NOT NULL, message TEXT NOT NULL, timestamp TEXT NOT NULL, received_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_by_canary ON events (namespace, name, id);
-CREATE TABLE IF NOT EXISTS freezes (
-    namespace TEXT NOT NULL, name TEXT NOT NULL, reason TEXT NOT NULL, created_at TEXT NOT NULL,
-    PRIMARY KEY (namespace, name)
-);
-"""
-
-_MIGRATIONS: tuple[str, ...] = (
-    # 1: analyses as the unit of state; gates; counters that never go down when rows are pruned.
-    """
-    ALTER TABLE runs ADD COLUMN analysis TEXT NOT NULL DEFAULT '';
-    ALTER TABLE runs ADD COLUMN plan_key TEXT NOT NULL DEFAULT '';
-    ALTER TABLE runs ADD COLUMN continuous INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE runs ADD COLUMN decisive TEXT NOT NULL DEFAULT '';
-    CREATE INDEX runs_by_analysis ON runs (analysis, created_at);
-    ALTER TABLE events ADD COLUMN analysis TEXT NOT NULL DEFAULT '';
-    CREATE TABLE analyses (
-        id TEXT PRIMARY KEY,
-        namespace TEXT NOT NULL, name TEXT NOT NULL, checksum TEXT NOT NULL, status TEXT NOT NULL,
-        opened_at TEXT NOT NULL, opened_by TEXT NOT NULL,
-        closed_at TEXT, outcome TEXT, reason TEXT NOT NULL DEFAULT ''
-    );
-    CREATE UNIQUE INDEX one_open_analysis_per_canary ON analyses (namespace, name) WHERE status = 'open';
-    CREATE INDEX analyses_by_canary ON analyses (namespace, name, opened_at);
-    CREATE TABLE gates (
-        namespace TEXT NOT NULL, name TEXT NOT NULL, analysis TEXT NOT NULL, hook TEXT NOT NULL,
-        state TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', updated_at TEXT NOT NULL,
-        PRIMARY KEY (namespace, name, analysis, hook)
-    );
-    CREATE TABLE counters (
-        name TEXT NOT NULL, labels TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (name, labels)
-    );
-    INSERT INTO counters (name, labels, value)
-        SELECT 'runs', status || '|' || COALESCE(verdict, ''), COUNT(*) FROM runs WHERE status != 'running'
-        GROUP BY status, verdict;
-    """,
-)
-SCHEMA_VERSION = len(_MIGRATIONS)
 
 _RUN_COLUMNS = ("id, analysis, namespace, name, checksum, profile, hook, thresholds, target, plan_key, continuous, "
                 "status, verdict, score, reason, decisive, created_at, finished_at, live_json, result_json")
@@ -108,42 +55,12 @@ def new_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-class Store:
+class Store(Database):
+    """The webhook's tables of the one loadkit database (loadkit/store: the schema and its migrations)."""
+
     def __init__(self, path: Path | str, url_for: Callable[[str], str] = lambda run_id: f"/runs/{run_id}") -> None:
-        self.path = str(path)
+        super().__init__(path)
         self.url_for = url_for
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._migrate()
-
-    def _migrate(self) -> None:
-        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(f"written by a newer loadkit (schema {version}, this one reads up to "
-                                        f"{SCHEMA_VERSION})")
-        self._db.executescript(_SCHEMA_V0)
-        for number in range(version, SCHEMA_VERSION):
-            self._db.executescript(f"BEGIN IMMEDIATE; {_MIGRATIONS[number]}; PRAGMA user_version = {number + 1}; "
-                                   "COMMIT;")
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
     # -- analyses -----------------------------------------------------------------------------------
 

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from loadkit.store import SCHEMA_VERSION
 from loadkit.webhook.models import RunRecord, RunStatus
 from loadkit.webhook.server import build_settings
-from loadkit.webhook.store import SCHEMA_VERSION, Store, now
+from loadkit.webhook.store import Store, now
 
 CONFIG = """\
 min_samples: 50
@@ -348,7 +349,7 @@ V0_ROW = ("r1", "bruno", "bruno-site", "aaa", "smoke", "pre-rollout", "default",
 
 
 def test_an_older_store_is_migrated_in_place(tmp_path: Path) -> None:
-    from loadkit.webhook.store import _SCHEMA_V0
+    from loadkit.store._db import _SCHEMA_V0
 
     path = tmp_path / "old.db"
     db = sqlite3.connect(path)

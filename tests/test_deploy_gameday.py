@@ -1,0 +1,350 @@
+"""deploy/gameday/: one `loadkit gameday run` per schedule, PID-1-safe, meshed, never overlapping,
+with the plan from a ConfigMap, the history on a PVC and RBAC for exactly what the plan plays."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import yaml
+
+from loadkit.chaos import k8s
+from loadkit.cli import cli
+from loadkit.load.runner import STOP_GRACE_S
+from loadkit.units import parse_duration
+from tests.conftest import ROOT
+from tests.test_deploy import (
+    CANARY_NAMESPACE,
+    CHAOS,
+    CHAOS_SA_NAMESPACE,
+    GAMEDAY_ACCOUNT,
+    cronjobs,
+    documents,
+    job_deadline,
+    job_template,
+    loadkit_args,
+    parse_loadkit,
+)
+
+GAMEDAY = ROOT / "deploy" / "gameday"
+EXPERIMENTS = ROOT / "experiments"
+PLAN = EXPERIMENTS / "gamedays" / "bruno-site.yaml"
+PLANS_MOUNT = "/plans"  # the ConfigMap, laid out as experiments/ is
+HISTORY_MOUNT = "/var/lib/loadkit"
+NO_PLAN = "experiments/gamedays/bruno-site.yaml ships with the game-day runner (loadkit gameday run)"
+NO_GAMEDAY = "`loadkit gameday run` is not in this tree yet"
+
+# What each activity the plan's experiments play needs in the canary's namespace: (group, resource) -> verbs.
+ACTION_NEEDS: dict[tuple[str, str], dict[tuple[str, str], set[str]]] = {
+    ("loadkit.chaos.probes", "thresholds_met"): {},  # loadkit's own load
+    ("chaosk8s.pod.probes", "pods_in_phase"): {("", "pods"): {"list"}},
+    ("loadkit.chaos.k8s", "kill_canary_pods"): {("", "pods"): {"list", "get", "delete"}},
+    ("loadkit.chaos.k8s", "wait_for_canary_pods"): {("apps", "deployments"): {"get"}, ("", "pods"): {"list"}},
+    ("loadkit.chaos.k8s", "add_canary_delay"): {("", "services"): {"get"},
+                                                ("networking.istio.io", "virtualservices"): {"create", "list", "get"}},
+    ("loadkit.chaos.k8s", "add_canary_abort"): {("", "services"): {"get"},
+                                                ("networking.istio.io", "virtualservices"): {"create", "list", "get"}},
+    ("loadkit.chaos.k8s", "add_dependency_abort"): {
+        ("", "services"): {"get"}, ("networking.istio.io", "virtualservices"): {"create", "list", "get"}},
+    ("loadkit.chaos.k8s", "remove_faults"): {("networking.istio.io", "virtualservices"): {"list", "delete"}},
+}
+# Every game day: loadkit's last-chance clean-up lists and deletes what its run left, of each kind
+# of fault object it makes; the plan's network and resource faults are Chaos Mesh objects.
+ALWAYS: dict[tuple[str, str], set[str]] = {
+    ("networking.istio.io", "virtualservices"): {"list", "delete"},
+    ("chaos-mesh.org", "networkchaos"): {"create", "get", "list", "delete"},
+    ("chaos-mesh.org", "stresschaos"): {"create", "get", "list", "delete"},
+}
+GAMEDAY_ROLE = {
+    ("", "pods"): {"get", "list", "delete"},
+    ("apps", "deployments"): {"get"},
+    ("", "services"): {"get"},
+    ("networking.istio.io", "virtualservices"): {"create", "get", "list", "delete"},
+    ("chaos-mesh.org", "networkchaos"): {"create", "get", "list", "delete"},
+    ("chaos-mesh.org", "stresschaos"): {"create", "get", "list", "delete"},
+}
+NOTIFY_BUDGET_S = 30.0  # the halted/finished notifications' timeouts, with room
+
+
+def gameday_documents(kind: str) -> list[dict[str, Any]]:
+    [kustomization] = documents(GAMEDAY / "kustomization.yaml")
+    return [doc for r in kustomization["resources"] if (GAMEDAY / r).is_file() for doc in documents(GAMEDAY / r)
+            if doc["kind"] == kind]
+
+
+def the_cronjob() -> dict[str, Any]:
+    [cronjob] = gameday_documents("CronJob")
+    return cronjob
+
+
+def generator() -> dict[str, Any]:
+    [kustomization] = documents(EXPERIMENTS / "Kustomization")
+    [plans] = kustomization["configMapGenerator"]
+    return dict(plans)
+
+
+def plan_volume() -> dict[str, Any]:
+    [volume] = [v for v in job_template(the_cronjob())["spec"]["volumes"] if "configMap" in v]
+    return dict(volume)
+
+
+def container() -> dict[str, Any]:
+    [one] = job_template(the_cronjob())["spec"]["containers"]
+    return dict(one)
+
+
+def experiments_in_the_configmap() -> list[Path]:
+    return [EXPERIMENTS / f for f in generator()["files"] if f != "gamedays/bruno-site.yaml"]
+
+
+def activities(experiment: Path) -> list[dict[str, Any]]:
+    [doc] = documents(experiment)
+    hypothesis = doc.get("steady-state-hypothesis", {}).get("probes", [])
+    return [a for a in [*hypothesis, *doc.get("method", []), *doc.get("rollbacks", [])] if "provider" in a]
+
+
+def referenced_files(node: Any) -> set[Path]:
+    """Files a plan names (any string ending in .yaml/.yml/.json), resolved as loadkit would: from the plan."""
+    if isinstance(node, dict):
+        return {p for value in node.values() for p in referenced_files(value)}
+    if isinstance(node, list):
+        return {p for value in node for p in referenced_files(value)}
+    if isinstance(node, str) and node.endswith((".yaml", ".yml", ".json")) and "://" not in node:
+        return {(PLAN.parent / node).resolve()}
+    return set()
+
+
+# -- the ConfigMap ----------------------------------------------------------------------------------
+
+def test_the_gameday_kustomization_lists_files_that_exist() -> None:
+    [kustomization] = documents(GAMEDAY / "kustomization.yaml")
+    assert "namespace" not in kustomization, "it would move the Role and RoleBinding out of bruno"
+    for resource in kustomization["resources"]:
+        assert (GAMEDAY / resource).is_file() or (GAMEDAY / resource / "Kustomization").is_file(), resource
+    listed = {GAMEDAY / r for r in kustomization["resources"] if (GAMEDAY / r).is_file()}
+    assert listed == {p for p in GAMEDAY.glob("*.yaml") if p.name != "kustomization.yaml"}
+
+
+def test_the_plan_configmap_holds_the_plan_and_existing_experiments() -> None:
+    plans = generator()
+    assert plans["name"] == plan_volume()["configMap"]["name"] == "loadkit-gameday-plans"
+    assert "gamedays/bruno-site.yaml" in plans["files"]
+    for experiment in experiments_in_the_configmap():
+        assert experiment.is_file(), f"{experiment.relative_to(ROOT)} is in the ConfigMap but not shipped"
+    assert {p.name for p in experiments_in_the_configmap()} >= {"pod-kill-canary.yaml", "latency-canary.yaml"}
+
+
+def test_the_configmap_is_mounted_as_the_repository_lays_it_out() -> None:
+    """A plan's relative path to an experiment resolves in the pod as it does in a checkout."""
+    items = {item["key"]: item["path"] for item in plan_volume()["configMap"]["items"]}
+    assert items == {Path(f).name: f for f in generator()["files"]}
+    [mount] = [m for m in container()["volumeMounts"] if m["name"] == plan_volume()["name"]]
+    assert mount["mountPath"] == PLANS_MOUNT and mount["readOnly"] is True
+
+
+@pytest.mark.skipif(not PLAN.is_file(), reason=NO_PLAN)
+def test_every_file_the_plan_names_is_in_the_configmap() -> None:
+    named = referenced_files(yaml.safe_load(PLAN.read_text()))
+    assert named, "the plan names its experiments"
+    shipped = {(EXPERIMENTS / f).resolve() for f in generator()["files"]}
+    assert named <= shipped, f"add to experiments/Kustomization: {sorted(str(p) for p in named - shipped)}"
+
+
+# -- the CronJob ------------------------------------------------------------------------------------
+
+def test_one_gameday_run_of_the_mounted_plan_under_tini_with_the_history_on_the_pvc() -> None:
+    args = loadkit_args(the_cronjob())  # image loadkit, no `command:` (tini stays PID 1)
+    assert args[:3] == ["gameday", "run", f"{PLANS_MOUNT}/gamedays/bruno-site.yaml"]
+    assert not any(a in ("sh", "bash", "-c") for a in args)
+    options = dict(a.removeprefix("--").split("=", 1) for a in args[3:] if a.startswith("--") and "=" in a)
+    assert options["db"] == f"{HISTORY_MOUNT}/loadkit.db"
+    assert options["report-dir"].startswith(f"{HISTORY_MOUNT}/")
+    template = job_template(the_cronjob())
+    [history] = [v for v in template["spec"]["volumes"] if "persistentVolumeClaim" in v]
+    [claim] = gameday_documents("PersistentVolumeClaim")
+    assert history["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert claim["metadata"]["name"] != "loadkit-store", "not the webhook's ReadWriteOnce claim"
+    [mount] = [m for m in container()["volumeMounts"] if m["name"] == history["name"]]
+    assert mount["mountPath"] == HISTORY_MOUNT and not mount.get("readOnly")
+    assert template["spec"]["securityContext"]["fsGroup"] == template["spec"]["securityContext"]["runAsUser"]
+    assert container()["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+@pytest.mark.skipif("gameday" not in cli.commands, reason=NO_GAMEDAY)
+def test_the_args_parse_with_loadkit() -> None:
+    args = [str(PLAN) if a.startswith(PLANS_MOUNT) else a for a in loadkit_args(the_cronjob())]
+    ctx = parse_loadkit(args)
+    assert f"{HISTORY_MOUNT}/loadkit.db" in {str(v) for v in ctx.params.values()}
+
+
+def test_one_game_day_at_a_time_never_started_late_and_bounded() -> None:
+    cronjob = the_cronjob()
+    spec = cronjob["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert 0 < spec["startingDeadlineSeconds"] <= 3600
+    assert spec["jobTemplate"]["spec"]["backoffLimit"] == 0
+    assert job_template(cronjob)["spec"]["restartPolicy"] == "Never"
+    grace = job_template(cronjob)["spec"]["terminationGracePeriodSeconds"]
+    assert job_deadline(cronjob) > grace + wall_clock_limit_s()
+
+
+def wall_clock_limit_s() -> float:
+    """The plan's wall-clock stop condition, when the plan is here (any key naming a wall clock)."""
+    if not PLAN.is_file():
+        return 0.0
+    found: list[float] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if "wall" in str(key).lower() and isinstance(value, str | int | float):
+                    found.append(parse_duration(value))
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(yaml.safe_load(PLAN.read_text()))
+    assert found, f"{PLAN.name} has no wall-clock limit: a scheduled game day needs one"
+    return max(found)
+
+
+def rollback_need_s() -> float:
+    """The longest the plan's rollbacks may take, plus loadkit's clean-up, Locust's stop and the notifications."""
+    wait = inspect.signature(k8s.wait_for_canary_pods).parameters["timeout_s"].default
+    longest = 0.0
+    for experiment in experiments_in_the_configmap():
+        [doc] = documents(experiment)
+        for rollback in doc.get("rollbacks", []):
+            if rollback["provider"].get("func") == "wait_for_canary_pods":
+                longest = max(longest, float(rollback["provider"].get("arguments", {}).get("timeout_s", wait)))
+    cleanup = sum(0.5 * 2 ** a for a in range(inspect.signature(k8s.delete_run_faults).parameters["attempts"].default))
+    return longest + cleanup + STOP_GRACE_S + NOTIFY_BUDGET_S
+
+
+def test_the_grace_period_covers_the_slowest_rollback() -> None:
+    need = rollback_need_s()
+    assert need > STOP_GRACE_S + NOTIFY_BUDGET_S, "the pod kill's rollback waits for the replacement pod"
+    assert job_template(the_cronjob())["spec"]["terminationGracePeriodSeconds"] >= need
+
+
+def test_the_load_goes_through_the_mesh_and_the_sidecar_lets_the_job_end() -> None:
+    template = job_template(the_cronjob())
+    assert template["metadata"]["labels"]["sidecar.istio.io/inject"] == "true"
+    annotations = template["metadata"]["annotations"]
+    assert annotations["sidecar.istio.io/nativeSidecar"] == "true"
+    assert json.loads(annotations["proxy.istio.io/config"]) == {"holdApplicationUntilProxyStarts": True}
+    assert {"name": "CHAOSTOOLKIT_IN_POD", "value": "true"} in container()["env"]
+
+
+def test_the_game_day_never_runs_while_a_single_experiment_job_may() -> None:
+    minute, hour, *days = the_cronjob()["spec"]["schedule"].split()
+    start = int(hour) * 60 + int(minute)
+    for name, cronjob in cronjobs().items():
+        if name == the_cronjob()["metadata"]["name"] or loadkit_args(cronjob)[:2] != ["chaos", "run"]:
+            continue
+        other_minute, other_hour, *other_days = cronjob["spec"]["schedule"].split()
+        if other_days != days:
+            continue
+        other = int(other_hour) * 60 + int(other_minute)
+        assert other * 60 + job_deadline(cronjob) <= start * 60 or start * 60 + job_deadline(the_cronjob()) <= \
+            other * 60, name
+
+
+def test_notification_urls_come_from_a_secret_never_the_manifest() -> None:
+    [notify] = [e for e in container()["env"] if "NOTIFY" in e["name"]]
+    ref = notify["valueFrom"]["secretKeyRef"]
+    assert ref["optional"] is True and ref["name"] and "value" not in notify
+    assert "://" not in json.dumps(the_cronjob()), "no URL in the manifest"
+
+
+@pytest.mark.skipif("gameday" not in cli.commands, reason=NO_GAMEDAY)
+def test_the_notification_variable_is_gameday_runs_notify_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    [notify] = [e for e in container()["env"] if "NOTIFY" in e["name"]]
+    monkeypatch.setenv(notify["name"], "http://127.0.0.1:9/slack http://127.0.0.1:9/json")
+    ctx = parse_loadkit([str(PLAN) if a.startswith(PLANS_MOUNT) else a for a in loadkit_args(the_cronjob())])
+    [param] = [p for p in ctx.command.params if "--notify" in p.opts]
+    assert isinstance(param, click.Option)
+    assert list(ctx.params[param.name or ""]) == ["http://127.0.0.1:9/slack", "http://127.0.0.1:9/json"]
+
+
+# -- RBAC -------------------------------------------------------------------------------------------
+
+def granted(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    out: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        assert set(rule) == {"apiGroups", "resources", "verbs"}, "no resourceNames, no URLs"
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                out.setdefault((group, resource), set()).update(rule["verbs"])
+    return out
+
+
+def test_rbac_is_one_namespaced_role_with_exactly_the_verbs_the_plan_needs() -> None:
+    [kustomization] = documents(GAMEDAY / "kustomization.yaml")
+    kinds = {doc["kind"] for r in kustomization["resources"] if (GAMEDAY / r).is_file()
+             for doc in documents(GAMEDAY / r)}
+    assert not kinds & {"ClusterRole", "ClusterRoleBinding"}
+    [role] = gameday_documents("Role")
+    [binding] = gameday_documents("RoleBinding")
+    [account] = gameday_documents("ServiceAccount")
+    assert role["metadata"] == {"name": GAMEDAY_ACCOUNT, "namespace": CANARY_NAMESPACE}
+    assert account["metadata"] == {"name": GAMEDAY_ACCOUNT, "namespace": CHAOS_SA_NAMESPACE}
+    assert binding["metadata"]["namespace"] == CANARY_NAMESPACE
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": GAMEDAY_ACCOUNT}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": GAMEDAY_ACCOUNT,
+                                    "namespace": CHAOS_SA_NAMESPACE}]
+    assert job_template(the_cronjob())["spec"]["serviceAccountName"] == GAMEDAY_ACCOUNT
+    assert granted(role) == GAMEDAY_ROLE
+
+
+def test_the_role_is_what_the_configmaps_experiments_play_and_no_more() -> None:
+    needed: dict[tuple[str, str], set[str]] = {k: set(v) for k, v in ALWAYS.items()}
+    for experiment in experiments_in_the_configmap():
+        for activity in activities(experiment):
+            key = (activity["provider"].get("module", ""), activity["provider"].get("func", ""))
+            assert key in ACTION_NEEDS, f"{experiment.name}: what does {key} need? add it to ACTION_NEEDS"
+            for resource, verbs in ACTION_NEEDS[key].items():
+                needed.setdefault(resource, set()).update(verbs)
+    assert needed == GAMEDAY_ROLE
+
+
+def test_the_admission_policies_cover_the_game_days_account() -> None:
+    policy = (CHAOS / "admission" / "policy.yaml").read_text()
+    assert policy.count(f"'system:serviceaccount:{CHAOS_SA_NAMESPACE}:{GAMEDAY_ACCOUNT}'") == 2
+
+
+# -- kustomize --------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (for `kubectl kustomize`) is not installed")
+def test_the_gameday_kustomization_builds(tmp_path: Path) -> None:
+    """Built from a copy; while the plan is not in this tree, the copy gets a one-line stand-in for it."""
+    shutil.copytree(EXPERIMENTS, tmp_path / "experiments")
+    shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
+    stand_in = tmp_path / "experiments" / "gamedays" / "bruno-site.yaml"
+    if not stand_in.exists():
+        stand_in.parent.mkdir(parents=True, exist_ok=True)
+        stand_in.write_text("name: bruno-site\n")
+    built = subprocess.run(["kubectl", "kustomize", str(tmp_path / "deploy" / "gameday")], capture_output=True,
+                           text=True, timeout=60, check=False)
+    assert built.returncode == 0, built.stderr
+    docs = [d for d in yaml.safe_load_all(built.stdout) if d]
+    by_kind = {d["kind"]: d for d in docs}
+    assert sorted(d["kind"] for d in docs) == ["ConfigMap", "CronJob", "PersistentVolumeClaim", "Role", "RoleBinding",
+                                               "ServiceAccount"]
+    config_map = by_kind["ConfigMap"]
+    assert config_map["metadata"]["namespace"] == CHAOS_SA_NAMESPACE
+    assert config_map["metadata"]["name"].startswith("loadkit-gameday-plans-"), "hashed: a new plan rolls the Job"
+    assert set(config_map["data"]) == {Path(f).name for f in generator()["files"]}
+    assert config_map["data"]["bruno-site.yaml"] == stand_in.read_text()
+    template = by_kind["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]
+    [volume] = [v for v in template["spec"]["volumes"] if "configMap" in v]
+    assert volume["configMap"]["name"] == config_map["metadata"]["name"]
+    assert template["spec"]["containers"][0]["image"] == "registry.example.com/platform/loadkit:0.1.0"
+    assert {d["metadata"]["namespace"] for d in docs if d["kind"] in ("Role", "RoleBinding")} == {CANARY_NAMESPACE}
