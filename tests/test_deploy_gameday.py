@@ -5,25 +5,19 @@ from __future__ import annotations
 
 import inspect
 import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 import yaml
 
 from loadkit.chaos import k8s
 from loadkit.cli import cli
+from loadkit.gameday.notify import ENV_SLACK, ENV_WEBHOOK, destinations
+from loadkit.gameday.plan import load_plan
 from loadkit.load.runner import STOP_GRACE_S
-from loadkit.units import parse_duration
 from tests.conftest import ROOT
 from tests.test_deploy import (
-    CANARY_NAMESPACE,
-    CHAOS,
-    CHAOS_SA_NAMESPACE,
-    GAMEDAY_ACCOUNT,
     cronjobs,
     documents,
     job_deadline,
@@ -53,6 +47,8 @@ ACTION_NEEDS: dict[tuple[str, str], dict[tuple[str, str], set[str]]] = {
     ("loadkit.chaos.k8s", "add_dependency_abort"): {
         ("", "services"): {"get"}, ("networking.istio.io", "virtualservices"): {"create", "list", "get"}},
     ("loadkit.chaos.k8s", "remove_faults"): {("networking.istio.io", "virtualservices"): {"list", "delete"}},
+    ("loadkit.chaos.k8s", "add_canary_network_fault"): {("chaos-mesh.org", "networkchaos"): {"create"}},
+    ("loadkit.chaos.k8s", "add_canary_stress"): {("chaos-mesh.org", "stresschaos"): {"create"}},
 }
 # Every game day: loadkit's last-chance clean-up lists and deletes what its run left, of each kind
 # of fault object it makes; the plan's network and resource faults are Chaos Mesh objects.
@@ -195,24 +191,10 @@ def test_one_game_day_at_a_time_never_started_late_and_bounded() -> None:
 
 
 def wall_clock_limit_s() -> float:
-    """The plan's wall-clock stop condition, when the plan is here (any key naming a wall clock)."""
-    if not PLAN.is_file():
-        return 0.0
-    found: list[float] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if "wall" in str(key).lower() and isinstance(value, str | int | float):
-                    found.append(parse_duration(value))
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(yaml.safe_load(PLAN.read_text()))
-    assert found, f"{PLAN.name} has no wall-clock limit: a scheduled game day needs one"
-    return max(found)
+    """The plan's wall-clock stop condition (`stop_conditions.max_duration`), read as loadkit reads it."""
+    limit = load_plan(PLAN).spec.stop_conditions.max_duration
+    assert limit, f"{PLAN.name} has no wall-clock limit (stop_conditions.max_duration): a scheduled game day needs one"
+    return float(limit)
 
 
 def rollback_need_s() -> float:
@@ -258,93 +240,17 @@ def test_the_game_day_never_runs_while_a_single_experiment_job_may() -> None:
 
 
 def test_notification_urls_come_from_a_secret_never_the_manifest() -> None:
-    [notify] = [e for e in container()["env"] if "NOTIFY" in e["name"]]
-    ref = notify["valueFrom"]["secretKeyRef"]
-    assert ref["optional"] is True and ref["name"] and "value" not in notify
+    notify = [e for e in container()["env"] if "NOTIFY" in e["name"]]
+    assert {e["name"] for e in notify} == {ENV_SLACK, ENV_WEBHOOK}  # the variables loadkit reads
+    for variable in notify:
+        ref = variable["valueFrom"]["secretKeyRef"]
+        assert ref["optional"] is True and ref["name"] and "value" not in variable
     assert "://" not in json.dumps(the_cronjob()), "no URL in the manifest"
 
 
-@pytest.mark.skipif("gameday" not in cli.commands, reason=NO_GAMEDAY)
-def test_the_notification_variable_is_gameday_runs_notify_option(monkeypatch: pytest.MonkeyPatch) -> None:
-    [notify] = [e for e in container()["env"] if "NOTIFY" in e["name"]]
-    monkeypatch.setenv(notify["name"], "http://127.0.0.1:9/slack http://127.0.0.1:9/json")
-    ctx = parse_loadkit([str(PLAN) if a.startswith(PLANS_MOUNT) else a for a in loadkit_args(the_cronjob())])
-    [param] = [p for p in ctx.command.params if "--notify" in p.opts]
-    assert isinstance(param, click.Option)
-    assert list(ctx.params[param.name or ""]) == ["http://127.0.0.1:9/slack", "http://127.0.0.1:9/json"]
-
-
-# -- RBAC -------------------------------------------------------------------------------------------
-
-def granted(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
-    out: dict[tuple[str, str], set[str]] = {}
-    for rule in role["rules"]:
-        assert set(rule) == {"apiGroups", "resources", "verbs"}, "no resourceNames, no URLs"
-        for group in rule["apiGroups"]:
-            for resource in rule["resources"]:
-                out.setdefault((group, resource), set()).update(rule["verbs"])
-    return out
-
-
-def test_rbac_is_one_namespaced_role_with_exactly_the_verbs_the_plan_needs() -> None:
-    [kustomization] = documents(GAMEDAY / "kustomization.yaml")
-    kinds = {doc["kind"] for r in kustomization["resources"] if (GAMEDAY / r).is_file()
-             for doc in documents(GAMEDAY / r)}
-    assert not kinds & {"ClusterRole", "ClusterRoleBinding"}
-    [role] = gameday_documents("Role")
-    [binding] = gameday_documents("RoleBinding")
-    [account] = gameday_documents("ServiceAccount")
-    assert role["metadata"] == {"name": GAMEDAY_ACCOUNT, "namespace": CANARY_NAMESPACE}
-    assert account["metadata"] == {"name": GAMEDAY_ACCOUNT, "namespace": CHAOS_SA_NAMESPACE}
-    assert binding["metadata"]["namespace"] == CANARY_NAMESPACE
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": GAMEDAY_ACCOUNT}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": GAMEDAY_ACCOUNT,
-                                    "namespace": CHAOS_SA_NAMESPACE}]
-    assert job_template(the_cronjob())["spec"]["serviceAccountName"] == GAMEDAY_ACCOUNT
-    assert granted(role) == GAMEDAY_ROLE
-
-
-def test_the_role_is_what_the_configmaps_experiments_play_and_no_more() -> None:
-    needed: dict[tuple[str, str], set[str]] = {k: set(v) for k, v in ALWAYS.items()}
-    for experiment in experiments_in_the_configmap():
-        for activity in activities(experiment):
-            key = (activity["provider"].get("module", ""), activity["provider"].get("func", ""))
-            assert key in ACTION_NEEDS, f"{experiment.name}: what does {key} need? add it to ACTION_NEEDS"
-            for resource, verbs in ACTION_NEEDS[key].items():
-                needed.setdefault(resource, set()).update(verbs)
-    assert needed == GAMEDAY_ROLE
-
-
-def test_the_admission_policies_cover_the_game_days_account() -> None:
-    policy = (CHAOS / "admission" / "policy.yaml").read_text()
-    assert policy.count(f"'system:serviceaccount:{CHAOS_SA_NAMESPACE}:{GAMEDAY_ACCOUNT}'") == 2
-
-
-# -- kustomize --------------------------------------------------------------------------------------
-
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (for `kubectl kustomize`) is not installed")
-def test_the_gameday_kustomization_builds(tmp_path: Path) -> None:
-    """Built from a copy; while the plan is not in this tree, the copy gets a one-line stand-in for it."""
-    shutil.copytree(EXPERIMENTS, tmp_path / "experiments")
-    shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
-    stand_in = tmp_path / "experiments" / "gamedays" / "bruno-site.yaml"
-    if not stand_in.exists():
-        stand_in.parent.mkdir(parents=True, exist_ok=True)
-        stand_in.write_text("name: bruno-site\n")
-    built = subprocess.run(["kubectl", "kustomize", str(tmp_path / "deploy" / "gameday")], capture_output=True,
-                           text=True, timeout=60, check=False)
-    assert built.returncode == 0, built.stderr
-    docs = [d for d in yaml.safe_load_all(built.stdout) if d]
-    by_kind = {d["kind"]: d for d in docs}
-    assert sorted(d["kind"] for d in docs) == ["ConfigMap", "CronJob", "PersistentVolumeClaim", "Role", "RoleBinding",
-                                               "ServiceAccount"]
-    config_map = by_kind["ConfigMap"]
-    assert config_map["metadata"]["namespace"] == CHAOS_SA_NAMESPACE
-    assert config_map["metadata"]["name"].startswith("loadkit-gameday-plans-"), "hashed: a new plan rolls the Job"
-    assert set(config_map["data"]) == {Path(f).name for f in generator()["files"]}
-    assert config_map["data"]["bruno-site.yaml"] == stand_in.read_text()
-    template = by_kind["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]
-    [volume] = [v for v in template["spec"]["volumes"] if "configMap" in v]
-    assert volume["configMap"]["name"] == config_map["metadata"]["name"]
-    assert template["spec"]["containers"][0]["image"] == "registry.example.com/platform/loadkit:0.1.0"
-    assert {d["metadata"]["namespace"] for d in docs if d["kind"] in ("Role", "RoleBinding")} == {CANARY_NAMESPACE}
+def test_the_notification_variables_become_destinations() -> None:
+    env = {e["name"]: f"https://{e['valueFrom']['secretKeyRef']['key']}.example/hook"
+           for e in container()["env"] if "NOTIFY" in e["name"]}
+    found = destinations([], [], env)
+    assert sorted((d.slack, d.url) for d in found) == [(False, "https://webhook.example/hook"),
+                                                        (True, "https://slack.example/hook")]

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from loadkit.cli._options import config_option, output_option
+from loadkit.cli._options import config_option, history_options, output_option
 from loadkit.cli.chaos import _parse_var
 
 prometheus_url_option = click.option(
@@ -84,10 +84,12 @@ def validate(plan: Path, target: str | None, variables: dict[str, Any], promethe
 @click.option("--dry-run", is_flag=True, help="The load and the probes only; no scenario's action (fault) runs.")
 @prometheus_url_option
 @config_option
+@history_options
 @output_option
 def run(plan: Path, target: str | None, variables: dict[str, Any], notify_urls: tuple[str, ...],
         notify_files: tuple[Path, ...], link: str | None, report_dir: Path | None, junit_path: Path | None,
-        dry_run: bool, prometheus_url: str | None, config_path: Path | None, output: str) -> int:
+        dry_run: bool, prometheus_url: str | None, config_path: Path | None, db_path: Path | None,
+        no_history: bool, output: str) -> int:
     """Run PLAN: the baseline load for the whole game day, each scenario as one `chaos run` under it.
 
     A failed scenario does not stop the game day. A stop condition (checked a few times a second)
@@ -102,6 +104,7 @@ def run(plan: Path, target: str | None, variables: dict[str, Any], notify_urls: 
     """
     from loadkit.cli._console import stderr_console, stdout_console
     from loadkit.cli._execute import error_outputs, prepare_outputs
+    from loadkit.cli._history import Keep
     from loadkit.gameday.notify import Notifier, destinations
     from loadkit.gameday.runner import GameDayOptions, check_plan, run_gameday
     from loadkit.report.gameday import gameday_junit, render_gameday, write_gameday_dir
@@ -118,6 +121,9 @@ def run(plan: Path, target: str | None, variables: dict[str, Any], notify_urls: 
         for note in checked.notes:
             err.print(f"loadkit gameday: note: {note}", highlight=False, markup=False)
         result = run_gameday(checked, options, notifier, lambda text: err.print(text, highlight=False, markup=False))
+    spec = checked.plan.spec.target
+    canary = (spec.namespace, spec.canary) if spec.namespace and spec.canary else None
+    Keep(db_path, enabled=not no_history).save("gameday", result, plan=result.plan, canary=canary)
     if output == "json":
         click.echo(result.model_dump_json(indent=2))
     else:

@@ -15,7 +15,7 @@ import pytest
 
 from loadkit.sandbox import SandboxProcess
 from loadkit.scoring import Scored, category_scores, resilience_score
-from tests.conftest import ROOT, loadkit_cmd
+from tests.conftest import ROOT, loadkit_cmd, run_loadkit
 from tests.gameday.conftest import SANDBOX_PLAN, Receiver, env_for, faults, gameday, scenario, write_plan
 
 pytestmark = pytest.mark.slow
@@ -34,7 +34,8 @@ def test_sandbox_plan_end_to_end(sandbox: SandboxProcess, receiver: Receiver, tm
     code, result, stderr = gameday(
         "run", str(SANDBOX_PLAN), "--target", f"{sandbox.traffic_url}/canary", "-o", "json",
         "--notify", f"{receiver.url}/hook/{SECRET}", "--notify-file", str(urls), "--link", "https://ci.example/1",
-        "--report-dir", str(tmp_path / "out"), "--junit", str(tmp_path / "gd.xml"), env=env_for(sandbox))
+        "--report-dir", str(tmp_path / "out"), "--junit", str(tmp_path / "gd.xml"), "--db", str(tmp_path / "h.db"),
+        env=env_for(sandbox))
     assert result is not None, stderr
     assert code == (0 if result["verdict"] == "pass" else 1), stderr
     by_name = {s["name"]: s for s in result["scenarios"]}
@@ -84,6 +85,11 @@ def test_sandbox_plan_end_to_end(sandbox: SandboxProcess, receiver: Receiver, tm
     assert [s.get("name") for s in suites] == ["loadkit.gameday.sandbox.pod-kill", "loadkit.gameday.sandbox.latency",
                                                    "loadkit.gameday.sandbox.cpu-stress"]
     assert (tmp_path / "out" / "error.txt").exists() == (result["verdict"] != "pass")
+    # the history keeps the game day: `loadkit history` lists it with its score
+    listed = run_loadkit("history", "--db", str(tmp_path / "h.db"), "--kind", "gameday", "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    [entry] = json.loads(listed.stdout)["entries"]
+    assert (entry["name"], entry["verdict"], entry["score"]) == ("sandbox", result["verdict"], result["score"])
 
 
 def test_stop_condition_halts_rolls_back_and_skips_the_rest(sandbox: SandboxProcess, receiver: Receiver,
