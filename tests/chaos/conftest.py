@@ -6,12 +6,14 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from loadkit.sandbox import SandboxProcess
@@ -54,21 +56,43 @@ def chaos_run(sandbox: SandboxProcess, experiment: str | Path, *args: str,
 
 def interrupt_mid_fault(sandbox: SandboxProcess, experiment: str, sig: signal.Signals, *args: str,
                         env: dict[str, str] | None = None,
-                        fault_active: Callable[[], bool] | None = None) -> tuple[int, dict[str, Any], str]:
-    """Start a chaos run, wait until its fault is in place, send `sig`, collect the result."""
+                        fault_active: Callable[[], bool] | None = None, when_logged: str | None = None,
+                        descendants: list[psutil.Process] | None = None,
+                        signals: int = 1) -> tuple[int, dict[str, Any], str]:
+    """Start a chaos run, wait until its fault is in place (or, with `when_logged`, until its stderr
+    shows that line), send `sig` (`signals` times), collect the result. `descendants` receives the
+    run's own child processes (Locust) as they were when the signal was sent."""
     path = experiment if experiment.startswith("/") else str(EXPERIMENTS / experiment)
     proc = subprocess.Popen(
         loadkit_cmd("chaos", "run", path, "--target", f"{sandbox.traffic_url}/canary",
                     "--cooldown", "2s", "-o", "json", *args),
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or chaos_env(sandbox))
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")) if proc.stderr else None,
+                              daemon=True)
+    reader.start()
     active = fault_active or (lambda: bool(faults(sandbox)))
+    if when_logged is not None:
+        active = lambda: any(when_logged in line for line in list(lines))  # noqa: E731
     deadline = time.monotonic() + 60
     while not active():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
-        time.sleep(0.2)
-    proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=90)
-    return proc.returncode, json.loads(stdout), stderr
+        assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
+        time.sleep(0.05)
+    if descendants is not None:
+        descendants.extend(psutil.Process(proc.pid).children(recursive=True))
+    for i in range(signals):
+        if i:
+            time.sleep(0.3)
+        proc.send_signal(sig)
+    stdout = proc.stdout.read() if proc.stdout else ""
+    proc.wait(timeout=90)
+    reader.join(timeout=10)
+    return proc.returncode, json.loads(stdout), "".join(lines)
+
+
+def gone(processes: list[psutil.Process]) -> bool:
+    """Every one of these processes has ended (a pid reused since is another process)."""
+    return not [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
 def check(result: dict[str, Any], name: str) -> dict[str, Any]:
