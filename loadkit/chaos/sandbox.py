@@ -133,7 +133,8 @@ def remove_run_faults(run_id: str, attempts: int = 4) -> tuple[list[str], list[s
                 error = "still listed after the delete"
             except ActivityFailed as exc:
                 error = str(exc)
-            time.sleep(0.5 * 2 ** attempt)
+            if attempt + 1 < attempts:
+                time.sleep(0.5 * 2 ** attempt)
         else:
             failed.append(f"the faults of run {run_id} on the sandbox {base} ({error}); remove them with: loadkit "
                           f"chaos cleanup --sandbox {base} --run {run_id}")
