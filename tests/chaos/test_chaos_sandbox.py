@@ -127,7 +127,7 @@ def test_interrupting_the_latency_experiment_rolls_back(sandbox: SandboxProcess,
     assert result["rollbacks"]["run"] == 1 and result["rollbacks"]["failed"] == 0
     assert faults(sandbox) == []
     # this run's own Locust (hermetic: other tests' and other users' Locust processes are none of ours)
-    assert any("locust" in " ".join(p.cmdline()).lower() for p in children), children
+    assert any(" -m locust " in f" {' '.join(p.cmdline())} " for p in children), children
     assert gone(children)
 
 
