@@ -259,3 +259,52 @@ def test_a_percentage_kill_is_counted_as_chaosk8s_counts_it(tmp_path: Path, monk
         out = invoke("chaos", "run", str(write(tmp_path, experiment(action))), "--target", "http://127.0.0.1:9")
         assert out.exit_code == 2 and "killing 2 of 3 pods is over the cap" in out.stderr, out.stderr
         assert fake.deleted_pods == []
+
+
+# -- malformed files: exit 2 with the field and the fix, never an internal error ------------------
+
+LIST_FAULTS = python("loadkit.chaos.sandbox", "list_faults")
+MALFORMED = [
+    ("method-item-a-number", {"title": "t", "description": "d", "method": [5]}, "method[0]: an activity must be a mapping"),
+    ("pauses-a-list", experiment({**LIST_FAULTS, "pauses": [1]}), "method[0] (fault).pauses: must be a mapping"),
+    ("provider-a-string", experiment({"provider": "python"}), "method[0] (fault).provider: must be a mapping"),
+    ("configuration-a-list", experiment(LIST_FAULTS, configuration=[1]), "configuration: must be a mapping"),
+]
+
+
+@pytest.mark.parametrize(("data", "message"), [c[1:] for c in MALFORMED], ids=[c[0] for c in MALFORMED])
+def test_a_malformed_experiment_names_the_field(tmp_path: Path, data: Any, message: str) -> None:
+    path = write(tmp_path, data)
+    out = invoke("chaos", "validate", str(path))
+    assert out.exit_code == 2 and message in out.stdout and "internal error" not in out.stdout, out.stdout
+    junit = tmp_path / "out.xml"
+    out = CliRunner().invoke(cli, ["chaos", "run", str(path), "--target", "http://127.0.0.1:9", "--junit", str(junit)])
+    assert out.exit_code == 2 and message in out.output and "Traceback" not in out.output, out.output
+    assert "<error" in junit.read_text()  # never a 0-byte JUnit file
+
+
+def test_a_top_level_list_is_not_an_experiment(tmp_path: Path) -> None:
+    path = tmp_path / "list.yaml"
+    path.write_text("- 1\n- 2\n")
+    out = invoke("chaos", "validate", str(path))
+    assert out.exit_code == 2 and "the experiment must be a mapping" in out.stdout, out.stdout
+
+
+def test_validate_reports_every_file(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text(yaml.safe_dump(MALFORMED[0][1]))
+    second.write_text(yaml.safe_dump(MALFORMED[2][1]))
+    out = invoke("chaos", "validate", str(first), str(second))
+    assert out.exit_code == 2 and MALFORMED[0][2] in out.stdout and MALFORMED[2][2] in out.stdout, out.stdout
+
+
+def test_a_pause_of_zero_is_no_pause(tmp_path: Path) -> None:
+    out = invoke("chaos", "validate", str(write(tmp_path, experiment({**LIST_FAULTS, "pauses": {"after": 0}}))))
+    assert out.exit_code == 0, out.stdout
+
+
+def test_a_type_error_hint_is_about_the_value_given(tmp_path: Path) -> None:
+    out = invoke("chaos", "validate", str(write(tmp_path, experiment(python("loadkit.chaos.sandbox", "add_abort",
+                                                                            percentage=[5])))))
+    assert out.exit_code == 2 and "percentage must be a number, not [5]" in out.stdout, out.stdout
+    assert "without quotes" not in out.stdout

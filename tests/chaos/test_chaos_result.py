@@ -317,3 +317,19 @@ def test_check_status_and_passed_follow_each_other(given: dict[str, Any], status
 def test_check_refuses_a_contradiction(given: dict[str, Any], words: str) -> None:
     with pytest.raises(ValidationError, match=words):
         Check.model_validate({**CHECK, **given})
+
+
+def test_an_empty_method_is_an_error_that_says_so() -> None:
+    inputs = scenario(10, journal=journal(action=None), timeline=Timeline(load_start=T0, load_end=T0 + 30))
+    result = build_chaos_result(replace(inputs, experiment={**inputs.experiment, "method": []}))
+    assert result.verdict is Verdict.ERROR
+    assert "the method is empty" in by_name(result)["method"].reason and "stopped first" not in result.reason
+
+
+def test_a_failed_action_reads_as_its_message_once() -> None:
+    stacked = "chaoslib.exceptions.ActivityFailed: ActivityFailed: chaoslib.exceptions.ActivityFailed: the API said no"
+    failed = journal(action="failed")
+    failed["run"][0]["exception"] = ["Traceback ...", stacked]
+    result = build_chaos_result(scenario(10, journal=failed, timeline=Timeline(load_start=T0, load_end=T0 + 30)))
+    reason = by_name(result)["method"].reason
+    assert "the API said no" in reason and "ActivityFailed" not in reason, reason
