@@ -58,7 +58,7 @@ def chaos_run(sandbox: SandboxProcess, experiment: str | Path, *args: str,
     return out.returncode, (json.loads(out.stdout) if out.stdout.strip() else None), out.stderr
 
 
-def interrupt_mid_fault(sandbox: SandboxProcess, experiment: str, sig: signal.Signals, *args: str,
+def interrupt_mid_fault(sandbox: SandboxProcess, experiment: str, sig: signal.Signals | int, *args: str,
                         env: dict[str, str] | None = None,
                         fault_active: Callable[[], bool] | None = None, when_logged: str | None = None,
                         descendants: list[psutil.Process] | None = None, signals: int = 1, times: int = 1,

@@ -265,7 +265,8 @@ def test_a_percentage_kill_is_counted_as_chaosk8s_counts_it(tmp_path: Path, monk
 
 LIST_FAULTS = python("loadkit.chaos.sandbox", "list_faults")
 MALFORMED = [
-    ("method-item-a-number", {"title": "t", "description": "d", "method": [5]}, "method[0]: an activity must be a mapping"),
+    ("method-item-a-number", {"title": "t", "description": "d", "method": [5]},
+     "method[0]: an activity must be a mapping"),
     ("pauses-a-list", experiment({**LIST_FAULTS, "pauses": [1]}), "method[0] (fault).pauses: must be a mapping"),
     ("provider-a-string", experiment({"provider": "python"}), "method[0] (fault).provider: must be a mapping"),
     ("configuration-a-list", experiment(LIST_FAULTS, configuration=[1]), "configuration: must be a mapping"),

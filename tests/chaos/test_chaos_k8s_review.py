@@ -106,6 +106,7 @@ def test_two_faults_of_a_kind_in_one_run(sandbox: SandboxProcess, k8s: FakeKuber
     watcher.join()
     assert result is not None, stderr
     assert len({vs["metadata"]["name"] for vs in seen[0]}) == 2
+    assert code == 0, result["reason"]
     assert next(c for c in result["checks"] if c["name"] == "method")["passed"] is True, result["reason"]
     assert loadkit_vs(k8s) == []
 
@@ -120,7 +121,7 @@ def test_a_live_runs_virtualservice_is_never_removed_by_cleanup(sandbox: Sandbox
         kept.append(out.stdout)
         assert [v["metadata"]["name"] for v in loadkit_vs(k8s)] == [vs["metadata"]["name"]]
 
-    code, result, stderr = interrupt_mid_fault(sandbox, "latency-canary.yaml", signal.SIGINT, "--var",
+    code, _result, stderr = interrupt_mid_fault(sandbox, "latency-canary.yaml", signal.SIGINT, "--var",
                                                "fault_seconds:int=30", *QUICK, env=env,
                                                fault_active=lambda: bool(loadkit_vs(k8s)) and
                                                (clean_up_from_outside() or True))

@@ -79,7 +79,7 @@ def test_a_locust_crash_stops_the_experiment_and_rolls_back_at_once(sandbox: San
 
     started = time.monotonic()
     # "signal" 0 only probes the process: the test kills Locust, not loadkit
-    code, result, stderr = interrupt_mid_fault(sandbox, str(path), 0, *QUICK,  # type: ignore[arg-type]
+    code, result, _ = interrupt_mid_fault(sandbox, str(path), 0, *QUICK,
                                                on_logged=("Pausing after activity", kill_locust),
                                                when_logged="Pausing after activity")
     assert killed, "no Locust process found under this test"
