@@ -201,7 +201,7 @@ def _experiment(options: ChaosOptions, prepared: Prepared, session: LoadSession,
     """The load, the experiment and everything that must follow it, whatever happens."""
     recorder = _Recorder(timeline, control)
     supervisor = Supervisor(control, lambda: timeline.first_attempt, lambda: session.running,
-                            prepared.guards.max_fault_s)
+                            prepared.guards.max_fault_s, expiry=lambda: min(prepared.guards.expiries, default=None))
     journal: dict[str, Any] = {"status": "interrupted", "deviated": False}
     swept = Swept()
     live.set_current(session)

@@ -374,6 +374,7 @@ def _create_fault(name: str, ns: str, kind: str, host: str, fault: dict[str, Any
     from kubernetes.client.rest import ApiException
 
     _touched.setdefault(guards.run_id, set()).add(ns)  # before the call: a timeout may still have created it
+    guards.expiries.append(expires.timestamp())
     try:
         _custom(secrets).create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
     except ApiException as exc:

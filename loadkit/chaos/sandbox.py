@@ -183,6 +183,7 @@ def _fault(configuration: Configuration, admin_url: str | None, version: str, tt
     except SafetyError as exc:
         raise ActivityFailed(f"refused by loadkit's safety guards: {exc}") from None
     _touched.setdefault(guards.run_id, set()).add(base)  # before the call: a lost answer may still have made it
+    guards.expiries.append(time.time() + float(ttl_s))
     try:
         return _call("POST", "/faults", configuration, admin_url, {
             **spec, "version": version, "ttl_s": float(ttl_s), "owner": dict(guards.owner)})

@@ -90,7 +90,9 @@ def test_a_fault_never_outlives_the_max_fault_duration(sandbox: SandboxProcess, 
     watcher.join()
     assert result is not None, stderr
     assert lifetime and lifetime[0] < 7, lifetime
-    assert code == 3 and result["verdict"] == "error" and "--max-fault-duration" in result["reason"], result["reason"]
+    # expires_in can be at most --max-fault-duration: whichever of the two watchdogs fires first
+    assert code == 3 and result["verdict"] == "error", result["reason"]
+    assert "--max-fault-duration" in result["reason"] or "reached its own expiry" in result["reason"], result["reason"]
     assert result["fault"]["duration_s"] < 7.5
 
 

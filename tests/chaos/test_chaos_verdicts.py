@@ -102,3 +102,15 @@ def test_env_without_the_sandbox_refuses_a_loopback_one(sandbox: SandboxProcess,
     code, result, stderr = chaos_run(sandbox, configured, *QUICK, env=env)
     assert code == 2 and "no sandbox is configured (LOADKIT_SANDBOX_ADMIN_URL is not set)" in stderr, stderr
     assert faults(sandbox) == []
+
+
+def test_the_experiment_stops_when_its_fault_expires(sandbox: SandboxProcess, tmp_path: Path) -> None:
+    """Past its ttl the sandbox (or, in a cluster, the reaper or another run) removes the fault: the
+    rest of the method would test nothing, so loadkit stops there."""
+    path = write(tmp_path, method=[action("add_abort", pause_s=30, percentage=10, ttl_s=3)], rollbacks=[REMOVE])
+    started = time.monotonic()
+    code, result, stderr = chaos_run(sandbox, path, *QUICK)
+    assert result is not None, stderr
+    assert time.monotonic() - started < 25, "the experiment ran on past its fault's expiry"
+    assert code == 3 and "reached its own expiry" in result["reason"], result["reason"]
+    assert faults(sandbox) == []
