@@ -13,8 +13,8 @@ overridden: rollbacks always run):
 
 Without a signal, the supervisor stops the experiment (as a signal would, and the run is an
 error, not a verdict) when the load stops, when a fault has been in place for longer than
---max-fault-duration, or when a fault reaches its own expiry (`Supervisor`); rollbacks that then hang past a grace are abandoned too. It
-reaches the main thread, where chaoslib runs, with SIGALRM.
+--max-fault-duration, or when a fault reaches its own expiry (`Supervisor`); rollbacks that then
+hang past a grace are abandoned too. It reaches the main thread, where chaoslib runs, with SIGALRM.
 """
 
 from __future__ import annotations

@@ -346,7 +346,8 @@ def test_a_deleted_pod_is_terminating_before_it_goes(monkeypatch: pytest.MonkeyP
     without waiting (it does not count a Terminating pod), and loadkit's kill counts skip it."""
     from chaosk8s.pod.actions import terminate_pods
 
-    from loadkit.chaos import guards, k8s as loadkit_k8s
+    from loadkit.chaos import guards
+    from loadkit.chaos import k8s as loadkit_k8s
 
     with FakeKubernetes(recreate_after_s=0.2, terminate_after_s=1.5) as fake:
         fake.apply_env(monkeypatch)
