@@ -90,7 +90,7 @@ def interrupt_mid_fault(sandbox: SandboxProcess, experiment: str, sig: signal.Si
     active = fault_active or (lambda: bool(faults(sandbox)))
     if when_logged is not None:
         active = lambda: sum(when_logged in line for line in list(lines)) >= times  # noqa: E731
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120  # generous: a loaded CI machine is slow, and this is not what is timed
     while not active():
         assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
         time.sleep(0.05)
@@ -107,6 +107,14 @@ def interrupt_mid_fault(sandbox: SandboxProcess, experiment: str, sig: signal.Si
         timing["exit_after_signal_s"] = time.monotonic() - signalled
     reader.join(timeout=10)
     return proc.returncode, json.loads(stdout), "".join(lines)
+
+
+def is_locust(process: psutil.Process) -> bool:
+    """A Locust process (`python -m locust ...`); one that already ended is none."""
+    try:
+        return " -m locust " in f" {' '.join(process.cmdline())} "
+    except psutil.Error:
+        return False
 
 
 def gone(processes: list[psutil.Process]) -> bool:

@@ -124,7 +124,7 @@ def test_a_live_runs_virtualservice_is_never_removed_by_cleanup(sandbox: Sandbox
         assert [v["metadata"]["name"] for v in loadkit_vs(k8s)] == [vs["metadata"]["name"]]
 
     code, _result, stderr = interrupt_mid_fault(sandbox, "latency-canary.yaml", signal.SIGINT, "--var",
-                                               "fault_seconds:int=30", *QUICK, env=env,
+                                               "fault_seconds:int=90", *QUICK, env=env,
                                                fault_active=lambda: bool(loadkit_vs(k8s)) and
                                                (clean_up_from_outside() or True))
     assert code == 130, stderr
@@ -166,7 +166,7 @@ def test_a_live_run_in_another_pid_namespace_is_never_touched(sandbox: SandboxPr
 
     proc = subprocess.Popen([*prefix, *loadkit_cmd(
         "chaos", "run", str(ROOT / "experiments" / "local-latency.yaml"), "--target", f"{sandbox.traffic_url}/canary",
-        "--var", "fault_seconds=30", *QUICK, "-o", "json")], cwd=ROOT, stdout=subprocess.PIPE,
+        "--var", "fault_seconds=90", *QUICK, "-o", "json")], cwd=ROOT, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, env=chaos_env(sandbox))
     try:
         deadline = time.monotonic() + 60

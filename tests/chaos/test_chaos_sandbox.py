@@ -17,7 +17,17 @@ import pytest
 import yaml
 
 from loadkit.sandbox import SandboxProcess
-from tests.chaos.conftest import EXPERIMENTS, chaos_env, chaos_run, check, faults, gone, interrupt_mid_fault, pods
+from tests.chaos.conftest import (
+    EXPERIMENTS,
+    chaos_env,
+    chaos_run,
+    check,
+    faults,
+    gone,
+    interrupt_mid_fault,
+    is_locust,
+    pods,
+)
 from tests.conftest import ROOT, run_loadkit, scraped
 
 pytestmark = pytest.mark.slow
@@ -127,7 +137,7 @@ def test_interrupting_the_latency_experiment_rolls_back(sandbox: SandboxProcess,
     assert result["rollbacks"]["run"] == 1 and result["rollbacks"]["failed"] == 0
     assert faults(sandbox) == []
     # this run's own Locust (hermetic: other tests' and other users' Locust processes are none of ours)
-    assert any(" -m locust " in f" {' '.join(p.cmdline())} " for p in children), children
+    assert any(is_locust(p) for p in children), children
     assert gone(children)
 
 
