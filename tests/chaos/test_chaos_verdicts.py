@@ -4,7 +4,6 @@ judged as Chaos Toolkit would judge it (review findings 17, 18, 20, and a Locust
 from __future__ import annotations
 
 import contextlib
-import time
 from pathlib import Path
 from typing import Any
 
