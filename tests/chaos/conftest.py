@@ -69,7 +69,7 @@ def interrupt_mid_fault(sandbox: SandboxProcess, experiment: str, sig: signal.Si
     shows that line `times` times), send `sig` (`signals` times, `gap_s` apart), collect the result.
     `on_logged` runs a callable (once) when stderr shows its line; `timing` receives how long the
     run took to exit after the (last) signal. `descendants` receives the
-    run's own child processes (Locust) as they were when the signal was sent."""
+    run's own Locust processes as they were when the signal was sent."""
     path = experiment if experiment.startswith("/") else str(EXPERIMENTS / experiment)
     proc = subprocess.Popen(
         loadkit_cmd("chaos", "run", path, "--target", f"{sandbox.traffic_url}/canary",
@@ -95,7 +95,7 @@ def interrupt_mid_fault(sandbox: SandboxProcess, experiment: str, sig: signal.Si
         assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
         time.sleep(0.05)
     if descendants is not None:
-        descendants.extend(psutil.Process(proc.pid).children(recursive=True))
+        descendants.extend(p for p in psutil.Process(proc.pid).children(recursive=True) if is_locust(p))
     for i in range(signals):
         if i:
             time.sleep(gap_s)
