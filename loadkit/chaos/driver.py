@@ -219,7 +219,7 @@ def _experiment(options: ChaosOptions, prepared: Prepared, load: _Load, timeline
     session = load.session
     recorder = _Recorder(timeline, control)
     supervisor = Supervisor(control, lambda: timeline.first_attempt, lambda: session.running,
-                            prepared.guards.max_fault_s)
+                            prepared.guards.max_fault_s, expiry=lambda: min(prepared.guards.expiries, default=None))
     journal: dict[str, Any] = {"status": "interrupted", "deviated": False}
     swept = Swept()
     live.set_current(session)

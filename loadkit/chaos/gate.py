@@ -113,12 +113,18 @@ class Gate:
         started = time.time()
         if entry.kind is Kind.FAULT:
             self.on_attempt(started)
-        result = self._original(activity, configuration, secrets)
+        try:
+            result = self._original(activity, configuration, secrets)
+            if entry.kind is Kind.FAULT and entry.observe is not None:
+                try:
+                    seen, why = entry.observe(result, args, configuration or {}), "it is not there"
+                except Exception as exc:  # the API went away: the fault cannot be seen, so it does not count
+                    seen, why = None, f"it could not be looked for ({type(exc).__name__}: {exc})"
+        except KeyboardInterrupt:
+            if entry.kind is Kind.FAULT:  # it may be in place (its request may have been served): say so
+                self.on_injected(started, f"{label} (interrupted while it ran: counted as in place, as it may be)")
+            raise
         if entry.kind is Kind.FAULT and entry.observe is not None:
-            try:
-                seen, why = entry.observe(result, args, configuration or {}), "it is not there"
-            except Exception as exc:  # the API went away: the fault cannot be seen, so it does not count
-                seen, why = None, f"it could not be looked for ({type(exc).__name__}: {exc})"
             if seen is None:
                 raise ActivityFailed(f"{label} returned, but its fault is not in place ({why}): nothing was "
                                      "injected")

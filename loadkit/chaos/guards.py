@@ -54,6 +54,9 @@ class Guards:
     run_id: str = ""  # this run's id: the owner of the faults it creates
     owner: Mapping[str, Any] = field(default_factory=dict)  # who made a fault: run, pid, host, started
     kills: KillLedger = field(default_factory=lambda: KillLedger())  # what this run killed, by workload
+    # When each fault this run asked for expires (time.time()): past it, the sandbox, the reaper or
+    # another run's preflight removes the fault, so the experiment stops there (`signals.Supervisor`).
+    expiries: list[float] = field(default_factory=list)
 
     def check_namespace(self, namespace: Any) -> None:
         if not isinstance(namespace, str) or not namespace:

@@ -416,7 +416,8 @@ def delete_run_faults(run_id: str, secrets: Secrets = None, attempts: int = 4) -
                 error = "it is still listed after the delete"
             except Exception as exc:  # the API is unreachable or refused: retry, then say so
                 error = f"{type(exc).__name__}: {exc}"
-            time.sleep(0.5 * 2 ** attempt)
+            if attempt + 1 < attempts:
+                time.sleep(0.5 * 2 ** attempt)
         else:
             failed.append(f"this run's VirtualServices in {ns} ({error}); remove them with: loadkit chaos cleanup "
                           f"--namespace {ns} --run {run_id}")
@@ -479,6 +480,7 @@ def _create_fault(name: str, ns: str, kind: str, host: str, fault: dict[str, Any
     from kubernetes.client.rest import ApiException
 
     _touched.setdefault(guards.run_id, set()).add(ns)  # before the call: a timeout may still have created it
+    guards.expiries.append(expires.timestamp())
     try:
         _custom(secrets).create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
     except ApiException as exc:

@@ -285,6 +285,13 @@ def _worst_check(inputs: ChaosInputs, scope: _Scope, threshold: Threshold) -> Ch
     check = evaluate_threshold(judged, Observation(value, span.stats.requests, UNITS.get(metric, "")), needed)
     where = (f"in the worst {fmt(window_s)}s window, {fmt(span.start - scope.origin)}-{fmt(span.end - scope.origin)}s "
              f"after {scope.origin_name} ({span.stats.requests} requests)")
+    thin = len(scope.spans) - len(spans)
+    if check.status is CheckStatus.PASSED and thin:
+        # The windows that held too few requests may be the bad ones (a thin window is often thin
+        # because the fault slowed or broke it): "the worst of the loaded ones passed" is no pass.
+        return check.restated(CheckStatus.SKIPPED, f"thin load: {thin} of the {len(scope.spans)} {fmt(window_s)}s "
+                              f"windows {scope.where} held fewer than {needed} requests, so the worst window is not "
+                              f"known ({check.reason} {where}); raise --users or the impact window")
     return check.restated(check.status, f"{check.reason} {where}")
 
 

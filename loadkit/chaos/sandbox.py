@@ -193,7 +193,8 @@ def remove_run_faults(run_id: str, attempts: int = 4) -> tuple[list[str], list[s
                 error = "still listed after the delete"
             except ActivityFailed as exc:
                 error = str(exc)
-            time.sleep(0.5 * 2 ** attempt)
+            if attempt + 1 < attempts:
+                time.sleep(0.5 * 2 ** attempt)
         else:
             failed.append(f"the faults of run {run_id} on the sandbox {base} ({error}); remove them with: loadkit "
                           f"chaos cleanup --sandbox {base} --run {run_id}")
@@ -242,6 +243,7 @@ def _fault(configuration: Configuration, admin_url: str | None, version: str, tt
     except SafetyError as exc:
         raise ActivityFailed(f"refused by loadkit's safety guards: {exc}") from None
     _touched.setdefault(guards.run_id, set()).add(base)  # before the call: a lost answer may still have made it
+    guards.expiries.append(time.time() + float(ttl_s))
     try:
         return _call("POST", "/faults", configuration, admin_url, {
             **spec, "version": version, "ttl_s": float(ttl_s), "owner": dict(guards.owner)})

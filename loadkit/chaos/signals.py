@@ -12,9 +12,9 @@ overridden: rollbacks always run):
   pods back ends early), and it ends the cool-down and the steady state "after" at once.
 
 Without a signal, the supervisor stops the experiment (as a signal would, and the run is an
-error, not a verdict) when the load stops, or when a fault has been in place for longer than
---max-fault-duration (`Supervisor`); rollbacks that then hang past a grace are abandoned too. It
-reaches the main thread, where chaoslib runs, with SIGALRM.
+error, not a verdict) when the load stops, when a fault has been in place for longer than
+--max-fault-duration, or when a fault reaches its own expiry (`Supervisor`); rollbacks that then
+hang past a grace are abandoned too. It reaches the main thread, where chaoslib runs, with SIGALRM.
 """
 
 from __future__ import annotations
@@ -187,8 +187,10 @@ class Supervisor:
     """A thread that stops the experiment when the load stops or a fault outlives --max-fault-duration."""
 
     def __init__(self, control: RunControl, first_attempt: Callable[[], float | None],
-                 load_running: Callable[[], bool], max_fault_s: float, grace_s: float = ROLLBACK_GRACE_S) -> None:
+                 load_running: Callable[[], bool], max_fault_s: float, grace_s: float = ROLLBACK_GRACE_S,
+                 expiry: Callable[[], float | None] = lambda: None) -> None:
         self.control = control
+        self.expiry = expiry
         self.first_attempt = first_attempt
         self.load_running = load_running
         self.max_fault_s = max_fault_s
@@ -196,6 +198,7 @@ class Supervisor:
         self.fired_at: float | None = None  # the fault watchdog fired
         self._abandoned = False
         self._load_reported = False
+        self._expiry_reported = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="loadkit-chaos-supervisor", daemon=True)
 
@@ -218,6 +221,12 @@ class Supervisor:
         if phase in EXPERIMENT and not self._load_reported and not self.load_running():
             self._load_reported = True
             return "stop", "the load stopped (Locust exited) while the experiment ran"
+        expiry = self.expiry()
+        if phase in EXPERIMENT and not self._expiry_reported and expiry is not None and now >= expiry:
+            self._expiry_reported = True
+            return "stop", ("a fault of this run reached its own expiry (ttl_s / expires_in) while the experiment "
+                            "still ran: the sandbox, the reaper or another run removes it then, so the rest would not "
+                            "test it (give the fault a longer expiry than the pauses after it)")
         attempt = self.first_attempt()
         if attempt is None:
             return None

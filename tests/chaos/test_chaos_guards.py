@@ -7,6 +7,7 @@ for the live checks, which resolve selectors against an HTTP-level fake Kubernet
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,49 @@ REFUSED = [
      "guard settings come only from loadkit's flags"),
     ("loosened-kill-share", experiment(configuration={"loadkit_max_kill_share": 1.0}),
      "guard settings come only from loadkit's flags"),
+    # review findings (each ran, or passed validate, before the fix)
+    ("activity-dry-false", experiment({**kill(label_selector="pod-template-hash=abc"), "dry": False}),
+     "an activity's own dry overrides --dry-run"),
+    ("activity-dry-null", experiment({**python("loadkit.chaos.sandbox", "add_abort", percentage=100), "dry": None}),
+     "an activity's own dry overrides --dry-run"),
+    ("experiment-dry", experiment(dry="actions"), "only --dry-run makes a run dry"),
+    ("env-default-probe", experiment(configuration={"knob": {"type": "env", "key": "LOADKIT_TEST_UNSET", "default": {
+        "type": "probe", "provider": {"type": "process", "path": "touch", "arguments": MARKER}}}}),
+     "configuration knob.default: dynamic configuration"),
+    ("argument-secrets", experiment(kill(label_selector="app=bruno-site", secrets={
+        "KUBERNETES_HOST": "http://127.0.0.1:9"})), "secrets can point an activity at another cluster"),
+    ("provider-secrets", experiment({"provider": {**kill(label_selector="app=bruno-site")["provider"],
+                                                  "secrets": ["k8s"]}},
+                                    secrets={"k8s": {"KUBERNETES_HOST": "http://127.0.0.1:9"}}),
+     "secrets can point an activity at another cluster"),
+    ("experiment-secrets", experiment(secrets={"k8s": {"KUBERNETES_HOST": "http://127.0.0.1:9"}}),
+     "secrets can point an activity at another cluster"),
+    ("fault-as-hypothesis-probe", {**experiment(), "steady-state-hypothesis": {"title": "h", "probes": [
+        {"type": "probe", "name": "sneaky", "tolerance": {"type": "regex", "target": "status", "pattern": ".*"},
+         **python("loadkit.chaos.sandbox", "add_abort", percentage=100, ttl_s=900)}]}},
+     "injects a fault, so it may not be a steady-state probe"),
+    ("fault-as-method-probe", {"title": "t", "description": "d", "method": [
+        {"type": "probe", "name": "abort-half", **python("loadkit.chaos.sandbox", "add_abort", percentage=50)}]},
+     "declared as a probe: declare it as type: action"),
+    ("fault-in-rollbacks", {**experiment(), "rollbacks": [
+        {"type": "action", "name": "again", **python("loadkit.chaos.sandbox", "add_abort", percentage=50)}]},
+     "may not be a rollback"),
+    ("long-pod-kill", experiment(python("loadkit.chaos.sandbox", "kill_pods", restart_after_s=300)),
+     "restart_after_s 300 is longer than loadkit can wait"),
+    ("dependency-is-the-apex", experiment(k8s_fault("add_dependency_abort", name="bruno-site",
+                                                    host="bruno-site.bruno.svc.cluster.local")),
+     "is one of bruno-site's own Services, not a dependency"),
+    ("dependency-in-istio-system", experiment(k8s_fault("add_dependency_abort", name="bruno-site",
+                                                        host="istiod.istio-system.svc.cluster.local")),
+     "system namespace 'istio-system'"),
+    ("kill-without-namespace", experiment(python("chaosk8s.pod.actions", "terminate_pods",
+                                                 label_selector="app=bruno-site")), "no namespace given"),
+    ("percentage-nan", experiment(python("loadkit.chaos.sandbox", "add_abort", percentage=float("nan"))),
+     "percentage must be a finite number"),
+    ("background", experiment({**python("loadkit.chaos.sandbox", "add_abort"), "background": True}),
+     "a background activity"),
+    ("rollback-ref-to-nothing", {**experiment(), "rollbacks": [{"ref": "remove-all"}]},
+     "ref 'remove-all' names no activity"),
 ]
 
 
@@ -134,7 +178,9 @@ def test_validate_refuses_each_bypass(tmp_path: Path, data: dict[str, Any], mess
 
 @pytest.mark.parametrize(("data", "message"), [c[1:] for c in REFUSED if c[0] in (
     "all-as-a-string", "process-probe", "http-action", "private-helper", "os-system", "loosened-namespaces",
-    "apex-host-another-name", "dynamic-configuration")], ids=lambda v: str(v)[:20] if isinstance(v, str) else "")
+    "apex-host-another-name", "dynamic-configuration", "activity-dry-false", "activity-dry-null",
+    "env-default-probe", "argument-secrets", "fault-as-hypothesis-probe")],
+    ids=lambda v: str(v)[:20] if isinstance(v, str) else "")
 def test_chaos_run_refuses_before_anything_runs(tmp_path: Path, data: dict[str, Any], message: str) -> None:
     for dry in ((), ("--dry-run",)):  # a dry run runs probes: a process probe must not run there either
         out = invoke("chaos", "run", str(write(tmp_path, data)), "--target", "http://127.0.0.1:9", *dry)
@@ -162,6 +208,17 @@ def test_allow_unguarded_runs_it_loudly(tmp_path: Path) -> None:
     path = write(tmp_path, experiment({"provider": {"type": "process", "path": "true", "arguments": "-x y"}}))
     out = invoke("chaos", "validate", str(path), "--allow-unguarded")
     assert out.exit_code == 0 and "UNGUARDED: method fault: a 'process' provider" in out.stdout
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_an_activity_given_as_a_var_is_refused(tmp_path: Path, command: str) -> None:
+    """chaoslib runs a configuration value of type probe, a --var's included."""
+    path = write(tmp_path, experiment(python("loadkit.chaos.sandbox", "list_faults"), configuration={"knob": 1}))
+    probe = {"type": "probe", "name": "p", "provider": {"type": "process", "path": "touch", "arguments": MARKER}}
+    extra = ("--target", "http://127.0.0.1:9") if command == "run" else ()
+    out = CliRunner().invoke(cli, ["chaos", command, str(path), *extra, "--var", f"knob:json={json.dumps(probe)}"])
+    assert out.exit_code == 2, out.output
+    assert "--var knob: dynamic configuration" in out.output and "Traceback" not in out.output
 
 
 def test_guard_settings_cannot_be_set_as_variables(tmp_path: Path) -> None:
@@ -192,3 +249,63 @@ def test_chaos_run_resolves_selectors_against_live_pods(tmp_path: Path, cluster:
     out = invoke("chaos", "run", str(write(tmp_path, experiment(action))), "--target", "http://127.0.0.1:9")
     assert out.exit_code == 2 and message in out.stderr, out.stderr
     assert cluster.deleted_pods == [] and cluster.virtualservices() == []
+
+
+def test_a_percentage_kill_is_counted_as_chaosk8s_counts_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """33.4 % of 3 pods is ceil(1.002) = 2 pods for chaosk8s: over the 50 % cap, refused."""
+    with FakeKubernetes({("bruno", "bruno-site"): 3, ("bruno", "bruno-site-primary"): 2}) as fake:
+        fake.apply_env(monkeypatch)
+        action = kill(label_selector="app=bruno-site", mode="percentage", qty=33.4, rand=True)
+        out = invoke("chaos", "run", str(write(tmp_path, experiment(action))), "--target", "http://127.0.0.1:9")
+        assert out.exit_code == 2 and "killing 2 of 3 pods is over the cap" in out.stderr, out.stderr
+        assert fake.deleted_pods == []
+
+
+# -- malformed files: exit 2 with the field and the fix, never an internal error ------------------
+
+LIST_FAULTS = python("loadkit.chaos.sandbox", "list_faults")
+MALFORMED = [
+    ("method-item-a-number", {"title": "t", "description": "d", "method": [5]},
+     "method[0]: an activity must be a mapping"),
+    ("pauses-a-list", experiment({**LIST_FAULTS, "pauses": [1]}), "method[0] (fault).pauses: must be a mapping"),
+    ("provider-a-string", experiment({"provider": "python"}), "method[0] (fault).provider: must be a mapping"),
+    ("configuration-a-list", experiment(LIST_FAULTS, configuration=[1]), "configuration: must be a mapping"),
+]
+
+
+@pytest.mark.parametrize(("data", "message"), [c[1:] for c in MALFORMED], ids=[c[0] for c in MALFORMED])
+def test_a_malformed_experiment_names_the_field(tmp_path: Path, data: Any, message: str) -> None:
+    path = write(tmp_path, data)
+    out = invoke("chaos", "validate", str(path))
+    assert out.exit_code == 2 and message in out.stdout and "internal error" not in out.stdout, out.stdout
+    junit = tmp_path / "out.xml"
+    out = CliRunner().invoke(cli, ["chaos", "run", str(path), "--target", "http://127.0.0.1:9", "--junit", str(junit)])
+    assert out.exit_code == 2 and message in out.output and "Traceback" not in out.output, out.output
+    assert "<error" in junit.read_text()  # never a 0-byte JUnit file
+
+
+def test_a_top_level_list_is_not_an_experiment(tmp_path: Path) -> None:
+    path = tmp_path / "list.yaml"
+    path.write_text("- 1\n- 2\n")
+    out = invoke("chaos", "validate", str(path))
+    assert out.exit_code == 2 and "the experiment must be a mapping" in out.stdout, out.stdout
+
+
+def test_validate_reports_every_file(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text(yaml.safe_dump(MALFORMED[0][1]))
+    second.write_text(yaml.safe_dump(MALFORMED[2][1]))
+    out = invoke("chaos", "validate", str(first), str(second))
+    assert out.exit_code == 2 and MALFORMED[0][2] in out.stdout and MALFORMED[2][2] in out.stdout, out.stdout
+
+
+def test_a_pause_of_zero_is_no_pause(tmp_path: Path) -> None:
+    out = invoke("chaos", "validate", str(write(tmp_path, experiment({**LIST_FAULTS, "pauses": {"after": 0}}))))
+    assert out.exit_code == 0, out.stdout
+
+
+def test_a_type_error_hint_is_about_the_value_given(tmp_path: Path) -> None:
+    out = invoke("chaos", "validate", str(write(tmp_path, experiment(python("loadkit.chaos.sandbox", "add_abort",
+                                                                            percentage=[5])))))
+    assert out.exit_code == 2 and "percentage must be a number, not [5]" in out.stdout, out.stdout
+    assert "without quotes" not in out.stdout

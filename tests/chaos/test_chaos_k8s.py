@@ -99,6 +99,9 @@ def test_dependency_abort_targets_only_the_canarys_calls(sandbox: SandboxProcess
     assert vs["spec"]["hosts"] == ["payments.bruno.svc.cluster.local"]
     assert route["match"] == [{"sourceLabels": {"app": "bruno-site"}}]
     assert route["fault"] == {"abort": {"httpStatus": 503, "percentage": {"value": 10.0}}}
+    # every other caller of the host keeps its route (a VirtualService with only a matched route
+    # leaves them with none under Istio)
+    assert vs["spec"]["http"][1:] == [{"route": [{"destination": {"host": "payments.bruno.svc.cluster.local"}}]}]
     assert loadkit_vs(k8s) == []
 
 

@@ -100,7 +100,7 @@ def test_plain_cleanup_after_kill_9_leaves_zero_faults(sandbox: SandboxProcess) 
 
 
 def test_a_live_runs_fault_is_never_touched(sandbox: SandboxProcess) -> None:
-    with started(sandbox, "local-latency.yaml", "--var", "fault_seconds=20") as proc:
+    with started(sandbox, "local-latency.yaml", "--var", "fault_seconds=90") as proc:  # ended by the SIGINT
         fault = wait_for_fault(sandbox, proc)
         code, _, stderr = chaos_run(sandbox, "local-abort.yaml")  # another run against the same canary
         assert code == 2 and "another loadkit run is faulting this sandbox" in stderr

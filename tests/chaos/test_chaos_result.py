@@ -188,6 +188,19 @@ def test_thin_load_skips_the_worst_window_and_never_passes() -> None:
     assert "not judged (skipped)" in result.reason
 
 
+def test_a_worst_window_is_not_passed_when_thinner_windows_went_unjudged() -> None:
+    """Slow and thin during the fault, loaded again only around its removal: the one window that
+    holds enough requests is the healthiest, so it cannot stand for the worst."""
+    def shape(at: float) -> dict[str, Any]:
+        if FAULT < at <= FAULT + 7:
+            return {"requests": 1, "latency_ms": 2000.0}
+        return {"requests": 1} if at <= FAULT + 11 else {"requests": 40}
+
+    worst = by_name(build_chaos_result(scenario(12, shape, min_samples=5)))["request-duration (worst 5s)"]
+    assert worst.status is CheckStatus.SKIPPED and worst.passed is False, worst
+    assert worst.reason.startswith("thin load") and "the worst window is not known" in worst.reason
+
+
 def test_a_healthy_run_passes_and_every_check_is_judged() -> None:
     result = build_chaos_result(scenario(12))
     assert result.verdict is Verdict.PASS and result.score == 100, result.reason
@@ -239,7 +252,11 @@ def test_junit_marks_skipped_checks_and_an_error_verdict() -> None:
     skipped = {c.get("name"): element.get("message") or "" for c in thin.iter("testcase")
                if (element := c.find("skipped")) is not None}
     assert skipped["request-success-rate (worst 5s)"].startswith("thin load")
-    assert thin.get("skipped") == str(len(skipped)) and thin.get("errors") == "0"
+    assert thin.get("skipped") == str(len(skipped))
+    # a FAIL made only of skipped checks: never green in CI (the exit code is 1)
+    failures = [c.get("name") for c in thin.iter("testcase") if c.find("failure") is not None]
+    assert not [c for c in failures if c != "run"], "the scenario must fail on skipped checks alone"
+    assert failures == ["run"] and thin.get("failures") == "1" and thin.get("errors") == "0"
 
     never = junit(build_chaos_result(scenario(10, journal=journal(action="failed"),
                                               timeline=Timeline(load_start=T0, load_end=T0 + 30))))
@@ -300,3 +317,19 @@ def test_check_status_and_passed_follow_each_other(given: dict[str, Any], status
 def test_check_refuses_a_contradiction(given: dict[str, Any], words: str) -> None:
     with pytest.raises(ValidationError, match=words):
         Check.model_validate({**CHECK, **given})
+
+
+def test_an_empty_method_is_an_error_that_says_so() -> None:
+    inputs = scenario(10, journal=journal(action=None), timeline=Timeline(load_start=T0, load_end=T0 + 30))
+    result = build_chaos_result(replace(inputs, experiment={**inputs.experiment, "method": []}))
+    assert result.verdict is Verdict.ERROR
+    assert "the method is empty" in by_name(result)["method"].reason and "stopped first" not in result.reason
+
+
+def test_a_failed_action_reads_as_its_message_once() -> None:
+    stacked = "chaoslib.exceptions.ActivityFailed: ActivityFailed: chaoslib.exceptions.ActivityFailed: the API said no"
+    failed = journal(action="failed")
+    failed["run"][0]["exception"] = ["Traceback ...", stacked]
+    result = build_chaos_result(scenario(10, journal=failed, timeline=Timeline(load_start=T0, load_end=T0 + 30)))
+    reason = by_name(result)["method"].reason
+    assert "the API said no" in reason and "ActivityFailed" not in reason, reason

@@ -17,7 +17,16 @@ import pytest
 import yaml
 
 from loadkit.sandbox import SandboxProcess
-from tests.chaos.conftest import EXPERIMENTS, chaos_env, chaos_run, check, faults, interrupt_mid_fault, pods
+from tests.chaos.conftest import (
+    EXPERIMENTS,
+    chaos_env,
+    chaos_run,
+    check,
+    faults,
+    gone,
+    interrupt_mid_fault,
+    pods,
+)
 from tests.conftest import ROOT, run_loadkit, scraped
 
 pytestmark = pytest.mark.slow
@@ -27,8 +36,11 @@ def test_latency_fault_breaks_request_duration_and_is_removed(sandbox: SandboxPr
     code, result, stderr = chaos_run(sandbox, "local-latency.yaml", "--var", "fault_seconds=6")  # typed like the file
     assert code == 1, stderr
     assert result is not None and result["verdict"] == "fail"
-    assert result["journal_status"] == "completed" and result["deviated"] is True
-    assert result["steady_state_before_met"] is True and result["steady_state_after_met"] is False
+    # the steady state after is taken once the fault is gone and the load cooled down (longer than
+    # the probe's 5 s window), so it judges the recovery, not the fault (on a loaded machine it may
+    # still miss the latency threshold: then it deviated, and says so)
+    assert result["journal_status"] == "completed" and result["steady_state_before_met"] is True
+    assert result["deviated"] is (result["steady_state_after_met"] is False)
     assert check(result, "request-duration")["passed"] is False
     fault_phase = next(p for p in result["phases"] if p["name"] == "fault")
     assert fault_phase["stats"]["p99_ms"] >= 600
@@ -117,13 +129,16 @@ def test_a_pod_kill_behind_istio_like_retries_is_survived() -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
 def test_interrupting_the_latency_experiment_rolls_back(sandbox: SandboxProcess, sig: signal.Signals) -> None:
-    code, result, stderr = interrupt_mid_fault(sandbox, "local-latency.yaml", sig, "--var", "fault_seconds:int=60")
+    children: list[psutil.Process] = []
+    code, result, stderr = interrupt_mid_fault(sandbox, "local-latency.yaml", sig, "--var", "fault_seconds:int=60",
+                                               descendants=children)
     assert code == 130, stderr
     assert result["interrupted"] is True and result["journal_status"] == "interrupted"
     assert result["rollbacks"]["run"] == 1 and result["rollbacks"]["failed"] == 0
     assert faults(sandbox) == []
-    assert not [p for p in psutil.process_iter(["cmdline"]) if "locust_plugin.py" in " ".join(p.info["cmdline"] or [])
-                and p.status() != psutil.STATUS_ZOMBIE]
+    # this run's own Locust (hermetic: other tests' and other users' Locust processes are none of ours)
+    assert children, "no Locust process under this run"
+    assert gone(children)
 
 
 def test_dry_run_injects_nothing(sandbox: SandboxProcess) -> None:
@@ -175,18 +190,13 @@ def test_sigterm_inside_a_running_action_interrupts_before_the_fault(sandbox: Sa
             "arguments": {"window_s": 1, "min_samples": 10**9, "wait_s": 20}}})
 
     path = write_variant(tmp_path, "local-latency.yaml", slow_first)
+    # the signal goes in once chaoslib says the slow action started (never on a timer)
     code, result, stderr = interrupt_mid_fault(sandbox, str(path), signal.SIGTERM,
-                                               fault_active=_in_method(sandbox))
+                                               when_logged="chaos: Action: slow-step")
     assert code == 130, stderr
+    assert "Action: add-latency-to-the-canary" not in stderr
     assert result["interrupted"] is True and result["fault"] is None  # the delay never went in
     assert faults(sandbox) == []
-
-
-def _in_method(sandbox: SandboxProcess) -> Any:
-    """True once the experiment's load has settled and its method is going (a few seconds in)."""
-
-    started = time.monotonic()
-    return lambda: time.monotonic() - started > 6
 
 
 def test_two_quick_signals_still_roll_back_and_report(sandbox: SandboxProcess) -> None:
@@ -220,8 +230,9 @@ def test_a_dry_run_leaves_other_peoples_faults_alone(sandbox: SandboxProcess) ->
                          json={"version": "primary", "kind": "delay", "delay_ms": 1, "ttl_s": 120}).json()
     try:
         code, result, stderr = chaos_run(sandbox, "local-abort.yaml", "--dry-run")
-        assert code == 0, stderr
-        assert result is not None and check(result, "rollbacks")["passed"] is True
+        assert result is not None, stderr
+        assert code in (0, 1), stderr  # judged (a loaded machine may miss a latency threshold)
+        assert check(result, "rollbacks")["passed"] is True
         assert [f["id"] for f in faults(sandbox)] == [planted["id"]]
     finally:
         httpx.delete(f"{sandbox.admin_url}/faults/{planted['id']}")

@@ -339,3 +339,28 @@ def test_planted_leftovers_are_listed_cluster_wide(k8s: FakeKubernetes) -> None:
         ("bruno", "loadkit-old"), ("other", "loadkit-older")]
     assert {o["apiVersion"] for o in found["items"]} == {f"{VS_GROUP}/v1alpha3"}
     assert len(k8s.virtualservices()) == 3 and len(k8s.virtualservices("other")) == 2
+
+
+def test_a_deleted_pod_is_terminating_before_it_goes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the API server: a deletionTimestamp, still listed, not Ready; the controller replaces it
+    without waiting (it does not count a Terminating pod), and loadkit's kill counts skip it."""
+    from chaosk8s.pod.actions import terminate_pods
+
+    from loadkit.chaos import guards
+    from loadkit.chaos import k8s as loadkit_k8s
+
+    with FakeKubernetes(recreate_after_s=0.2, terminate_after_s=1.5) as fake:
+        fake.apply_env(monkeypatch)
+        guards.set_active(guards.Guards(run_id="t"))
+        try:
+            [killed] = terminate_pods(label_selector=CANARY, ns=NS, qty=1)
+            pod = next(p for p in fake.pods(NS, CANARY) if p["metadata"]["name"] == killed)
+            assert pod["metadata"]["deletionTimestamp"]
+            assert loadkit_k8s.pods_going([killed], NS) == [killed]
+            fake.wait_for(lambda: len(fake.pods(NS, CANARY)) == 3, timeout=5, what="the replacement beside it")
+            running = {p.metadata.name for p in loadkit_k8s.running_pods(CANARY, NS)}
+            assert killed not in running
+            fake.wait_for(lambda: killed not in names(fake.pods(NS, CANARY)), timeout=5, what="the pod gone")
+            assert loadkit_k8s.pods_going([killed], NS) == [killed]  # 404: gone
+        finally:
+            guards.set_active(None)
