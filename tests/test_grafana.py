@@ -159,7 +159,14 @@ def test_a_broken_query_would_fail(prometheus: str) -> None:
     assert answer.status_code == 400 and answer.json()["errorType"] == "bad_data"
 
 
-def test_the_variables_find_the_sandbox(prometheus: str) -> None:
+def test_the_variables_find_the_sandbox(site: SandboxProcess, prometheus: str) -> None:
+    for path in ("/", "/canary/"):  # on its own: both workloads have had requests
+        for _ in range(5):
+            httpx.get(f"{site.traffic_url}{path}", timeout=5)
+    workloads = {CANARY, f"{CANARY}-primary"}
+    poll(lambda: workloads <= {s["metric"]["destination_workload"] for s in
+                               query(prometheus, 'istio_requests_total{reporter="destination"}')["data"]["result"]},
+         timeout=30)
     for board in dashboards().values():
         for variable in board["templating"]["list"]:
             if variable["type"] != "query":
