@@ -214,16 +214,19 @@ def history(entries: Sequence[HistoryEntry], chosen: HistoryKind | None) -> str:
     rows = [[e(h.kind.value), e(h.name), e(h.target), e(f"{h.namespace}/{h.canary}" if h.canary else ""),
              when(h.started_at), badge(h.verdict), number(h.score), _trend(h.trend), f"<code>{e(h.id)}</code>"]
             for h in entries]
+    # The series of loadkit/store's trend: a game day's plan; a profile or experiment against one target.
     series: dict[tuple[str, str], list[tuple[str, float]]] = {}
     for h in reversed(entries):  # oldest first
         if h.score is not None and h.verdict not in ("interrupted", "error"):
-            series.setdefault((h.kind.value, h.name), []).append((h.started_at.strftime("%Y-%m-%d %H:%M"), h.score))
-    trends = "".join(render_score_trend(points, f"{kind} {name}") for (kind, name), points in sorted(series.items())
-                     if kind in (HistoryKind.GAMEDAY.value, HistoryKind.CHAOS.value))
+            name = h.name if h.kind is HistoryKind.GAMEDAY or not h.target else f"{h.name} on {h.target}"
+            series.setdefault((h.kind.value, name), []).append((h.started_at.strftime("%Y-%m-%d %H:%M"), h.score))
+    order = [k.value for k in (HistoryKind.GAMEDAY, HistoryKind.CHAOS, HistoryKind.RUN)]  # game days first
+    trends = "".join(render_score_trend(points, f"{kind} {name}") for (kind, name), points in
+                     sorted(series.items(), key=lambda item: (order.index(item[0][0]), item[0][1])))
     title = f"History: {chosen.value}" if chosen else "History"
-    return (f"<h1>{e(title)}</h1><p>{tabs}</p><h2>Score trend (game days and chaos runs)</h2>"
+    return (f"<h1>{e(title)}</h1><p>{tabs}</p><h2>Score trend (game days, chaos runs, load runs)</h2>"
             + (f'<div class="charts">{trends}</div>' if trends else
-               '<p class="muted" data-empty="trend">No judged game day or chaos run yet.</p>')
+               '<p class="muted" data-empty="trend">No judged result yet.</p>')
             + "<h2>Entries</h2>"
             + table(["kind", "name", "target", "canary", "started", "verdict", "score", "trend", "id"], rows,
                     "No history yet: `loadkit run`, `chaos run` and `gameday run` add rows.", frozenset({6, 7}),

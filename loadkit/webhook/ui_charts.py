@@ -161,7 +161,8 @@ def render_score_trend(points: Sequence[tuple[str, float]], title: str) -> str:
         parts.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" class="grid"/>'
                      f'<text x="{LEFT - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">{tick}</text>')
     for i in sorted({0, len(points) - 1}):
-        parts.append(f'<text x="{x(i):.1f}" y="{TOP + plot_h + 16}" text-anchor="middle">{_e(points[i][0])}</text>')
+        anchor = "end" if i and i == len(points) - 1 else "start" if len(points) > 1 else "middle"
+        parts.append(f'<text x="{x(i):.1f}" y="{TOP + plot_h + 16}" text-anchor="{anchor}">{_e(points[i][0])}</text>')
     line = " ".join(f"{x(i):.1f},{y(score):.1f}" for i, (_, score) in enumerate(points))
     parts.append(f'<polyline points="{line}" fill="none" stroke="#1f77b4" stroke-width="1.5"/>')
     parts.extend(f'<circle cx="{x(i):.1f}" cy="{y(score):.1f}" r="3" fill="#1f77b4"><title>{_e(label)}: '

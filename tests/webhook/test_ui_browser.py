@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from loadkit.sandbox import SandboxProcess
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_loadkit
 from tests.webhook.conftest import Serve, payload, poll
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' installs playwright")
@@ -104,6 +104,19 @@ def test_every_page_loads_without_errors(watched: Watched, served: Serve, health
     assert run_page.locator("figure.chart svg").count() == 3
     assert run_page.locator('[data-field="status"]').inner_text() == "completed"
     assert run_page.locator('table[data-table="checks"] tbody tr').count() >= 1
+
+
+def test_history_shows_the_score_trend(watched: Watched, served: Serve, healthy_site: SandboxProcess) -> None:
+    for _ in range(2):  # two real `loadkit run`s of one series, kept in the server's database
+        done = run_loadkit("run", "--target", f"{healthy_site.traffic_url}/canary", "-t", "4s", "-u", "10",
+                           "--db", str(served.db), "-o", "json")
+        assert done.returncode in (0, 1), done.stderr  # judged: a pass or a fail, both have a score
+    page = watched.page
+    watched.visit(f"{served.url}/ui/history?kind=run", "history-runs")
+    assert page.locator('table[data-table="history"] tbody tr').count() == 2
+    trend = page.locator(f'figure[data-chart="run smoke on {healthy_site.traffic_url}/canary"] circle')
+    assert trend.count() == 2
+    assert page.locator('table[data-table="history"] tbody tr').first.locator("td").nth(7).inner_text() != "\u2013"
 
 
 def test_the_run_page_follows_a_running_run(watched: Watched, served: Serve, healthy_site: SandboxProcess) -> None:
