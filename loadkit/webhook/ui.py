@@ -78,12 +78,12 @@ class UI:
         return hmac.new(token.encode(), b"loadkit-ui-session", hashlib.sha256).hexdigest() if token else None
 
     def is_admin(self, request: Request) -> bool:
-        session = self._session()
-        if session is None:
+        """Signed in (the session cookie) or sending the token as `Authorization: Bearer`."""
+        token, session = self.settings.token, self._session()
+        if token is None or session is None:
             return False
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.settings.token.encode()
-                                                              if self.settings.token else b""):
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
             return True
         return hmac.compare_digest(request.cookies.get(COOKIE, "").encode(), session.encode())
 
