@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TEST_WORKERS ?= 4  # pytest-xdist workers: most tests wait on real load, so more than the 2 cores
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint bench prometheus chaos-tools clean
+.PHONY: demo test lint bench prometheus chromium chaos-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,8 @@ $(VENV)/.installed-test: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/loadkit demo
 
-## test: install test dependencies (and Debian's prometheus when missing), lint, run the whole suite
-test: $(VENV)/.installed-test prometheus chaos-tools
+## test: install test dependencies (and Debian's prometheus and chromium when missing), lint, run the whole suite
+test: $(VENV)/.installed-test prometheus chromium chaos-tools
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
@@ -33,6 +33,13 @@ prometheus:
 	  echo "installing Debian's prometheus (tests run a real Prometheus)"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
+
+# Browser tests drive Debian's chromium with Playwright (never `playwright install`: it downloads browsers)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium (browser tests of /ui)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; }
 
 # nftables (packet loss and partitions on the sandbox) and stress-ng (CPU stress without a cgroup)
 chaos-tools:

@@ -79,13 +79,14 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
         generator=health,
         endpoints=[EndpointStats(method=m, name=n, requests=r, failures=f) for m, n, r, f in outcome.endpoints],
         errors=[ErrorStat(message=m, count=c) for m, c in outcome.errors],
-        timeline=[_point(s) for s in outcome.snapshots],
+        timeline=[timeline_point(s) for s in outcome.snapshots],
         warnings=warnings,
         histogram=outcome.histogram or None,
     )
 
 
-def _point(s: Snapshot) -> TimelinePoint:
+def timeline_point(s: Snapshot) -> TimelinePoint:
+    """One point of a result's timeline: a snapshot's last window (the webhook's live charts use it too)."""
     w = s.window
     return TimelinePoint(
         t=s.elapsed_s, users=s.users, requests=w.requests, failures=w.failures, rps=w.rps,

@@ -29,7 +29,7 @@ from loadkit.cli._options import DurationType, config_option, output_option
               help="Largest request body in bytes; larger ones get 413.")
 @click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False),
               help="Bearer token for the admin API (gates, rollbacks, freezes, stopping runs); or set LOADKIT_TOKEN.")
-@click.option("--public-url", metavar="URL", help="Base URL put in answers' run links, e.g. http://loadkit.loadkit:8080.")
+@click.option("--public-url", metavar="URL", help="Base URL put in answers' run and /ui links, e.g. http://loadkit.loadkit:8080.")
 @click.option("--retention", type=DurationType(), default="30d", show_default=True,
               help="Forget finished runs and events older than this (checked hourly).")
 @click.option("--prometheus", "prometheus_url", metavar="URL",

@@ -55,6 +55,8 @@ from loadkit.webhook.policy import HookCall, resolve
 from loadkit.webhook.runs import RunManager
 from loadkit.webhook.settings import ServeSettings
 from loadkit.webhook.store import Store, now
+from loadkit.webhook.ui import UI, install_ui, ui_url
+from loadkit.webhook.ui_charts import ChartRenderer, render_run_charts
 
 _HOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "success for Flagger (for `rollback`: roll back now)"},
@@ -75,9 +77,12 @@ PRUNE_EVERY_S = 3600.0
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: ServeSettings, store: Store, manager: RunManager) -> FastAPI:
+def create_app(settings: ServeSettings, store: Store, manager: RunManager,
+               charts: ChartRenderer = render_run_charts) -> FastAPI:
+    """`charts` draws a run's charts on /ui (loadkit/webhook/ui_charts.py: the seam)."""
     hooks = Hooks(manager, store, settings.config)
     metrics = WebhookMetrics(store, manager)
+    ui = UI(settings, store, manager, hooks.gates, charts)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -88,6 +93,7 @@ def create_app(settings: ServeSettings, store: Store, manager: RunManager) -> Fa
         app.state.ready = False
         pruner.cancel()
         await asyncio.to_thread(manager.shutdown)
+        ui.close()
 
     app = FastAPI(title="loadkit webhook", version="1", docs_url=None, redoc_url=None, lifespan=lifespan,
                   description="Flagger webhooks that gate canary analysis on scored Locust load runs.")
@@ -116,6 +122,8 @@ def create_app(settings: ServeSettings, store: Store, manager: RunManager) -> Fa
     async def flagger_hook(request: Request, call: Annotated[HookCall, Depends(flagger_call)]) -> Response:
         started = time.perf_counter()
         answer = await hooks.handle(call)
+        answer = answer.model_copy(update={"ui": ui_url(settings.public_url, run=answer.run, analysis=answer.analysis,
+                                                        canary=(call.namespace, call.name))})
         log_event("hook", kind=call.kind.value, namespace=call.namespace, name=call.name,
                   checksum=call.checksum or None, phase=call.payload.phase or None, analysis=answer.analysis,
                   status=answer.status, run=answer.run, ms=round((time.perf_counter() - started) * 1000, 1),
@@ -218,6 +226,7 @@ def create_app(settings: ServeSettings, store: Store, manager: RunManager) -> Fa
     async def unfreeze(namespace: str = "*", name: str = "*") -> dict[str, Any]:
         return {"namespace": namespace, "name": name, "removed": store.clear_freeze(namespace, name)}
 
+    install_ui(app, ui)
     return app
 
 
@@ -341,6 +350,8 @@ def _answer(request: Request, answer: HookAnswer) -> Response:
     headers = {"X-Loadkit-Run": answer.run} if answer.run else {}
     if answer.analysis:
         headers["X-Loadkit-Analysis"] = answer.analysis
+    if answer.ui:
+        headers["X-Loadkit-UI"] = answer.ui
     if answer.retry_after_s is not None:
         headers["Retry-After"] = str(answer.retry_after_s)
     if _wants_json(request):

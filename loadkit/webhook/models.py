@@ -256,4 +256,5 @@ class HookAnswer(BaseModel):
     analysis: str | None = None
     verdict: Verdict | None = None
     retry_after_s: int | None = None
+    ui: str | None = None  # the page of the run (else analysis, else canary) on /ui, under --public-url
     details: dict[str, Any] = Field(default_factory=dict)

@@ -24,12 +24,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from loadkit.analysis import ServerSide, as_planned_end, run_scored, tally_of
+from loadkit.analysis import ServerSide, as_planned_end, run_scored, tally_of, timeline_point
 from loadkit.config import PrometheusSpec, RollbackSpec
 from loadkit.errors import BusyError, Interrupted, LoadkitError, TargetError
 from loadkit.load._window import REFUSED_KIND
 from loadkit.load.runner import LoadPlan
-from loadkit.models.results import CheckStatus, RunResult, Verdict
+from loadkit.models.results import CheckStatus, RunResult, TimelinePoint, Verdict
 from loadkit.models.specs import Threshold
 from loadkit.models.wire import Snapshot
 from loadkit.prometheus import Workload
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 RunKey = tuple[str, str, str]  # (analysis, hook, plan key)
 SHUTDOWN_WAIT_S = 20.0
 MAX_RETRY_AFTER_S = 30  # Flagger sleeps Retry-After inside its scheduler loop: keep it short
+MAX_LIVE_POINTS = 7200  # a live timeline keeps its last 2 h at one point a second
 STARTUP_ESTIMATE_S = 3.0  # a Locust start, for when a slot frees
 INTERRUPTED_REASON = "the server shut down during the run"
 NOT_JUDGED = "not judged"
@@ -67,6 +68,7 @@ class _Active:
     live: LiveState | None = None
     decisive: str = ""
     server: ServerSide = field(default_factory=ServerSide)
+    timeline: list[TimelinePoint] = field(default_factory=list)  # the live charts of /ui; bounded
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,12 @@ class RunManager:
             active = self._active.get(run_id)
             return active.live if active else None
 
+    def progress(self, run_id: str) -> tuple[list[TimelinePoint], list[Threshold]] | None:
+        """A running run's timeline so far and its thresholds (the live charts), or None once it ended."""
+        with self._lock:
+            active = self._active.get(run_id)
+            return (list(active.timeline), list(active.thresholds)) if active else None
+
     def active_runs(self) -> list[RunRecord]:
         with self._lock:
             return [a.record.model_copy(update={"live": a.live}) for a in self._active.values()]
@@ -305,6 +313,8 @@ class RunManager:
                           active.decisive, tracker.recent_breaches())
         with self._lock:
             active.live = live
+            active.timeline.append(timeline_point(snapshot))
+            del active.timeline[:-MAX_LIVE_POINTS]
             idle = time.monotonic() - self._seen.get(active.record.analysis, time.monotonic())
             if active.record.continuous and idle > self.idle_timeout_s and not active.stop.is_set():
                 active.stop_reason = (f"no hook of its analysis came for {idle:.0f}s (more than server.idle_timeout): "

@@ -1,0 +1,154 @@
+"""/ui over plain HTTP against a real `loadkit serve`: links from hook answers, escaping, 404s, auth."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from loadkit.sandbox import SandboxProcess
+from loadkit.store import History, HistoryEntry, HistoryKind
+from tests.webhook.conftest import Serve, payload, poll
+
+TOKEN = "ui-test-token-1234"
+EVIL = '<script>alert("x")</script>'
+
+
+@pytest.fixture(scope="module")
+def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
+    tmp = tmp_path_factory.mktemp("ui")
+    (tmp / "token").write_text(TOKEN + "\n")
+    serve = Serve(tmp, "--token-file", str(tmp / "token"), "--max-concurrent-runs", "4").start()
+    yield serve
+    serve.stop()
+
+
+@pytest.fixture(scope="module")
+def tokenless(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
+    serve = Serve(tmp_path_factory.mktemp("ui-tokenless")).start()
+    yield serve
+    serve.stop()
+
+
+@contextlib.contextmanager
+def signed_in(serve: Serve) -> Iterator[httpx.Client]:
+    client = httpx.Client(base_url=serve.url, timeout=30)
+    answer = client.post("/ui/login", data={"token": TOKEN})
+    assert answer.status_code == 303, answer.text
+    assert "httponly" in answer.headers["set-cookie"].lower()
+    assert "samesite=strict" in answer.headers["set-cookie"].lower()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def test_every_hook_answer_links_to_its_page_on_ui(ui_server: Serve, healthy_site: SandboxProcess) -> None:
+    body = payload(f"{healthy_site.traffic_url}/canary", name="linked", checksum="c1")
+    started = ui_server.hook("rollout", body, headers={"Accept": "application/json"}).json()
+    run = started["run"]
+    assert started["ui"] == f"{ui_server.url}/ui/runs/{run}"
+    page = httpx.get(started["ui"], timeout=30)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert f"Run {run}" in page.text and "c1" in page.text
+    # A gate answer names no run before there is one: it lands on the analysis.
+    gate = ui_server.hook("confirm-rollout", payload(f"{healthy_site.traffic_url}/canary", name="other"),
+                          headers={"Accept": "application/json"})
+    assert gate.json()["ui"] == f"{ui_server.url}/ui/canaries/bruno/other"
+    assert gate.headers["X-Loadkit-UI"] == gate.json()["ui"]
+    # The live JSON follows the run until it ends; the overview and the canary list it.
+    live = poll(lambda: (d := ui_server.get(f"/ui/runs/{run}/live.json").json())["finished"] and d, timeout=60)
+    assert live["status"] == "completed" and live["points"] > 0 and 'data-chart="Latency"' in live["charts_html"]
+    overview = ui_server.get("/ui").text
+    assert f'href="/ui/runs/{run}"' in overview and 'href="/ui/canaries/bruno/linked"' in overview
+    canary = ui_server.get("/ui/canaries/bruno/linked").text
+    assert run in canary and started["analysis"] in canary
+
+
+@pytest.mark.parametrize("path", [
+    "/ui/runs/nope", "/ui/runs/%3Cscript%3E", "/ui/analyses/0000", "/ui/canaries/nobody/nothing",
+    "/ui/history?kind=bogus",
+], ids=["run", "run-script", "analysis", "canary", "history-kind"])
+def test_a_bad_id_is_a_404_page_with_a_message(ui_server: Serve, path: str) -> None:
+    answer = ui_server.get(path)
+    assert answer.status_code == 404, answer.text
+    assert answer.headers["content-type"].startswith("text/html")
+    message = re.search(r'<p data-error="404">(.*?)</p>', answer.text)
+    assert message and message.group(1).startswith("no "), answer.text
+    assert "<script>" not in answer.text  # the id is shown escaped
+
+
+def test_live_json_of_an_unknown_run_is_a_404(ui_server: Serve) -> None:
+    answer = ui_server.get("/ui/runs/nope/live.json")
+    assert answer.status_code == 404 and answer.json() == {"error": "no run 'nope'"}
+
+
+def test_user_text_is_escaped_everywhere(ui_server: Serve, healthy_site: SandboxProcess) -> None:
+    canary = payload(f"{healthy_site.traffic_url}/canary", name="escaped", checksum="e1")
+    assert ui_server.hook("confirm-traffic-increase", canary).status_code == 200  # opens an analysis
+    halted = ui_server.admin("POST", "/gates/bruno/escaped/halt", TOKEN, json={"reason": EVIL})
+    assert halted.status_code == 200, halted.text
+    event = {**canary, "metadata": {"eventMessage": EVIL, "eventType": "Warning", "timestamp": "1"}}
+    assert ui_server.hook("event", event).status_code == 200
+    History(ui_server.db).add(HistoryEntry(
+        id="h-evil", kind=HistoryKind.GAMEDAY, name=EVIL, target=EVIL, started_at=datetime.now(UTC),
+        ended_at=datetime.now(UTC), recorded_at=datetime.now(UTC), verdict="pass", score=90.0, schema_version=1),
+        "{}")
+    for path in ("/ui/canaries/bruno/escaped", "/ui/history", "/ui/history?kind=gameday"):
+        text = ui_server.get(path).text
+        assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in text, path
+        assert EVIL not in text, path
+        assert re.findall(r"<script\b", text) == [], f"{path} has a script tag"  # only the run page has one
+
+
+def test_read_only_without_the_token(ui_server: Serve, healthy_site: SandboxProcess) -> None:
+    ui_server.hook("confirm-traffic-increase", payload(f"{healthy_site.traffic_url}/canary", name="readonly",
+                                                       checksum="r1"))
+    text = ui_server.get("/ui/canaries/bruno/readonly").text
+    assert "data-action" not in text and "sign in (admin token)" in text
+    for action in ("approve", "halt", "rollback"):
+        refused = httpx.post(f"{ui_server.url}/ui/gates/bruno/readonly/{action}", data={"reason": "x"})
+        assert refused.status_code == 401, refused.text
+    wrong = httpx.post(f"{ui_server.url}/ui/gates/bruno/readonly/halt", cookies={"loadkit_ui": "forged"})
+    assert wrong.status_code == 401
+    assert ui_server.admin("GET", "/gates/bruno/readonly").json()["gates"] == []
+    bad_login = httpx.post(f"{ui_server.url}/ui/login", data={"token": "wrong"})
+    assert bad_login.status_code == 401 and "set-cookie" not in bad_login.headers
+
+
+def test_the_token_shows_buttons_that_work(ui_server: Serve, healthy_site: SandboxProcess) -> None:
+    ui_server.hook("confirm-traffic-increase", payload(f"{healthy_site.traffic_url}/canary", name="acting",
+                                                       checksum="a1"))
+    with signed_in(ui_server) as client:
+        text = client.get("/ui/canaries/bruno/acting").text
+        assert 'data-action="halt"' in text and 'data-action="approve"' in text and "sign out" in text
+        done = client.post("/ui/gates/bruno/acting/halt", data={"reason": "looks off", "hook": ""})
+        assert done.status_code == 303 and done.headers["location"] == "/ui/canaries/bruno/acting"
+        gates = ui_server.get("/gates/bruno/acting").json()["gates"]
+        assert {g["state"] for g in gates} == {"halted"} and gates[0]["reason"] == "looks off"
+        cross = client.post("/ui/gates/bruno/acting/approve", headers={"Origin": "http://evil.example"})
+        assert cross.status_code == 401
+        unknown = client.post("/ui/gates/bruno/acting/explode")
+        assert unknown.status_code == 404
+        client.post("/ui/logout")
+        assert "data-action" not in client.get("/ui/canaries/bruno/acting").text
+
+
+def test_a_server_without_a_token_refuses_every_action(tokenless: Serve, healthy_site: SandboxProcess) -> None:
+    tokenless.hook("confirm-traffic-increase", payload(f"{healthy_site.traffic_url}/canary", name="notoken"))
+    assert "data-action" not in tokenless.get("/ui/canaries/bruno/notoken").text
+    assert httpx.post(f"{tokenless.url}/ui/gates/bruno/notoken/halt").status_code == 403
+    assert httpx.post(f"{tokenless.url}/ui/login", data={"token": "anything"}).status_code == 403
+
+
+def test_pages_load_nothing_from_elsewhere(ui_server: Serve, tmp_path: Path) -> None:
+    for path in ("/ui", "/ui/history", "/ui/login"):
+        answer = ui_server.get(path)
+        assert answer.status_code == 200
+        assert "default-src 'none'" in answer.headers["content-security-policy"]
+        assert not re.findall(r'(?:src|href)="(?:https?:)?//', answer.text), path

@@ -1,0 +1,167 @@
+"""/ui in a real browser: Debian's Chromium driven by Playwright, against a real `loadkit serve`.
+
+Each page loads with no console error and no request leaving the server; the run page follows a
+running run; action buttons appear only after signing in with the admin token, and they work.
+A full-page screenshot per page goes to test-artifacts/ui/ (git-ignored): look at them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loadkit.sandbox import SandboxProcess
+from tests.conftest import ROOT, run_loadkit
+from tests.webhook.conftest import Serve, payload, poll
+
+playwright_sync = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' installs playwright")
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts" / "ui"
+TOKEN = "browser-test-token-5678"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@dataclass
+class Watched:
+    """A page with its console errors, uncaught exceptions and the requests it tried outside the server."""
+
+    page: Any
+    errors: list[str] = field(default_factory=list)
+    outside: list[str] = field(default_factory=list)
+
+    def visit(self, url: str, shot: str) -> Any:
+        answer = self.page.goto(url)
+        assert answer is not None and answer.status == 200, f"{url}: {answer and answer.status}"
+        self.page.wait_for_load_state("load")
+        self.shot(shot)
+        assert not self.errors, f"{url}: console errors {self.errors}"
+        assert not self.outside, f"{url}: requests outside the server {self.outside}"
+        return answer
+
+    def shot(self, name: str) -> None:
+        path = ARTIFACTS / f"{name}.png"
+        path.unlink(missing_ok=True)
+        self.page.screenshot(path=str(path), full_page=True)
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed: run `make test`, which installs Debian's chromium")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with playwright_sync.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def watched(browser: Any, served: Serve) -> Iterator[Watched]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    seen = Watched(page)
+    page.on("console", lambda m: seen.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda exc: seen.errors.append(str(exc)))
+
+    def route(r: Any) -> None:
+        if r.request.url.startswith(served.url):
+            r.continue_()
+        else:
+            seen.outside.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    yield seen
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
+    tmp = tmp_path_factory.mktemp("ui-browser")
+    (tmp / "token").write_text(TOKEN)
+    serve = Serve(tmp, "--token-file", str(tmp / "token"), "--max-concurrent-runs", "4").start()
+    yield serve
+    serve.stop()
+
+
+def test_every_page_loads_without_errors(watched: Watched, served: Serve, healthy_site: SandboxProcess) -> None:
+    started = served.hook("pre-rollout", payload(f"{healthy_site.traffic_url}/canary", name="pages", checksum="p1"),
+                          headers={"Accept": "application/json"}).json()
+    assert started["status"] == 200, started
+    pages = {"overview": "/ui", "canary": "/ui/canaries/bruno/pages", "analysis": f"/ui/analyses/{started['analysis']}",
+             "history": "/ui/history", "login": "/ui/login"}
+    for shot, path in pages.items():
+        watched.visit(served.url + path, shot)
+    run_page = watched.page
+    watched.visit(started["ui"], "run-finished")
+    assert run_page.locator("figure.chart svg").count() == 3
+    assert run_page.locator('[data-field="status"]').inner_text() == "completed"
+    assert run_page.locator('table[data-table="checks"] tbody tr').count() >= 1
+
+
+def test_history_shows_the_score_trend(watched: Watched, served: Serve, healthy_site: SandboxProcess) -> None:
+    for _ in range(2):  # two real `loadkit run`s of one series, kept in the server's database
+        done = run_loadkit("run", "--target", f"{healthy_site.traffic_url}/canary", "-t", "4s", "-u", "10",
+                           "--db", str(served.db), "-o", "json")
+        assert done.returncode in (0, 1), done.stderr  # judged: a pass or a fail, both have a score
+    page = watched.page
+    watched.visit(f"{served.url}/ui/history?kind=run", "history-runs")
+    assert page.locator('table[data-table="history"] tbody tr').count() == 2
+    trend = page.locator(f'figure[data-chart="run smoke on {healthy_site.traffic_url}/canary"] circle')
+    assert trend.count() == 2
+    assert page.locator('table[data-table="history"] tbody tr').first.locator("td").nth(7).inner_text() != "\u2013"
+
+
+def test_the_run_page_follows_a_running_run(watched: Watched, served: Serve, healthy_site: SandboxProcess) -> None:
+    body = payload(f"{healthy_site.traffic_url}/canary", name="live", checksum="l1", duration="10s",
+                   thresholds="strict")
+    started = served.hook("rollout", body, headers={"Accept": "application/json"}).json()
+    assert started["status"] == 202, started
+    page = watched.page
+    watched.visit(started["ui"], "run-live-start")
+    live = page.locator("#live")
+    poll(lambda: int(live.get_attribute("data-updates") or 0) >= 2, timeout=20)
+    points = int(live.get_attribute("data-points") or 0)
+    poll(lambda: int(live.get_attribute("data-points") or 0) > points, timeout=20)
+    assert page.locator('[data-field="status"]').inner_text() == "running"
+    assert page.locator('[data-field="requests"]').inner_text() not in ("", "\u2013", "0")
+    assert page.locator("figure.chart svg").count() == 3
+    assert page.locator("svg .threshold").count() == 1  # `strict`: request-duration max 1 ms, drawn dashed
+    watched.shot("run-live")
+    # When it ends the page reloads once and shows the verdict and the checks.
+    poll(lambda: page.locator('[data-field="status"]').inner_text() == "completed", timeout=40)
+    page.wait_for_selector('table[data-table="checks"]')
+    assert page.locator('[data-field="verdict"]').inner_text() == "fail"
+    watched.shot("run-ended")
+    assert not watched.errors, watched.errors
+
+
+def test_buttons_only_with_the_token_and_they_work(watched: Watched, served: Serve,
+                                                   healthy_site: SandboxProcess) -> None:
+    assert served.hook("confirm-traffic-increase",
+                       payload(f"{healthy_site.traffic_url}/canary", name="gated", checksum="g1")).status_code == 200
+    page = watched.page
+    watched.visit(f"{served.url}/ui/canaries/bruno/gated", "canary-read-only")
+    assert page.locator("[data-action]").count() == 0
+    page.click("text=sign in (admin token)")
+    page.fill('input[name="token"]', TOKEN)
+    page.click('button[type="submit"]')
+    page.wait_for_url(f"{served.url}/ui")
+    watched.visit(f"{served.url}/ui/canaries/bruno/gated", "canary-admin")
+    assert page.locator("[data-action]").count() >= 4
+    page.locator('form:has(button[data-action="halt"][data-hook=""]) input[name="reason"]').fill("browser halt")
+    page.click('button[data-action="halt"][data-hook=""]')
+    page.wait_for_url(f"{served.url}/ui/canaries/bruno/gated")
+    rows = page.locator('table[data-table="gates"] tbody tr')
+    assert rows.count() >= 1 and "halted" in rows.first.inner_text() and "browser halt" in rows.first.inner_text()
+    assert {g["state"] for g in served.get("/gates/bruno/gated").json()["gates"]} == {"halted"}
+    watched.shot("canary-halted")
+    assert not watched.errors, watched.errors
+
