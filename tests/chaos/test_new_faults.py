@@ -206,8 +206,8 @@ def test_busy_competitors_take_the_canarys_cpu_then_are_removed(sandbox: Sandbox
     assert theirs >= 0.15 and used <= 0.25 * theirs, (used, theirs)  # ~2 %: at most a quarter of theirs
     assert statistics.median(wall) >= 3 * statistics.median(cpu_ms), (cpu_ms, wall)
     actions.remove_faults()
-    _, alive = psutil.wait_procs(workers, timeout=3)
-    assert not alive
+    _, alive = psutil.wait_procs(busy, timeout=5)  # every competitor, its stress-ng parent too, is gone
+    assert not alive, alive
     assert set(pod.cpu_affinity()) == os.sched_getaffinity(0)
     if group_nice is not None:
         assert autogroup_nice(pod.pid) == group_nice
@@ -315,9 +315,12 @@ def test_cleanup_removes_what_a_killed_sandbox_left_on_the_machine(tmp_path: Pat
         assert left, "kill -9 of the supervisor leaves its cgroup (what cleanup is for)"
         if NET is None:
             assert not [t for t in nft_tables() if fault["id"] in t]
+    # Any `loadkit sandbox up` on this machine also removes what a dead supervisor left (another test
+    # worker may start one at any moment): cleanup must name the cgroup whenever it is still there.
+    still_there = bool([p for p in cgroup_dirs() if fault["id"] in p.name])
     out = run_loadkit("chaos", "cleanup", "--skip-kubernetes", timeout=60)
     assert out.returncode == 0, out.stderr
-    assert f"loadkit-{fault['id']}" in out.stdout
+    assert f"loadkit-{fault['id']}" in out.stdout or not still_there, out.stdout
     assert not [p for p in cgroup_dirs() if fault["id"] in p.name]
 
 
