@@ -14,9 +14,12 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+
+from loadkit.sandbox import SandboxProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -154,6 +157,34 @@ def scraped(prometheus: str, query: str, at_least: float = 0.0, timeout: float =
             return
         assert time.monotonic() < deadline, f"Prometheus never had {query} >= {at_least}: {result}"
         time.sleep(0.25)
+
+
+# -- the sandbox: one set of fixtures for every test package -----------------------------------------
+
+@pytest.fixture(scope="module")
+def start_sandbox() -> Iterator[Callable[..., SandboxProcess]]:
+    """Start sandboxes with SandboxProcess keyword arguments (`start_sandbox(canary_error_rate=0.03)`);
+    every one is stopped after the module."""
+    with contextlib.ExitStack() as stack:
+
+        def start(**kwargs: Any) -> SandboxProcess:
+            return stack.enter_context(SandboxProcess(**kwargs))
+
+        yield start
+
+
+@pytest.fixture(scope="session")
+def healthy_sandbox() -> Iterator[SandboxProcess]:
+    """One healthy sandbox per test worker, shared across files, for tests that only send it traffic
+    and read it: never a fault, a kill or a config change (those take `sandbox`, their module's own)."""
+    with SandboxProcess() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def sandbox(start_sandbox: Callable[..., SandboxProcess]) -> SandboxProcess:
+    """A healthy sandbox of this module's own: its tests may fault it, kill its pods, restart it."""
+    return start_sandbox()
 
 
 @pytest.fixture(scope="module")

@@ -7,23 +7,16 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from loadkit.sandbox import SandboxProcess
 from tests.conftest import ROOT, loadkit_cmd
 
 EXPERIMENTS = ROOT / "experiments"
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[SandboxProcess]:
-    with SandboxProcess() as running:
-        yield running
 
 
 def faults(sandbox: SandboxProcess) -> list[dict[str, Any]]:

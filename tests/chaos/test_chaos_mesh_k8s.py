@@ -50,9 +50,10 @@ def writes(k8s: FakeKubernetes) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("experiment,plural,kind,spec", [
-    ("network-loss-canary.yaml", "networkchaos", "NetworkChaos",
-     {"action": "loss", "direction": "to", "loss": {"loss": "10", "correlation": "0"}}),
-    ("stress-cpu-canary.yaml", "stresschaos", "StressChaos", {"stressors": {"cpu": {"workers": 2, "load": 80}}}),
+    pytest.param("network-loss-canary.yaml", "networkchaos", "NetworkChaos",
+                 {"action": "loss", "direction": "to", "loss": {"loss": "10", "correlation": "0"}}, id="network-loss"),
+    pytest.param("stress-cpu-canary.yaml", "stresschaos", "StressChaos",
+                 {"stressors": {"cpu": {"workers": 2, "load": 80}}}, id="stress-cpu"),
 ])
 def test_a_chaos_mesh_fault_is_labelled_bounded_on_the_canary_only_and_deleted(
         sandbox: SandboxProcess, k8s: FakeKubernetes, experiment: str, plural: str, kind: str,
@@ -108,9 +109,9 @@ def test_a_dependency_delay_slows_only_the_canarys_calls_and_is_deleted(sandbox:
 
 
 @pytest.mark.parametrize("variables,message", [
-    (["--var", "dependency_host=bruno-site.bruno.svc.cluster.local"], "host"),
-    (["--var", "dependency_host=bruno-site-primary.bruno.svc.cluster.local"], "primary"),
-    (["--var", "namespace=kube-system"], "system namespace"),
+    pytest.param(["--var", "dependency_host=bruno-site.bruno.svc.cluster.local"], "host", id="the-apex-host"),
+    pytest.param(["--var", "dependency_host=bruno-site-primary.bruno.svc.cluster.local"], "primary", id="the-primary"),
+    pytest.param(["--var", "namespace=kube-system"], "system namespace", id="kube-system"),
 ])
 def test_a_dependency_delay_on_the_canarys_own_hosts_or_a_system_namespace_is_refused(
         sandbox: SandboxProcess, k8s: FakeKubernetes, variables: list[str], message: str) -> None:

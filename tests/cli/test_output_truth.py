@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -18,12 +18,6 @@ import pytest
 
 from loadkit.sandbox import SandboxProcess
 from tests.conftest import NOWHERE, ROOT, loadkit_cmd, run_loadkit
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[SandboxProcess]:
-    with SandboxProcess() as running:
-        yield running
 
 
 def _env() -> dict[str, str]:

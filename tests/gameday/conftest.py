@@ -23,12 +23,6 @@ EXPERIMENTS = ROOT / "experiments"
 SANDBOX_PLAN = EXPERIMENTS / "gamedays" / "sandbox.yaml"
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[SandboxProcess]:
-    with SandboxProcess() as running:
-        yield running
-
-
 @dataclass
 class Received:
     path: str

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -14,21 +14,18 @@ from loadkit.sandbox import SandboxProcess
 
 
 @pytest.fixture(scope="module")
-def healthy() -> Iterator[SandboxProcess]:
-    with SandboxProcess() as sandbox:
-        yield sandbox
+def healthy(healthy_sandbox: SandboxProcess) -> SandboxProcess:
+    return healthy_sandbox  # the tests count its requests before and after: traffic only
 
 
 @pytest.fixture(scope="module")
-def erroring_canary() -> Iterator[SandboxProcess]:
-    with SandboxProcess(canary_error_rate=0.03) as sandbox:
-        yield sandbox
+def erroring_canary(start_sandbox: Callable[..., SandboxProcess]) -> SandboxProcess:
+    return start_sandbox(canary_error_rate=0.03)
 
 
 @pytest.fixture(scope="module")
-def slow_canary() -> Iterator[SandboxProcess]:
-    with SandboxProcess(canary_latency_ms=600) as sandbox:
-        yield sandbox
+def slow_canary(start_sandbox: Callable[..., SandboxProcess]) -> SandboxProcess:
+    return start_sandbox(canary_latency_ms=600)
 
 
 def istio_requests(sandbox: SandboxProcess) -> dict[str, float]:

@@ -61,7 +61,7 @@ def _locustfile(tmp_path: Path, user: str, extra_urls: tuple[str, ...] = ()) -> 
 
 
 def _run(target: str, locustfile: Path, *, pin: bool, processes: int = 1) -> LoadOutcome:
-    plan = LoadPlan(target=target, locustfile=locustfile, stages=[Stage(duration_s=2, users=4, spawn_rate=4)],
+    plan = LoadPlan(target=target, locustfile=locustfile, stages=[Stage(duration_s=3, users=4, spawn_rate=4)],
                     processes=processes, pin_to_target=pin)
     return LocustDriver().run(plan)
 

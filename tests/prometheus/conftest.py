@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -67,17 +67,15 @@ thresholds:
 
 
 @pytest.fixture(scope="module")
-def shop() -> Iterator[SandboxProcess]:
+def shop(start_sandbox: Callable[..., SandboxProcess]) -> SandboxProcess:
     """Primary healthy; canary with 3 % 503s and 400 ms per request."""
-    with SandboxProcess(pods=1, canary_error_rate=0.03, canary_latency_ms=CANARY_LATENCY_MS) as sandbox:
-        yield sandbox
+    return start_sandbox(pods=1, canary_error_rate=0.03, canary_latency_ms=CANARY_LATENCY_MS)
 
 
 @pytest.fixture(scope="module")
-def quiet() -> Iterator[SandboxProcess]:
+def quiet(start_sandbox: Callable[..., SandboxProcess]) -> SandboxProcess:
     """A canary nobody sends traffic to (namespace `quiet`)."""
-    with SandboxProcess(pods=1, namespace="quiet") as sandbox:
-        yield sandbox
+    return start_sandbox(pods=1, namespace="quiet")
 
 
 @pytest.fixture(scope="module")

@@ -39,9 +39,8 @@ class Visitor(FastHttpUser):
 
 
 @pytest.fixture(scope="module")
-def twins() -> Iterator[SandboxProcess]:
-    with SandboxProcess(pods=1, primary_latency_ms=LATENCY_MS, canary_latency_ms=LATENCY_MS) as sandbox:
-        yield sandbox
+def twins(start_sandbox: Callable[..., SandboxProcess]) -> SandboxProcess:
+    return start_sandbox(pods=1, primary_latency_ms=LATENCY_MS, canary_latency_ms=LATENCY_MS)
 
 
 @pytest.fixture(scope="module")

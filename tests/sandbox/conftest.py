@@ -6,17 +6,14 @@ another test package's helper module of the same name.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-
-from loadkit.sandbox import SandboxProcess
 
 T = TypeVar("T")
 
@@ -28,17 +25,6 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 def hermetic_env() -> dict[str, str]:
     """The environment without LOADKIT_* (click reads them as option defaults) or KUBECONFIG."""
     return {k: v for k, v in os.environ.items() if not k.startswith("LOADKIT_") and k != "KUBECONFIG"}
-
-
-@pytest.fixture(scope="module")
-def start_sandbox(hermetic_env: dict[str, str]) -> Iterator[Callable[..., SandboxProcess]]:
-    """Start sandboxes with SandboxProcess keyword arguments; all are stopped after the module."""
-    with contextlib.ExitStack() as stack:
-
-        def start(**kwargs: Any) -> SandboxProcess:
-            return stack.enter_context(SandboxProcess(env=hermetic_env, **kwargs))
-
-        yield start
 
 
 @pytest.fixture(scope="session")

@@ -83,6 +83,8 @@ def test_delay_fault_slows_canary_only_until_deleted(
         "created_at": "",
         "expires_at": "",
         "owner": None,  # added without one, as old clients do
+        # the fields of the host-level and dependency faults, unset for a router delay
+        "dependency": None, "cpu_pct": None, "memory_mb": None, "mechanism": None, "detail": None,
     }
     assert admin.get("/faults").json() == {"faults": [fault]}
     assert admin.get("/sandbox").json()["faults"] == [fault]

@@ -109,15 +109,13 @@ def poll(condition: Callable[[], Any], timeout: float = 30, interval: float = 0.
 
 
 @pytest.fixture(scope="module")
-def healthy_site() -> Iterator[SandboxProcess]:
-    with SandboxProcess() as sandbox:
-        yield sandbox
+def healthy_site(healthy_sandbox: SandboxProcess) -> SandboxProcess:
+    return healthy_sandbox  # runs load it, nothing faults it
 
 
 @pytest.fixture(scope="module")
-def faulty_site() -> Iterator[SandboxProcess]:
-    with SandboxProcess(canary_error_rate=0.05) as sandbox:
-        yield sandbox
+def faulty_site(start_sandbox: Callable[..., SandboxProcess]) -> SandboxProcess:
+    return start_sandbox(canary_error_rate=0.05)
 
 
 @pytest.fixture(scope="module")

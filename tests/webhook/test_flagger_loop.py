@@ -8,7 +8,7 @@ broken one the next time: a verdict that belongs to another analysis would show.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -31,9 +31,8 @@ server:
 
 
 @pytest.fixture(scope="module")
-def site() -> Iterator[SandboxProcess]:
-    with SandboxProcess(pods=1) as sandbox:
-        yield sandbox
+def site(start_sandbox: Callable[..., SandboxProcess]) -> SandboxProcess:
+    return start_sandbox(pods=1)  # its canary is broken and mended by the tests
 
 
 @pytest.fixture(scope="module")

@@ -43,9 +43,8 @@ server:
 
 
 @pytest.fixture(scope="module")
-def site() -> Iterator[SandboxProcess]:
-    with SandboxProcess(pods=1, canary_error_rate=0.05) as sandbox:
-        yield sandbox
+def site(start_sandbox: Callable[..., SandboxProcess]) -> SandboxProcess:
+    return start_sandbox(pods=1, canary_error_rate=0.05)
 
 
 @pytest.fixture(scope="module")
