@@ -20,6 +20,7 @@ import enum
 from pathlib import Path
 from typing import Any
 
+import httpx
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from loadkit.errors import ConfigError
@@ -83,16 +84,25 @@ class LoadSpec(StrictModel):
     users: int | None = Field(default=None, ge=1)
 
 
+def _named(name: str) -> str:
+    if not name.strip():
+        raise ValueError("a name must have more than whitespace")
+    return name
+
+
 class ScenarioSpec(StrictModel):
     name: str = Field(min_length=1)
     experiment: Path
     expect: Expect
-    weight: int = Field(ge=1, le=10, description="1-10; 0 would make a scenario count for nothing")
+    # strict: `weight: true`, "3" or 5.0 are slips, not weights
+    weight: int = Field(ge=1, le=10, strict=True, description="1-10; 0 would make a scenario count for nothing")
     category: Category
     variables: dict[str, Any] = Field(default_factory=dict)
     cooldown: Duration = Field(default=5.0, ge=0)
     recovery_window: Duration = Field(default=3.0, gt=0)
     impact_window: Duration = Field(default=3.0, gt=0)
+
+    _name = field_validator("name")(_named)
 
 
 class LoadStop(StrictModel):
@@ -144,6 +154,17 @@ class HttpStop(StrictModel):
     interval: Duration = Field(default=1.0, gt=0)
     timeout: Duration = Field(default=2.0, gt=0)
 
+    @field_validator("url")
+    @classmethod
+    def _parsable(cls, url: str) -> str:
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"not a URL loadkit can read: {exc}") from None
+        if not parsed.host:
+            raise ValueError("the URL has no host")
+        return url
+
 
 class StopConditions(StrictModel):
     max_duration: Duration | None = Field(default=None, gt=0, description="wall-clock limit of the whole game day")
@@ -161,6 +182,8 @@ class PlanSpec(StrictModel):
     variables: dict[str, Any] = Field(default_factory=dict)
     scenarios: list[ScenarioSpec] = Field(min_length=1)
     stop_conditions: StopConditions = Field(default_factory=StopConditions)
+
+    _name = field_validator("name")(_named)
 
     @field_validator("schema_version")
     @classmethod
@@ -247,6 +270,8 @@ def promql_problem(query: str) -> str | None:
     if stack:
         return f"unclosed {stack[-1]!r}"
     stripped = query.strip()
+    if not stripped:
+        return "it is empty"
     if stripped[-1] in "+-*/%^=<>!,(" or stripped.endswith((" and", " or", " unless")):
         return f"it ends with an operator ({stripped.split()[-1]!r})"
     return None

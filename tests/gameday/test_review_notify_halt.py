@@ -79,6 +79,7 @@ def test_the_load_stops_when_the_game_day_halts(sandbox: SandboxProcess, slow_re
     code, result, stderr = gameday("run", str(plan), "--target", f"{sandbox.traffic_url}/canary", "-o", "json",
                                    "--no-history", "--notify", slow_receiver["url"], env=env_for(sandbox))
     assert faults(sandbox) == []
+    assert code == 1, (code, stderr[-300:])
     assert result is not None and result["verdict"] == "halted", stderr
     assert "before" in slow_receiver and "after" in slow_receiver, stderr
     sent = slow_receiver["after"] - slow_receiver["before"]

@@ -31,6 +31,7 @@ def test_a_hanging_canary_halts_the_game_day(sandbox: SandboxProcess, tmp_path: 
     code, result, stderr = gameday("run", str(plan), "--target", f"{sandbox.traffic_url}/canary", "-o", "json",
                                    "--no-history", env=env_for(sandbox), timeout=150)
     assert faults(sandbox) == []
+    assert code == 1, (code, stderr[-300:])
     assert result is not None, stderr
     fault = result["scenarios"][0]["chaos"]["fault"]
     # Observed: every request hangs 20 s, none completes inside the 3 s window, so the check returns
