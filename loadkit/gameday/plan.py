@@ -154,17 +154,6 @@ class HttpStop(StrictModel):
     interval: Duration = Field(default=1.0, gt=0)
     timeout: Duration = Field(default=2.0, gt=0)
 
-    @field_validator("url")
-    @classmethod
-    def _parsable(cls, url: str) -> str:
-        try:
-            parsed = httpx.URL(url)
-        except httpx.InvalidURL as exc:
-            raise ValueError(f"not a URL loadkit can read: {exc}") from None
-        if not parsed.host:
-            raise ValueError("the URL has no host")
-        return url
-
 
 class StopConditions(StrictModel):
     max_duration: Duration | None = Field(default=None, gt=0, description="wall-clock limit of the whole game day")
@@ -226,12 +215,25 @@ def load_plan(path: Path) -> Plan:
     except ValidationError as exc:
         raise ConfigError(describe(exc, node, path, PlanSpec), hint=_hint(exc)) from None
     plan = Plan(spec, path)
+    for i, stop in enumerate(spec.stop_conditions.http):
+        if problem := url_problem(stop.url):
+            raise ConfigError(f"{path}: stop_conditions.http.{i}.url: {stop.url!r} {problem}",
+                              hint="give http(s)://host[:port]/path")
     for i, scenario in enumerate(spec.scenarios):
         found = plan.experiment(scenario)
         if not found.is_file():
             raise ConfigError(f"{path}: scenarios.{i}.experiment: {scenario.experiment} not found (looked for {found})",
                               hint="experiment paths are relative to the plan's directory")
     return plan
+
+
+def url_problem(url: str) -> str | None:
+    """Why httpx cannot GET `url` (the pattern ^https?:// lets "http://[::1" through), or None."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        return f"is not a URL: {exc}"
+    return None if parsed.host else "has no host"
 
 
 def _hint(exc: ValidationError) -> str:

@@ -66,7 +66,6 @@ def check_plan(options: GameDayOptions, *, need_target: bool = True) -> Checked:
     if not target and need_target:
         raise UsageError("no target to load", hint="set target.url in the plan, or pass --target URL")
     prometheus = options.prometheus_url or config.prometheus.url
-    _check_variables(plan, options)
     notes = _check_queries(plan, prometheus)
     for i, scenario in enumerate(plan.spec.scenarios):
         try:
@@ -74,6 +73,7 @@ def check_plan(options: GameDayOptions, *, need_target: bool = True) -> Checked:
         except LoadkitError as exc:
             raise type(exc)(f"{plan.path}: scenarios.{i} ({scenario.name}): {exc.message}", hint=exc.hint) from None
         notes += [f"{scenario.name}: {note}" for note in prepared.notes]
+    _check_variables(plan, options)
     return Checked(plan, config, target, prometheus, notes)
 
 

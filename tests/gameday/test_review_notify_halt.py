@@ -86,3 +86,41 @@ def test_the_load_stops_when_the_game_day_halts(sandbox: SandboxProcess, slow_re
     # Observed: the halted notification is sent before session.stop(): Locust keeps loading the canary
     # for as long as the receiver takes (here ~8 s of trickle, no timeout fired).
     assert sent == 0, f"{sent:.0f} requests reached the canary while the halted notification was sent"
+
+
+def test_a_trickling_receiver_is_abandoned_at_the_notification_deadline() -> None:
+    """No sandbox: the Notifier alone, against a receiver that answers one byte a second."""
+    from loadkit.gameday.notify import Destination, Notifier, Start
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(200)
+            self.send_header("Content-Length", "30")
+            self.end_headers()
+            for _ in range(30):
+                time.sleep(0.2)
+                try:
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                except OSError:
+                    return
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    said: list[str] = []
+    try:
+        notifier = Notifier([Destination(f"http://127.0.0.1:{server.server_address[1]}/hook", slack=False)],
+                            said.append, deadline_s=1.0)
+        started = time.monotonic()
+        notifier.started(Start("p", "http://t", ("a",), "now"))
+        took = time.monotonic() - started
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert took < 2, f"the notification took {took:.1f}s, over its 1 s deadline"
+    assert any("WARNING" in line and "abandoned" in line for line in said), said

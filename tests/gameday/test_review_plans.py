@@ -52,3 +52,29 @@ def test_a_misspelled_scenario_variable_is_refused(tmp_path: Path) -> None:
     out = _validate(tmp_path, _plan(scenario={"variables": {"restart_afer_s": 1}}))
     # Observed: exit 0 with a "note" only (docs: unknown keys are refused, exit 2)
     assert out.returncode == 2, out.stdout
+
+
+def test_weights_that_are_not_integers_are_refused(tmp_path: Path) -> None:
+    for weight in ("3", 5.0, 5.5):
+        out = _validate(tmp_path, _plan(scenario={"weight": weight}))
+        assert out.returncode == 2, (weight, out.stdout)
+        assert "weight" in out.stderr, out.stderr
+
+
+def test_a_health_url_httpx_cannot_read_is_a_bad_plan(tmp_path: Path) -> None:
+    out = _validate(tmp_path, _plan(stop_conditions={"http": [{"url": "http://[::1"}]}))
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "stop_conditions.http.0.url" in out.stderr, out.stderr
+
+
+def test_a_whitespace_name_is_refused(tmp_path: Path) -> None:
+    for plan in (_plan(name="  "), _plan(scenario={"name": " \t"})):
+        out = _validate(tmp_path, plan)
+        assert out.returncode == 2, out.stdout
+        assert "name" in out.stderr, out.stderr
+
+
+def test_the_did_you_mean_names_the_declared_variable(tmp_path: Path) -> None:
+    out = _validate(tmp_path, _plan(variables={"restart_afer_s": 1}))
+    assert out.returncode == 2, out.stdout
+    assert "variables.restart_afer_s" in out.stderr and "did you mean 'restart_after_s'" in out.stderr, out.stderr
