@@ -30,8 +30,8 @@ def test_detected_is_not_met_by_insufficient_data(sandbox: SandboxProcess, tmp_p
                                    "--no-history", env=env_for(sandbox))
     assert faults(sandbox) == []
     assert result is not None, stderr
-    assert code == 1 and result["verdict"] == "fail", (code, result["verdict"])
     [latency] = result["scenarios"]
+    assert code != 0 and latency["status"] != "passed", (code, latency["status"], latency["reason"])
     detected = next(c for c in latency["checks"] if c["name"] == "detected")
     seen_by = [c for c in latency["chaos"]["checks"] if c["name"] in detected["reason"]]
     # Observed: detected "passed", "seen by request-success-rate, ...": checks that FAILED with

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -154,3 +155,54 @@ def test_a_hanging_prometheus_does_not_delay_the_other_stop_conditions(hanging_p
     # the load, HTTP and wall-clock checks for its 5 s timeout (a load stop is then checked once
     # every ~5 s instead of "a few times a second").
     assert halt.reason is not None and took < 2, f"halted after {took:.1f}s: {halt.reason}"
+
+
+def test_a_check_that_raises_counts_as_unreadable_and_halts_after_three() -> None:
+    from loadkit.gameday.models import StopKind
+    from loadkit.gameday.stops import UNREADABLE_AFTER, Checker
+
+    calls: list[int] = []
+
+    def broken() -> str | None:
+        calls.append(1)
+        raise RuntimeError("a bug in a checker")
+
+    checker = Checker(StopKind.PROMETHEUS, "q", 0.01, broken)
+    reasons = [checker.run_once() for _ in range(UNREADABLE_AFTER)]
+    assert reasons[:-1] == [None] * (UNREADABLE_AFTER - 1)
+    assert reasons[-1] is not None and "RuntimeError" in reasons[-1] and "3 times running" in reasons[-1]
+
+
+@pytest.fixture
+def scalar_prometheus() -> Iterator[dict[str, str]]:
+    answer = {"value": "0"}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"status": "success", "data": {"resultType": "scalar",
+                                                              "result": [1700000000, answer["value"]]}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    answer["url"] = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield answer
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_scalar_fires_only_when_it_is_not_zero(scalar_prometheus: dict[str, str]) -> None:
+    from loadkit.gameday.stops import query
+
+    for value, fires in (("0", False), ("NaN", False), ("1", True), ("0.5", True)):
+        scalar_prometheus["value"] = value
+        assert bool(query(scalar_prometheus["url"], "scalar(up)")) is fires, value
