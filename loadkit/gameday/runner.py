@@ -204,12 +204,13 @@ def run_gameday(checked: Checked, options: GameDayOptions, notifier: Notifier, s
                                                              tuple(s.name for s in spec.scenarios),
                                                              day.started.isoformat())))
         try:
-            if _start_load(day, session, signals):
+            if not signals.received and _start_load(day, session, signals):  # a signal first: nothing starts
                 monitor.start()
                 _scenarios(day, session, halt, signals)
         finally:
             monitor.stop()
-            session.stop()
+            if session.started_at:  # else its thread never started (a signal first, a failed pre-flight)
+                session.stop()
         result = _result(day, session, halt, signals, monitor)
         publish(result)
         if result.verdict is GameDayVerdict.HALTED:
