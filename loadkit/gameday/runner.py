@@ -5,8 +5,11 @@ before anything runs; start the baseline load and let it settle; start the stop-
 monitor; run each scenario as one `chaos run` under that load (`run_chaos(session=...)`); a
 failed scenario does not stop the game day. A stop condition halts at once: the current scenario
 is rolled back (the chaos run's own early-stop path), the rest are skipped, the game day is
-`halted`. A signal (SIGTERM, SIGINT ...) does the same and the game day is `interrupted`. Then the
-load stops and the whole is scored (`loadkit.scoring` resilience score).
+`halted`. A signal (SIGTERM, SIGINT ...) does the same and the game day is `interrupted`; one that
+lands between scenarios, or while the next is prepared, reaches that run through the `HaltSwitch`
+before it injects anything. Then the load stops and the whole is scored (`loadkit.scoring`
+resilience score), published (printed, written, stored), and only then notified (bounded; a signal
+abandons the notifications, never the result).
 """
 
 from __future__ import annotations
