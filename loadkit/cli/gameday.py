@@ -82,7 +82,8 @@ def validate(plan: Path, target: str | None, variables: dict[str, Any], promethe
               help="Write result.json, junit.xml (and error.txt when it did not pass) here.")
 @click.option("--junit", "junit_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write JUnit XML (one testsuite per scenario; halted or interrupted ones are errors).")
-@click.option("--dry-run", is_flag=True, help="The load and the probes only; no scenario's action (fault) runs.")
+@click.option("--dry-run", is_flag=True, help="The load and the probes only; no scenario's action (fault) runs. "
+              "Verdict dry-run (not judged, score 0, exit 0 when it ran to its end), never stored in the history.")
 @prometheus_url_option
 @config_option
 @history_options
