@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import inspect
 import json
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
 
 from loadkit.chaos import k8s
 from loadkit.cli import cli
-from loadkit.gameday.notify import ENV_SLACK, ENV_WEBHOOK, destinations
+from loadkit.gameday.notify import DEADLINE_S, ENV_SLACK, ENV_WEBHOOK, destinations
 from loadkit.gameday.plan import load_plan
 from loadkit.load.runner import STOP_GRACE_S
 from tests.conftest import ROOT
@@ -65,7 +67,8 @@ GAMEDAY_ROLE = {
     ("chaos-mesh.org", "networkchaos"): {"create", "get", "list", "delete"},
     ("chaos-mesh.org", "stresschaos"): {"create", "get", "list", "delete"},
 }
-NOTIFY_BUDGET_S = 30.0  # the halted/finished notifications' timeouts, with room
+# the halted and finished notifications, each to both destinations (Slack, webhook), each bounded
+NOTIFY_BUDGET_S = 2 * 2 * DEADLINE_S
 
 
 def gameday_documents(kind: str) -> list[dict[str, Any]]:
@@ -225,18 +228,58 @@ def test_the_load_goes_through_the_mesh_and_the_sidecar_lets_the_job_end() -> No
     assert {"name": "CHAOSTOOLKIT_IN_POD", "value": "true"} in container()["env"]
 
 
+def _cron_field(text: str, low: int, high: int) -> set[int]:
+    """One field of a cron schedule (`*`, `*/n`, `a-b`, `a-b/n`, lists, numbers) as its values."""
+    values: set[int] = set()
+    for part in text.split(","):
+        span, _, step = part.partition("/")
+        first, last = (low, high) if span == "*" else (int(span.split("-")[0]), int(span.split("-")[-1]))
+        values |= set(range(first, last + 1, int(step or 1)))
+    return values
+
+
+def cron_starts(cronjob: dict[str, Any], days: int = 371) -> list[datetime]:
+    """Every start of a CronJob over a year (UTC), in its timeZone, with cron's day rule: when both
+    day-of-month and day-of-week are restricted, either matches."""
+    minute, hour, dom, month, dow = cronjob["spec"]["schedule"].split()
+    zone = ZoneInfo(cronjob["spec"].get("timeZone", "Etc/UTC"))
+    minutes, hours = _cron_field(minute, 0, 59), _cron_field(hour, 0, 23)
+    doms, months = _cron_field(dom, 1, 31), _cron_field(month, 1, 12)
+    dows = {d % 7 for d in _cron_field(dow, 0, 7)}
+    starts = []
+    first = date(2027, 1, 1)
+    for offset in range(days):
+        day = first + timedelta(days=offset)
+        in_dom, in_dow = day.day in doms, (day.isoweekday() % 7) in dows
+        runs = (in_dom or in_dow) if dom != "*" and dow != "*" else (in_dom and in_dow)
+        if runs and day.month in months:
+            starts += [datetime(day.year, day.month, day.day, h, m, tzinfo=zone).astimezone(UTC)
+                       for h in sorted(hours) for m in sorted(minutes)]
+    return starts
+
+
+def test_cron_starts_reads_days_as_cron_does() -> None:
+    def job(schedule: str) -> dict[str, Any]:
+        return {"spec": {"schedule": schedule, "timeZone": "Etc/UTC"}}
+
+    tuesdays = cron_starts(job("0 14 * * 2"), days=14)
+    assert [d.isoweekday() for d in tuesdays] == [2, 2] and {d.hour for d in tuesdays} == {14}
+    assert len(cron_starts(job("30 13 * * *"), days=14)) == 14  # daily includes Tuesdays
+    assert len(cron_starts(job("*/15 13-14 * * 1-5"), days=7)) == 5 * 8
+
+
 def test_the_game_day_never_runs_while_a_single_experiment_job_may() -> None:
-    minute, hour, *days = the_cronjob()["spec"]["schedule"].split()
-    start = int(hour) * 60 + int(minute)
+    gameday = the_cronjob()
+    ours = [(start, start + timedelta(seconds=job_deadline(gameday))) for start in cron_starts(gameday)]
+    assert ours, "the game day's schedule never runs"
     for name, cronjob in cronjobs().items():
-        if name == the_cronjob()["metadata"]["name"] or loadkit_args(cronjob)[:2] != ["chaos", "run"]:
+        if name == gameday["metadata"]["name"] or loadkit_args(cronjob)[:2] != ["chaos", "run"]:
             continue
-        other_minute, other_hour, *other_days = cronjob["spec"]["schedule"].split()
-        if other_days != days:
-            continue
-        other = int(other_hour) * 60 + int(other_minute)
-        assert other * 60 + job_deadline(cronjob) <= start * 60 or start * 60 + job_deadline(the_cronjob()) <= \
-            other * 60, name
+        deadline = timedelta(seconds=job_deadline(cronjob))
+        for other in cron_starts(cronjob):
+            for start, end in ours:
+                assert not (other < end and start < other + deadline), \
+                    f"{name} may run at {other:%a %H:%M} UTC, while the game day of {start:%a %H:%M} may"
 
 
 def test_notification_urls_come_from_a_secret_never_the_manifest() -> None:

@@ -128,20 +128,34 @@ class RunControl:
 class HaltSwitch:
     """Lets another thread halt whichever chaos run is current (a game day's stop conditions): the
     run stops as the supervisor stops it (rollbacks play, loadkit's clean-up runs), also in its
-    cool-down. A halt before a run attaches halts it as it starts."""
+    cool-down. A halt before a run attaches halts it as it starts; a signal received between runs
+    (`interrupt`) interrupts the next run as it attaches, before anything is injected."""
 
     def __init__(self) -> None:
         self.reason: str | None = None
         self.signals: list[str] = []  # the signals the runs it was attached to received
+        self.pending: list[str] = []  # signals received while no run was attached
         self._control: RunControl | None = None
         self._lock = threading.Lock()
 
     def attach(self, control: RunControl) -> None:
+        """In the main thread, inside the run's experiment block: raises KeyboardInterrupt (the run's
+        own "interrupted" path: clean-up, nothing injected) when a signal came before the run."""
         with self._lock:
             self._control = control
             reason = self.reason
+            pending = [s for s in self.pending if s not in control.received]
+        if pending:
+            control.received.extend(pending)
+            _say(f"loadkit: {', '.join(pending)} received before the experiment: nothing is injected")
+            raise KeyboardInterrupt
         if reason is not None:
             control.alarm("halt", reason)
+
+    def interrupt(self, name: str) -> None:
+        """A signal received outside any run (between scenarios, while one is prepared)."""
+        with self._lock:
+            self.pending.append(name)
 
     def detach(self) -> None:
         with self._lock:

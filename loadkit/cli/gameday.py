@@ -16,7 +16,8 @@ prometheus_url_option = click.option(
 
 GAMEDAY_EXIT_HELP = """\b
 Exit codes:
-  0    pass: every scenario met its expectation
+  0    pass: every scenario met its expectation, or DRY-RUN: a --dry-run that
+       ran to its end (nothing injected, nothing judged, not in the history)
   1    fail: a scenario did not, or HALTED: a stop condition fired (the system
        under test broke a limit the plan set; the rest were skipped)
   2    bad plan (unknown key, missing experiment, bad query, weight 0, primary
@@ -81,7 +82,8 @@ def validate(plan: Path, target: str | None, variables: dict[str, Any], promethe
               help="Write result.json, junit.xml (and error.txt when it did not pass) here.")
 @click.option("--junit", "junit_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write JUnit XML (one testsuite per scenario; halted or interrupted ones are errors).")
-@click.option("--dry-run", is_flag=True, help="The load and the probes only; no scenario's action (fault) runs.")
+@click.option("--dry-run", is_flag=True, help="The load and the probes only; no scenario's action (fault) runs. "
+              "Verdict dry-run (not judged, score 0, exit 0 when it ran to its end), never stored in the history.")
 @prometheus_url_option
 @config_option
 @history_options
@@ -105,6 +107,7 @@ def run(plan: Path, target: str | None, variables: dict[str, Any], notify_urls: 
     from loadkit.cli._console import stderr_console, stdout_console
     from loadkit.cli._execute import error_outputs, prepare_outputs
     from loadkit.cli._history import Keep
+    from loadkit.gameday.models import GameDayResult
     from loadkit.gameday.notify import Notifier, destinations
     from loadkit.gameday.runner import GameDayOptions, check_plan, run_gameday
     from loadkit.report.gameday import gameday_junit, render_gameday, write_gameday_dir
@@ -112,31 +115,40 @@ def run(plan: Path, target: str | None, variables: dict[str, Any], notify_urls: 
 
     prepare_outputs(junit_path, report_dir)
     err = stderr_console()
+
+    def say(text: str) -> None:
+        err.print(text, highlight=False, markup=False)
+
+    def publish(result: GameDayResult) -> None:
+        """The judged game day, kept before any notification (a signal then cannot lose it)."""
+        target_spec = checked.plan.spec.target
+        canary = (target_spec.namespace, target_spec.canary) if target_spec.namespace and target_spec.canary else None
+        if result.dry_run:
+            say("loadkit gameday: a dry run is not stored in the history (it judged nothing)")
+        else:
+            Keep(db_path, enabled=not no_history).save("gameday", result, plan=result.plan, canary=canary)
+        if output == "json":
+            click.echo(result.model_dump_json(indent=2))
+        else:
+            render_gameday(result, stdout_console())
+        if junit_path is not None:
+            write_text(junit_path, gameday_junit(result))
+        if report_dir is not None:
+            write_gameday_dir(result, report_dir)
+
     with error_outputs(junit_path, report_dir, f"loadkit.gameday.{plan.stem}"):
         options = GameDayOptions(plan_path=plan, target=target, variables=variables, dry_run=dry_run,
                                  config_path=config_path, prometheus_url=prometheus_url)
         checked = check_plan(options)
-        notifier = Notifier(destinations(notify_urls, notify_files), lambda text: err.print(text, highlight=False,
-                                                                                            markup=False), link)
+        notifier = Notifier(destinations(notify_urls, notify_files), say, link)
         for note in checked.notes:
-            err.print(f"loadkit gameday: note: {note}", highlight=False, markup=False)
-        result = run_gameday(checked, options, notifier, lambda text: err.print(text, highlight=False, markup=False))
-    spec = checked.plan.spec.target
-    canary = (spec.namespace, spec.canary) if spec.namespace and spec.canary else None
-    Keep(db_path, enabled=not no_history).save("gameday", result, plan=result.plan, canary=canary)
-    if output == "json":
-        click.echo(result.model_dump_json(indent=2))
-    else:
-        render_gameday(result, stdout_console())
-    if junit_path is not None:
-        write_text(junit_path, gameday_junit(result))
-    if report_dir is not None:
-        write_gameday_dir(result, report_dir)
+            say(f"loadkit gameday: note: {note}")
+        result = run_gameday(checked, options, notifier, say, publish=publish)
     return exit_code(result.verdict.value)
 
 
 def exit_code(verdict: str) -> int:
     from loadkit.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS, EXIT_TARGET
 
-    return {"pass": EXIT_PASS, "fail": EXIT_FAIL, "halted": EXIT_FAIL, "interrupted": EXIT_INTERRUPTED,
-            "error": EXIT_TARGET}[verdict]
+    return {"pass": EXIT_PASS, "dry-run": EXIT_PASS, "fail": EXIT_FAIL, "halted": EXIT_FAIL,
+            "interrupted": EXIT_INTERRUPTED, "error": EXIT_TARGET}[verdict]

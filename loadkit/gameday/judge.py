@@ -6,7 +6,8 @@ Which of a chaos run's checks count for a scenario depends on what the team expe
   availability): those may break; the steady states, the method, the rollbacks and the recovery
   time count;
 - `detected`: as `degrades`, plus a check `detected` that passes when a threshold over the fault
-  window broke (the fault was seen).
+  window broke (the fault was seen): judged on data and failed, not failed for "no data" or
+  "insufficient data" (too little load to see anything is not detection).
 """
 
 from __future__ import annotations
@@ -27,12 +28,19 @@ def impact(check: Check) -> bool:
     return check.kind is not CheckKind.GATE and check.metric != Metric.RECOVERY_TIME.value
 
 
+def breached(check: Check) -> bool:
+    """A check that failed on data: the threshold really broke (not "could not be judged")."""
+    if check.status is not CheckStatus.FAILED or check.observed is None:
+        return False
+    return not check.reason.lower().startswith(("no data", "nodata", "insufficient data"))
+
+
 def counted_checks(expect: Expect, chaos: ChaosResult) -> list[Check]:
     if expect is Expect.SURVIVES:
         return list(chaos.checks)
     kept = [c for c in chaos.checks if not impact(c)]
     if expect is Expect.DETECTED:
-        broke = [c.name for c in chaos.checks if impact(c) and c.status is CheckStatus.FAILED]
+        broke = [c.name for c in chaos.checks if impact(c) and breached(c)]
         kept.append(Check(name="detected", metric="detected", kind=CheckKind.GATE, observed=float(len(broke)),
                           min=1, max=None, status=CheckStatus.PASSED if broke else CheckStatus.FAILED,
                           reason=f"seen by {', '.join(broke)}" if broke else
@@ -55,7 +63,7 @@ def judge(scenario: ScenarioSpec, chaos: ChaosResult, *, halted: str | None) -> 
     else:
         failing = [c.name for c in checks if c.status is not CheckStatus.PASSED]
         status, reason = ScenarioStatus.FAILED, f"{scenario.expect.value}: not met by {', '.join(failing)}"
-    ran = status not in (ScenarioStatus.HALTED, ScenarioStatus.INTERRUPTED)
+    ran = status not in (ScenarioStatus.HALTED, ScenarioStatus.INTERRUPTED, ScenarioStatus.ERROR)
     return ScenarioResult(name=scenario.name, experiment_path=chaos.experiment_path, expect=scenario.expect,
                           category=scenario.category, weight=scenario.weight, status=status,
                           score=scenario_score(passed, len(checks), ran), reason=reason,
@@ -70,8 +78,8 @@ def not_run(scenario: ScenarioSpec, path: str, status: ScenarioStatus, reason: s
 
 
 def gameday_verdict(scenarios: Sequence[ScenarioResult], *, halted: str | None, interrupted: bool,
-                    error: str | None) -> tuple[GameDayVerdict, str]:
-    """interrupted > halted > error > fail > pass; the reason names the first scenario to blame."""
+                    error: str | None, dry_run: bool = False) -> tuple[GameDayVerdict, str]:
+    """interrupted > halted > error > dry-run > fail > pass; the reason names the first scenario to blame."""
     if interrupted:
         return GameDayVerdict.INTERRUPTED, "the current scenario was rolled back; the rest were skipped"
     if halted:
@@ -82,6 +90,10 @@ def gameday_verdict(scenarios: Sequence[ScenarioResult], *, halted: str | None, 
     if errors:
         return GameDayVerdict.ERROR, f"scenario {errors[0].name} tested nothing: {errors[0].reason}"
     failed = [s for s in scenarios if s.status is not ScenarioStatus.PASSED]
+    if dry_run:
+        also = f" ({len(failed)} of {len(scenarios)} scenarios did not pass even so, first: {failed[0].name})" \
+            if failed else ""
+        return GameDayVerdict.DRY_RUN, f"a dry run: no fault was injected, nothing is judged{also}"
     if failed:
         return GameDayVerdict.FAIL, f"{len(failed)} of {len(scenarios)} scenarios failed (first: {failed[0].name})"
     return GameDayVerdict.PASS, ""

@@ -19,19 +19,21 @@ class GameDayVerdict(enum.StrEnum):
     ran them all); `halted`: a stop condition fired, the current scenario was rolled back and the
     rest skipped (not a pass: the system broke a limit the team set); `interrupted`: a signal
     stopped it; `error`: it could not test what it claims (the load failed, a scenario injected
-    nothing)."""
+    nothing); `dry-run`: a dry run that ran to its end (no fault was injected: not judged, score 0,
+    never stored in the history)."""
 
     PASS = "pass"
     FAIL = "fail"
     HALTED = "halted"
     INTERRUPTED = "interrupted"
     ERROR = "error"
+    DRY_RUN = "dry-run"
 
 
 class ScenarioStatus(enum.StrEnum):
     PASSED = "passed"
     FAILED = "failed"
-    ERROR = "error"  # it tested nothing (no fault seen in place, the experiment aborted)
+    ERROR = "error"  # it tested nothing (no fault seen in place, the experiment aborted): scored 0
     HALTED = "halted"  # a stop condition stopped it: rolled back, scored 0
     INTERRUPTED = "interrupted"  # a signal stopped it: rolled back, scored 0
     SKIPPED = "skipped"  # never started (halted, interrupted or out of time before it): scored 0

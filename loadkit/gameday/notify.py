@@ -4,13 +4,16 @@ A URL on hooks.slack.com (or written `slack+https://...` for a Slack-compatible 
 Slack message `{"text", "blocks"}`: score, verdict, the failing scenario, a link. Any other URL
 gets `{"kind": "gameday.started|halted|finished", "result": {...}}` as JSON. A webhook URL is a
 secret (its path is the token): only its host is ever printed, and it is never stored. A
-notification that fails is a warning; it never fails the game day.
+notification that fails is a warning; it never fails the game day. Each destination gets at most
+DEADLINE_S in all (the POST and its retry, a receiver that trickles its answer included): httpx's
+timeout bounds each read, not the whole.
 """
 
 from __future__ import annotations
 
 import enum
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -27,6 +30,7 @@ ENV_SLACK = "LOADKIT_NOTIFY_SLACK"
 ENV_WEBHOOK = "LOADKIT_NOTIFY_WEBHOOK"
 TIMEOUT_S = 5.0
 RETRY_AFTER_S = 0.5
+DEADLINE_S = 10.0  # the whole of one notification to one destination, retry included
 
 
 class Event(enum.StrEnum):
@@ -86,10 +90,11 @@ class Notifier:
     """Sends each event to every destination; `say` gets progress and warnings (host only)."""
 
     def __init__(self, targets: list[Destination], say: Callable[[str], None], link: str | None = None,
-                 post: Callable[..., httpx.Response] = httpx.post) -> None:
+                 post: Callable[..., httpx.Response] = httpx.post, deadline_s: float = DEADLINE_S) -> None:
         self.targets = targets
         self.say = say
         self.link = link
+        self.deadline_s = deadline_s
         self._post = post
 
     def started(self, start: Start) -> None:
@@ -114,11 +119,17 @@ class Notifier:
     def _deliver(self, target: Destination, body: dict[str, Any]) -> str | None:
         """None when delivered; else why not, without the URL (httpx's messages may contain it)."""
         problem = None
+        deadline = time.monotonic() + self.deadline_s
         for attempt in range(2):  # one retry
             if attempt:
                 time.sleep(RETRY_AFTER_S)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
             try:
-                response = self._post(target.url, json=body, timeout=TIMEOUT_S)
+                response = self._post_within(target.url, body, left)
+            except TimeoutError:
+                return f"no complete answer within {fmt(self.deadline_s)}s (abandoned)"
             except httpx.HTTPError as exc:
                 problem = type(exc).__name__
                 continue
@@ -128,6 +139,28 @@ class Notifier:
             if response.status_code < 500 and response.status_code != 429:
                 return problem  # the receiver refused this body: sending it again changes nothing
         return problem
+
+
+    def _post_within(self, url: str, body: dict[str, Any], seconds: float) -> httpx.Response:
+        """The POST in a daemon thread, waited for `seconds` at most (TimeoutError after that: the
+        thread is left to its read timeout; it can change nothing)."""
+        box: dict[str, Any] = {}
+
+        def post() -> None:
+            try:
+                box["response"] = self._post(url, json=body, timeout=min(TIMEOUT_S, seconds))
+            except BaseException as exc:  # handed to the caller
+                box["error"] = exc
+
+        thread = threading.Thread(target=post, name="loadkit-gameday-notify", daemon=True)
+        thread.start()
+        thread.join(seconds)
+        if thread.is_alive():
+            raise TimeoutError
+        if "error" in box:
+            raise box["error"]
+        response: httpx.Response = box["response"]
+        return response
 
 
 @dataclass(frozen=True)

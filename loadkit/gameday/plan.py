@@ -20,6 +20,7 @@ import enum
 from pathlib import Path
 from typing import Any
 
+import httpx
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from loadkit.errors import ConfigError
@@ -83,16 +84,25 @@ class LoadSpec(StrictModel):
     users: int | None = Field(default=None, ge=1)
 
 
+def _named(name: str) -> str:
+    if not name.strip():
+        raise ValueError("a name must have more than whitespace")
+    return name
+
+
 class ScenarioSpec(StrictModel):
     name: str = Field(min_length=1)
     experiment: Path
     expect: Expect
-    weight: int = Field(ge=1, le=10, description="1-10; 0 would make a scenario count for nothing")
+    # strict: `weight: true`, "3" or 5.0 are slips, not weights
+    weight: int = Field(ge=1, le=10, strict=True, description="1-10; 0 would make a scenario count for nothing")
     category: Category
     variables: dict[str, Any] = Field(default_factory=dict)
     cooldown: Duration = Field(default=5.0, ge=0)
     recovery_window: Duration = Field(default=3.0, gt=0)
     impact_window: Duration = Field(default=3.0, gt=0)
+
+    _name = field_validator("name")(_named)
 
 
 class LoadStop(StrictModel):
@@ -162,6 +172,8 @@ class PlanSpec(StrictModel):
     scenarios: list[ScenarioSpec] = Field(min_length=1)
     stop_conditions: StopConditions = Field(default_factory=StopConditions)
 
+    _name = field_validator("name")(_named)
+
     @field_validator("schema_version")
     @classmethod
     def _version(cls, version: int) -> int:
@@ -203,12 +215,25 @@ def load_plan(path: Path) -> Plan:
     except ValidationError as exc:
         raise ConfigError(describe(exc, node, path, PlanSpec), hint=_hint(exc)) from None
     plan = Plan(spec, path)
+    for i, stop in enumerate(spec.stop_conditions.http):
+        if problem := url_problem(stop.url):
+            raise ConfigError(f"{path}: stop_conditions.http.{i}.url: {stop.url!r} {problem}",
+                              hint="give http(s)://host[:port]/path")
     for i, scenario in enumerate(spec.scenarios):
         found = plan.experiment(scenario)
         if not found.is_file():
             raise ConfigError(f"{path}: scenarios.{i}.experiment: {scenario.experiment} not found (looked for {found})",
                               hint="experiment paths are relative to the plan's directory")
     return plan
+
+
+def url_problem(url: str) -> str | None:
+    """Why httpx cannot GET `url` (the pattern ^https?:// lets "http://[::1" through), or None."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        return f"is not a URL: {exc}"
+    return None if parsed.host else "has no host"
 
 
 def _hint(exc: ValidationError) -> str:
@@ -247,6 +272,8 @@ def promql_problem(query: str) -> str | None:
     if stack:
         return f"unclosed {stack[-1]!r}"
     stripped = query.strip()
+    if not stripped:
+        return "it is empty"
     if stripped[-1] in "+-*/%^=<>!,(" or stripped.endswith((" and", " or", " unless")):
         return f"it ends with an operator ({stripped.split()[-1]!r})"
     return None

@@ -5,12 +5,16 @@ before anything runs; start the baseline load and let it settle; start the stop-
 monitor; run each scenario as one `chaos run` under that load (`run_chaos(session=...)`); a
 failed scenario does not stop the game day. A stop condition halts at once: the current scenario
 is rolled back (the chaos run's own early-stop path), the rest are skipped, the game day is
-`halted`. A signal (SIGTERM, SIGINT ...) does the same and the game day is `interrupted`. Then the
-load stops and the whole is scored (`loadkit.scoring` resilience score).
+`halted`. A signal (SIGTERM, SIGINT ...) does the same and the game day is `interrupted`; one that
+lands between scenarios, or while the next is prepared, reaches that run through the `HaltSwitch`
+before it injects anything. Then the load stops and the whole is scored (`loadkit.scoring`
+resilience score), published (printed, written, stored), and only then notified (bounded; a signal
+abandons the notifications, never the result).
 """
 
 from __future__ import annotations
 
+import difflib
 import signal
 import time
 from collections.abc import Callable, Mapping
@@ -72,7 +76,34 @@ def check_plan(options: GameDayOptions, *, need_target: bool = True) -> Checked:
         except LoadkitError as exc:
             raise type(exc)(f"{plan.path}: scenarios.{i} ({scenario.name}): {exc.message}", hint=exc.hint) from None
         notes += [f"{scenario.name}: {note}" for note in prepared.notes]
+    _check_variables(plan, options)
     return Checked(plan, config, target, prometheus, notes)
+
+
+def _check_variables(plan: Plan, options: GameDayOptions) -> None:
+    """A variable no experiment declares would be dropped: a typo that silently runs the default.
+    Plan-wide ones (and --var) must be declared by some scenario's experiment, a scenario's own by
+    its experiment (`chaos run --var` only notes it: there the command line is the whole input)."""
+    spec = plan.spec
+    declared = {s.name: _declared(plan.experiment(s)) for s in spec.scenarios}
+    everywhere = set().union(*declared.values()) | {"canary", "namespace"}
+    for where, names in (("variables", spec.variables), ("--var", options.variables)):
+        for name in names:
+            if name not in everywhere:
+                raise ConfigError(f"{plan.path}: {where}.{name}: no scenario's experiment declares {name!r}"
+                                  f"{_maybe(name, everywhere)}",
+                                  hint="plan-wide variables go to the experiments whose configuration declares them")
+    for i, scenario in enumerate(spec.scenarios):
+        for name in scenario.variables:
+            if name not in declared[scenario.name]:
+                raise ConfigError(f"{plan.path}: scenarios.{i}.variables.{name}: {plan.experiment(scenario)} does not "
+                                  f"declare {name!r}{_maybe(name, declared[scenario.name])}",
+                                  hint="a scenario's variables must be keys of its experiment's configuration")
+
+
+def _maybe(name: str, valid: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(valid), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (declared: {', '.join(sorted(valid)) or 'none'})"
 
 
 def _check_queries(plan: Plan, default_url: str | None) -> list[str]:
@@ -118,11 +149,13 @@ def _declared(path: Path) -> set[str]:
 
 
 class _Signals:
-    """Between scenarios (a chaos run has its own policy): a signal is recorded, and ends a wait at once."""
+    """Outside a chaos run (which has its own policy): a signal is recorded, passed to the HaltSwitch
+    (the next run then injects nothing), and ends a wait at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, halt: HaltSwitch) -> None:
         self.received: list[str] = []
         self.waiting = False
+        self._halt = halt
         self._saved: dict[int, Any] = {}
 
     def install(self) -> None:
@@ -134,7 +167,9 @@ class _Signals:
             signal.signal(sig, previous)
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        self.received.append(signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        self.received.append(name)
+        self._halt.interrupt(name)
         if self.waiting:
             raise KeyboardInterrupt
 
@@ -150,33 +185,57 @@ class _Day:
     current: str | None = None
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
-    halt_sent: bool = False
+    notifying: bool = True  # False once a signal abandoned a notification: the rest are not sent
 
 
-def run_gameday(checked: Checked, options: GameDayOptions, notifier: Notifier,
-                say: Callable[[str], None]) -> GameDayResult:
+def run_gameday(checked: Checked, options: GameDayOptions, notifier: Notifier, say: Callable[[str], None],
+                publish: Callable[[GameDayResult], None] = lambda _result: None) -> GameDayResult:
+    """The game day, judged. Once judged, `publish` (print, write, store) runs whatever signal
+    arrives; only then the notifications (halted, finished), each bounded, a signal abandoning them.
+    The load is stopped (and the rollbacks done) before the "halted" notification."""
     day = _Day(checked, options, notifier, say, warnings=list(checked.notes))
     spec, config = checked.plan.spec, checked.config
     session = LoadSession(live.hold_plan(config, spec.load.profile, checked.target, spec.load.users),
                           config.thresholds, config.min_samples)
-    halt, signals = HaltSwitch(), _Signals()
+    halt = HaltSwitch()
+    signals = _Signals(halt)
     monitor = StopMonitor(spec.stop_conditions, session, halt, started=time.time(),
                           prometheus_url=checked.prometheus_url, scenario=lambda: day.current)
-    notifier.started(Start(spec.name, checked.target, tuple(s.name for s in spec.scenarios), day.started.isoformat()))
     signals.install()
     try:
-        if _start_load(day, session, signals):
-            monitor.start()
-            _scenarios(day, session, halt, signals, monitor)
-            if halt.reason and not day.halt_sent:  # it fired between scenarios
-                notifier.send(Event.HALTED, _result(day, session, halt, signals, monitor))
+        _notify(day, signals, lambda: notifier.started(Start(spec.name, checked.target,
+                                                             tuple(s.name for s in spec.scenarios),
+                                                             day.started.isoformat())))
+        try:
+            if not signals.received and _start_load(day, session, signals):  # a signal first: nothing starts
+                monitor.start()
+                _scenarios(day, session, halt, signals)
+        finally:
+            monitor.stop()
+            if session.started_at:  # else its thread never started (a signal first, a failed pre-flight)
+                session.stop()
+        result = _result(day, session, halt, signals, monitor)
+        publish(result)
+        if result.verdict is GameDayVerdict.HALTED:
+            _notify(day, signals, lambda: notifier.send(Event.HALTED, result))
+        _notify(day, signals, lambda: notifier.send(Event.FINISHED, result))
     finally:
-        monitor.stop()
-        session.stop()
         signals.restore()
-    result = _result(day, session, halt, signals, monitor)
-    notifier.send(Event.FINISHED, result)
     return result
+
+
+def _notify(day: _Day, signals: _Signals, send: Callable[[], None]) -> None:
+    """Best-effort: each notification is bounded (Notifier.deadline_s); a signal abandons it and the rest."""
+    if not day.notifying:
+        return
+    signals.waiting = True
+    try:
+        send()
+    except KeyboardInterrupt:
+        day.notifying = False
+        day.say("loadkit gameday: signal received: notifications abandoned (the result is kept)")
+    finally:
+        signals.waiting = False
 
 
 def _start_load(day: _Day, session: LoadSession, signals: _Signals) -> bool:
@@ -194,7 +253,7 @@ def _start_load(day: _Day, session: LoadSession, signals: _Signals) -> bool:
         signals.waiting = False
 
 
-def _scenarios(day: _Day, session: LoadSession, halt: HaltSwitch, signals: _Signals, monitor: StopMonitor) -> None:
+def _scenarios(day: _Day, session: LoadSession, halt: HaltSwitch, signals: _Signals) -> None:
     plan = day.checked.plan
     for index, scenario in enumerate(plan.spec.scenarios):
         if halt.reason or signals.received or halt.signals or day.error:
@@ -213,14 +272,15 @@ def _scenarios(day: _Day, session: LoadSession, halt: HaltSwitch, signals: _Sign
             day.results.append(not_run(scenario, str(options.experiment_path), ScenarioStatus.ERROR,
                                        exc.message.splitlines()[0], started))
             continue
+        except KeyboardInterrupt:  # a signal as the run installed its handlers, before its experiment began
+            day.results.append(not_run(scenario, str(options.experiment_path), ScenarioStatus.INTERRUPTED,
+                                       "interrupted before the experiment began: nothing injected", started))
+            return
         finally:
             day.current = None
         day.results.append(judge(scenario, chaos, halted=halt.reason))
         day.say(f"loadkit gameday: {scenario.name}: {day.results[-1].status.value} "
                 f"(score {day.results[-1].score:g})")
-        if halt.reason and not chaos.interrupted and not day.halt_sent:
-            day.halt_sent = True
-            day.notifier.send(Event.HALTED, _result(day, session, halt, signals, monitor))
 
 
 def _result(day: _Day, session: LoadSession, halt: HaltSwitch, signals: _Signals,
@@ -233,12 +293,14 @@ def _result(day: _Day, session: LoadSession, halt: HaltSwitch, signals: _Signals
     scenarios = [done.get(s.name) or not_run(s, str(day.checked.plan.experiment(s)), ScenarioStatus.SKIPPED,
                                              skipped, None) for s in spec.scenarios]
     scored = [Scored(s.score, s.weight, s.category.value) for s in scenarios]
-    verdict, reason = gameday_verdict(scenarios, halted=halt.reason, interrupted=interrupted, error=day.error)
+    verdict, reason = gameday_verdict(scenarios, halted=halt.reason, interrupted=interrupted, error=day.error,
+                                      dry_run=day.options.dry_run)
     if verdict is GameDayVerdict.INTERRUPTED and received:
         reason = f"{', '.join(dict.fromkeys(received))} received: {reason}"
     warnings = [*day.warnings, *([f"the load: {session.error}"] if session.error else [])]
     return GameDayResult(plan=spec.name, plan_path=str(day.checked.plan.path), verdict=verdict,
-                         score=resilience_score(scored), categories=category_scores(scored), reason=reason,
+                         score=0.0 if day.options.dry_run else resilience_score(scored),
+                         categories={} if day.options.dry_run else category_scores(scored), reason=reason,
                          target=day.checked.target, profile=spec.load.profile, dry_run=day.options.dry_run,
                          started_at=day.started, ended_at=datetime.now(UTC), scenarios=scenarios,
                          stops=list(monitor.firings), warnings=warnings)

@@ -16,7 +16,8 @@ from loadkit.report.text import render_checks
 from loadkit.units import fmt, with_unit
 
 STYLES = {GameDayVerdict.PASS: "bold green", GameDayVerdict.FAIL: "bold red", GameDayVerdict.HALTED: "bold red",
-          GameDayVerdict.INTERRUPTED: "bold yellow", GameDayVerdict.ERROR: "bold magenta"}
+          GameDayVerdict.INTERRUPTED: "bold yellow", GameDayVerdict.ERROR: "bold magenta",
+          GameDayVerdict.DRY_RUN: "bold cyan"}
 STATUS_STYLES = {ScenarioStatus.PASSED: "green", ScenarioStatus.FAILED: "red", ScenarioStatus.HALTED: "red",
                  ScenarioStatus.ERROR: "magenta", ScenarioStatus.INTERRUPTED: "yellow", ScenarioStatus.SKIPPED: "dim"}
 UNJUDGED = (ScenarioStatus.HALTED, ScenarioStatus.INTERRUPTED, ScenarioStatus.ERROR, ScenarioStatus.SKIPPED)
