@@ -87,11 +87,13 @@ def test_latency_is_added_to_app_requests_only(slow_canary: SandboxProcess, scra
     assert min(elapsed) >= LATENCY_MS / 1000
     pod_port = slow_canary.info["workloads"]["canary"]["pods"][0]["port"]
     probes = []
-    for _ in range(4):  # the fastest of a few: a busy machine may stall any one request, never all
+    for _ in range(6):  # the fastest of a few: a busy machine may stall any one request, never all
         started = time.perf_counter()
         assert httpx.get(f"http://127.0.0.1:{pod_port}/healthz").text == "ok"
         probes.append(time.perf_counter() - started)
-    assert min(probes) < LATENCY_MS / 1000  # probes are never delayed
+    # probes are never delayed: the fastest is well clear of the fastest app request, which carries the
+    # 150 ms (on a busy machine both carry the same scheduling delay on top)
+    assert min(probes) + LATENCY_MS / 2000 < min(elapsed), (probes, elapsed)
     samples = scrape(slow_canary.metrics_url)
     canary = {"destination_workload": CANARY}
     assert total(samples, "istio_request_duration_milliseconds_bucket", le="100.0", **canary) == 0
