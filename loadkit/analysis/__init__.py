@@ -12,7 +12,7 @@ Scoring stays pure; the engines know nothing of thresholds. Nothing here imports
 """
 
 from loadkit.analysis._now import compare_now, for_prometheus_only, score_now
-from loadkit.analysis._result import INTERRUPTED_NOTE, as_planned_end, assess_generator, build_result
+from loadkit.analysis._result import INTERRUPTED_NOTE, as_planned_end, assess_generator, build_result, timeline_point
 from loadkit.analysis._scored import compare_scored, run_scored
 from loadkit.analysis._server_side import (
     DEFAULT_INTERVAL_S,
@@ -29,4 +29,4 @@ from loadkit.analysis._tally import tally_of
 __all__ = ["DEFAULT_INTERVAL_S", "INTERRUPTED_NOTE", "ServerSide", "as_planned_end", "assess_generator",
            "baseline_target", "build_result", "client_compares", "compare_now", "compare_scored",
            "for_prometheus_only", "gather", "prometheus_checks", "require", "run_scored", "score_now", "side_of",
-           "tally_of"]
+           "tally_of", "timeline_point"]
