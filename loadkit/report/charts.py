@@ -245,10 +245,11 @@ def score_trend_html(history: Sequence[HistoryEntry], current: GameDayResult) ->
     """The plan's resilience score over its game days (the history, oldest first, with this one)."""
     points = sorted({e.started_at.timestamp(): e.score for e in history
                      if e.kind is HistoryKind.GAMEDAY and e.name == current.plan and e.score is not None}.items())
-    if current.started_at.timestamp() not in dict(points):
+    if all(abs(t - current.started_at.timestamp()) >= 1 for t, _ in points):  # not saved: add this one
         points = sorted([*points, (current.started_at.timestamp(), current.score)])
     spec = {"id": "score-trend", "title": f"Resilience score of {current.plan} per game day",
             "x": [t for t, _ in points], "y_label": "score", "y_unit": "", "regions": [], "markers": [],
+            "points": True, "y_max": 100,
             "series": [{"label": "resilience score", "color": "#8250df", "values": [rounded(v) for _, v in points]}]}
     data = json.dumps([spec], separators=(",", ":")).replace("</", "<\\/")
     return ('<h2>Resilience score trend</h2><div class="lk-charts" id="lk-trend"></div>'

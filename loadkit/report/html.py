@@ -28,7 +28,7 @@ th{background:#f6f8fa}td.n{text-align:right;font-variant-numeric:tabular-nums}
 code{font:12px ui-monospace,"DejaVu Sans Mono",monospace;word-break:break-all}
 .pass{color:var(--pass);font-weight:bold}.fail,.halted{color:var(--fail);font-weight:bold}
 .skip,.interrupted,.marginal{color:var(--warn);font-weight:bold}.error{color:var(--error);font-weight:bold}
-.warn{color:var(--warn)}
+.warn{color:var(--warn)}.ok{color:var(--pass)}
 .banner{border:2px solid;border-radius:6px;padding:.6em 1em;margin:1em 0}
 .banner b{font-size:1.4em;margin-right:.6em}.banner.pass{background:#dafbe1}
 .banner.fail,.banner.halted{background:#ffebe9}
@@ -161,8 +161,9 @@ def render_html(result: RunResult) -> str:
 
 def generator_html(result: RunResult) -> str:
     g = result.generator
+    # not "pass": green in the report is reserved for judged checks and verdicts
     state = '<span class="fail">saturated</span>: ' + escape(g.reason) if g.saturated else \
-        '<span class="pass">healthy</span>'
+        '<span class="ok">healthy</span>'
     return (f"<p>{state}</p>" + table(["processes", "CPU max", "CPU avg", "event-loop lag max"], [
         row([str(g.processes), escape(with_unit(g.cpu_max_pct, "%")), escape(with_unit(g.cpu_avg_pct, "%")),
              escape(with_unit(g.loop_lag_max_ms, "ms"))])]))

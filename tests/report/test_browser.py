@@ -225,6 +225,9 @@ def test_gameday_report(made: dict[str, Made], browser: Any) -> None:
     assert opened.page.locator("[data-score]").inner_text() == opened.page.locator("[data-score]").get_attribute(
         "data-score")
     assert opened.page.locator(".gantt .row[data-scenario]").count() == len(m.result["scenarios"])
+    # the trend from the history database: this game day is the plan's only one there
+    trend = opened.page.evaluate("loadkitCharts.charts.find(u => u.root.dataset.chart === 'score-trend').data")
+    assert trend[1] == [m.result["score"]]
     opened.page.close()
 
 

@@ -61,7 +61,7 @@ var loadkitCharts = (function () {
             ctx.beginPath(); ctx.moveTo(x, box.top); ctx.lineTo(x, box.top + box.height); ctx.stroke();
             var text = "\u25BC " + m.label, w = ctx.measureText(text).width;
             var at = x + 3 * pr + w > box.left + box.width ? x - 3 * pr - w : x + 3 * pr;  // stay inside the plot
-            ctx.fillStyle = "#8250df"; ctx.fillText(text, at, box.top + 36 * pr);
+            ctx.fillStyle = "#8250df"; ctx.fillText(text, at, box.top + box.height - 6 * pr);  // clear of the lines' labels
             marks++;
           });
           ctx.restore();
