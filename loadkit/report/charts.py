@@ -37,6 +37,7 @@ COLORS = {"p50": "#1a7f37", "p95": "#bf8700", "p99": "#cf222e", "rps": "#0969da"
           "canary": "#cf222e", "primary": "#0969da"}
 KIND_COLORS = ["#cf222e", "#8250df", "#bc4c00", "#9a6700", "#57606a", "#1b7c83"]
 _FIELD_LABELS = {"rps": "req/s", "error_rate_pct": "error rate", "p50_ms": "p50", "p99_ms": "p99"}
+_BOTH = "Latency by percentile, canary vs primary (each side's HdrHistogram)"
 ASSETS = ("uPlot.min.css", "uPlot.iife.min.js", "charts.js")
 
 
@@ -141,14 +142,15 @@ def latency_thresholds(thresholds: Iterable[Threshold]) -> list[Spec]:
     return lines
 
 
-def _curve_spec(curves: Sequence[tuple[str, str, list[tuple[float, float]]]], thresholds: list[Spec]) -> Spec:
+def _curve_spec(curves: Sequence[tuple[str, str, list[tuple[float, float]]]], thresholds: list[Spec],
+                title: str = "Latency by percentile (from the run's HdrHistogram)") -> Spec:
     """Latency by percentile, every recorded value of the HdrHistogram (x: 1/(1-p), log scale)."""
     xs = sorted({x for _, _, curve in curves for x, _ in curve})
     series = []
     for label, color, curve in curves:
         by_x = dict(curve)
         series.append({"label": label, "color": color, "values": [by_x.get(x) for x in xs]})
-    return {"id": "percentiles", "title": "Latency by percentile (from the run's HdrHistogram)", "x": xs,
+    return {"id": "percentiles", "title": title, "x": xs,
             "x_kind": "percentile", "y_label": "latency", "y_unit": "ms", "series": series,
             "thresholds": thresholds, "regions": [], "markers": []}
 
@@ -176,7 +178,7 @@ def _fault_region(result: ChaosResult) -> list[Spec]:
 def _comparison_specs(c: Comparison) -> list[Spec]:
     if not c.canary_timeline or c.started_at is None:
         curves = _comparison_curves(c)
-        return [_curve_spec(curves, [])] if curves else []
+        return [_curve_spec(curves, [], _BOTH)] if curves else []
     start = c.started_at.timestamp()
     xs = sorted({round(start + p.t) for p in (*c.canary_timeline, *c.baseline_timeline)})
 
@@ -186,9 +188,11 @@ def _comparison_specs(c: Comparison) -> list[Spec]:
 
     def pair(field: str) -> list[Spec]:
         label = _FIELD_LABELS[field]
-        return [{"label": f"canary {label}", "color": COLORS["canary"], "values": on_x(c.canary_timeline, field)},
-                {"label": f"primary {label}", "color": COLORS["primary"], "values": on_x(c.baseline_timeline, field),
-                 "dash": [6, 3]}]
+        light = field == "p50_ms"  # the medians lighter than the p99s they share a chart with
+        return [{"label": f"canary {label}", "color": "#ff8182" if light else COLORS["canary"],
+                 "values": on_x(c.canary_timeline, field)},
+                {"label": f"primary {label}", "color": "#54aeff" if light else COLORS["primary"],
+                 "values": on_x(c.baseline_timeline, field), "dash": [6, 3]}]
 
     allowed = _allowed_median(c)
     common = {"x": xs, "regions": [], "markers": []}
@@ -202,7 +206,7 @@ def _comparison_specs(c: Comparison) -> list[Spec]:
     ]
     curves = _comparison_curves(c)
     if curves:
-        specs.append(_curve_spec(curves, allowed))
+        specs.append(_curve_spec(curves, allowed, _BOTH))
     return specs
 
 

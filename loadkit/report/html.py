@@ -13,7 +13,7 @@ from html import escape
 from loadkit.models.results import Check, CheckStatus, Comparison, ErrorStat, RunResult, Verdict
 from loadkit.models.specs import Source
 from loadkit.models.wire import Stats
-from loadkit.report.charts import render_charts
+from loadkit.report.charts import chart_specs, render_charts
 from loadkit.report.text import threshold_text
 from loadkit.units import fmt, with_unit
 
@@ -169,6 +169,10 @@ def generator_html(result: RunResult) -> str:
              escape(with_unit(g.loop_lag_max_ms, "ms"))])]))
 
 
+_NO_SERIES = ("<p>This comparison read Prometheus: its result holds the judged samples' summary, not a series "
+              "per window, so there is nothing to draw; the queries are below.</p>")
+
+
 def render_comparison_html(c: Comparison) -> str:
     """The report of `loadkit compare`: canary and primary overlaid, each metric's judgement."""
     metrics = [row([escape(m.name.value), f'<span class="{"pass" if m.passed else "fail"}">'
@@ -186,7 +190,7 @@ max error increase {fmt(c.settings.max_error_increase_pct)} points · confidence
 {warnings_html(c.warnings)}
 <h2>Metrics</h2>{table(["metric", "result", "critical", "primary", "canary", "effect", "p-value",
                         "samples (primary / canary)", "reason"], metrics)}
-<h2>Canary vs primary</h2>{render_charts(c)}
+<h2>Canary vs primary</h2>{render_charts(c) if chart_specs(c) else _NO_SERIES}
 <h2>Totals</h2>{table(STATS_HEADERS, sides)}
 {"<h2>Prometheus queries</h2>" + table(["series", "PromQL"], queries) if queries else ""}
 """

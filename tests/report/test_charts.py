@@ -125,3 +125,16 @@ def test_a_comparison_junit_fails_on_the_metric_that_failed() -> None:
     assert suite is not None and suite.get("tests") == "2" and suite.get("failures") == "1"
     cases = {case.get("name"): case for case in suite.findall("testcase")}
     assert cases["latency"].find("failure") is not None and cases["error-rate"].find("failure") is None
+
+
+def test_the_embedded_uplot_is_the_one_web_package_json_pins() -> None:
+    """loadkit/report/_assets holds `make assets`' copy: the version npm installs, and its licence."""
+    from tests.conftest import ROOT
+
+    pinned = json.loads((ROOT / "web" / "package.json").read_text())["dependencies"]["uplot"]
+    locked = json.loads((ROOT / "web" / "package-lock.json").read_text())["packages"]["node_modules/uplot"]
+    assets = ROOT / "loadkit" / "report" / "_assets"
+    assert locked["version"] == pinned and locked["integrity"].startswith("sha512-")
+    header = f"/*! https://github.com/leeoniya/uPlot (v{pinned}) */"
+    assert (assets / "uPlot.iife.min.js").read_text().startswith(header)
+    assert "MIT License" in (assets / "uPlot.LICENSE").read_text()
