@@ -10,7 +10,7 @@ from loadkit.chaos.models import ChaosResult
 from loadkit.gameday.models import GameDayResult
 from loadkit.models.results import Comparison, RunResult, TimelinePoint
 from loadkit.report.chaos import chaos_junit, render_chaos_html
-from loadkit.report.charts import chart_specs, render_charts
+from loadkit.report.charts import ASSETS, asset, assets_html, chart_specs, render_charts
 from loadkit.report.gameday import render_gameday_html, write_gameday_dir
 from loadkit.report.html import render_comparison_html, render_html
 from loadkit.report.junit import comparison_junit, junit_xml, write_junit, write_text
@@ -65,5 +65,5 @@ def _timeline_csv(timeline: Sequence[TimelinePoint], path: Path) -> Path:
     return path
 
 
-__all__ = ["chart_specs", "junit_xml", "render_charts", "render_html", "render_report", "render_scorecard",
-           "result_json", "threshold_text", "write_junit", "write_report_dir"]
+__all__ = ["ASSETS", "asset", "assets_html", "chart_specs", "junit_xml", "render_charts", "render_html",
+           "render_report", "render_scorecard", "result_json", "threshold_text", "write_junit", "write_report_dir"]

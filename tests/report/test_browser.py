@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -192,6 +193,11 @@ def test_comparison_report(made: dict[str, Made], browser: Any) -> None:
     assert drawn["latency"]["thresholds"] == f"{allowed:g}"
     assert opened.page.locator(".banner").get_attribute("data-verdict") == m.result["verdict"]
     opened.page.close()
+    for junit in (m.report.parent.parent / "compare.xml", m.report.parent / "junit.xml"):  # --junit, --report-dir
+        suite = ET.parse(junit).getroot().find("testsuite")
+        assert suite is not None and suite.get("tests") == str(len(m.result["metrics"]))
+        assert suite.get("failures") == str(sum(not x["passed"] for x in m.result["metrics"]))
+    assert m.code == (0 if m.result["verdict"] == "pass" else 1)
 
 
 def test_failed_chaos_report(made: dict[str, Made], browser: Any) -> None:
