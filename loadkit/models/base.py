@@ -37,23 +37,22 @@ class ResultModel(BaseModel):
     @model_serializer(mode="wrap")
     def _rounded(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
         data = handler(self)
-        if not info.mode_is_json() or not isinstance(data, dict):
-            return data
-        rounded = {key: _round(value, SIGNIFICANT.get(key)) for key, value in data.items()}
-        observed = data.get("observed")
-        if isinstance(observed, float) and rounded["observed"] != observed and \
-                rounded["observed"] in (data.get("min"), data.get("max")):
-            rounded["observed"] = observed  # 500.0004 against max 500 must not read as 500: keep what was seen
-        return rounded
+        return _round(data) if info.mode_is_json() else data
 
 
 def _round(value: Any, significant: int | None = None) -> Any:
+    """Idempotent, so a model nested in another (already rounded by its own serializer) comes out the same."""
     if isinstance(value, float):
         if significant is not None and value and math.isfinite(value):
             return round(value, significant - 1 - math.floor(math.log10(abs(value))))
         return round(value, JSON_DECIMALS)
     if isinstance(value, dict):
-        return {k: _round(v) for k, v in value.items()}
+        rounded = {k: _round(v, SIGNIFICANT.get(k) if isinstance(k, str) else None) for k, v in value.items()}
+        observed = value.get("observed")
+        if isinstance(observed, float) and rounded["observed"] != observed and \
+                rounded["observed"] in (value.get("min"), value.get("max")):
+            rounded["observed"] = observed  # 500.0004 against max 500 must not read as 500: keep what was seen
+        return rounded
     if isinstance(value, list):
         return [_round(v) for v in value]
     return value

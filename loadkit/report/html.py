@@ -178,7 +178,7 @@ def render_comparison_html(c: Comparison) -> str:
     metrics = [row([escape(m.name.value), f'<span class="{"pass" if m.passed else "fail"}">'
                     f"{escape(m.classification.value.upper())}</span>", "yes" if m.critical else "no",
                     escape(with_unit(m.baseline, m.unit)), escape(with_unit(m.canary, m.unit)),
-                    escape(with_unit(m.effect_pct, "%")), escape(fmt(m.p_value) if m.p_value is not None else "-"),
+                    escape(with_unit(m.effect_pct, "%")), escape(f"{m.p_value:.2g}" if m.p_value is not None else "-"),
                     f"{m.baseline_samples} / {m.canary_samples}", escape(m.reason)]) for m in c.metrics]
     sides = [stats_rows(label, s) for label, s in (("primary", c.baseline_stats), ("canary", c.canary_stats)) if s]
     queries = [row([escape(k), f"<code>{escape(v)}</code>"]) for k, v in c.queries.items()]

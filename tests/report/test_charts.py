@@ -138,3 +138,23 @@ def test_the_embedded_uplot_is_the_one_web_package_json_pins() -> None:
     header = f"/*! https://github.com/leeoniya/uPlot (v{pinned}) */"
     assert (assets / "uPlot.iife.min.js").read_text().startswith(header)
     assert "MIT License" in (assets / "uPlot.LICENSE").read_text()
+
+
+def test_json_rounds_floats_once_and_the_same_way_at_any_depth() -> None:
+    from loadkit.models.results import Check
+
+    fails = {"name": "request-duration", "metric": "request-duration", "observed": 500.0004, "min": None,
+             "max": 500.0, "passed": False, "reason": "above"}
+    run = _run(checks=[fails], stats={"success_rate_pct": 100 * 116 / 117, "rps": 1 / 3})
+    data = json.loads(run.model_dump_json())
+    assert data["stats"]["success_rate_pct"] == 99.145 and data["stats"]["rps"] == 0.333
+    assert data["checks"][0]["observed"] == 500.0004  # never rounded onto the bound it broke
+    assert json.loads(Check.model_validate(fails).model_dump_json())["observed"] == 500.0004
+    assert run.model_dump()["stats"]["success_rate_pct"] == 100 * 116 / 117  # Python dumps keep every digit
+    from loadkit.models.results import Comparison
+
+    c = Comparison.model_validate({
+        "verdict": "fail", "score": 50, "reason": "r", "source": "client", "baseline": "b", "canary": "c",
+        "settings": {}, "metrics": [{"name": "latency", "classification": "high", "passed": False,
+                                     "critical": False, "p_value": 0.000271234, "reason": "r"}]})
+    assert json.loads(c.model_dump_json())["metrics"][0]["p_value"] == 0.0002712
