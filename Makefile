@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TEST_WORKERS ?= 4  # pytest-xdist workers: most tests wait on real load, so more than the 2 cores
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint bench prometheus chromium chaos-tools clean
+.PHONY: demo test lint bench prometheus chaos-tools chromium assets clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,8 @@ $(VENV)/.installed-test: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/loadkit demo
 
-## test: install test dependencies (and Debian's prometheus and chromium when missing), lint, run the whole suite
-test: $(VENV)/.installed-test prometheus chromium chaos-tools
+## test: install test dependencies (and Debian's prometheus, chromium, nftables and stress-ng when missing), lint, run the whole suite
+test: $(VENV)/.installed-test prometheus chaos-tools chromium
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
@@ -47,6 +47,17 @@ chaos-tools:
 	  echo "installing Debian's nftables and stress-ng (tests inject real packet loss and CPU stress)"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nftables stress-ng; }
+
+# Debian's chromium: the browser tests load every report kind in it (Playwright drives /usr/bin/chromium)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium (browser tests load the HTML reports)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; }
+
+## assets: npm ci web/ (uPlot, pinned by web/package-lock.json) and copy it into loadkit/report/_assets/
+assets:
+	$(PYTHON) scripts/assets.py
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from loadkit.load.runner import LoadOutcome, LoadPlan
-from loadkit.models.results import EndpointStats, ErrorStat, GeneratorHealth, RunResult, TimelinePoint, Verdict
+from loadkit.models.results import (
+    EndpointStats,
+    ErrorStat,
+    GeneratorHealth,
+    RunResult,
+    StageInfo,
+    TimelinePoint,
+    Verdict,
+)
 from loadkit.models.specs import Threshold
 from loadkit.models.wire import Snapshot
 from loadkit.scoring import Observation, evaluate, observations_from_stats
@@ -77,20 +86,28 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
         thresholds=list(thresholds),
         min_samples=min_samples,
         generator=health,
-        endpoints=[EndpointStats(method=m, name=n, requests=r, failures=f) for m, n, r, f in outcome.endpoints],
+        endpoints=[_endpoint(e) for e in outcome.endpoints],
         errors=[ErrorStat(message=m, count=c) for m, c in outcome.errors],
         timeline=[timeline_point(s) for s in outcome.snapshots],
         warnings=warnings,
         histogram=outcome.histogram or None,
+        stages=[StageInfo(duration_s=s.duration_s, users=s.users, spawn_rate=s.spawn_rate) for s in plan.stages],
     )
 
 
-def timeline_point(s: Snapshot) -> TimelinePoint:
-    """One point of a result's timeline: a snapshot's last window (the webhook's live charts use it too)."""
+def _endpoint(row: Sequence[Any]) -> EndpointStats:
+    """[method, name, requests, failures] and, from the plugin of this version, p50, p95, p99, max (ms)."""
+    latencies = dict(zip(("p50_ms", "p95_ms", "p99_ms", "max_ms"), row[4:8], strict=False))
+    return EndpointStats(method=row[0], name=row[1], requests=row[2], failures=row[3], **latencies)
+
+
+def timeline_point(s: Snapshot, t: float | None = None) -> TimelinePoint:
+    """One snapshot's window as a point of a result's timeline (`t`: default the snapshot's elapsed time)."""
     w = s.window
     return TimelinePoint(
-        t=s.elapsed_s, users=s.users, requests=w.requests, failures=w.failures, rps=w.rps,
+        t=s.elapsed_s if t is None else t, users=s.users, requests=w.requests, failures=w.failures, rps=w.rps,
         p50_ms=w.p50_ms, p95_ms=w.p95_ms, p99_ms=w.p99_ms, error_rate_pct=w.error_rate_pct, cpu_pct=s.cpu_pct,
+        failures_by_kind=dict(w.failures_by_kind),
     )
 
 

@@ -4,15 +4,15 @@ and chaos: pre-flight, the server-side checks' needs, Locust (twice at once for 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from loadkit.analysis._result import build_result
+from loadkit.analysis._result import build_result, timeline_point
 from loadkit.analysis._server_side import ServerSide, baseline_target, gather, require, side_of
 from loadkit.load.pair import run_pair
 from loadkit.load.preflight import preflight, validate_target
 from loadkit.load.runner import LoadPlan, LocustDriver
-from loadkit.models.results import Comparison, RunResult
+from loadkit.models.results import Comparison, RunResult, TimelinePoint
 from loadkit.models.specs import CompareSpec, Threshold
 from loadkit.models.wire import Snapshot
 from loadkit.scoring import judge
@@ -61,4 +61,12 @@ def compare_scored(plan: LoadPlan, baseline: str, spec: CompareSpec, *,
         warnings.append("interrupted: compared what was collected")
     return comparison.model_copy(update={
         "started_at": canary.started_at, "ended_at": canary.ended_at, "baseline_stats": other.final,
-        "canary_stats": canary.final, "warnings": warnings}), canary.interrupted
+        "canary_stats": canary.final, "warnings": warnings,
+        "baseline_timeline": _timeline(other.snapshots, other.started_at.timestamp() - canary.started_at.timestamp()),
+        "canary_timeline": _timeline(canary.snapshots), "baseline_histogram": other.histogram or None,
+        "canary_histogram": canary.histogram or None}), canary.interrupted
+
+
+def _timeline(snapshots: Sequence[Snapshot], offset_s: float = 0.0) -> list[TimelinePoint]:
+    """Both sides on the canary's clock: `offset_s` is how much later the baseline's run started."""
+    return [timeline_point(s, round(s.elapsed_s + offset_s, 3)) for s in snapshots]

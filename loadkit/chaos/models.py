@@ -8,7 +8,7 @@ from datetime import datetime
 from pydantic import Field
 
 from loadkit.models.base import SCHEMA_VERSION, ResultModel
-from loadkit.models.results import Check, CheckStatus, Verdict
+from loadkit.models.results import Check, CheckStatus, TimelinePoint, Verdict
 from loadkit.models.specs import Threshold
 from loadkit.models.wire import Stats
 
@@ -109,6 +109,8 @@ class ChaosResult(ResultModel):
                                  "loadkit's guards: nothing checked what they touched or left")
     faults_seen: list[str] = Field(default_factory=list, description="The faults loadkit saw in place after the "
                                    "method's actions: what \"injected\" means")
+    timeline: list[TimelinePoint] = Field(default_factory=list, description="The load's windows, `t` in seconds "
+                                          "since started_at (empty in older results)")
     journal_path: str | None = None
     journal_error: str | None = Field(default=None, description="Why the journal could not be written")
 

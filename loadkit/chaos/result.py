@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from loadkit.analysis import timeline_point
 from loadkit.chaos.live import Stamped
 from loadkit.chaos.models import ChaosCheck, ChaosResult, FaultWindow, JournalStatus, PhaseLoad, Rollbacks
 from loadkit.chaos.phases import (
@@ -169,6 +170,7 @@ def build_chaos_result(inputs: ChaosInputs) -> ChaosResult:
         checks=checks, thresholds=[*inputs.load_thresholds, *inputs.chaos_thresholds],
         warnings=_warnings(inputs, rollbacks, verdict, reason), journal_path=inputs.journal_path,
         journal_error=inputs.journal_error, unguarded=list(inputs.unguarded), faults_seen=list(t.faults_seen),
+        timeline=[timeline_point(w.snapshot, round(w.at - (t.load_start or w.at), 3)) for w in inputs.windows],
     )
 
 

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from loadkit.analysis import compare_now, compare_scored
 from loadkit.cli._console import stderr_console, stdout_console
+from loadkit.cli._execute import error_outputs, prepare_outputs
 from loadkit.cli._progress import Progress
 from loadkit.cli._server import server_side
 from loadkit.config import load_config
@@ -19,6 +20,8 @@ from loadkit.load.profiles import get_profile
 from loadkit.models.results import Classification, CompareVerdict, Comparison
 from loadkit.models.specs import CompareSpec, Source
 from loadkit.models.wire import Stats
+from loadkit.report import write_report_dir
+from loadkit.report.junit import comparison_junit, write_text
 from loadkit.report.text import render_comparison
 from loadkit.units import fmt, with_unit
 
@@ -27,7 +30,32 @@ def execute_compare(*, target: str | None, baseline: str | None, profile: str, l
                     users: int | None, spawn_rate: float | None, duration: float | None, headers: dict[str, str],
                     processes: int, prometheus_url: str | None, canary_name: str | None, namespace: str | None,
                     interval: float | None, step: float | None, settings: dict[str, Any], config_path: Path | None,
-                    output: str, quiet: bool) -> int:
+                    output: str, quiet: bool, junit_path: Path | None = None, report_dir: Path | None = None) -> int:
+    prepare_outputs(junit_path, report_dir)
+    with error_outputs(junit_path, report_dir, "loadkit.compare"):
+        comparison, interrupted = _compare(
+            target=target, baseline=baseline, profile=profile, locustfile=locustfile, users=users,
+            spawn_rate=spawn_rate, duration=duration, headers=headers, processes=processes,
+            prometheus_url=prometheus_url, canary_name=canary_name, namespace=namespace, interval=interval,
+            step=step, settings=settings, config_path=config_path, quiet=quiet)
+    if output == "json":
+        click.echo(comparison.model_dump_json(indent=2))
+    else:
+        render_compare(comparison, stdout_console())
+    if junit_path is not None:
+        write_text(junit_path, comparison_junit(comparison))
+    if report_dir is not None:
+        write_report_dir(comparison, report_dir)
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_PASS if comparison.verdict is CompareVerdict.PASS else EXIT_FAIL
+
+
+def _compare(*, target: str | None, baseline: str | None, profile: str, locustfile: str | None,
+             users: int | None, spawn_rate: float | None, duration: float | None, headers: dict[str, str],
+             processes: int, prometheus_url: str | None, canary_name: str | None, namespace: str | None,
+             interval: float | None, step: float | None, settings: dict[str, Any], config_path: Path | None,
+             quiet: bool) -> tuple[Comparison, bool]:
     config = load_config(config_path)
     err = stderr_console()
     interrupted = False
@@ -61,13 +89,7 @@ def execute_compare(*, target: str | None, baseline: str | None, profile: str, l
         spec = CompareSpec.model_validate({**settings, "source": Source.PROMETHEUS, "interval": interval,
                                            **({"baseline": baseline} if baseline else {})})
         comparison = compare_now(spec, server)
-    if output == "json":
-        click.echo(comparison.model_dump_json(indent=2))
-    else:
-        render_compare(comparison, stdout_console())
-    if interrupted:
-        return EXIT_INTERRUPTED
-    return EXIT_PASS if comparison.verdict is CompareVerdict.PASS else EXIT_FAIL
+    return comparison, interrupted
 
 
 def render_compare(comparison: Comparison, console: Console) -> None:

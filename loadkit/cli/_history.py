@@ -36,3 +36,21 @@ class Keep:
                       f"{getattr(exc, 'message', None) or exc}", highlight=False, markup=False)
             err.print("  fix: give a writable file with --db PATH or LOADKIT_DB, or skip it with --no-history",
                       highlight=False, markup=False)
+
+    def history(self, kind: str, name: str, limit: int = 100) -> list[Any]:
+        """The stored results of one series (kind and name), newest first; [] when there is no history to
+        read (disabled, or the database cannot be opened: the report then has no trend, nothing fails)."""
+        if not self.enabled:
+            return []
+        from loadkit.store import History, HistoryKind, HistoryQuery, default_db_path
+
+        path = self.db_path or default_db_path()
+        try:
+            db = History(path)
+            try:
+                entries = db.entries(HistoryQuery(kind=HistoryKind(kind), limit=limit))
+            finally:
+                db.close()
+        except Exception:  # a report without its trend is still the report
+            return []
+        return [e for e in entries if e.name == name]

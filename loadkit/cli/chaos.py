@@ -83,6 +83,8 @@ def chaos() -> None:
               help="Write Chaos Toolkit's journal here.")
 @click.option("--junit", "junit_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write JUnit XML (one testcase per check).")
+@click.option("--report-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Write result.json, junit.xml, report.html and timeline.csv here.")
 @history_options
 def run(experiment: Path, target: str | None, profile: str, users: int | None, allow_primary: bool,
         allow_namespaces: tuple[str, ...], max_kill_share: float | None, max_fault_s: float | None,
@@ -90,7 +92,7 @@ def run(experiment: Path, target: str | None, profile: str, users: int | None, a
         cooldown: float, recovery_window: float, impact_window: float, prometheus_url: str | None,
         canary_name: str | None,
         namespace: str | None, config_path: Path | None, output: str, journal_path: Path | None,
-        junit_path: Path | None, db_path: Path | None, no_history: bool) -> int:
+        junit_path: Path | None, report_dir: Path | None, db_path: Path | None, no_history: bool) -> int:
     """Run EXPERIMENT (Chaos Toolkit JSON/YAML) under load and score what happened.
 
     The load starts before the steady-state hypothesis and runs through the method and the
@@ -105,7 +107,7 @@ def run(experiment: Path, target: str | None, profile: str, users: int | None, a
     Examples:
       loadkit chaos run experiments/local-pod-kill.yaml --target http://127.0.0.1:8080/canary
       loadkit chaos run experiments/latency-canary.yaml --var canary=bruno-site --var namespace=bruno \\
-          --target http://bruno-site-canary.bruno:80 --allow-namespace bruno --junit chaos.xml
+          --target http://bruno-site-canary.bruno:80 --allow-namespace bruno --junit chaos.xml --report-dir out/
     """
     from loadkit.chaos.models import JournalStatus
     from loadkit.cli._console import stdout_console
@@ -113,12 +115,13 @@ def run(experiment: Path, target: str | None, profile: str, users: int | None, a
     from loadkit.cli._history import Keep
     from loadkit.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS, EXIT_TARGET, UsageError
     from loadkit.models.results import Verdict
+    from loadkit.report import write_report_dir
     from loadkit.report.chaos import chaos_junit, render_chaos
     from loadkit.report.junit import write_text
 
-    prepare_outputs(junit_path, None)
+    prepare_outputs(junit_path, report_dir)
     _check_journal(journal_path)
-    with error_outputs(junit_path, None, f"loadkit.chaos.{experiment.stem}"):
+    with error_outputs(junit_path, report_dir, f"loadkit.chaos.{experiment.stem}"):
         result = _run(experiment, target, profile, users, allow_primary, allow_namespaces, max_kill_share,
                       max_fault_s, allow_unguarded, variables, dry_run, cooldown, recovery_window, impact_window,
                       prometheus_url, canary_name, namespace, config_path, journal_path)
@@ -129,6 +132,8 @@ def run(experiment: Path, target: str | None, profile: str, users: int | None, a
         render_chaos(result, stdout_console())
     if junit_path is not None:
         write_text(junit_path, chaos_junit(result))
+    if report_dir is not None:
+        write_report_dir(result, report_dir)
     if result.journal_error:
         raise UsageError(f"the result is above, but the journal could not be written: {result.journal_error}",
                          hint="choose a writable --journal path")

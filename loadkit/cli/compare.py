@@ -31,13 +31,17 @@ from loadkit.cli._options import DurationType, config_option, load_options, outp
               help="A failing critical metric fails the comparison whatever the score (default: error-rate).")
 @config_option
 @output_option(help_text="text: each decision explained; json: the comparison model on stdout.")
+@click.option("--junit", "junit_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write JUnit XML (one testcase per compared metric) to this file.")
+@click.option("--report-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Write result.json, junit.xml and report.html (canary and primary overlaid) here.")
 @click.option("--quiet", "-q", is_flag=True, help="No live progress on stderr.")
 def compare(target: str | None, baseline: str | None, profile: str, locustfile: str | None, users: int | None,
             spawn_rate: float | None, duration: float | None, headers: tuple[tuple[str, str], ...], processes: int,
             prometheus_url: str | None, canary_name: str | None, namespace: str | None, interval: float | None,
             step: float | None, max_degradation_pct: float, max_error_increase_pct: float, confidence: float,
             min_samples: int | None, critical: tuple[str, ...], config_path: Path | None, output: str,
-            quiet: bool) -> int:
+            junit_path: Path | None, report_dir: Path | None, quiet: bool) -> int:
     """Compare the canary with the primary: latency (Mann-Whitney U) and errors (proportion test).
 
     Two ways to get the samples: run the same profile against both at once (--target and
@@ -54,6 +58,7 @@ def compare(target: str | None, baseline: str | None, profile: str, locustfile: 
     \b
     Examples:
       loadkit compare --target http://127.0.0.1:8080/canary --baseline http://127.0.0.1:8080 -t 30s
+      loadkit compare --target http://127.0.0.1:8080/canary --baseline http://127.0.0.1:8080 --report-dir out/
       loadkit compare --prometheus http://127.0.0.1:9090 --canary bruno-site --namespace bruno --interval 10m
 
     Exits 0 on pass, 1 on marginal or fail (too little data is a fail), 2 on bad input,
@@ -68,5 +73,5 @@ def compare(target: str | None, baseline: str | None, profile: str, locustfile: 
         settings={"max_degradation_pct": max_degradation_pct, "max_error_increase_pct": max_error_increase_pct,
                   "confidence": confidence, "min_samples": min_samples, "step": step,
                   **({"critical": list(critical)} if critical else {})},
-        config_path=config_path, output=output, quiet=quiet,
+        config_path=config_path, output=output, junit_path=junit_path, report_dir=report_dir, quiet=quiet,
     )

@@ -79,7 +79,7 @@ def validate(plan: Path, target: str | None, variables: dict[str, Any], promethe
               help="A file of notification URLs, one a line (a mounted secret), repeatable.")
 @click.option("--link", metavar="URL", help="A link for the notifications (the CI job, the report).")
 @click.option("--report-dir", type=click.Path(path_type=Path, file_okay=False),
-              help="Write result.json, junit.xml (and error.txt when it did not pass) here.")
+              help="Write result.json, junit.xml, report.html (and error.txt when it did not pass) here.")
 @click.option("--junit", "junit_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write JUnit XML (one testsuite per scenario; halted or interrupted ones are errors).")
 @click.option("--dry-run", is_flag=True, help="The load and the probes only; no scenario's action (fault) runs. "
@@ -110,7 +110,8 @@ def run(plan: Path, target: str | None, variables: dict[str, Any], notify_urls: 
     from loadkit.gameday.models import GameDayResult
     from loadkit.gameday.notify import Notifier, destinations
     from loadkit.gameday.runner import GameDayOptions, check_plan, run_gameday
-    from loadkit.report.gameday import gameday_junit, render_gameday, write_gameday_dir
+    from loadkit.report import write_report_dir
+    from loadkit.report.gameday import gameday_junit, render_gameday
     from loadkit.report.junit import write_text
 
     prepare_outputs(junit_path, report_dir)
@@ -123,10 +124,11 @@ def run(plan: Path, target: str | None, variables: dict[str, Any], notify_urls: 
         """The judged game day, kept before any notification (a signal then cannot lose it)."""
         target_spec = checked.plan.spec.target
         canary = (target_spec.namespace, target_spec.canary) if target_spec.namespace and target_spec.canary else None
+        keep = Keep(db_path, enabled=not no_history)
         if result.dry_run:
             say("loadkit gameday: a dry run is not stored in the history (it judged nothing)")
         else:
-            Keep(db_path, enabled=not no_history).save("gameday", result, plan=result.plan, canary=canary)
+            keep.save("gameday", result, plan=result.plan, canary=canary)
         if output == "json":
             click.echo(result.model_dump_json(indent=2))
         else:
@@ -134,7 +136,7 @@ def run(plan: Path, target: str | None, variables: dict[str, Any], notify_urls: 
         if junit_path is not None:
             write_text(junit_path, gameday_junit(result))
         if report_dir is not None:
-            write_gameday_dir(result, report_dir)
+            write_report_dir(result, report_dir, keep.history("gameday", result.plan))
 
     with error_outputs(junit_path, report_dir, f"loadkit.gameday.{plan.stem}"):
         options = GameDayOptions(plan_path=plan, target=target, variables=variables, dry_run=dry_run,

@@ -88,7 +88,8 @@ class Window:
         self.exceptions = 0
         self.codes: dict[int, int] = {}
         self.kinds: dict[str, int] = {}
-        self.endpoints: dict[tuple[str, str], list[int]] = {}
+        # (method, name) -> [requests, failures, {HdrHistogram counts index: count}]: the endpoint's latencies
+        self.endpoints: dict[tuple[str, str], list[Any]] = {}
         self.errors: dict[str, int] = {}
         self.hist = new_histogram()
 
@@ -125,14 +126,17 @@ class Window:
         key = (request_type, name)
         ep = self.endpoints.get(key)
         if ep is None:
-            ep = self.endpoints[key] = [0, 0]
+            ep = self.endpoints[key] = [0, 0, {}]
         ep[0] += 1
         if status:
             us = int(response_time * 1000.0)
             if us > HIGHEST_US:
                 us = HIGHEST_US
             bucket = (us | _MASK).bit_length() - _BASE
-            self._counts[((bucket + 1) << _SHCM) + (us >> (bucket + _UNIT)) - _HALF] += 1
+            index = ((bucket + 1) << _SHCM) + (us >> (bucket + _UNIT)) - _HALF
+            self._counts[index] += 1
+            timed = ep[2]
+            timed[index] = timed.get(index, 0) + 1
             self._pending += 1
             if us > self._max_us:
                 self._max_us = us
@@ -182,10 +186,13 @@ class Window:
             self.codes[code] = self.codes.get(code, 0) + n
         for kind, n in other.kinds.items():
             self.kinds[kind] = self.kinds.get(kind, 0) + n
-        for key, (req, fail) in other.endpoints.items():
-            ep = self.endpoints.setdefault(key, [0, 0])
+        for key, (req, fail, timed) in other.endpoints.items():
+            ep = self.endpoints.setdefault(key, [0, 0, {}])
             ep[0] += req
             ep[1] += fail
+            mine = ep[2]
+            for index, n in timed.items():
+                mine[index] = mine.get(index, 0) + n
         for message, n in other.errors.items():
             self._count_message(message, n)
         if other.hist.get_total_count():
@@ -199,7 +206,8 @@ class Window:
             "exceptions": self.exceptions,
             "codes": {str(k): v for k, v in self.codes.items()},
             "kinds": dict(self.kinds),
-            "endpoints": [[m, n, r, f] for (m, n), (r, f) in self.endpoints.items()],
+            "endpoints": [[m, n, r, f, {str(i): c for i, c in t.items()}]
+                          for (m, n), (r, f, t) in self.endpoints.items()],
             "errors": dict(self.errors),
             "hist": self.encoded_histogram(),
         }
@@ -216,7 +224,9 @@ class Window:
         w.exceptions = int(data.get("exceptions", 0))
         w.codes = {int(k): int(v) for k, v in data["codes"].items()}
         w.kinds = {str(k): int(v) for k, v in data["kinds"].items()}
-        w.endpoints = {(str(m), str(n)): [int(r), int(f)] for m, n, r, f in data["endpoints"]}
+        w.endpoints = {(str(e[0]), str(e[1])): [int(e[2]), int(e[3]), {int(i): int(c) for i, c in
+                                                                       (e[4] if len(e) > 4 else {}).items()}]
+                       for e in data["endpoints"]}
         w.errors = {str(k): int(v) for k, v in data.get("errors", {}).items()}
         if data.get("hist"):
             w.hist = decode_histogram(data["hist"])
@@ -287,6 +297,23 @@ def latency_percentiles_ms(hist: HdrHistogram) -> dict[float, float | None]:
     if not hist.get_total_count():
         return {p: None for p in PERCENTILES}
     return {p: hist.get_value_at_percentile(p) / 1000.0 for p in PERCENTILES}
+
+
+def endpoint_rows(endpoints: dict[tuple[str, str], list[Any]]) -> list[list[Any]]:
+    """[method, name, requests, failures, p50, p95, p99, max (ms)] per endpoint, from its own counts:
+    the same HdrHistogram buckets and upper-edge convention as the run's percentiles."""
+    rows = []
+    for (method, name), (requests, failures, timed) in sorted(endpoints.items()):
+        hist = new_histogram()
+        for index, n in timed.items():
+            hist.counts[index] += n
+            hist.total_count += n
+        if timed:
+            hist.min_value = hist.get_value_from_index(min(timed))
+            hist.max_value = hist.get_value_from_index(max(timed))
+        pct = latency_percentiles_ms(hist)
+        rows.append([method, name, requests, failures, pct[50.0], pct[95.0], pct[99.0], max_ms(hist)])
+    return rows
 
 
 def max_ms(hist: HdrHistogram) -> float | None:

@@ -36,7 +36,7 @@ from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
 from locust.runners import MasterRunner, Runner, WorkerRunner
 
-from loadkit.load._window import REFUSED_MARKER, Window
+from loadkit.load._window import REFUSED_MARKER, Window, endpoint_rows
 from loadkit.load.shapes import Stage, tick
 
 _PLAN: dict[str, Any] = json.loads(os.environ.get("LOADKIT_PLAN") or "{}")
@@ -270,7 +270,7 @@ class _Collector:
             "type": "end",
             "reason": reason,
             "histogram": self.total.encoded_histogram(),
-            "endpoints": [[m, n, r, f] for (m, n), (r, f) in sorted(self.total.endpoints.items())],
+            "endpoints": endpoint_rows(self.total.endpoints),
             "errors": sorted(([m, c] for m, c in self.total.errors.items()), key=lambda e: -e[1]),
         })
         self.out.close()

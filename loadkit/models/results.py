@@ -95,6 +95,11 @@ class Comparison(ResultModel):
     canary_stats: Stats | None = None
     queries: dict[str, str] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
+    baseline_timeline: list[TimelinePoint] = Field(default_factory=list, description="With load: the baseline's "
+                                                   "windows (t since started_at)")
+    canary_timeline: list[TimelinePoint] = Field(default_factory=list)
+    baseline_histogram: str | None = Field(default=None, description="With load: HdrHistogram (µs), base64")
+    canary_histogram: str | None = None
 
 
 class CheckStatus(enum.StrEnum):
@@ -214,10 +219,17 @@ def _kind_before_kind(data: dict[str, Any]) -> CheckKind:
 
 
 class EndpointStats(ResultModel):
+    """One endpoint (Locust's method and name). Latencies come from the endpoint's own HdrHistogram
+    buckets (upper edges, as the run's); None in results written before they were kept."""
+
     method: str
     name: str
     requests: int
     failures: int
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
 
 
 class ErrorStat(ResultModel):
@@ -228,6 +240,9 @@ class ErrorStat(ResultModel):
 
 
 class TimelinePoint(ResultModel):
+    """One window of the load (about a second): `t` is its end in seconds since the run's start (a chaos
+    run's: since `ChaosResult.started_at`); rates and percentiles are the window's own."""
+
     t: float
     users: int
     requests: int
@@ -238,6 +253,8 @@ class TimelinePoint(ResultModel):
     p99_ms: float | None = None
     error_rate_pct: float | None = None
     cpu_pct: float | None = None
+    failures_by_kind: dict[str, int] = Field(default_factory=dict, description="The window's failures by "
+                                             "class (5xx, 4xx, connection, timeout, ...); empty in older results")
 
 
 class GeneratorHealth(ResultModel):
@@ -269,6 +286,8 @@ class RunResult(ResultModel):
     timeline: list[TimelinePoint] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     histogram: str | None = Field(default=None, description="HdrHistogram (µs) of all latencies, base64")
+    stages: list[StageInfo] = Field(default_factory=list, description="The profile's stages as run (empty in "
+                                    "older results)")
 
     @property
     def failed_checks(self) -> list[Check]:

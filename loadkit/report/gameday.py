@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from html import escape
 from pathlib import Path
 
 from rich.console import Console
@@ -11,8 +13,11 @@ from rich.text import Text
 
 from loadkit.gameday.models import GameDayResult, GameDayVerdict, ScenarioResult, ScenarioStatus
 from loadkit.models.results import CheckStatus
+from loadkit.report.charts import render_charts, score_trend_html
+from loadkit.report.html import banner, checks_section, page, table, warnings_html
 from loadkit.report.junit import write_text
 from loadkit.report.text import render_checks
+from loadkit.store import HistoryEntry
 from loadkit.units import fmt, with_unit
 
 STYLES = {GameDayVerdict.PASS: "bold green", GameDayVerdict.FAIL: "bold red", GameDayVerdict.HALTED: "bold red",
@@ -119,3 +124,82 @@ def write_gameday_dir(result: GameDayResult, directory: Path) -> list[Path]:
     elif error.exists():
         error.unlink()
     return written
+
+
+_BAR_COLORS = {ScenarioStatus.PASSED: "#1a7f37", ScenarioStatus.FAILED: "#cf222e",
+               ScenarioStatus.HALTED: "#a40e26", ScenarioStatus.ERROR: "#8250df",
+               ScenarioStatus.INTERRUPTED: "#9a6700", ScenarioStatus.SKIPPED: "#8c959f"}
+
+
+def render_gameday_html(result: GameDayResult, history: Sequence[HistoryEntry] = ()) -> str:
+    """The report of `loadkit gameday run`: scenario timeline, per-scenario results, the resilience
+    score and (given `history`, the plan's earlier game days) its trend."""
+    rows = [_scenario_row(s) for s in result.scenarios]
+    stops = [f"<li><b>{escape(f.at.isoformat(timespec='seconds'))}</b> {escape(f.kind.value)} "
+             f"<code>{escape(f.condition)}</code>{escape(f' during {f.scenario}' if f.scenario else '')}: "
+             f"{escape(f.reason)}</li>" for f in result.stops]
+    checks = "".join(f"<h3>{escape(s.name)} ({escape(s.expect.value)})</h3>{checks_section(s.checks)}"
+                     for s in result.scenarios if s.checks)
+    categories = " · ".join(f"{escape(c)} {fmt(v)}" for c, v in result.categories.items()) or "-"
+    body = f"""<h1>loadkit game day: {escape(result.plan)}</h1>
+<p class="facts">{escape(result.plan_path)} against <code>{escape(result.target)}</code> · profile
+{escape(result.profile)} · {escape(result.started_at.isoformat(timespec="seconds"))} to
+{escape(result.ended_at.isoformat(timespec="seconds"))}</p>
+{banner(result.verdict.value, result.reason or _gameday_reason(result), None, "")}
+<p style="font-size:1.3em">resilience score <b data-score="{fmt(result.score)}">{fmt(result.score)}</b>
+<span class="facts">(Σ weight·score / Σ weight; categories: {categories})</span></p>
+{warnings_html(result.warnings)}
+<h2>Scenario timeline</h2>{_gantt(result)}
+{"<h2>Stop conditions that fired</h2><ul>" + "".join(stops) + "</ul>" if stops else ""}
+<h2>Scenarios</h2>{table(["scenario", "category", "expect", "weight", "result", "score", "availability",
+                          "recovery", "reason"], rows)}
+<h2>Load over the game day</h2>{render_charts(result)}
+{score_trend_html(history, result) if history else ""}
+<h2>Checks per scenario</h2>{checks or "<p>none</p>"}
+"""
+    return page(f"loadkit game day {result.plan}: {result.verdict.value}", body)
+
+
+def _scenario_row(s: ScenarioResult) -> str:
+    c = s.chaos
+    cells = [escape(s.name), escape(s.category.value), escape(s.expect.value), str(s.weight),
+             f'<span class="{_css(s.status)}">{escape(s.status.value.upper())}</span>', fmt(s.score),
+             escape(with_unit(c.availability_pct, "%")) if c else "-",
+             escape(with_unit(c.recovery_time_s, "s")) if c and c.recovery_time_s is not None else "-",
+             escape(s.reason)]
+    return "<tr>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>"
+
+
+def _css(status: ScenarioStatus) -> str:
+    return {ScenarioStatus.PASSED: "pass", ScenarioStatus.FAILED: "fail", ScenarioStatus.HALTED: "halted",
+            ScenarioStatus.ERROR: "error"}.get(status, "interrupted")
+
+
+def _gantt(result: GameDayResult) -> str:
+    """One row per scenario, its bar placed on the game day's span; skipped ones have no bar."""
+    start, end = result.started_at.timestamp(), result.ended_at.timestamp()
+    span = max(end - start, 1e-9)
+    rows = []
+    for s in result.scenarios:
+        bar = ""
+        if s.started_at and s.ended_at:
+            left = 100 * (s.started_at.timestamp() - start) / span
+            width = max(100 * (s.ended_at.timestamp() - s.started_at.timestamp()) / span, 0.5)
+            bar = (f'<span class="bar" style="left:{left:.2f}%;width:{width:.2f}%;background:{_BAR_COLORS[s.status]}" '
+                   f'title="{escape(s.name)}">{escape(s.name)} {escape(s.status.value)}</span>')
+        rows.append(f'<div class="row" data-scenario="{escape(s.name)}">{bar or escape(s.name + " (not run)")}</div>')
+    for f in result.stops:
+        left = 100 * (f.at.timestamp() - start) / span
+        label = f"stop: {escape(f.condition)}"
+        # the bar starts (or, late in the day, ends) at the firing, so its label stays on the page
+        place, text = (f"left:{left:.2f}%", f"&#9660; {label}") if left < 60 else \
+            (f"right:{100 - left:.2f}%", f"{label} &#9660;")
+        rows.append(f'<div class="row"><span class="bar" style="{place};background:#8250df">{text}</span></div>')
+    return f'<div class="gantt">{"".join(rows)}</div>'
+
+
+def _gameday_reason(result: GameDayResult) -> str:
+    failing = result.failing
+    if not failing:
+        return f"all {len(result.scenarios)} scenarios met their expectation"
+    return "; ".join(f"{s.name}: {s.status.value}" + (f" ({s.reason})" if s.reason else "") for s in failing)

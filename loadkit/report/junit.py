@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from loadkit.models.results import Check, CheckStatus, RunResult, Verdict
+from loadkit.models.results import Check, CheckStatus, CompareVerdict, Comparison, RunResult, Verdict
 from loadkit.report.text import threshold_text
 from loadkit.units import fmt, with_unit
 
@@ -81,6 +81,41 @@ def error_junit(suite_name: str, message: str, hint: str | None, exit_code: int,
                                           "type": f"exit {exit_code}"})
     error.text = message + (f"\nfix: {hint}" if hint else "")
     root = ET.Element("testsuites", {"tests": "1", "failures": "0", "errors": "1", "skipped": "0"})
+    root.append(suite)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def comparison_junit(c: Comparison) -> str:
+    """`loadkit compare --junit`: one testcase per compared metric; `high` and `nodata` fail. A marginal
+    or failed comparison whose metrics all passed adds a testcase `comparison` with the reason."""
+    suite_name = "loadkit.compare"
+    started, ended = c.started_at, c.ended_at
+    duration = (ended - started).total_seconds() if started and ended else 0.0
+    failed = sum(1 for m in c.metrics if not m.passed)
+    unexplained = c.verdict is not CompareVerdict.PASS and failed == 0
+    tests, failures = len(c.metrics) + unexplained, failed + unexplained
+    suite = ET.Element("testsuite", {"name": suite_name, "tests": str(tests), "failures": str(failures),
+                                     "errors": "0", "skipped": "0", "time": f"{duration:.3f}",
+                                     **({"timestamp": started.isoformat()} if started else {})})
+    props = ET.SubElement(suite, "properties")
+    for name, value in {"canary": c.canary, "baseline": c.baseline, "verdict": c.verdict.value,
+                        "score": fmt(c.score), "source": c.source.value}.items():
+        ET.SubElement(props, "property", {"name": name, "value": value})
+    if unexplained:
+        case = ET.SubElement(suite, "testcase", {"classname": suite_name, "name": "comparison"})
+        ET.SubElement(case, "failure", {"message": c.reason, "type": "Marginal"}).text = c.reason
+    for m in c.metrics:
+        case = ET.SubElement(suite, "testcase", {"classname": suite_name, "name": m.name.value,
+                                                 "time": f"{duration:.3f}"})
+        if not m.passed:
+            failure = ET.SubElement(case, "failure", {"message": m.reason, "type": m.classification.value})
+            failure.text = (f"{m.name.value}: canary {with_unit(m.canary, m.unit)}, primary "
+                            f"{with_unit(m.baseline, m.unit)}: {m.reason}")
+    if c.warnings:
+        ET.SubElement(suite, "system-err").text = "\n".join(c.warnings)
+    root = ET.Element("testsuites", {"tests": str(tests), "failures": str(failures), "errors": "0",
+                                     "skipped": "0"})
     root.append(suite)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

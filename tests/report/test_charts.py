@@ -1,0 +1,160 @@
+"""The report's pure parts: the percentile curve from the exact histogram, per-endpoint latencies,
+what the charts draw for a result, the comparison's JUnit, and old results still rendering."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hdrh.histogram import HdrHistogram
+
+from loadkit.chaos.models import ChaosResult
+from loadkit.load._window import Window, endpoint_rows, new_histogram
+from loadkit.models.results import RunResult
+from loadkit.models.specs import Threshold
+from loadkit.report import chart_specs, render_charts, render_report
+from loadkit.report.charts import latency_thresholds
+from loadkit.report.percentiles import percentile_curve
+
+START = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def test_the_percentile_curve_is_every_recorded_value_of_the_histogram() -> None:
+    hist = new_histogram()
+    for us, n in ((1_000, 90), (5_000, 9), (200_000, 1)):
+        hist.record_value(us, n)
+    curve = percentile_curve(hist.encode().decode())
+    # p90 at 1/(1-0.9) = 10, p99 at 100, the max placed at 2n; values are the buckets' upper edges in ms
+    assert curve == [(10.0, hist.get_highest_equivalent_value(1_000) / 1000),
+                     (100.0, hist.get_highest_equivalent_value(5_000) / 1000),
+                     (200.0, hist.get_highest_equivalent_value(200_000) / 1000)]
+    assert curve[-1][1] == round(hist.get_value_at_percentile(100) / 1000, 3)
+
+
+def test_each_endpoint_gets_its_own_percentiles() -> None:
+    w = Window()
+    for ms in range(1, 101):
+        w.record("GET", "/fast", ms / 10, 200, None)  # 0.1 .. 10 ms
+        w.record("GET", "/slow", 100 + ms, 200 if ms < 100 else 503, "HTTP 503" if ms == 100 else None)
+    merged = Window()
+    merged.merge(Window.from_wire(json.loads(json.dumps(w.to_wire()))))  # as a worker's window reaches the master
+    rows = {r[1]: r for r in endpoint_rows(merged.endpoints)}
+    slow = HdrHistogram(1, 60_000_000, 3)
+    for ms in range(1, 101):
+        slow.record_value((100 + ms) * 1000)
+    assert rows["/slow"][:4] == ["GET", "/slow", 100, 1]
+    assert rows["/slow"][6] == slow.get_value_at_percentile(99) / 1000
+    assert rows["/fast"][4] < 6 < rows["/slow"][4]
+    assert rows["/slow"][7] == slow.get_highest_equivalent_value(slow.get_max_value()) / 1000
+
+
+@pytest.mark.parametrize(("threshold", "lines"), [
+    pytest.param({"name": "request-duration", "thresholdRange": {"max": 500}}, [500], id="p99-max"),
+    pytest.param({"name": "latency-p95", "thresholdRange": {"max": 250}}, [250], id="p95-max"),
+    pytest.param({"name": "latency-p50", "thresholdRange": {"min": 1}}, [], id="a-minimum-is-no-ceiling"),
+    pytest.param({"name": "error-rate", "thresholdRange": {"max": 1}}, [], id="not-latency"),
+    pytest.param({"name": "request-duration", "source": "prometheus", "thresholdRange": {"max": 500}}, [],
+                 id="prometheus-is-another-series"),
+], )
+def test_the_latency_chart_draws_client_latency_ceilings(threshold: dict[str, object], lines: list[float]) -> None:
+    assert [t["value"] for t in latency_thresholds([Threshold.model_validate(threshold)])] == lines
+
+
+def _run(**extra: object) -> RunResult:
+    return RunResult.model_validate({
+        "verdict": "pass", "score": 100, "target": "http://t", "profile": "p", "locustfile": "l",
+        "started_at": START.isoformat(), "ended_at": (START + timedelta(seconds=3)).isoformat(), "stats": {},
+        "checks": [], **extra})
+
+
+def test_a_result_from_before_the_new_fields_still_renders() -> None:
+    """Stored results carry no stages, failure classes, endpoint latencies or histograms: the report
+    draws what they have and says nothing it does not know."""
+    old = _run(timeline=[{"t": 1, "users": 2, "requests": 10, "failures": 1, "rps": 10.0, "p99_ms": 40.0}],
+               endpoints=[{"method": "GET", "name": "/", "requests": 10, "failures": 1}])
+    specs = {s["id"]: s for s in chart_specs(old)}
+    assert set(specs) == {"throughput", "users", "latency"}  # no histogram: no percentile curve
+    assert [s["label"] for s in specs["throughput"]["series"]] == ["requests/s", "errors/s"]
+    assert specs["throughput"]["series"][1]["values"] == [1.0]
+    assert specs["latency"]["x"] == [START.timestamp() + 1]
+    assert "<td>-</td>" in render_report(old)  # the endpoint's unknown p50
+
+
+def test_errors_per_second_by_class_and_the_stages() -> None:
+    run = _run(timeline=[{"t": 1, "users": 5, "requests": 20, "failures": 4, "rps": 10.0,
+                          "failures_by_kind": {"http_5xx": 3, "timeout": 1}}],
+               stages=[{"duration_s": 2, "users": 5, "spawn_rate": 5}, {"duration_s": 1, "users": 1, "spawn_rate": 5}])
+    specs = {s["id"]: s for s in chart_specs(run)}
+    errors = {s["label"]: s["values"] for s in specs["throughput"]["series"][1:]}
+    assert errors == {"errors/s http_5xx": [1.5], "errors/s timeout": [0.5]}  # failures x rps / requests
+    assert [(r["from"], r["to"]) for r in specs["users"]["regions"]] == [
+        (START.timestamp(), START.timestamp() + 2), (START.timestamp() + 2, START.timestamp() + 3)]
+
+
+def test_the_fault_window_is_shaded_from_its_start_to_its_removal() -> None:
+    fault_start = START + timedelta(seconds=5)
+    chaos = ChaosResult.model_validate({
+        "verdict": "fail", "score": 50, "experiment": "x", "experiment_path": "x.yaml", "target": "t", "profile": "p",
+        "started_at": START.isoformat(), "ended_at": (START + timedelta(seconds=20)).isoformat(),
+        "journal_status": "completed", "deviated": True, "interrupted": False,
+        "rollbacks": {"planned": 1, "run": 1, "failed": 0}, "phases": [], "checks": [],
+        "fault": {"start": fault_start.isoformat(), "end": (fault_start + timedelta(seconds=7)).isoformat(),
+                  "duration_s": 6, "removed_at": (fault_start + timedelta(seconds=6)).isoformat()},
+        "timeline": [{"t": t, "users": 5, "requests": 10, "failures": 0, "rps": 10.0} for t in range(1, 20)]})
+    for spec in chart_specs(chaos):
+        assert [(r["kind"], r["from"], r["to"]) for r in spec["regions"]] == [
+            ("fault", fault_start.timestamp(), fault_start.timestamp() + 6)]
+    html = render_charts(chaos)
+    assert "cdn" not in html.lower() and "https://" not in html.replace("https://github.com/leeoniya/uPlot", "")
+    assert "</script>" not in html.split('type="application/json"')[1].split("</script>")[0]
+
+
+def test_a_comparison_junit_fails_on_the_metric_that_failed() -> None:
+    from loadkit.models.results import Comparison
+    from loadkit.report.junit import comparison_junit
+
+    c = Comparison.model_validate({
+        "verdict": "fail", "score": 50, "reason": "latency is high", "source": "client", "baseline": "b",
+        "canary": "c", "settings": {}, "metrics": [
+            {"name": "latency", "classification": "high", "passed": False, "critical": False, "baseline": 10,
+             "canary": 20, "unit": "ms", "reason": "median 20 ms vs 10 ms"},
+            {"name": "error-rate", "classification": "pass", "passed": True, "critical": True, "reason": "same"}]})
+    suite = ET.fromstring(comparison_junit(c)).find("testsuite")
+    assert suite is not None and suite.get("tests") == "2" and suite.get("failures") == "1"
+    cases = {case.get("name"): case for case in suite.findall("testcase")}
+    assert cases["latency"].find("failure") is not None and cases["error-rate"].find("failure") is None
+
+
+def test_the_embedded_uplot_is_the_one_web_package_json_pins() -> None:
+    """loadkit/report/_assets holds `make assets`' copy: the version npm installs, and its licence."""
+    from tests.conftest import ROOT
+
+    pinned = json.loads((ROOT / "web" / "package.json").read_text())["dependencies"]["uplot"]
+    locked = json.loads((ROOT / "web" / "package-lock.json").read_text())["packages"]["node_modules/uplot"]
+    assets = ROOT / "loadkit" / "report" / "_assets"
+    assert locked["version"] == pinned and locked["integrity"].startswith("sha512-")
+    header = f"/*! https://github.com/leeoniya/uPlot (v{pinned}) */"
+    assert (assets / "uPlot.iife.min.js").read_text().startswith(header)
+    assert "MIT License" in (assets / "uPlot.LICENSE").read_text()
+
+
+def test_json_rounds_floats_once_and_the_same_way_at_any_depth() -> None:
+    from loadkit.models.results import Check
+
+    fails = {"name": "request-duration", "metric": "request-duration", "observed": 500.0004, "min": None,
+             "max": 500.0, "passed": False, "reason": "above"}
+    run = _run(checks=[fails], stats={"success_rate_pct": 100 * 116 / 117, "rps": 1 / 3})
+    data = json.loads(run.model_dump_json())
+    assert data["stats"]["success_rate_pct"] == 99.145 and data["stats"]["rps"] == 0.333
+    assert data["checks"][0]["observed"] == 500.0004  # never rounded onto the bound it broke
+    assert json.loads(Check.model_validate(fails).model_dump_json())["observed"] == 500.0004
+    assert run.model_dump()["stats"]["success_rate_pct"] == 100 * 116 / 117  # Python dumps keep every digit
+    from loadkit.models.results import Comparison
+
+    c = Comparison.model_validate({
+        "verdict": "fail", "score": 50, "reason": "r", "source": "client", "baseline": "b", "canary": "c",
+        "settings": {}, "metrics": [{"name": "latency", "classification": "high", "passed": False,
+                                     "critical": False, "p_value": 0.000271234, "reason": "r"}]})
+    assert json.loads(c.model_dump_json())["metrics"][0]["p_value"] == 0.0002712
