@@ -1,4 +1,5 @@
-"""Live progress on stderr: elapsed/total, users, rps, p99, error %, verdict so far.
+"""Live progress on stderr: elapsed/total, users, the last window's rps and p99, the run's error % and
+requests so far, the verdict so far.
 
 On a terminal it is one live line; elsewhere (CI logs) a plain line every few seconds.
 """
@@ -59,9 +60,11 @@ class Progress:
         cum, win = snap.cumulative, snap.window
         p99 = f"{fmt(win.p99_ms)} ms" if win.p99_ms is not None else "-"
         err = f"{fmt(cum.error_rate_pct)}%" if cum.error_rate_pct is not None else "-"
+        # the last window's rate and p99 (what the load does now), the whole run's errors and count
+        last = f"last {format_duration(round(win.duration_s) or win.duration_s)}" if win.duration_s else "last window"
         text = Text(
             f"{format_duration(snap.elapsed_s)}/{format_duration(self.total_s)}  users {snap.users}  "
-            f"rps {fmt(win.rps)}  p99 {p99}  errors {err}  requests {cum.requests:,}  "
+            f"{last}: rps {fmt(win.rps)} p99 {p99}  run: errors {err} requests {cum.requests:,}  "
         )
         text.append_text(self.verdict_so_far(snap))
         return text
