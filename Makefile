@@ -14,9 +14,9 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e .
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed
+$(VENV)/.installed-test: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
-	touch $@
+	touch $@ $(VENV)/.installed
 
 ## demo: install loadkit into .venv and run it against the local canary sandbox
 demo: $(VENV)/.installed
@@ -25,8 +25,12 @@ demo: $(VENV)/.installed
 ## test: install test dependencies (and Debian's prometheus, chromium, nftables and stress-ng when missing), lint, run the whole suite
 test: $(VENV)/.installed-test prometheus chaos-tools chromium
 	$(BIN)/ruff check .
-	$(BIN)/mypy
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m compileall -q loadkit locustfiles tests  # bytecode on disk: every subprocess loads it
+	@# mypy checks while the suite runs (the suite waits on real load a good part of the time): both must pass
+	@$(BIN)/mypy > $(VENV)/mypy.log 2>&1 & mypy=$$!; \
+	  $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup; tests=$$?; \
+	  wait $$mypy; typed=$$?; echo "mypy:"; cat $(VENV)/mypy.log; \
+	  [ $$tests -eq 0 ] && [ $$typed -eq 0 ]
 
 prometheus:
 	@command -v prometheus >/dev/null 2>&1 || { \
@@ -34,10 +38,11 @@ prometheus:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
 
-# Browser tests drive Debian's chromium with Playwright (never `playwright install`: it downloads browsers)
+# Browser tests (the HTML reports, /ui) drive Debian's chromium with Playwright (never `playwright install`:
+# it downloads browsers)
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "installing Debian's chromium (browser tests of /ui)"; \
+	  echo "installing Debian's chromium (browser tests of the reports and /ui)"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; }
 
@@ -48,12 +53,6 @@ chaos-tools:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nftables stress-ng; }
 
-# Debian's chromium: the browser tests load every report kind in it (Playwright drives /usr/bin/chromium)
-chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "installing Debian's chromium (browser tests load the HTML reports)"; \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; }
 
 ## assets: npm ci web/ (uPlot, pinned by web/package-lock.json) and copy it into loadkit/report/_assets/
 assets:

@@ -20,7 +20,7 @@ SIGNIFICANT = {"p_value": 4}  # probabilities can be tiny: significant digits, n
 class StrictModel(BaseModel):
     """Input models: unknown keys are errors that name the field."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, defer_build=True)
 
 
 class ResultModel(BaseModel):
@@ -32,7 +32,7 @@ class ResultModel(BaseModel):
         '{"rate":0.667}'
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     @model_serializer(mode="wrap")
     def _rounded(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
