@@ -276,9 +276,14 @@ def add_canary_stress(name: str, ns: str, cpu_workers: int = 1, cpu_load: int = 
 
 
 def chaos_object_exists(kind: str, obj_name: str, ns: str, secrets: Secrets = None) -> bool:
+    group, version, plural = KINDS[kind]
+    return _exists(group, version, plural, obj_name, ns, secrets)
+
+
+def _exists(group: str, version: str, plural: str, obj_name: str, ns: str, secrets: Secrets) -> bool:
+    """The custom object is there (404: it is not; any other API error is raised)."""
     from kubernetes.client.rest import ApiException
 
-    group, version, plural = KINDS[kind]
     try:
         _custom(secrets).get_namespaced_custom_object(group, version, ns, plural, obj_name)
     except ApiException as exc:
@@ -344,15 +349,7 @@ def list_faults(ns: str, secrets: Secrets = None) -> list[dict[str, Any]]:
 
 
 def fault_exists(vs_name: str, ns: str, secrets: Secrets = None) -> bool:
-    from kubernetes.client.rest import ApiException
-
-    try:
-        _custom(secrets).get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, vs_name)
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
+    return _exists(GROUP, VERSION, PLURAL, vs_name, ns, secrets)
 
 
 def cleanup(ns: str | None = None, secrets: Secrets = None, expired_only: bool = False,
