@@ -21,6 +21,7 @@ from typing import Any
 from loadkit.chaos.models import ChaosResult
 from loadkit.errors import DriverError
 from loadkit.gameday.models import GameDayResult
+from loadkit.gameday.plan import StopConditions
 from loadkit.models.results import Comparison, RunResult, StageInfo, TimelinePoint
 from loadkit.models.specs import Metric, Source, Threshold
 from loadkit.report.percentiles import percentile_curve
@@ -87,6 +88,13 @@ def chart_specs(result: AnyResult) -> list[Spec]:
                        _stage_regions(result.started_at, result.stages), [], result.profile, result.histogram)
 
 
+def live_specs(started_at: datetime, timeline: Sequence[TimelinePoint], thresholds: Sequence[Threshold],
+               profile: str) -> list[Spec]:
+    """The charts of a run still going (`loadkit serve`'s live page): the ones its result will have,
+    from the timeline so far, without the percentile curve (the histogram comes with the result)."""
+    return _load_specs(_absolute(started_at, timeline), thresholds, [], [], profile, None)
+
+
 # ---- one run's load: rps and errors, users, latency, the percentile curve ------------------------------------
 
 Point = tuple[float, TimelinePoint]
@@ -130,6 +138,12 @@ def _error_series(points: Sequence[TimelinePoint]) -> list[Spec]:
         return [{"label": "errors/s", "color": KIND_COLORS[0], "values": [rate(p, p.failures) for p in points]}]
     return [{"label": f"errors/s {kind}", "color": KIND_COLORS[i % len(KIND_COLORS)],
              "values": [rate(p, p.failures_by_kind.get(kind, 0)) for p in points]} for i, kind in enumerate(kinds)]
+
+
+def error_rate_spec(points: Sequence[Point], common: Spec) -> Spec:
+    return {"id": "errors", "title": "Error rate per window", "y_label": "errors", "y_unit": "%",
+            "series": [{"label": "error rate", "color": KIND_COLORS[0],
+                        "values": [rounded(p.error_rate_pct) for _, p in points]}], **common}
 
 
 def latency_thresholds(thresholds: Iterable[Threshold]) -> list[Spec]:
@@ -229,7 +243,8 @@ def _allowed_median(c: Comparison) -> list[Spec]:
 # ---- a game day: every scenario's load on one axis, scenarios and faults shaded, stops marked ------------------
 
 def _gameday_specs(g: GameDayResult) -> list[Spec]:
-    points: list[Point] = []
+    """The whole game day's load (from its start: the baseline, then each scenario), an error-rate chart,
+    the plan's load stop conditions as dashed lines on the chart of their metric."""
     regions: list[Spec] = []
     thresholds: list[Threshold] = []
     for s in g.scenarios:
@@ -237,13 +252,45 @@ def _gameday_specs(g: GameDayResult) -> list[Spec]:
             regions.append({"from": s.started_at.timestamp(), "to": s.ended_at.timestamp(), "kind": "scenario",
                             "label": f"{s.name} ({s.status.value})"})
         if s.chaos is not None:
-            points.extend(_absolute(s.chaos.started_at, s.chaos.timeline))
             regions.extend(_fault_region(s.chaos))
             thresholds.extend(t for t in s.chaos.thresholds if t not in thresholds)
-    points.sort(key=lambda p: p[0])
-    unique = list({t: (t, p) for t, p in points}.values())
+    points = _absolute(g.started_at, g.timeline) if g.timeline else _scenario_points(g)
     markers = [{"at": f.at.timestamp(), "label": f"stop: {f.condition}"} for f in g.stops]
-    return _load_specs(unique, thresholds, regions, markers, g.profile, None)
+    specs = _load_specs(points, thresholds, regions, markers, g.profile, None)
+    specs.insert(1, error_rate_spec(points, {"x": [t for t, _ in points], "regions": regions, "markers": markers}))
+    lines = stop_lines(g.stop_conditions)
+    for spec in specs:
+        spec["x_range"] = [g.started_at.timestamp(), g.ended_at.timestamp()]
+        spec["thresholds"] = [*spec.get("thresholds", []), *lines.get(spec["id"], [])]
+    return specs
+
+
+def _scenario_points(g: GameDayResult) -> list[Point]:
+    """A game day stored before it kept its own timeline: its scenarios' load, one point per instant."""
+    points = [p for s in g.scenarios if s.chaos is not None for p in _absolute(s.chaos.started_at, s.chaos.timeline)]
+    return sorted({t: (t, p) for t, p in points}.values(), key=lambda p: p[0])
+
+
+def stop_lines(conditions: StopConditions) -> dict[str, list[Spec]]:
+    """The load stop conditions' bounds by the chart that shows their metric (a success-rate floor is
+    drawn as the error-rate ceiling it means)."""
+    lines: dict[str, list[Spec]] = {}
+    for stop in conditions.load:
+        metric, bounds = stop.threshold().resolved_metric, stop.thresholdRange
+        values: list[tuple[str, float, str]] = []
+        if metric in LATENCY:
+            values = [("latency", v, "") for v in (bounds.min, bounds.max) if v is not None]
+        elif metric is Metric.ERROR_RATE:
+            values = [("errors", v, "") for v in (bounds.min, bounds.max) if v is not None]
+        elif metric is Metric.REQUEST_SUCCESS_RATE:
+            values = [("errors", round(100 - v, DIGITS), f" = errors {fmt(100 - v)}%")
+                      for v in (bounds.min, bounds.max) if v is not None]
+        elif metric is Metric.RPS:
+            values = [("throughput", v, "") for v in (bounds.min, bounds.max) if v is not None]
+        for chart, value, note in values:
+            lines.setdefault(chart, []).append({"value": value, "label": f"stop: {stop.condition}{note}",
+                                                "kind": "stop"})
+    return lines
 
 
 def score_trend_html(history: Sequence[HistoryEntry], current: GameDayResult) -> str:
@@ -252,12 +299,22 @@ def score_trend_html(history: Sequence[HistoryEntry], current: GameDayResult) ->
                      if e.kind is HistoryKind.GAMEDAY and e.name == current.plan and e.score is not None}.items())
     if all(abs(t - current.started_at.timestamp()) >= 1 for t, _ in points):  # not saved: add this one
         points = sorted([*points, (current.started_at.timestamp(), current.score)])
-    spec = {"id": "score-trend", "title": f"Resilience score of {current.plan} per game day",
-            "x": [t for t, _ in points], "y_label": "score", "y_unit": "", "regions": [], "markers": [],
-            "points": True, "y_max": 100,
-            "series": [{"label": "resilience score", "color": "#8250df", "values": [rounded(v) for _, v in points]}]}
+    spec = trend_spec(f"Resilience score of {current.plan} per game day", points, "resilience score")
     data = json.dumps([spec], separators=(",", ":")).replace("</", "<\\/")
     return ('<h2>Resilience score trend</h2><div class="lk-charts" id="lk-trend"></div>'
             f'<script type="application/json" id="lk-trend-data">{data}</script>'
             '<script>loadkitCharts.mount(document.getElementById("lk-trend"), '
             'JSON.parse(document.getElementById("lk-trend-data").textContent));</script>\n')
+
+
+def trend_spec(title: str, points: Sequence[tuple[float, float]], label: str = "score",
+               chart_id: str = "score-trend") -> Spec:
+    """A score (0-100) per result over time: `points` are (Unix time, score), oldest first."""
+    return {"id": chart_id, "title": title, "x": [t for t, _ in points], "y_label": "score", "y_unit": "",
+            "regions": [], "markers": [], "points": True, "y_max": 100,
+            "series": [{"label": label, "color": "#8250df", "values": [rounded(v) for _, v in points]}]}
+
+
+def trend_specs(series: Sequence[tuple[str, Sequence[tuple[float, float]]]]) -> list[Spec]:
+    """One score-trend chart per (title, points) series (`loadkit serve`'s history page)."""
+    return [trend_spec(title, points, chart_id=f"trend-{i}") for i, (title, points) in enumerate(series)]
