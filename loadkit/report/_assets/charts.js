@@ -17,6 +17,12 @@ var loadkitCharts = (function () {
     return unit ? text + " " + unit : text;
   }
 
+  // a label stays readable where it crosses the data's lines and the shaded regions
+  function backdrop(ctx, x, y, w, pr) {
+    ctx.fillStyle = "rgba(255,255,255,0.82)";
+    ctx.fillRect(x - 2 * pr, y - 11 * pr, w + 4 * pr, 14 * pr);
+  }
+
   function annotations(held) {
     return {
       hooks: {
@@ -61,7 +67,10 @@ var loadkitCharts = (function () {
             if (ty > box.top + box.height - 2 * pr ||
                 labels.some(function (l) { return Math.abs(l - ty) < 13 * pr; })) ty = y - 4 * pr;
             labels.push(ty);
-            ctx.fillText(t.label, box.left + box.width - ctx.measureText(t.label).width - 4 * pr, ty);
+            var w = ctx.measureText(t.label).width, tx = box.left + box.width - w - 4 * pr;
+            backdrop(ctx, tx, ty, w, pr);
+            ctx.fillStyle = color;
+            ctx.fillText(t.label, tx, ty);
             drawn.push(t.value);
             if (t.kind === "stop") stops++;
           });
@@ -72,6 +81,7 @@ var loadkitCharts = (function () {
             ctx.beginPath(); ctx.moveTo(x, box.top); ctx.lineTo(x, box.top + box.height); ctx.stroke();
             var text = "\u25BC " + m.label, w = ctx.measureText(text).width;
             var at = x + 3 * pr + w > box.left + box.width ? x - 3 * pr - w : x + 3 * pr;  // stay inside the plot
+            backdrop(ctx, at, box.top + box.height - 6 * pr, w, pr);
             ctx.fillStyle = "#8250df"; ctx.fillText(text, at, box.top + box.height - 6 * pr);  // clear of the lines' labels
             marks++;
           });
