@@ -305,7 +305,7 @@ def _result(day: _Day, session: LoadSession, halt: HaltSwitch, signals: _Signals
                          categories={} if day.options.dry_run else category_scores(scored), reason=reason,
                          target=day.checked.target, profile=spec.load.profile, dry_run=day.options.dry_run,
                          started_at=day.started, ended_at=datetime.now(UTC), scenarios=scenarios,
-                         stops=list(monitor.firings), stop_conditions=spec.stop_conditions,
+                         stops=list(monitor.firings), load_stops=list(spec.stop_conditions.load),
                          timeline=_timeline(day, session), warnings=warnings)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from loadkit.chaos.models import ChaosResult
 from loadkit.errors import DriverError
 from loadkit.gameday.models import GameDayResult
-from loadkit.gameday.plan import StopConditions
+from loadkit.gameday.plan import LoadStop
 from loadkit.models.results import Comparison, RunResult, StageInfo, TimelinePoint
 from loadkit.models.specs import Metric, Source, Threshold
 from loadkit.report.percentiles import percentile_curve
@@ -258,7 +258,7 @@ def _gameday_specs(g: GameDayResult) -> list[Spec]:
     markers = [{"at": f.at.timestamp(), "label": f"stop: {f.condition}"} for f in g.stops]
     specs = _load_specs(points, thresholds, regions, markers, g.profile, None)
     specs.insert(1, error_rate_spec(points, {"x": [t for t, _ in points], "regions": regions, "markers": markers}))
-    lines = stop_lines(g.stop_conditions)
+    lines = stop_lines(g.load_stops)
     for spec in specs:
         spec["x_range"] = [g.started_at.timestamp(), g.ended_at.timestamp()]
         spec["thresholds"] = [*spec.get("thresholds", []), *lines.get(spec["id"], [])]
@@ -271,11 +271,11 @@ def _scenario_points(g: GameDayResult) -> list[Point]:
     return sorted({t: (t, p) for t, p in points}.values(), key=lambda p: p[0])
 
 
-def stop_lines(conditions: StopConditions) -> dict[str, list[Spec]]:
+def stop_lines(stops: Sequence[LoadStop]) -> dict[str, list[Spec]]:
     """The load stop conditions' bounds by the chart that shows their metric (a success-rate floor is
     drawn as the error-rate ceiling it means)."""
     lines: dict[str, list[Spec]] = {}
-    for stop in conditions.load:
+    for stop in stops:
         metric, bounds = stop.threshold().resolved_metric, stop.thresholdRange
         values: list[tuple[str, float, str]] = []
         if metric in LATENCY:

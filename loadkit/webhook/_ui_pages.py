@@ -211,7 +211,8 @@ def run(r: RunRecord, charts_data: str, *, admin: bool) -> str:
                                             "PromQL"], rows, "No check.", name="checks")
     if r.result is not None:
         report = (f'<p><a href="{href("runs", r.id, "report.html")}" data-link="report">HTML report</a> '
-                  '<span class="muted">(the same as <code>loadkit run --report-dir</code> writes; prints)</span></p>')
+                  '<span class="muted">(self-contained, the page <code>loadkit run --report-dir</code> writes for this '
+                  'result: save it, print it)</span></p>')
     elif r.finished:
         report = '<p class="muted" data-link="no-report">No HTML report: the run ended without a load result.</p>'
     else:

@@ -171,10 +171,10 @@ def test_json_rounds_floats_once_and_the_same_way_at_any_depth() -> None:
 ])
 def test_a_load_stop_condition_is_a_line_on_the_chart_of_its_metric(stop: dict[str, object],
                                                                    lines: dict[str, list[float]]) -> None:
-    from loadkit.gameday.plan import StopConditions
+    from loadkit.gameday.plan import LoadStop
     from loadkit.report.charts import stop_lines
 
-    drawn = stop_lines(StopConditions.model_validate({"load": [{**stop, "window": "3s"}]}))
+    drawn = stop_lines([LoadStop.model_validate({**stop, "window": "3s"})])
     assert {chart: [line["value"] for line in found] for chart, found in drawn.items()} == lines
     line = next(iter(drawn.values()))[0]
     assert line["kind"] == "stop" and line["label"].startswith(f"stop: {stop['name']} (")
@@ -191,7 +191,7 @@ def _gameday(**extra: object) -> GameDayResult:
                        "ended_at": (scenario_start + timedelta(seconds=15)).isoformat()}],
         "stops": [{"kind": "load", "condition": "request-duration (max 400, over 3s)", "reason": "r",
                    "at": (START + timedelta(seconds=20)).isoformat()}],
-        "stop_conditions": {"load": [{"name": "request-duration", "thresholdRange": {"max": 400}, "window": "3s"}]},
+        "load_stops": [{"name": "request-duration", "thresholdRange": {"max": 400}, "window": "3s"}],
         **extra})
 
 
