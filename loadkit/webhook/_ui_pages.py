@@ -209,15 +209,9 @@ def run(r: RunRecord, charts_data: str, *, admin: bool) -> str:
                  e(c.reason), f"<code>{e(c.query)}</code>" if c.query else ""] for c in r.result.checks]
         checks = "<h2>Checks</h2>" + table(["check", "metric", "status", "observed", "unit", "min", "max", "reason",
                                             "PromQL"], rows, "No check.", name="checks")
-    if r.result is not None:
-        report = (f'<p><a href="{href("runs", r.id, "report.html")}" data-link="report">HTML report</a> '
-                  '<span class="muted">(self-contained, the page <code>loadkit run --report-dir</code> writes for this '
-                  'result: save it, print it)</span></p>')
-    elif r.finished:
-        report = '<p class="muted" data-link="no-report">No HTML report: the run ended without a load result.</p>'
-    else:
-        report = '<p class="muted" data-link="report-later">The HTML report appears here when the run ends.</p>'
     finished = "true" if r.finished else "false"
+    empty = "No load data: the run ended without a result." if r.finished else \
+        "No samples yet: the charts appear with the first second of load."
     return (f'<h1>Run {e(r.id)}</h1><div id="live" data-live="{href("runs", r.id, "live.json")}" data-updates="0" '
             f'data-finished="{finished}">'
             + facts([("canary", link(f"{r.namespace}/{r.name}", "canaries", r.namespace, r.name)),
@@ -231,10 +225,19 @@ def run(r: RunRecord, charts_data: str, *, admin: bool) -> str:
             + facts([("elapsed", field("elapsed")), ("users", field("users")), ("requests", field("requests")),
                      ("throughput (last second)", field("rps")), ("p99 (last second)", field("p99")),
                      ("error rate (whole run)", field("errors"))])
-            + '</div>' + report + '<h2>Charts</h2><div class="lk-charts" id="charts">'
-            + '<p class="muted" id="charts-empty">No samples yet: the charts appear with the first second of load.</p>'
-            + f'</div>{charts_data}' + checks
+            + '</div>' + _report_link(r) + '<h2>Charts</h2><div class="lk-charts" id="charts">'
+            + f'<p class="muted" id="charts-empty">{e(empty)}</p></div>{charts_data}' + checks
             + f'<p class="muted">JSON: <a href="/runs/{e(r.id)}">/runs/{e(r.id)}</a></p>')
+
+
+def _report_link(r: RunRecord) -> str:
+    if r.result is not None:
+        return (f'<p><a href="{href("runs", r.id, "report.html")}" data-link="report">HTML report</a> '
+                '<span class="muted">(self-contained, the page <code>loadkit run --report-dir</code> writes for this '
+                'result: save it, print it)</span></p>')
+    if r.finished:
+        return '<p class="muted" data-link="no-report">No HTML report: the run ended without a load result.</p>'
+    return '<p class="muted" data-link="report-later">The HTML report appears here when the run ends.</p>'
 
 
 def trend_series(entries: Sequence[HistoryEntry]) -> list[tuple[str, list[tuple[float, float]]]]:
