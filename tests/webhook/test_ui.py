@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from loadkit.models.results import RunResult
+from loadkit.report import render_report
 from loadkit.sandbox import SandboxProcess
 from loadkit.store import History, HistoryEntry, HistoryKind
 from tests.webhook.conftest import Serve, payload, poll
@@ -74,9 +76,9 @@ def test_every_hook_answer_links_to_its_page_on_ui(ui_server: Serve, healthy_sit
     report = ui_server.get(f"/ui/runs/{run}/report.html")
     assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
     assert report.headers["content-security-policy"].startswith("sandbox allow-scripts;")
-    stored = ui_server.get(f"/runs/{run}").json()["result"]
-    assert f"<h1>loadkit run: {stored['profile']}</h1>" in report.text
-    assert 'class="lk-charts"' in report.text and f'data-verdict="{stored["verdict"]}"' in report.text
+    stored = RunResult.model_validate(ui_server.get(f"/runs/{run}").json()["result"])
+    assert report.text == render_report(stored)  # byte for byte what --report-dir writes for this result
+    assert f"<h1>loadkit run: {stored.profile}</h1>" in report.text and 'class="lk-charts"' in report.text
     overview = ui_server.get("/ui").text
     assert f'href="/ui/runs/{run}"' in overview and 'href="/ui/canaries/bruno/linked"' in overview
     canary = ui_server.get("/ui/canaries/bruno/linked").text
