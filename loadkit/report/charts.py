@@ -89,10 +89,16 @@ def chart_specs(result: AnyResult) -> list[Spec]:
 
 
 def live_specs(started_at: datetime, timeline: Sequence[TimelinePoint], thresholds: Sequence[Threshold],
-               profile: str) -> list[Spec]:
+               profile: str, after: float | None = None) -> list[Spec]:
     """The charts of a run still going (`loadkit serve`'s live page): the ones its result will have,
-    from the timeline so far, without the percentile curve (the histogram comes with the result)."""
-    return _load_specs(_absolute(started_at, timeline), thresholds, [], [], profile, None)
+    from the timeline so far, without the percentile curve (the histogram comes with the result).
+    `after` (Unix seconds, a chart's last x): only the newer points, with the series of the whole
+    timeline (every failure class seen so far), so a page can append them to the charts it has."""
+    points = _absolute(started_at, timeline)
+    if after is not None:
+        points = [pt for pt in points if pt[0] > after]
+    kinds = sorted({k for p in timeline for k in p.failures_by_kind})
+    return _load_specs(points, thresholds, [], [], profile, None, kinds)
 
 
 # ---- one run's load: rps and errors, users, latency, the percentile curve ------------------------------------
@@ -106,13 +112,14 @@ def _absolute(start: datetime, timeline: Sequence[TimelinePoint]) -> list[Point]
 
 
 def _load_specs(points: Sequence[Point], thresholds: Sequence[Threshold], regions: list[Spec],
-                markers: list[Spec], profile: str, histogram: str | None) -> list[Spec]:
+                markers: list[Spec], profile: str, histogram: str | None,
+                kinds: Sequence[str] | None = None) -> list[Spec]:
     x = [t for t, _ in points]
     common = {"x": x, "regions": regions, "markers": markers}
     specs = [
         {"id": "throughput", "title": "Requests and errors per second", "y_label": "rate", "y_unit": "req/s",
          "series": [{"label": "requests/s", "color": COLORS["rps"], "values": [rounded(p.rps) for _, p in points]},
-                    *_error_series([p for _, p in points])], **common},
+                    *_error_series([p for _, p in points], kinds)], **common},
         {"id": "users", "title": f"Users (profile {profile})", "y_label": "users", "y_unit": "",
          "series": [{"label": "users", "color": COLORS["users"], "values": [p.users for _, p in points]}], **common},
         {"id": "latency", "title": "Latency per window", "y_label": "latency", "y_unit": "ms",
@@ -127,9 +134,10 @@ def _load_specs(points: Sequence[Point], thresholds: Sequence[Threshold], region
     return specs
 
 
-def _error_series(points: Sequence[TimelinePoint]) -> list[Spec]:
-    """errors/s per failure class (5xx, connection, ...); one series of all failures for older results."""
-    kinds = sorted({k for p in points for k in p.failures_by_kind})
+def _error_series(points: Sequence[TimelinePoint], kinds: Sequence[str] | None = None) -> list[Spec]:
+    """errors/s per failure class (5xx, connection, ...; `kinds`: default those of `points`); one series
+    of all failures for older results."""
+    kinds = sorted({k for p in points for k in p.failures_by_kind}) if kinds is None else kinds
 
     def rate(p: TimelinePoint, failures: int) -> float:
         return round(failures * p.rps / p.requests, DIGITS) if p.requests else 0.0

@@ -17,30 +17,41 @@ from loadkit.webhook.models import (
 )
 
 # Draws the run's charts (loadkit's uPlot charts, the report's) once from the page's data; while it
-# runs, polls its JSON every POLL_MS and feeds the new data to the same charts (setData: nothing is
-# rebuilt), and reloads once when it ends (the result's charts, the checks and the report link show).
+# runs, polls its JSON every POLL_MS for the points after the last one drawn and appends them to the
+# same charts (setData: nothing is rebuilt; the whole series again only when a new one appears), and
+# reloads once when it ends (the result's charts, the checks and the report link show).
 RUN_SCRIPT = """
 (function(){
   const box = document.getElementById('live'), root = document.getElementById('charts');
-  function show(specs){
-    if (!specs.some(s => s.x.length)) return;  // no load window yet: the note stays
+  let whole = true;  // ask for every point (no chart yet, or a chart's series changed)
+  function show(specs, complete, max){
+    if (!specs.some(s => s.x.length)) return;  // no load window (yet, or since the last poll)
     const empty = document.getElementById('charts-empty');
     if (empty) empty.remove();
-    if (root.dataset.charts) loadkitCharts.update(root, specs); else loadkitCharts.mount(root, specs);
+    if (!root.dataset.charts) loadkitCharts.mount(root, specs);
+    else if (complete) loadkitCharts.update(root, specs);
+    else if (!loadkitCharts.append(root, specs, max)) whole = true;
   }
-  show(JSON.parse(document.getElementById('charts-data').textContent));
+  function lastX(){
+    const u = loadkitCharts.charts.find(c => root.contains(c.root)), x = u && u.data[0];
+    return x && x.length ? x[x.length - 1] : null;
+  }
+  show(JSON.parse(document.getElementById('charts-data').textContent), true);
+  whole = !root.dataset.charts;
   if (box.dataset.finished === 'true') return;
   let updates = 0;
   async function tick(){
     try {
-      const r = await fetch(box.dataset.live, {cache: 'no-store'});
+      const after = whole ? null : lastX();
+      const r = await fetch(box.dataset.live + (after === null ? '' : '?after=' + after), {cache: 'no-store'});
       if (r.ok) {
         const d = await r.json();
         for (const [k, v] of Object.entries(d.fields)) {
           document.querySelectorAll('[data-field="' + k + '"]').forEach(el => { el.textContent = v; });
         }
         if (d.finished) { window.location.reload(); return; }
-        show(d.charts);
+        whole = false;
+        show(d.charts, d.complete, d.max_points);
         updates += 1;
         box.dataset.updates = String(updates);
         box.dataset.points = String(d.points);

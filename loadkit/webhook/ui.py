@@ -30,7 +30,7 @@ from loadkit.webhook import _ui_pages as pages
 from loadkit.webhook._ui_html import csp, json_script, page
 from loadkit.webhook.gates import Gates, check_hook
 from loadkit.webhook.models import DNS_LABEL, GateRequest, GateState, RunRecord
-from loadkit.webhook.runs import RunManager
+from loadkit.webhook.runs import MAX_LIVE_POINTS, RunManager
 from loadkit.webhook.settings import ServeSettings
 from loadkit.webhook.store import Store
 from loadkit.webhook.ui_charts import ChartViews, Spec
@@ -117,16 +117,18 @@ class UI:
     def not_found(self, request: Request, message: str) -> HTMLResponse:
         return self.html(request, "not found", pages.not_found(message), status=404)
 
-    def run_specs(self, run: RunRecord) -> tuple[list[Spec], int]:
+    def run_specs(self, run: RunRecord, after: float | None = None) -> tuple[list[Spec], int, bool]:
         """The one place a run's charts come from: the live timeline while it runs (the charts its result
-        will have), else its result's (the report's). With the number of load windows they hold."""
+        will have; `after`: only its points after that time), else its result's (the report's). With the
+        number of load windows the run has, and whether the specs are whole (not only the newer points)."""
         progress = self.manager.progress(run.id)
         if progress is not None:
             timeline, thresholds = progress
-            return self.views.live_specs(run.created_at, timeline, thresholds, run.profile), len(timeline)
+            specs = self.views.live_specs(run.created_at, timeline, thresholds, run.profile, after)
+            return specs, len(timeline), after is None
         if run.result is not None:
-            return self.views.result_specs(run.result), len(run.result.timeline)
-        return [], 0
+            return self.views.result_specs(run.result), len(run.result.timeline), True
+        return [], 0, True
 
     def with_live(self, run: RunRecord) -> RunRecord:
         live = self.manager.live(run.id)
@@ -170,7 +172,7 @@ def install_ui(app: Any, ui: UI) -> None:
         if run is None:
             return ui.not_found(request, f"no run {run_id[:64]!r}")
         run = ui.with_live(run)
-        specs, _ = ui.run_specs(run)
+        specs, _, _ = ui.run_specs(run)
         body = pages.run(run, json_script("charts-data", specs), admin=ui.is_admin(request))
         return ui.html(request, f"run {run.id}", body, script=pages.RUN_SCRIPT.replace("POLL_MS", str(POLL_MS)))
 
@@ -198,14 +200,17 @@ def install_ui(app: Any, ui: UI) -> None:
                         headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
 
     @router.get("/runs/{run_id}/live.json")
-    async def run_live(run_id: str) -> Response:
+    async def run_live(run_id: str, after: float | None = None) -> Response:
+        """The figures and charts of a run; `?after=<a chart's last x>`: only the newer points while it
+        runs (`complete: false`; the page appends them, at most `max_points`)."""
         run = ui.store.get_run(run_id)
         if run is None:
             return JSONResponse({"error": f"no run {run_id[:64]!r}"}, status_code=404)
         run = ui.with_live(run)
-        specs, points = ui.run_specs(run)
+        specs, points, complete = ui.run_specs(run, after)
         return JSONResponse({"run": run.id, "status": run.status.value, "finished": run.finished,
-                             "points": points, "fields": pages.live_fields(run), "charts": specs},
+                             "points": points, "fields": pages.live_fields(run), "charts": specs,
+                             "complete": complete, "max_points": MAX_LIVE_POINTS},
                             headers={"Cache-Control": "no-store"})
 
     @router.get("/history", response_class=HTMLResponse)

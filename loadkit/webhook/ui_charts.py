@@ -25,12 +25,13 @@ TrendSeries = tuple[str, Sequence[tuple[float, float]]]  # a title and its (Unix
 
 @dataclass(frozen=True)
 class ChartViews:
-    """`live_specs(started_at, timeline, thresholds, profile)`: a running run's charts so far;
+    """`live_specs(started_at, timeline, thresholds, profile, after)`: a running run's charts so far
+    (`after`: only the points after that time, for a page that appends them);
     `result_specs(result)`: a finished run's (the report's); `trend_specs(series)`: score trends;
     `report_html(result)`: the self-contained HTML report; `asset(name)`: the text of one of `assets`
     (uPlot's CSS and JS and loadkit's plugin, in the order a page loads them)."""
 
-    live_specs: Callable[[datetime, Sequence[TimelinePoint], Sequence[Threshold], str], list[Spec]]
+    live_specs: Callable[[datetime, Sequence[TimelinePoint], Sequence[Threshold], str, float | None], list[Spec]]
     result_specs: Callable[[RunResult], list[Spec]]
     trend_specs: Callable[[Sequence[TrendSeries]], list[Spec]]
     report_html: Callable[[RunResult], str]

@@ -228,3 +228,19 @@ def test_the_live_charts_are_the_results_charts_so_far() -> None:
     trends = trend_specs([("gameday a", [(1.0, 80.0), (2.0, 90.5)]), ("run b", [(3.0, 100.0)])])
     assert [(t["id"], t["title"], t["series"][0]["values"]) for t in trends] == [
         ("trend-0", "gameday a", [80.0, 90.5]), ("trend-1", "run b", [100.0])]
+
+
+def test_the_live_charts_after_a_time_hold_only_the_newer_points_with_every_series() -> None:
+    from loadkit.models.results import TimelinePoint
+    from loadkit.report.charts import live_specs
+
+    timeline = [TimelinePoint(t=1, users=5, requests=10, failures=2, rps=10.0, failures_by_kind={"http_5xx": 2}),
+                TimelinePoint(t=2, users=5, requests=10, failures=0, rps=10.0),
+                TimelinePoint(t=3, users=5, requests=10, failures=0, rps=10.0)]
+    whole = {s["id"]: s for s in live_specs(START, timeline, [], "quick")}
+    newer = {s["id"]: s for s in live_specs(START, timeline, [], "quick", whole["throughput"]["x"][0])}
+    assert newer["throughput"]["x"] == whole["throughput"]["x"][1:] == [START.timestamp() + 2, START.timestamp() + 3]
+    # the 5xx class of the first window stays a series, so the page can append to the chart it has
+    assert [s["label"] for s in newer["throughput"]["series"]] == ["requests/s", "errors/s http_5xx"]
+    assert newer["throughput"]["series"][1]["values"] == [0.0, 0.0]
+    assert all(s["x"] == [] for s in live_specs(START, timeline, [], "quick", START.timestamp() + 3))

@@ -2,8 +2,8 @@
 
 Each page loads with no console error and no request leaving the server (uPlot and loadkit's chart
 plugin come from /ui/assets/); the run page draws the HTML report's uPlot charts once and feeds them
-the live JSON while the run goes (their data grows, nothing is rebuilt); a finished run's HTML report
-renders its charts; action buttons appear only after signing in with the admin token, and they work.
+the live JSON's newer points while the run goes (their data grows, nothing is rebuilt); a finished
+run's HTML report renders its charts; action buttons appear only after signing in with the admin token, and they work.
 A full-page screenshot per page goes to test-artifacts/ui/ (git-ignored): look at them.
 """
 
@@ -114,9 +114,9 @@ def test_every_page_loads_without_errors(watched: Watched, served: Serve, health
     assert run_page.locator('table[data-table="checks"] tbody tr').count() >= 1
     # its HTML report, from the run page's link: the same charts, drawn in the sandboxed page
     run_page.click('a[data-link="report"]')
+    run_page.wait_for_url(f"{started['ui']}/report.html")  # else the run page's own charts would answer
     run_page.wait_for_function("document.querySelectorAll('.lk-charts').length > 0 && "
                                "[...document.querySelectorAll('.lk-charts')].every(e => e.dataset.charts)")
-    assert run_page.url == f"{started['ui']}/report.html"
     watched.shot("run-report")
     assert drawn(run_page) == {"throughput": "1", "users": "1", "latency": "1", "percentiles": "1"}
     assert run_page.locator(".banner").get_attribute("data-verdict") in ("pass", "fail")
@@ -157,6 +157,10 @@ def test_the_run_page_follows_a_running_run(watched: Watched, served: Serve, hea
     assert page.locator('[data-field="requests"]').inner_text() not in ("", "\u2013", "0")
     assert drawn(page) == {"throughput": "1", "users": "1", "latency": "1"}  # no percentile curve before the end
     assert charts.get_attribute("data-mounts") == "3" and int(charts.get_attribute("data-updates") or 0) >= 1
+    # the polls that grew them asked only for the points after the last one drawn
+    polled = page.evaluate("() => performance.getEntriesByType('resource').map(e => e.name)"
+                           ".filter(n => n.includes('/live.json'))")
+    assert any("/live.json?after=" in url for url in polled), polled
     # `strict`: request-duration max 1 ms, drawn as a line on the latency chart
     assert page.locator('.uplot[data-chart="latency"]').get_attribute("data-thresholds") == "1"
     watched.shot("run-live")

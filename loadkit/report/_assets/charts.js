@@ -228,6 +228,28 @@ var loadkitCharts = (function () {
     root.dataset.updates = String(Number(root.dataset.updates || 0) + 1);
   }
 
+  // New points for charts already drawn (a live page polling "what came after my last point"): each
+  // chart's data grows by them, the oldest dropped past `max`. False when a chart is missing or its
+  // series changed (a new failure class): the caller then fetches everything and calls update().
+  function append(root, specs, max) {
+    var mine = mounted.filter(function (u) { return root.contains(u.root); }), whole = true;
+    specs.forEach(function (spec) {
+      var u = mine.find(function (c) { return c.loadkit.spec.id === spec.id; });
+      if (!u || labelsOf(u.loadkit.spec) !== labelsOf(spec)) { whole = false; return; }
+      var had = u.loadkit.spec, cut = Math.max(0, had.x.length + spec.x.length - (max || Infinity));
+      var next = Object.assign({}, spec, {
+        x: had.x.concat(spec.x).slice(cut),
+        series: spec.series.map(function (s, i) {
+          return Object.assign({}, s, {values: had.series[i].values.concat(s.values).slice(cut)});
+        })
+      });
+      u.loadkit.spec = next;
+      u.setData(dataOf(next));
+    });
+    root.dataset.updates = String(Number(root.dataset.updates || 0) + 1);
+    return whole;
+  }
+
   function resize(width) {
     mounted.forEach(function (u) { u.setSize({width: width, height: u.height}); });
   }
@@ -244,5 +266,5 @@ var loadkitCharts = (function () {
     window.matchMedia("print").addEventListener("change", function (e) { resize(e.matches ? 680 : screenWidth()); });
   }
 
-  return {mount: mount, update: update, charts: mounted, resize: resize};
+  return {mount: mount, update: update, append: append, charts: mounted, resize: resize};
 })();
