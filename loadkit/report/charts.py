@@ -85,7 +85,8 @@ def chart_specs(result: AnyResult) -> list[Spec]:
         return _load_specs(_absolute(result.started_at, result.timeline), result.thresholds, regions, markers,
                            result.profile, None)
     return _load_specs(_absolute(result.started_at, result.timeline), result.thresholds,
-                       _stage_regions(result.started_at, result.stages), [], result.profile, result.histogram)
+                       _stage_regions(result.started_at, result.stages, result.ended_at), [], result.profile,
+                       result.histogram)
 
 
 def live_specs(started_at: datetime, timeline: Sequence[TimelinePoint], thresholds: Sequence[Threshold],
@@ -177,11 +178,14 @@ def _curve_spec(curves: Sequence[tuple[str, str, list[tuple[float, float]]]], th
             "thresholds": thresholds, "regions": [], "markers": []}
 
 
-def _stage_regions(start: datetime, stages: Sequence[StageInfo]) -> list[Spec]:
-    regions, at = [], start.timestamp()
+def _stage_regions(start: datetime, stages: Sequence[StageInfo], end: datetime) -> list[Spec]:
+    """The stages as run: cut at the run's end (a run stopped early, a continuous run's last stage held
+    until its analysis ended), so the axis is not stretched to a plan the load never reached."""
+    regions, at, stop = [], start.timestamp(), end.timestamp()
     for i, stage in enumerate(stages, 1):
-        regions.append({"from": at, "to": at + stage.duration_s, "kind": "stage",
-                        "label": f"stage {i}: {stage.users} users" if len(stages) > 1 else ""})
+        if at < stop:
+            regions.append({"from": at, "to": min(at + stage.duration_s, stop), "kind": "stage",
+                            "label": f"stage {i}: {stage.users} users" if len(stages) > 1 else ""})
         at += stage.duration_s
     return regions
 

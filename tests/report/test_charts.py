@@ -92,6 +92,10 @@ def test_errors_per_second_by_class_and_the_stages() -> None:
     assert errors == {"errors/s http_5xx": [1.5], "errors/s timeout": [0.5]}  # failures x rps / requests
     assert [(r["from"], r["to"]) for r in specs["users"]["regions"]] == [
         (START.timestamp(), START.timestamp() + 2), (START.timestamp() + 2, START.timestamp() + 3)]
+    # stopped after 1.5 s (or a continuous run's held stage): the stages as run, not as planned
+    stopped = run.model_copy(update={"ended_at": START + timedelta(seconds=1.5)})
+    assert [(r["from"], r["to"]) for r in chart_specs(stopped)[1]["regions"]] == [
+        (START.timestamp(), START.timestamp() + 1.5)]
 
 
 def test_the_fault_window_is_shaded_from_its_start_to_its_removal() -> None:
