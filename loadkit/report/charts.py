@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from importlib.resources import files
 from typing import Any
@@ -90,16 +90,18 @@ def chart_specs(result: AnyResult) -> list[Spec]:
 
 
 def live_specs(started_at: datetime, timeline: Sequence[TimelinePoint], thresholds: Sequence[Threshold],
-               profile: str, after: float | None = None) -> list[Spec]:
+               profile: str, *, after: float | None = None, stages: Sequence[StageInfo] = ()) -> list[Spec]:
     """The charts of a run still going (`loadkit serve`'s live page): the ones its result will have,
-    from the timeline so far, without the percentile curve (the histogram comes with the result).
-    `after` (Unix seconds, a chart's last x): only the newer points, with the series of the whole
-    timeline (every failure class seen so far), so a page can append them to the charts it has."""
+    from the timeline so far (its stages shaded as far as the load got), without the percentile curve
+    (the histogram comes with the result). `after` (Unix seconds, a chart's last x): only the newer
+    points, with the series of the whole timeline (every failure class seen so far), so a page can
+    append them to the charts it has."""
     points = _absolute(started_at, timeline)
+    so_far = started_at + timedelta(seconds=timeline[-1].t) if timeline else started_at
     if after is not None:
         points = [pt for pt in points if pt[0] > after]
     kinds = sorted({k for p in timeline for k in p.failures_by_kind})
-    return _load_specs(points, thresholds, [], [], profile, None, kinds)
+    return _load_specs(points, thresholds, _stage_regions(started_at, stages, so_far), [], profile, None, kinds)
 
 
 # ---- one run's load: rps and errors, users, latency, the percentile curve ------------------------------------

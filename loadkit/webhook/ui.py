@@ -123,9 +123,9 @@ class UI:
         number of load windows the run has, and whether the specs are whole (not only the newer points)."""
         progress = self.manager.progress(run.id)
         if progress is not None:
-            timeline, thresholds = progress
-            specs = self.views.live_specs(run.created_at, timeline, thresholds, run.profile, after)
-            return specs, len(timeline), after is None
+            specs = self.views.live_specs(progress.started_at, progress.timeline, progress.thresholds, run.profile,
+                                          after=after, stages=progress.stages)
+            return specs, len(progress.timeline), after is None
         if run.result is not None:
             return self.views.result_specs(run.result), len(run.result.timeline), True
         return [], 0, True

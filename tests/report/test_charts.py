@@ -235,16 +235,21 @@ def test_the_live_charts_are_the_results_charts_so_far() -> None:
 
 
 def test_the_live_charts_after_a_time_hold_only_the_newer_points_with_every_series() -> None:
-    from loadkit.models.results import TimelinePoint
+    from loadkit.models.results import StageInfo, TimelinePoint
     from loadkit.report.charts import live_specs
 
     timeline = [TimelinePoint(t=1, users=5, requests=10, failures=2, rps=10.0, failures_by_kind={"http_5xx": 2}),
                 TimelinePoint(t=2, users=5, requests=10, failures=0, rps=10.0),
                 TimelinePoint(t=3, users=5, requests=10, failures=0, rps=10.0)]
     whole = {s["id"]: s for s in live_specs(START, timeline, [], "quick")}
-    newer = {s["id"]: s for s in live_specs(START, timeline, [], "quick", whole["throughput"]["x"][0])}
+    newer = {s["id"]: s for s in live_specs(START, timeline, [], "quick", after=whole["throughput"]["x"][0])}
     assert newer["throughput"]["x"] == whole["throughput"]["x"][1:] == [START.timestamp() + 2, START.timestamp() + 3]
     # the 5xx class of the first window stays a series, so the page can append to the chart it has
     assert [s["label"] for s in newer["throughput"]["series"]] == ["requests/s", "errors/s http_5xx"]
     assert newer["throughput"]["series"][1]["values"] == [0.0, 0.0]
-    assert all(s["x"] == [] for s in live_specs(START, timeline, [], "quick", START.timestamp() + 3))
+    assert all(s["x"] == [] for s in live_specs(START, timeline, [], "quick", after=START.timestamp() + 3))
+    # the planned stages, shaded as far as the load got (a continuous run's held stage is not the axis)
+    stages = [StageInfo(duration_s=2, users=5, spawn_rate=5), StageInfo(duration_s=3600, users=5, spawn_rate=5)]
+    shaded = live_specs(START, timeline, [], "quick", after=START.timestamp() + 1, stages=stages)[0]["regions"]
+    assert [(r["from"], r["to"]) for r in shaded] == [(START.timestamp(), START.timestamp() + 2),
+                                                      (START.timestamp() + 2, START.timestamp() + 3)]

@@ -163,6 +163,7 @@ def test_the_run_page_follows_a_running_run(watched: Watched, served: Serve, hea
     assert any("/live.json?after=" in url for url in polled), polled
     # `strict`: request-duration max 1 ms, drawn as a line on the latency chart
     assert page.locator('.uplot[data-chart="latency"]').get_attribute("data-thresholds") == "1"
+    assert page.locator('.uplot[data-chart="users"]').get_attribute("data-regions") == "1"  # its stage, so far
     watched.shot("run-live")
     # When it ends the page reloads once and shows the verdict and the checks.
     poll(lambda: page.locator('[data-field="status"]').inner_text() == "completed", timeout=40)
