@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from loadkit.cli._options import DurationType, config_option, output_option
+
+if TYPE_CHECKING:
+    from loadkit.webhook.ui_charts import ChartViews
 
 
 @click.command("serve")
@@ -60,4 +64,14 @@ def serve(host: str, port: int, config_path: Path | None, db_path: Path, allow_t
                               allow_namespaces=allow_namespaces, max_concurrent_runs=max_concurrent_runs,
                               max_body=max_body, token_file=token_file, public_url=public_url,
                               retention_s=retention, prometheus_url=prometheus_url)
-    return run_server(settings, host=host, port=port, output=output, log_format=log_format)
+    return run_server(settings, host=host, port=port, output=output, views=report_views(), log_format=log_format)
+
+
+def report_views() -> ChartViews:
+    """The HTML report's charts and report, for /ui (webhook/ never imports report/: it is wired here)."""
+    from loadkit.report import ASSETS, asset, chart_specs, render_report
+    from loadkit.report.charts import live_specs, trend_specs
+    from loadkit.webhook import ui_charts
+
+    return ui_charts.ChartViews(live_specs=live_specs, result_specs=chart_specs, trend_specs=trend_specs,
+                      report_html=render_report, asset=asset, assets=ASSETS)

@@ -9,9 +9,9 @@ from datetime import datetime
 from pydantic import Field
 
 from loadkit.chaos.models import ChaosResult
-from loadkit.gameday.plan import Category, Expect
+from loadkit.gameday.plan import Category, Expect, LoadStop
 from loadkit.models.base import SCHEMA_VERSION, ResultModel
-from loadkit.models.results import Check, CheckStatus
+from loadkit.models.results import Check, CheckStatus, TimelinePoint
 
 
 class GameDayVerdict(enum.StrEnum):
@@ -97,6 +97,11 @@ class GameDayResult(ResultModel):
     ended_at: datetime
     scenarios: list[ScenarioResult]
     stops: list[StopFiring] = Field(default_factory=list)
+    # the plan's load stop conditions (the limits the report draws; the HTTP and Prometheus ones stay in
+    # the plan: a health URL may carry a credential), and the whole load from the baseline on: `t` in
+    # seconds since `started_at`, one point per window, so the report's time axis starts at the game day
+    load_stops: list[LoadStop] = Field(default_factory=list)
+    timeline: list[TimelinePoint] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
 
     @property

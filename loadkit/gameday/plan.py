@@ -26,6 +26,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from loadkit.errors import ConfigError
 from loadkit.models.base import StrictModel
 from loadkit.models.specs import Duration, Metric, Threshold, ThresholdRange
+from loadkit.units import fmt
 from loadkit.yaml_errors import describe, parse_yaml
 
 PLAN_SCHEMA_VERSION = 1
@@ -119,6 +120,13 @@ class LoadStop(StrictModel):
     def _client_metric(self) -> LoadStop:
         self.threshold()
         return self
+
+    @property
+    def condition(self) -> str:
+        """How the game day names it: `request-duration (max 400, over 3s)`."""
+        bounds = " and ".join(f"{word} {fmt(v)}" for word, v in (("min", self.thresholdRange.min),
+                                                                 ("max", self.thresholdRange.max)) if v is not None)
+        return f"{self.name} ({bounds}, over {fmt(self.window)}s)"
 
     def threshold(self) -> Threshold:
         threshold = Threshold.model_validate({"name": self.name, "metric": self.metric,

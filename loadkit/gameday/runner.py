@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from loadkit.analysis import timeline_point
 from loadkit.chaos import live
 from loadkit.chaos.driver import ChaosOptions, prepare, run_chaos
 from loadkit.chaos.live import LoadSession
@@ -37,6 +38,7 @@ from loadkit.gameday.models import GameDayResult, GameDayVerdict, ScenarioResult
 from loadkit.gameday.notify import Event, Notifier, Start
 from loadkit.gameday.plan import Plan, Role, ScenarioSpec, load_plan, promql_problem
 from loadkit.gameday.stops import PrometheusRefused, PrometheusUnreadable, StopMonitor, query
+from loadkit.models.results import TimelinePoint
 from loadkit.scoring import Scored, category_scores, resilience_score
 
 
@@ -303,7 +305,14 @@ def _result(day: _Day, session: LoadSession, halt: HaltSwitch, signals: _Signals
                          categories={} if day.options.dry_run else category_scores(scored), reason=reason,
                          target=day.checked.target, profile=spec.load.profile, dry_run=day.options.dry_run,
                          started_at=day.started, ended_at=datetime.now(UTC), scenarios=scenarios,
-                         stops=list(monitor.firings), warnings=warnings)
+                         stops=list(monitor.firings), load_stops=list(spec.stop_conditions.load),
+                         timeline=_timeline(day, session), warnings=warnings)
+
+
+def _timeline(day: _Day, session: LoadSession) -> list[TimelinePoint]:
+    """The load of the whole game day, baseline included, on the game day's clock."""
+    origin = day.started.timestamp()
+    return [timeline_point(w.snapshot, t=round(w.at - origin, 3)) for w in session.windows()]
 
 
 def _skipped_because(halted: str | None, interrupted: bool, error: str | None) -> str:

@@ -112,10 +112,7 @@ def checkers(conditions: StopConditions, session: LoadSession, *, started: float
 
 
 def _load(stop: LoadStop, session: LoadSession) -> Checker:
-    threshold = stop.threshold()
-    bounds = " and ".join(f"{word} {fmt(v)}" for word, v in (("min", stop.thresholdRange.min),
-                                                             ("max", stop.thresholdRange.max)) if v is not None)
-    condition = f"{stop.name} ({bounds}, over {fmt(stop.window)}s)"
+    threshold, condition = stop.threshold(), stop.condition
 
     def check() -> str | None:
         now = time.time()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from importlib.resources import files
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 from loadkit.chaos.models import ChaosResult
 from loadkit.errors import DriverError
 from loadkit.gameday.models import GameDayResult
+from loadkit.gameday.plan import LoadStop
 from loadkit.models.results import Comparison, RunResult, StageInfo, TimelinePoint
 from loadkit.models.specs import Metric, Source, Threshold
 from loadkit.report.percentiles import percentile_curve
@@ -84,7 +85,23 @@ def chart_specs(result: AnyResult) -> list[Spec]:
         return _load_specs(_absolute(result.started_at, result.timeline), result.thresholds, regions, markers,
                            result.profile, None)
     return _load_specs(_absolute(result.started_at, result.timeline), result.thresholds,
-                       _stage_regions(result.started_at, result.stages), [], result.profile, result.histogram)
+                       _stage_regions(result.started_at, result.stages, result.ended_at), [], result.profile,
+                       result.histogram)
+
+
+def live_specs(started_at: datetime, timeline: Sequence[TimelinePoint], thresholds: Sequence[Threshold],
+               profile: str, *, after: float | None = None, stages: Sequence[StageInfo] = ()) -> list[Spec]:
+    """The charts of a run still going (`loadkit serve`'s live page): the ones its result will have,
+    from the timeline so far (its stages shaded as far as the load got), without the percentile curve
+    (the histogram comes with the result). `after` (Unix seconds, a chart's last x): only the newer
+    points, with the series of the whole timeline (every failure class seen so far), so a page can
+    append them to the charts it has."""
+    points = _absolute(started_at, timeline)
+    so_far = started_at + timedelta(seconds=timeline[-1].t) if timeline else started_at
+    if after is not None:
+        points = [pt for pt in points if pt[0] > after]
+    kinds = sorted({k for p in timeline for k in p.failures_by_kind})
+    return _load_specs(points, thresholds, _stage_regions(started_at, stages, so_far), [], profile, None, kinds)
 
 
 # ---- one run's load: rps and errors, users, latency, the percentile curve ------------------------------------
@@ -98,13 +115,14 @@ def _absolute(start: datetime, timeline: Sequence[TimelinePoint]) -> list[Point]
 
 
 def _load_specs(points: Sequence[Point], thresholds: Sequence[Threshold], regions: list[Spec],
-                markers: list[Spec], profile: str, histogram: str | None) -> list[Spec]:
+                markers: list[Spec], profile: str, histogram: str | None,
+                kinds: Sequence[str] | None = None) -> list[Spec]:
     x = [t for t, _ in points]
     common = {"x": x, "regions": regions, "markers": markers}
     specs = [
         {"id": "throughput", "title": "Requests and errors per second", "y_label": "rate", "y_unit": "req/s",
          "series": [{"label": "requests/s", "color": COLORS["rps"], "values": [rounded(p.rps) for _, p in points]},
-                    *_error_series([p for _, p in points])], **common},
+                    *_error_series([p for _, p in points], kinds)], **common},
         {"id": "users", "title": f"Users (profile {profile})", "y_label": "users", "y_unit": "",
          "series": [{"label": "users", "color": COLORS["users"], "values": [p.users for _, p in points]}], **common},
         {"id": "latency", "title": "Latency per window", "y_label": "latency", "y_unit": "ms",
@@ -119,9 +137,10 @@ def _load_specs(points: Sequence[Point], thresholds: Sequence[Threshold], region
     return specs
 
 
-def _error_series(points: Sequence[TimelinePoint]) -> list[Spec]:
-    """errors/s per failure class (5xx, connection, ...); one series of all failures for older results."""
-    kinds = sorted({k for p in points for k in p.failures_by_kind})
+def _error_series(points: Sequence[TimelinePoint], kinds: Sequence[str] | None = None) -> list[Spec]:
+    """errors/s per failure class (5xx, connection, ...; `kinds`: default those of `points`); one series
+    of all failures for older results."""
+    kinds = sorted({k for p in points for k in p.failures_by_kind}) if kinds is None else kinds
 
     def rate(p: TimelinePoint, failures: int) -> float:
         return round(failures * p.rps / p.requests, DIGITS) if p.requests else 0.0
@@ -130,6 +149,12 @@ def _error_series(points: Sequence[TimelinePoint]) -> list[Spec]:
         return [{"label": "errors/s", "color": KIND_COLORS[0], "values": [rate(p, p.failures) for p in points]}]
     return [{"label": f"errors/s {kind}", "color": KIND_COLORS[i % len(KIND_COLORS)],
              "values": [rate(p, p.failures_by_kind.get(kind, 0)) for p in points]} for i, kind in enumerate(kinds)]
+
+
+def error_rate_spec(points: Sequence[Point], common: Spec) -> Spec:
+    return {"id": "errors", "title": "Error rate per window", "y_label": "errors", "y_unit": "%",
+            "series": [{"label": "error rate", "color": KIND_COLORS[0],
+                        "values": [rounded(p.error_rate_pct) for _, p in points]}], **common}
 
 
 def latency_thresholds(thresholds: Iterable[Threshold]) -> list[Spec]:
@@ -155,11 +180,14 @@ def _curve_spec(curves: Sequence[tuple[str, str, list[tuple[float, float]]]], th
             "thresholds": thresholds, "regions": [], "markers": []}
 
 
-def _stage_regions(start: datetime, stages: Sequence[StageInfo]) -> list[Spec]:
-    regions, at = [], start.timestamp()
+def _stage_regions(start: datetime, stages: Sequence[StageInfo], end: datetime) -> list[Spec]:
+    """The stages as run: cut at the run's end (a run stopped early, a continuous run's last stage held
+    until its analysis ended), so the axis is not stretched to a plan the load never reached."""
+    regions, at, stop = [], start.timestamp(), end.timestamp()
     for i, stage in enumerate(stages, 1):
-        regions.append({"from": at, "to": at + stage.duration_s, "kind": "stage",
-                        "label": f"stage {i}: {stage.users} users" if len(stages) > 1 else ""})
+        if at < stop:
+            regions.append({"from": at, "to": min(at + stage.duration_s, stop), "kind": "stage",
+                            "label": f"stage {i}: {stage.users} users" if len(stages) > 1 else ""})
         at += stage.duration_s
     return regions
 
@@ -229,7 +257,8 @@ def _allowed_median(c: Comparison) -> list[Spec]:
 # ---- a game day: every scenario's load on one axis, scenarios and faults shaded, stops marked ------------------
 
 def _gameday_specs(g: GameDayResult) -> list[Spec]:
-    points: list[Point] = []
+    """The whole game day's load (from its start: the baseline, then each scenario), an error-rate chart,
+    the plan's load stop conditions as dashed lines on the chart of their metric."""
     regions: list[Spec] = []
     thresholds: list[Threshold] = []
     for s in g.scenarios:
@@ -237,13 +266,45 @@ def _gameday_specs(g: GameDayResult) -> list[Spec]:
             regions.append({"from": s.started_at.timestamp(), "to": s.ended_at.timestamp(), "kind": "scenario",
                             "label": f"{s.name} ({s.status.value})"})
         if s.chaos is not None:
-            points.extend(_absolute(s.chaos.started_at, s.chaos.timeline))
             regions.extend(_fault_region(s.chaos))
             thresholds.extend(t for t in s.chaos.thresholds if t not in thresholds)
-    points.sort(key=lambda p: p[0])
-    unique = list({t: (t, p) for t, p in points}.values())
+    points = _absolute(g.started_at, g.timeline) if g.timeline else _scenario_points(g)
     markers = [{"at": f.at.timestamp(), "label": f"stop: {f.condition}"} for f in g.stops]
-    return _load_specs(unique, thresholds, regions, markers, g.profile, None)
+    specs = _load_specs(points, thresholds, regions, markers, g.profile, None)
+    specs.insert(1, error_rate_spec(points, {"x": [t for t, _ in points], "regions": regions, "markers": markers}))
+    lines = stop_lines(g.load_stops)
+    for spec in specs:
+        spec["x_range"] = [g.started_at.timestamp(), g.ended_at.timestamp()]
+        spec["thresholds"] = [*spec.get("thresholds", []), *lines.get(spec["id"], [])]
+    return specs
+
+
+def _scenario_points(g: GameDayResult) -> list[Point]:
+    """A game day stored before it kept its own timeline: its scenarios' load, one point per instant."""
+    points = [p for s in g.scenarios if s.chaos is not None for p in _absolute(s.chaos.started_at, s.chaos.timeline)]
+    return sorted({t: (t, p) for t, p in points}.values(), key=lambda p: p[0])
+
+
+def stop_lines(stops: Sequence[LoadStop]) -> dict[str, list[Spec]]:
+    """The load stop conditions' bounds by the chart that shows their metric (a success-rate floor is
+    drawn as the error-rate ceiling it means)."""
+    lines: dict[str, list[Spec]] = {}
+    for stop in stops:
+        metric, bounds = stop.threshold().resolved_metric, stop.thresholdRange
+        values: list[tuple[str, float, str]] = []
+        if metric in LATENCY:
+            values = [("latency", v, "") for v in (bounds.min, bounds.max) if v is not None]
+        elif metric is Metric.ERROR_RATE:
+            values = [("errors", v, "") for v in (bounds.min, bounds.max) if v is not None]
+        elif metric is Metric.REQUEST_SUCCESS_RATE:
+            values = [("errors", round(100 - v, DIGITS), f" = errors {fmt(100 - v)}%")
+                      for v in (bounds.min, bounds.max) if v is not None]
+        elif metric is Metric.RPS:
+            values = [("throughput", v, "") for v in (bounds.min, bounds.max) if v is not None]
+        for chart, value, note in values:
+            lines.setdefault(chart, []).append({"value": value, "label": f"stop: {stop.condition}{note}",
+                                                "kind": "stop"})
+    return lines
 
 
 def score_trend_html(history: Sequence[HistoryEntry], current: GameDayResult) -> str:
@@ -252,12 +313,22 @@ def score_trend_html(history: Sequence[HistoryEntry], current: GameDayResult) ->
                      if e.kind is HistoryKind.GAMEDAY and e.name == current.plan and e.score is not None}.items())
     if all(abs(t - current.started_at.timestamp()) >= 1 for t, _ in points):  # not saved: add this one
         points = sorted([*points, (current.started_at.timestamp(), current.score)])
-    spec = {"id": "score-trend", "title": f"Resilience score of {current.plan} per game day",
-            "x": [t for t, _ in points], "y_label": "score", "y_unit": "", "regions": [], "markers": [],
-            "points": True, "y_max": 100,
-            "series": [{"label": "resilience score", "color": "#8250df", "values": [rounded(v) for _, v in points]}]}
+    spec = trend_spec(f"Resilience score of {current.plan} per game day", points, "resilience score")
     data = json.dumps([spec], separators=(",", ":")).replace("</", "<\\/")
     return ('<h2>Resilience score trend</h2><div class="lk-charts" id="lk-trend"></div>'
             f'<script type="application/json" id="lk-trend-data">{data}</script>'
             '<script>loadkitCharts.mount(document.getElementById("lk-trend"), '
             'JSON.parse(document.getElementById("lk-trend-data").textContent));</script>\n')
+
+
+def trend_spec(title: str, points: Sequence[tuple[float, float]], label: str = "score",
+               chart_id: str = "score-trend") -> Spec:
+    """A score (0-100) per result over time: `points` are (Unix time, score), oldest first."""
+    return {"id": chart_id, "title": title, "x": [t for t, _ in points], "y_label": "score", "y_unit": "",
+            "regions": [], "markers": [], "points": True, "y_max": 100,
+            "series": [{"label": label, "color": "#8250df", "values": [rounded(v) for _, v in points]}]}
+
+
+def trend_specs(series: Sequence[tuple[str, Sequence[tuple[float, float]]]]) -> list[Spec]:
+    """One score-trend chart per (title, points) series (`loadkit serve`'s history page)."""
+    return [trend_spec(title, points, chart_id=f"trend-{i}") for i, (title, points) in enumerate(series)]

@@ -6,6 +6,7 @@ with `href()`, which quotes each path part. No CDN, no external font: the pages 
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from urllib.parse import quote, urlencode
@@ -25,12 +26,7 @@ font-variant-numeric:tabular-nums}code{font-size:12px}.muted{color:#666}
 background:#6b7280}.pass,.succeeded,.approved,.completed{background:#15803d}.fail,.failed,.halted,.error{background:#b91c1c}
 .running,.open,.collecting{background:#1d4ed8}.interrupted,.stopped,.superseded,.ended,.not-judged{background:#a16207}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;margin:4px 0 12px}dl.facts dt{color:#555}
-dl.facts dd{margin:0}.charts{display:flex;flex-wrap:wrap;gap:12px}figure.chart{margin:0;flex:1 1 560px;max-width:660px}
-figure.chart svg{width:100%;height:auto;font-size:11px}figcaption{font-weight:600}
-svg .plot{fill:#fafafa;stroke:#999}svg .grid{stroke:#e5e7eb}svg .axis{stroke:#999}
-svg .threshold{stroke:#b91c1c;stroke-width:1.5;stroke-dasharray:6 4}
-.legend{font-size:12px;display:flex;gap:12px;flex-wrap:wrap}.legend i{display:inline-block;width:14px;height:3px;
-margin-right:4px;vertical-align:middle}.legend i.dashed{border-top:2px dashed #b91c1c;height:0}
+dl.facts dd{margin:0}.lk-chart{margin:.4em 0 1em;break-inside:avoid}.lk-chart .u-title{font-size:14px;font-weight:600}
 form.inline{display:inline-flex;gap:4px;margin:2px 8px 2px 0}button{font:inherit;padding:2px 10px;cursor:pointer}
 .banner{padding:8px 12px;border-radius:4px;margin:8px 0;color:#fff;font-weight:600}
 @media print{header,form.inline,.actions{display:none}main{max-width:none}}
@@ -89,8 +85,16 @@ def facts(pairs: Sequence[tuple[str, str]]) -> str:
     return '<dl class="facts">' + "".join(f"<dt>{e(k)}</dt><dd>{v}</dd>" for k, v in pairs) + "</dl>"
 
 
-def page(title: str, body: str, *, nonce: str, admin: bool, token_configured: bool, script: str = "") -> str:
-    """The whole document: header with navigation and who is signed in, the body, an optional script."""
+def json_script(element_id: str, data: object) -> str:
+    """Data for the page's script, as JSON that cannot end its <script> element early."""
+    text = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")  # no </script>, no <!--
+    return f'<script type="application/json" id="{e(element_id)}">{text}</script>'
+
+
+def page(title: str, body: str, *, nonce: str, admin: bool, token_configured: bool, script: str = "",
+         assets: Sequence[str] = ()) -> str:
+    """The whole document: header with navigation and who is signed in, the body, an optional script
+    after the `assets` it needs (served by /ui/assets/: stylesheets and scripts, in order)."""
     if admin:
         who = ('signed in with the admin token <form class="inline" method="post" action="/ui/logout">'
                '<button type="submit">sign out</button></form>')
@@ -98,10 +102,13 @@ def page(title: str, body: str, *, nonce: str, admin: bool, token_configured: bo
         who = '<span>read-only</span> <a href="/ui/login">sign in (admin token)</a>'
     else:
         who = "<span>read-only (no admin token configured)</span>"
-    script_tag = f'<script nonce="{e(nonce)}">{script}</script>' if script else ""
+    script_tag = "".join(f'<script nonce="{e(nonce)}" src="/ui/assets/{e(a)}"></script>' for a in assets
+                         if a.endswith(".js"))
+    script_tag += f'<script nonce="{e(nonce)}">{script}</script>' if script else ""
+    styles = "".join(f'<link rel="stylesheet" href="/ui/assets/{e(a)}">' for a in assets if a.endswith(".css"))
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{e(title)} · loadkit</title>'
-            f'<link rel="icon" href="data:,"><style>{CSS}</style></head><body>'
+            f'<link rel="icon" href="data:,">{styles}<style>{CSS}</style></head><body>'
             f'<header><a href="/ui"><b>loadkit</b></a><a href="/ui">canaries and runs</a>'
             f'<a href="/ui/history">history</a><span class="who">{who}</span></header>'
             f"<main>{body}</main>{script_tag}</body></html>")
@@ -109,5 +116,5 @@ def page(title: str, body: str, *, nonce: str, admin: bool, token_configured: bo
 
 def csp(nonce: str) -> str:
     """Scripts only with this page's nonce; no request leaves the server's origin."""
-    return (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; img-src 'self' data:; "
+    return (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
             "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")

@@ -15,31 +15,58 @@ from loadkit.webhook.models import (
     RunRecord,
     RunStatus,
 )
-from loadkit.webhook.ui_charts import render_score_trend
 
-# Polls the run's JSON every POLL_MS while it runs; reloads once when it ends (the full result shows).
-LIVE_SCRIPT = """
+# Draws the run's charts (loadkit's uPlot charts, the report's) once from the page's data; while it
+# runs, polls its JSON every POLL_MS for the points after the last one drawn and appends them to the
+# same charts (setData: nothing is rebuilt; the whole series again only when a new one appears), and
+# reloads once when it ends (the result's charts, the checks and the report link show).
+RUN_SCRIPT = """
 (function(){
-  const box = document.getElementById('live');
+  const box = document.getElementById('live'), root = document.getElementById('charts');
+  let whole = true;  // ask for every point (no chart yet, or a chart's series changed)
+  function show(specs, complete, max){
+    if (!specs.some(s => s.x.length)) return;  // no load window (yet, or since the last poll)
+    const empty = document.getElementById('charts-empty');
+    if (empty) empty.remove();
+    if (!root.dataset.charts) loadkitCharts.mount(root, specs);
+    else if (complete) loadkitCharts.update(root, specs);
+    else if (!loadkitCharts.append(root, specs, max)) whole = true;
+  }
+  function lastX(){
+    const u = loadkitCharts.charts.find(c => root.contains(c.root)), x = u && u.data[0];
+    return x && x.length ? x[x.length - 1] : null;
+  }
+  show(JSON.parse(document.getElementById('charts-data').textContent), true);
+  whole = !root.dataset.charts;
+  if (box.dataset.finished === 'true') return;
   let updates = 0;
   async function tick(){
     try {
-      const r = await fetch(box.dataset.live, {cache: 'no-store'});
+      const after = whole ? null : lastX();
+      const r = await fetch(box.dataset.live + (after === null ? '' : '?after=' + after), {cache: 'no-store'});
       if (r.ok) {
         const d = await r.json();
         for (const [k, v] of Object.entries(d.fields)) {
           document.querySelectorAll('[data-field="' + k + '"]').forEach(el => { el.textContent = v; });
         }
-        document.getElementById('charts').innerHTML = d.charts_html;
+        if (d.finished) { window.location.reload(); return; }
+        whole = false;
+        show(d.charts, d.complete, d.max_points);
         updates += 1;
         box.dataset.updates = String(updates);
         box.dataset.points = String(d.points);
-        if (d.finished) { window.location.reload(); return; }
       }
     } catch (err) { box.dataset.lastError = String(err); }
     setTimeout(tick, POLL_MS);
   }
   setTimeout(tick, POLL_MS);
+})();
+"""
+
+TREND_SCRIPT = """
+(function(){
+  const specs = JSON.parse(document.getElementById('trend-data').textContent);
+  if (specs.length) loadkitCharts.mount(document.getElementById('trends'), specs);
 })();
 """
 
@@ -175,7 +202,8 @@ def live_fields(run: RunRecord) -> dict[str, str]:
     }
 
 
-def run(r: RunRecord, charts_html: str, *, admin: bool) -> str:
+def run(r: RunRecord, charts_data: str, *, admin: bool) -> str:
+    """The run page; `charts_data` is its charts' JSON element (RUN_SCRIPT draws them)."""
     f = live_fields(r)
 
     def field(name: str) -> str:
@@ -192,7 +220,11 @@ def run(r: RunRecord, charts_html: str, *, admin: bool) -> str:
                  e(c.reason), f"<code>{e(c.query)}</code>" if c.query else ""] for c in r.result.checks]
         checks = "<h2>Checks</h2>" + table(["check", "metric", "status", "observed", "unit", "min", "max", "reason",
                                             "PromQL"], rows, "No check.", name="checks")
-    return (f'<h1>Run {e(r.id)}</h1><div id="live" data-live="{href("runs", r.id, "live.json")}" data-updates="0">'
+    finished = "true" if r.finished else "false"
+    empty = "No load data: the run ended without a result." if r.finished else \
+        "No samples yet: the charts appear with the first second of load."
+    return (f'<h1>Run {e(r.id)}</h1><div id="live" data-live="{href("runs", r.id, "live.json")}" data-updates="0" '
+            f'data-finished="{finished}">'
             + facts([("canary", link(f"{r.namespace}/{r.name}", "canaries", r.namespace, r.name)),
                      ("analysis", link(r.analysis, "analyses", r.analysis) if r.analysis else DASH),
                      ("hook / profile", f"{e(r.hook.value)} / {e(r.profile)}"),
@@ -204,30 +236,47 @@ def run(r: RunRecord, charts_html: str, *, admin: bool) -> str:
             + facts([("elapsed", field("elapsed")), ("users", field("users")), ("requests", field("requests")),
                      ("throughput (last second)", field("rps")), ("p99 (last second)", field("p99")),
                      ("error rate (whole run)", field("errors"))])
-            + f'</div><h2>Charts</h2><div class="charts" id="charts">{charts_html}</div>' + checks
+            + '</div>' + _report_link(r) + '<h2>Charts</h2><div class="lk-charts" id="charts">'
+            + f'<p class="muted" id="charts-empty">{e(empty)}</p></div>{charts_data}' + checks
             + f'<p class="muted">JSON: <a href="/runs/{e(r.id)}">/runs/{e(r.id)}</a></p>')
 
 
-def history(entries: Sequence[HistoryEntry], chosen: HistoryKind | None) -> str:
+def _report_link(r: RunRecord) -> str:
+    if r.result is not None:
+        return (f'<p><a href="{href("runs", r.id, "report.html")}" data-link="report">HTML report</a> '
+                '<span class="muted">(self-contained, the page <code>loadkit run --report-dir</code> writes for this '
+                'result: save it, print it)</span></p>')
+    if r.finished:
+        return '<p class="muted" data-link="no-report">No HTML report: the run ended without a load result.</p>'
+    return '<p class="muted" data-link="report-later">The HTML report appears here when the run ends.</p>'
+
+
+def trend_series(entries: Sequence[HistoryEntry]) -> list[tuple[str, list[tuple[float, float]]]]:
+    """The score trends of loadkit/store's series (a game day's plan; a profile or experiment against one
+    target), judged results only, oldest first; game days first, then chaos runs, then load runs."""
+    series: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for h in reversed(entries):  # oldest first
+        if h.score is not None and h.verdict not in ("interrupted", "error"):
+            name = h.name if h.kind is HistoryKind.GAMEDAY or not h.target else f"{h.name} on {h.target}"
+            series.setdefault((h.kind.value, name), []).append((h.started_at.timestamp(), h.score))
+    order = [k.value for k in (HistoryKind.GAMEDAY, HistoryKind.CHAOS, HistoryKind.RUN)]
+    return [(f"{kind} {name}", points) for (kind, name), points in
+            sorted(series.items(), key=lambda item: (order.index(item[0][0]), item[0][1]))]
+
+
+def history(entries: Sequence[HistoryEntry], chosen: HistoryKind | None, trends_data: str) -> str:
+    """The history page; `trends_data` is the trend charts' JSON element (TREND_SCRIPT draws them)."""
     tabs = " · ".join([f'<a href="{href("history")}">all</a>']
                       + [f'<a href="{href("history", kind=k.value)}">{e(k.value)}</a>' for k in HistoryKind])
     rows = [[e(h.kind.value), e(h.name), e(h.target), e(f"{h.namespace}/{h.canary}" if h.canary else ""),
              when(h.started_at), badge(h.verdict), number(h.score), _trend(h.trend), f"<code>{e(h.id)}</code>"]
             for h in entries]
-    # The series of loadkit/store's trend: a game day's plan; a profile or experiment against one target.
-    series: dict[tuple[str, str], list[tuple[str, float]]] = {}
-    for h in reversed(entries):  # oldest first
-        if h.score is not None and h.verdict not in ("interrupted", "error"):
-            name = h.name if h.kind is HistoryKind.GAMEDAY or not h.target else f"{h.name} on {h.target}"
-            series.setdefault((h.kind.value, name), []).append((h.started_at.strftime("%Y-%m-%d %H:%M"), h.score))
-    order = [k.value for k in (HistoryKind.GAMEDAY, HistoryKind.CHAOS, HistoryKind.RUN)]  # game days first
-    trends = "".join(render_score_trend(points, f"{kind} {name}") for (kind, name), points in
-                     sorted(series.items(), key=lambda item: (order.index(item[0][0]), item[0][1])))
     title = f"History: {chosen.value}" if chosen else "History"
+    judged = any(h.score is not None and h.verdict not in ("interrupted", "error") for h in entries)
     return (f"<h1>{e(title)}</h1><p>{tabs}</p><h2>Score trend (game days, chaos runs, load runs)</h2>"
-            + (f'<div class="charts">{trends}</div>' if trends else
-               '<p class="muted" data-empty="trend">No judged result yet.</p>')
-            + "<h2>Entries</h2>"
+            + ('<div class="lk-charts" id="trends"></div>' if judged else
+               '<p class="muted" data-empty="trend">No judged result yet.</p><div id="trends"></div>')
+            + trends_data + "<h2>Entries</h2>"
             + table(["kind", "name", "target", "canary", "started", "verdict", "score", "trend", "id"], rows,
                     "No history yet: `loadkit run`, `chaos run` and `gameday run` add rows.", frozenset({6, 7}),
                     "history"))

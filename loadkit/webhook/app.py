@@ -56,7 +56,7 @@ from loadkit.webhook.runs import RunManager
 from loadkit.webhook.settings import ServeSettings
 from loadkit.webhook.store import Store, now
 from loadkit.webhook.ui import UI, install_ui, ui_url
-from loadkit.webhook.ui_charts import ChartRenderer, render_run_charts
+from loadkit.webhook.ui_charts import ChartViews
 
 _HOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "success for Flagger (for `rollback`: roll back now)"},
@@ -77,12 +77,12 @@ PRUNE_EVERY_S = 3600.0
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: ServeSettings, store: Store, manager: RunManager,
-               charts: ChartRenderer = render_run_charts) -> FastAPI:
-    """`charts` draws a run's charts on /ui (loadkit/webhook/ui_charts.py: the seam)."""
+def create_app(settings: ServeSettings, store: Store, manager: RunManager, *, views: ChartViews) -> FastAPI:
+    """`views` draws the charts and reports of /ui (loadkit/webhook/ui_charts.py: the seam; `loadkit
+    serve` wires loadkit/report's)."""
     hooks = Hooks(manager, store, settings.config)
     metrics = WebhookMetrics(store, manager)
-    ui = UI(settings, store, manager, hooks.gates, charts)
+    ui = UI(settings, store, manager, hooks.gates, views)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

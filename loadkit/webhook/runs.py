@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from loadkit.analysis import ServerSide, as_planned_end, run_scored, tally_of, timeline_point
@@ -29,7 +30,7 @@ from loadkit.config import PrometheusSpec, RollbackSpec
 from loadkit.errors import BusyError, Interrupted, LoadkitError, TargetError
 from loadkit.load._window import REFUSED_KIND
 from loadkit.load.runner import LoadPlan
-from loadkit.models.results import CheckStatus, RunResult, TimelinePoint, Verdict
+from loadkit.models.results import CheckStatus, RunResult, StageInfo, TimelinePoint, Verdict
 from loadkit.models.specs import Threshold
 from loadkit.models.wire import Snapshot
 from loadkit.prometheus import Workload
@@ -69,6 +70,18 @@ class _Active:
     decisive: str = ""
     server: ServerSide = field(default_factory=ServerSide)
     timeline: list[TimelinePoint] = field(default_factory=list)  # the live charts of /ui; bounded
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A running run's charts so far: its origin, its timeline, thresholds and planned stages. The origin
+    is the run's creation, a moment before the load driver's start that its result's `started_at` will
+    be (the pre-flight apart), so the live charts and the result's share their time axis."""
+
+    started_at: datetime
+    timeline: list[TimelinePoint]
+    thresholds: list[Threshold]
+    stages: list[StageInfo]
 
 
 @dataclass(frozen=True)
@@ -217,11 +230,15 @@ class RunManager:
             active = self._active.get(run_id)
             return active.live if active else None
 
-    def progress(self, run_id: str) -> tuple[list[TimelinePoint], list[Threshold]] | None:
-        """A running run's timeline so far and its thresholds (the live charts), or None once it ended."""
+    def progress(self, run_id: str) -> Progress | None:
+        """A running run's charts so far, or None once it ended."""
         with self._lock:
             active = self._active.get(run_id)
-            return (list(active.timeline), list(active.thresholds)) if active else None
+            if active is None:
+                return None
+            stages = [StageInfo(duration_s=s.duration_s, users=s.users, spawn_rate=s.spawn_rate)
+                      for s in active.plan.stages]
+            return Progress(active.record.created_at, list(active.timeline), list(active.thresholds), stages)
 
     def active_runs(self) -> list[RunRecord]:
         with self._lock:

@@ -23,6 +23,7 @@ from loadkit.webhook.policy import Policy
 from loadkit.webhook.runs import RunManager
 from loadkit.webhook.settings import ServeSettings, compile_patterns, read_token
 from loadkit.webhook.store import Store
+from loadkit.webhook.ui_charts import ChartViews
 
 GRACEFUL_S = 30
 
@@ -92,7 +93,9 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def run_server(settings: ServeSettings, *, host: str, port: int, output: str, log_format: str = "text") -> int:
+def run_server(settings: ServeSettings, *, host: str, port: int, output: str, views: ChartViews,
+               log_format: str = "text") -> int:
+    """`views`: what /ui draws its charts and reports with (cli/serve.py wires loadkit/report's)."""
     sock = _bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     url = f"http://{bound_host}:{bound_port}"
@@ -107,7 +110,7 @@ def run_server(settings: ServeSettings, *, host: str, port: int, output: str, lo
     manager = RunManager(store, settings.config.min_samples, settings.max_concurrent_runs, url_for=settings.run_url,
                          prometheus=settings.config.prometheus, rollback=settings.config.server.rollback,
                          idle_timeout_s=settings.config.server.idle_timeout)
-    app = create_app(settings, store, manager)
+    app = create_app(settings, store, manager, views=views)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", loop="auto", http="auto",
                             timeout_graceful_shutdown=GRACEFUL_S)  # auto: uvloop and httptools (see pyproject)
     signals = _Signals()

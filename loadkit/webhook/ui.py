@@ -1,8 +1,10 @@
 """/ui: the web pages of `loadkit serve`, server-rendered from the store (docs/ui.md).
 
 Read-only for everyone: canaries and their analyses, runs with verdict, score and checksum, a run
-page that follows a running run (it polls `/ui/runs/{id}/live.json` every 2 s), and the history of
-runs, chaos runs and game days with the score trend. Actions (approve, halt, open a rollback, stop a
+page that follows a running run (the HTML report's uPlot charts, fed by `/ui/runs/{id}/live.json`
+every 2 s), a finished run's HTML report (`/ui/runs/{id}/report.html`), and the history of runs,
+chaos runs and game days with the score trend. The charts' assets are served from /ui/assets/ (no
+CDN). Actions (approve, halt, open a rollback, stop a
 run) need the admin token: `POST /ui/login` with it sets a session cookie (an HMAC of the token,
 SameSite=Strict, HttpOnly); without it no button is shown and the action routes answer 401 (403
 when the server has no token).
@@ -23,21 +25,24 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import ValidationError
 
 from loadkit.errors import AuthError, NotFoundError, PayloadError
-from loadkit.models.results import TimelinePoint
-from loadkit.models.specs import Threshold
 from loadkit.store import History, HistoryKind, HistoryQuery
 from loadkit.webhook import _ui_pages as pages
-from loadkit.webhook._ui_html import csp, page
+from loadkit.webhook._ui_html import csp, json_script, page
 from loadkit.webhook.gates import Gates, check_hook
 from loadkit.webhook.models import DNS_LABEL, GateRequest, GateState, RunRecord
-from loadkit.webhook.runs import RunManager
+from loadkit.webhook.runs import MAX_LIVE_POINTS, RunManager
 from loadkit.webhook.settings import ServeSettings
 from loadkit.webhook.store import Store
-from loadkit.webhook.ui_charts import ChartRenderer, render_run_charts
+from loadkit.webhook.ui_charts import ChartViews, Spec
 
 COOKIE = "loadkit_ui"
 POLL_MS = 2000
 MAX_FORM = 4096
+ASSET_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+# The report is a document of its own, sandboxed: its inline scripts draw the charts, and they can reach
+# nothing (no request, no cookie, no /ui action: the sandbox gives the page an opaque origin).
+REPORT_CSP = ("sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inline'; "
+              "style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
 def ui_url(base: str | None, *, run: str | None = None, analysis: str | None = None,
@@ -57,8 +62,8 @@ class UI:
     """The routes of /ui, over the webhook's store, run manager and gates."""
 
     def __init__(self, settings: ServeSettings, store: Store, manager: RunManager, gates: Gates,
-                 charts: ChartRenderer = render_run_charts) -> None:
-        self.settings, self.store, self.manager, self.gates, self.charts = settings, store, manager, gates, charts
+                 views: ChartViews) -> None:
+        self.settings, self.store, self.manager, self.gates, self.views = settings, store, manager, gates, views
         self._history: History | None = None
 
     @property
@@ -100,9 +105,11 @@ class UI:
     # -- rendering ----------------------------------------------------------------------------------
 
     def html(self, request: Request, title: str, body: str, status: int = 200, script: str = "") -> HTMLResponse:
+        """A /ui page; one with a `script` loads the charts' assets before it."""
         nonce = secrets.token_urlsafe(16)
         text = page(title, body, nonce=nonce, admin=self.is_admin(request),
-                    token_configured=self.settings.token is not None, script=script)
+                    token_configured=self.settings.token is not None, script=script,
+                    assets=self.views.assets if script else ())
         return HTMLResponse(text, status_code=status, headers={"Content-Security-Policy": csp(nonce),
                                                                "Cache-Control": "no-store",
                                                                "X-Content-Type-Options": "nosniff"})
@@ -110,18 +117,18 @@ class UI:
     def not_found(self, request: Request, message: str) -> HTMLResponse:
         return self.html(request, "not found", pages.not_found(message), status=404)
 
-    def run_charts(self, run: RunRecord) -> str:
-        """The one place a run's charts are drawn: the live timeline while it runs, else its result's."""
-        timeline, thresholds = self.run_series(run)
-        return self.charts(timeline, thresholds)
-
-    def run_series(self, run: RunRecord) -> tuple[list[TimelinePoint], list[Threshold]]:
+    def run_specs(self, run: RunRecord, after: float | None = None) -> tuple[list[Spec], int, bool]:
+        """The one place a run's charts come from: the live timeline while it runs (the charts its result
+        will have; `after`: only its points after that time), else its result's (the report's). With the
+        number of load windows the run has, and whether the specs are whole (not only the newer points)."""
         progress = self.manager.progress(run.id)
         if progress is not None:
-            return progress
+            specs = self.views.live_specs(progress.started_at, progress.timeline, progress.thresholds, run.profile,
+                                          after=after, stages=progress.stages)
+            return specs, len(progress.timeline), after is None
         if run.result is not None:
-            return list(run.result.timeline), list(run.result.thresholds)
-        return [], []
+            return self.views.result_specs(run.result), len(run.result.timeline), True
+        return [], 0, True
 
     def with_live(self, run: RunRecord) -> RunRecord:
         live = self.manager.live(run.id)
@@ -165,20 +172,46 @@ def install_ui(app: Any, ui: UI) -> None:
         if run is None:
             return ui.not_found(request, f"no run {run_id[:64]!r}")
         run = ui.with_live(run)
-        body = pages.run(run, ui.run_charts(run), admin=ui.is_admin(request))
-        script = pages.LIVE_SCRIPT.replace("POLL_MS", str(POLL_MS)) if not run.finished else ""
-        return ui.html(request, f"run {run.id}", body, script=script)
+        specs, _, _ = ui.run_specs(run)
+        body = pages.run(run, json_script("charts-data", specs), admin=ui.is_admin(request))
+        return ui.html(request, f"run {run.id}", body, script=pages.RUN_SCRIPT.replace("POLL_MS", str(POLL_MS)))
+
+    @router.get("/runs/{run_id}/report.html", response_class=HTMLResponse)
+    async def run_report(request: Request, run_id: str) -> Response:
+        run = ui.store.get_run(run_id)
+        if run is None:
+            return ui.not_found(request, f"no run {run_id[:64]!r}")
+        if not run.finished:  # a report of half a run would read as a result: the live page follows it
+            return RedirectResponse(f"/ui/runs/{run.id}", status_code=303)
+        if run.result is None:
+            return ui.not_found(request, f"run {run.id} ended {run.status.value} without a load result, so it has "
+                                         f"no report: {run.reason or 'no reason recorded'}")
+        return HTMLResponse(ui.views.report_html(run.result), headers={"Content-Security-Policy": REPORT_CSP,
+                                                                       "Cache-Control": "no-store",
+                                                                       "X-Content-Type-Options": "nosniff"})
+
+    @router.get("/assets/{name}")
+    async def chart_asset(name: str) -> Response:
+        kind = ASSET_TYPES.get(name[name.rfind("."):]) if "." in name else None
+        if name not in ui.views.assets or kind is None:
+            return JSONResponse({"error": f"no asset {name[:64]!r}; valid: {', '.join(ui.views.assets)}"},
+                                status_code=404)
+        return Response(ui.views.asset(name), media_type=kind,
+                        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
 
     @router.get("/runs/{run_id}/live.json")
-    async def run_live(run_id: str) -> Response:
+    async def run_live(run_id: str, after: float | None = None) -> Response:
+        """The figures and charts of a run; `?after=<a chart's last x>`: only the newer points while it
+        runs (`complete: false`; the page appends them, at most `max_points`)."""
         run = ui.store.get_run(run_id)
         if run is None:
             return JSONResponse({"error": f"no run {run_id[:64]!r}"}, status_code=404)
         run = ui.with_live(run)
-        timeline, _ = ui.run_series(run)
+        specs, points, complete = ui.run_specs(run, after)
         return JSONResponse({"run": run.id, "status": run.status.value, "finished": run.finished,
-                             "points": len(timeline), "fields": pages.live_fields(run),
-                             "charts_html": ui.run_charts(run)}, headers={"Cache-Control": "no-store"})
+                             "points": points, "fields": pages.live_fields(run), "charts": specs,
+                             "complete": complete, "max_points": MAX_LIVE_POINTS},
+                            headers={"Cache-Control": "no-store"})
 
     @router.get("/history", response_class=HTMLResponse)
     async def history(request: Request, kind: str | None = None) -> Response:
@@ -190,7 +223,8 @@ def install_ui(app: Any, ui: UI) -> None:
                 valid = ", ".join(k.value for k in HistoryKind)
                 return ui.not_found(request, f"no history kind {kind[:32]!r}; valid: {valid}")
         entries = ui.history.entries(HistoryQuery(kind=chosen, limit=500))
-        return ui.html(request, "history", pages.history(entries, chosen))
+        trends = json_script("trend-data", ui.views.trend_specs(pages.trend_series(entries)))
+        return ui.html(request, "history", pages.history(entries, chosen, trends), script=pages.TREND_SCRIPT)
 
     _install_auth_routes(router, ui)
     _install_actions(router, ui)

@@ -20,6 +20,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,7 @@ def charts(page: Any) -> dict[str, dict[str, str]]:
     """Each drawn uPlot chart by id: the attributes the plugin wrote after drawing."""
     return page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('.uplot')].map(u =>
         [u.dataset.chart, {regions: u.dataset.regions, thresholds: u.dataset.thresholds, markers: u.dataset.markers,
+                           stops: u.dataset.stops,
                            canvases: String(u.querySelectorAll('canvas').length),
                            series: String(u.querySelectorAll('.u-legend .u-series').length)}]))""")
 
@@ -221,12 +223,22 @@ def test_gameday_report(made: dict[str, Made], browser: Any) -> None:
     opened = open_report(browser, m.report, "gameday")
     assert_clean(opened, m.report)
     drawn = charts(opened.page)
-    assert {"throughput", "users", "latency", "score-trend"} <= set(drawn)
+    assert {"throughput", "errors", "users", "latency", "score-trend"} <= set(drawn)
     ran = [s for s in m.result["scenarios"] if s["started_at"]]
     faults = [s for s in ran if s["chaos"] and s["chaos"]["fault"]]
     assert drawn["latency"]["regions"] == str(len(ran) + len(faults))  # scenarios and their fault windows
     assert drawn["latency"]["markers"] == str(len(m.result["stops"]))
-    assert drawn["latency"]["thresholds"] == "500"
+    # the config's request-duration ceiling, and the plan's stop condition (p99 over 3 s, max 400 ms) as a line
+    assert drawn["latency"]["thresholds"] == "500,400" and drawn["latency"]["stops"] == "1"
+    assert drawn["errors"]["stops"] == "0" and drawn["errors"]["markers"] == str(len(m.result["stops"]))
+    # the time axis starts at the game day's start, and the baseline load is drawn before the first scenario
+    axis = opened.page.evaluate("""() => Object.fromEntries(loadkitCharts.charts.filter(u => u.root.dataset.chart !==
+        'score-trend').map(u => [u.root.dataset.chart, [u.scales.x.min, u.scales.x.max, u.data[0][0]]]))""")
+    start, end = (datetime.fromisoformat(m.result[k]).timestamp() for k in ("started_at", "ended_at"))
+    first_scenario = datetime.fromisoformat(ran[0]["started_at"]).timestamp()
+    for chart, (lo, hi, first_point) in axis.items():
+        assert (lo, hi) == (pytest.approx(start, abs=1e-3), pytest.approx(end, abs=1e-3)), chart
+        assert start < first_point < first_scenario, chart
     assert opened.page.locator(".banner").get_attribute("data-verdict") == "halted"
     assert opened.page.locator("[data-score]").inner_text() == opened.page.locator("[data-score]").get_attribute(
         "data-score")

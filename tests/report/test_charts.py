@@ -11,6 +11,7 @@ import pytest
 from hdrh.histogram import HdrHistogram
 
 from loadkit.chaos.models import ChaosResult
+from loadkit.gameday.models import GameDayResult
 from loadkit.load._window import Window, endpoint_rows, new_histogram
 from loadkit.models.results import RunResult
 from loadkit.models.specs import Threshold
@@ -91,6 +92,10 @@ def test_errors_per_second_by_class_and_the_stages() -> None:
     assert errors == {"errors/s http_5xx": [1.5], "errors/s timeout": [0.5]}  # failures x rps / requests
     assert [(r["from"], r["to"]) for r in specs["users"]["regions"]] == [
         (START.timestamp(), START.timestamp() + 2), (START.timestamp() + 2, START.timestamp() + 3)]
+    # stopped after 1.5 s (or a continuous run's held stage): the stages as run, not as planned
+    stopped = run.model_copy(update={"ended_at": START + timedelta(seconds=1.5)})
+    assert [(r["from"], r["to"]) for r in chart_specs(stopped)[1]["regions"]] == [
+        (START.timestamp(), START.timestamp() + 1.5)]
 
 
 def test_the_fault_window_is_shaded_from_its_start_to_its_removal() -> None:
@@ -158,3 +163,93 @@ def test_json_rounds_floats_once_and_the_same_way_at_any_depth() -> None:
         "settings": {}, "metrics": [{"name": "latency", "classification": "high", "passed": False,
                                      "critical": False, "p_value": 0.000271234, "reason": "r"}]})
     assert json.loads(c.model_dump_json())["metrics"][0]["p_value"] == 0.0002712
+
+
+@pytest.mark.parametrize(("stop", "lines"), [
+    pytest.param({"name": "request-duration", "thresholdRange": {"max": 400}}, {"latency": [400]}, id="p99-max"),
+    pytest.param({"name": "latency-p95", "thresholdRange": {"max": 250}}, {"latency": [250]}, id="p95-max"),
+    pytest.param({"name": "request-success-rate", "thresholdRange": {"min": 90}}, {"errors": [10]},
+                 id="a-success-floor-is-an-error-ceiling"),
+    pytest.param({"name": "error-rate", "thresholdRange": {"max": 5}}, {"errors": [5]}, id="error-rate-max"),
+    pytest.param({"name": "rps", "thresholdRange": {"min": 20}}, {"throughput": [20]}, id="rps-min"),
+])
+def test_a_load_stop_condition_is_a_line_on_the_chart_of_its_metric(stop: dict[str, object],
+                                                                   lines: dict[str, list[float]]) -> None:
+    from loadkit.gameday.plan import LoadStop
+    from loadkit.report.charts import stop_lines
+
+    drawn = stop_lines([LoadStop.model_validate({**stop, "window": "3s"})])
+    assert {chart: [line["value"] for line in found] for chart, found in drawn.items()} == lines
+    line = next(iter(drawn.values()))[0]
+    assert line["kind"] == "stop" and line["label"].startswith(f"stop: {stop['name']} (")
+    assert "over 3s)" in line["label"]
+
+
+def _gameday(**extra: object) -> GameDayResult:
+    scenario_start = START + timedelta(seconds=10)
+    return GameDayResult.model_validate({
+        "plan": "p", "plan_path": "p.yaml", "verdict": "halted", "score": 0, "categories": {}, "target": "t",
+        "profile": "steady", "started_at": START.isoformat(), "ended_at": (START + timedelta(seconds=30)).isoformat(),
+        "scenarios": [{"name": "latency", "experiment_path": "x.yaml", "expect": "detected", "category": "network",
+                       "weight": 1, "status": "halted", "score": 0, "started_at": scenario_start.isoformat(),
+                       "ended_at": (scenario_start + timedelta(seconds=15)).isoformat()}],
+        "stops": [{"kind": "load", "condition": "request-duration (max 400, over 3s)", "reason": "r",
+                   "at": (START + timedelta(seconds=20)).isoformat()}],
+        "load_stops": [{"name": "request-duration", "thresholdRange": {"max": 400}, "window": "3s"}],
+        **extra})
+
+
+def test_a_game_days_charts_start_at_its_start_and_draw_its_stop_limits() -> None:
+    g = _gameday(timeline=[{"t": t, "users": 5, "requests": 10, "failures": 1, "rps": 10.0, "error_rate_pct": 10.0,
+                            "p99_ms": 50.0} for t in range(1, 29)])
+    specs = {s["id"]: s for s in chart_specs(g)}
+    assert list(specs) == ["throughput", "errors", "users", "latency"]
+    for spec in specs.values():
+        assert spec["x_range"] == [START.timestamp(), START.timestamp() + 30]
+        assert spec["x"][0] == START.timestamp() + 1  # the baseline, before the scenario at +10 s
+        assert [r["kind"] for r in spec["regions"]] == ["scenario"] and len(spec["markers"]) == 1
+    assert [(t["value"], t["kind"]) for t in specs["latency"]["thresholds"]] == [(400, "stop")]
+    assert specs["errors"]["series"][0]["values"][0] == 10.0 and specs["errors"]["y_unit"] == "%"
+    # stored before game days kept a timeline: still drawn from its scenarios, on the game day's axis
+    old = {s["id"]: s for s in chart_specs(_gameday())}
+    assert old["latency"]["x"] == [] and old["latency"]["x_range"][0] == START.timestamp()
+
+
+def test_the_live_charts_are_the_results_charts_so_far() -> None:
+    from loadkit.models.results import TimelinePoint
+    from loadkit.report.charts import live_specs, trend_specs
+
+    timeline = [TimelinePoint(t=t, users=5, requests=10, failures=0, rps=10.0, p99_ms=20.0) for t in (1, 2)]
+    limit = Threshold.model_validate({"name": "request-duration", "thresholdRange": {"max": 500}})
+    live = {s["id"]: s for s in live_specs(START, timeline, [limit], "quick")}
+    done = {s["id"]: s for s in chart_specs(_run(timeline=[p.model_dump() for p in timeline], thresholds=[
+        limit.model_dump()], profile="quick"))}
+    assert list(live) == list(done) == ["throughput", "users", "latency"]
+    for chart in live:
+        assert live[chart]["x"] == done[chart]["x"] == [START.timestamp() + 1, START.timestamp() + 2]
+        assert live[chart]["series"] == done[chart]["series"]
+    assert live["latency"]["thresholds"] == [{"value": 500, "label": "request-duration max 500 ms"}]
+    trends = trend_specs([("gameday a", [(1.0, 80.0), (2.0, 90.5)]), ("run b", [(3.0, 100.0)])])
+    assert [(t["id"], t["title"], t["series"][0]["values"]) for t in trends] == [
+        ("trend-0", "gameday a", [80.0, 90.5]), ("trend-1", "run b", [100.0])]
+
+
+def test_the_live_charts_after_a_time_hold_only_the_newer_points_with_every_series() -> None:
+    from loadkit.models.results import StageInfo, TimelinePoint
+    from loadkit.report.charts import live_specs
+
+    timeline = [TimelinePoint(t=1, users=5, requests=10, failures=2, rps=10.0, failures_by_kind={"http_5xx": 2}),
+                TimelinePoint(t=2, users=5, requests=10, failures=0, rps=10.0),
+                TimelinePoint(t=3, users=5, requests=10, failures=0, rps=10.0)]
+    whole = {s["id"]: s for s in live_specs(START, timeline, [], "quick")}
+    newer = {s["id"]: s for s in live_specs(START, timeline, [], "quick", after=whole["throughput"]["x"][0])}
+    assert newer["throughput"]["x"] == whole["throughput"]["x"][1:] == [START.timestamp() + 2, START.timestamp() + 3]
+    # the 5xx class of the first window stays a series, so the page can append to the chart it has
+    assert [s["label"] for s in newer["throughput"]["series"]] == ["requests/s", "errors/s http_5xx"]
+    assert newer["throughput"]["series"][1]["values"] == [0.0, 0.0]
+    assert all(s["x"] == [] for s in live_specs(START, timeline, [], "quick", after=START.timestamp() + 3))
+    # the planned stages, shaded as far as the load got (a continuous run's held stage is not the axis)
+    stages = [StageInfo(duration_s=2, users=5, spawn_rate=5), StageInfo(duration_s=3600, users=5, spawn_rate=5)]
+    shaded = live_specs(START, timeline, [], "quick", after=START.timestamp() + 1, stages=stages)[0]["regions"]
+    assert [(r["from"], r["to"]) for r in shaded] == [(START.timestamp(), START.timestamp() + 2),
+                                                      (START.timestamp() + 2, START.timestamp() + 3)]

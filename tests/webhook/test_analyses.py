@@ -58,6 +58,7 @@ class App:
 
 @contextmanager
 def served(tmp: Path, *, token: bool = True, **options: Any) -> Iterator[App]:
+    from loadkit.cli.serve import report_views
     from loadkit.webhook.app import create_app
     from loadkit.webhook.runs import RunManager
 
@@ -75,7 +76,7 @@ def served(tmp: Path, *, token: bool = True, **options: Any) -> Iterator[App]:
     store = Store(settings.db_path, url_for=settings.run_url)
     manager = RunManager(store, settings.config.min_samples, 2, url_for=settings.run_url)
     try:
-        with TestClient(create_app(settings, store, manager)) as client:
+        with TestClient(create_app(settings, store, manager, views=report_views())) as client:
             yield App(client)
     finally:
         store.close()

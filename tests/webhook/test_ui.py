@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from loadkit.models.results import RunResult
+from loadkit.report import render_report
 from loadkit.sandbox import SandboxProcess
 from loadkit.store import History, HistoryEntry, HistoryKind
 from tests.webhook.conftest import Serve, payload, poll
@@ -56,6 +58,9 @@ def test_every_hook_answer_links_to_its_page_on_ui(ui_server: Serve, healthy_sit
     page = httpx.get(started["ui"], timeout=30)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert f"Run {run}" in page.text and "c1" in page.text
+    # Still running: its report is its live page, not half a report.
+    early = httpx.get(f"{started['ui']}/report.html", timeout=30)
+    assert early.status_code == 303 and early.headers["location"] == f"/ui/runs/{run}", early.text
     # A gate answer names no run before there is one: it lands on the analysis.
     gate = ui_server.hook("confirm-rollout", payload(f"{healthy_site.traffic_url}/canary", name="other"),
                           headers={"Accept": "application/json"})
@@ -63,7 +68,17 @@ def test_every_hook_answer_links_to_its_page_on_ui(ui_server: Serve, healthy_sit
     assert gate.headers["X-Loadkit-UI"] == gate.json()["ui"]
     # The live JSON follows the run until it ends; the overview and the canary list it.
     live = poll(lambda: (d := ui_server.get(f"/ui/runs/{run}/live.json").json())["finished"] and d, timeout=60)
-    assert live["status"] == "completed" and live["points"] > 0 and 'data-chart="Latency"' in live["charts_html"]
+    assert live["status"] == "completed" and live["points"] > 0
+    assert [c["id"] for c in live["charts"]] == ["throughput", "users", "latency", "percentiles"]  # the report's
+    assert len(live["charts"][0]["x"]) == live["points"]
+    # Finished: the HTML report `loadkit run --report-dir` writes, linked from the run page, no token needed.
+    assert f'href="/ui/runs/{run}/report.html"' in ui_server.get(f"/ui/runs/{run}").text
+    report = ui_server.get(f"/ui/runs/{run}/report.html")
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
+    assert report.headers["content-security-policy"].startswith("sandbox allow-scripts;")
+    stored = RunResult.model_validate(ui_server.get(f"/runs/{run}").json()["result"])
+    assert report.text == render_report(stored)  # byte for byte what --report-dir writes for this result
+    assert f"<h1>loadkit run: {stored.profile}</h1>" in report.text and 'class="lk-charts"' in report.text
     overview = ui_server.get("/ui").text
     assert f'href="/ui/runs/{run}"' in overview and 'href="/ui/canaries/bruno/linked"' in overview
     canary = ui_server.get("/ui/canaries/bruno/linked").text
@@ -72,8 +87,8 @@ def test_every_hook_answer_links_to_its_page_on_ui(ui_server: Serve, healthy_sit
 
 @pytest.mark.parametrize("path", [
     "/ui/runs/nope", "/ui/runs/%3Cscript%3E", "/ui/analyses/0000", "/ui/canaries/nobody/nothing",
-    "/ui/history?kind=bogus",
-], ids=["run", "run-script", "analysis", "canary", "history-kind"])
+    "/ui/history?kind=bogus", "/ui/runs/nope/report.html",
+], ids=["run", "run-script", "analysis", "canary", "history-kind", "report"])
 def test_a_bad_id_is_a_404_page_with_a_message(ui_server: Serve, path: str) -> None:
     answer = ui_server.get(path)
     assert answer.status_code == 404, answer.text
@@ -103,7 +118,11 @@ def test_user_text_is_escaped_everywhere(ui_server: Serve, healthy_site: Sandbox
         text = ui_server.get(path).text
         assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in text, path
         assert EVIL not in text, path
-        assert re.findall(r"<script\b", text) == [], f"{path} has a script tag"  # only the run page has one
+        # the only scripts: loadkit's own (with the page's nonce) and the charts' data, "<" escaped in it
+        scripts = re.findall(r"<script\b[^>]*>", text)
+        assert all(' nonce="' in tag or tag == '<script type="application/json" id="trend-data">' for tag in scripts), \
+            scripts
+        assert not re.findall(r"<script\b", text) or "history" in path, f"{path} has a script tag"
 
 
 def test_read_only_without_the_token(ui_server: Serve, healthy_site: SandboxProcess) -> None:
@@ -152,3 +171,13 @@ def test_pages_load_nothing_from_elsewhere(ui_server: Serve, tmp_path: Path) -> 
         assert answer.status_code == 200
         assert "default-src 'none'" in answer.headers["content-security-policy"]
         assert not re.findall(r'(?:src|href)="(?:https?:)?//', answer.text), path
+    # the charts' assets come from the server itself; nothing else is served under /ui/assets/
+    history = ui_server.get("/ui/history").text
+    for name, kind in (("uPlot.iife.min.js", "text/javascript"), ("charts.js", "text/javascript"),
+                       ("uPlot.min.css", "text/css")):
+        assert f'/ui/assets/{name}"' in history
+        asset = ui_server.get(f"/ui/assets/{name}")
+        assert asset.status_code == 200 and asset.headers["content-type"].startswith(kind) and len(asset.text) > 500
+    for bad in ("nope.js", "ui.py", "uPlot.LICENSE"):
+        assert ui_server.get(f"/ui/assets/{bad}").status_code == 404, bad
+    assert ui_server.get("/ui/assets/..%2Fui.py").status_code in (400, 404)  # refused before or by the route

@@ -1,7 +1,9 @@
 """/ui in a real browser: Debian's Chromium driven by Playwright, against a real `loadkit serve`.
 
-Each page loads with no console error and no request leaving the server; the run page follows a
-running run; action buttons appear only after signing in with the admin token, and they work.
+Each page loads with no console error and no request leaving the server (uPlot and loadkit's chart
+plugin come from /ui/assets/); the run page draws the HTML report's uPlot charts once and feeds them
+the live JSON's newer points while the run goes (their data grows, nothing is rebuilt); a finished
+run's HTML report renders its charts; action buttons appear only after signing in with the admin token, and they work.
 A full-page screenshot per page goes to test-artifacts/ui/ (git-ignored): look at them.
 """
 
@@ -49,6 +51,12 @@ class Watched:
         path.unlink(missing_ok=True)
         self.page.screenshot(path=str(path), full_page=True)
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+
+
+def drawn(page: Any) -> dict[str, str]:
+    """The uPlot charts on the page by id, each with its count of canvases (1: it was drawn)."""
+    return page.evaluate("() => Object.fromEntries([...document.querySelectorAll('.uplot')].map(u => "
+                         "[u.dataset.chart, String(u.querySelectorAll('canvas').length)]))")
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +109,18 @@ def test_every_page_loads_without_errors(watched: Watched, served: Serve, health
         watched.visit(served.url + path, shot)
     run_page = watched.page
     watched.visit(started["ui"], "run-finished")
-    assert run_page.locator("figure.chart svg").count() == 3
+    assert drawn(run_page) == {"throughput": "1", "users": "1", "latency": "1", "percentiles": "1"}  # the report's
     assert run_page.locator('[data-field="status"]').inner_text() == "completed"
     assert run_page.locator('table[data-table="checks"] tbody tr').count() >= 1
+    # its HTML report, from the run page's link: the same charts, drawn in the sandboxed page
+    run_page.click('a[data-link="report"]')
+    run_page.wait_for_url(f"{started['ui']}/report.html")  # else the run page's own charts would answer
+    run_page.wait_for_function("document.querySelectorAll('.lk-charts').length > 0 && "
+                               "[...document.querySelectorAll('.lk-charts')].every(e => e.dataset.charts)")
+    watched.shot("run-report")
+    assert drawn(run_page) == {"throughput": "1", "users": "1", "latency": "1", "percentiles": "1"}
+    assert run_page.locator(".banner").get_attribute("data-verdict") in ("pass", "fail")
+    assert not watched.errors and not watched.outside, (watched.errors, watched.outside)
 
 
 def test_history_shows_the_score_trend(watched: Watched, served: Serve, healthy_site: SandboxProcess) -> None:
@@ -114,8 +131,10 @@ def test_history_shows_the_score_trend(watched: Watched, served: Serve, healthy_
     page = watched.page
     watched.visit(f"{served.url}/ui/history?kind=run", "history-runs")
     assert page.locator('table[data-table="history"] tbody tr').count() == 2
-    trend = page.locator(f'figure[data-chart="run smoke on {healthy_site.traffic_url}/canary"] circle')
-    assert trend.count() == 2
+    title = f"run smoke on {healthy_site.traffic_url}/canary"
+    scores = page.evaluate("(t) => loadkitCharts.charts.find(u => u.root.querySelector('.u-title').textContent "
+                           "=== t).data[1]", title)
+    assert len(scores) == 2 and all(0 <= v <= 100 for v in scores)
     assert page.locator('table[data-table="history"] tbody tr').first.locator("td").nth(7).inner_text() != "\u2013"
 
 
@@ -126,19 +145,31 @@ def test_the_run_page_follows_a_running_run(watched: Watched, served: Serve, hea
     assert started["status"] == 202, started
     page = watched.page
     watched.visit(started["ui"], "run-live-start")
-    live = page.locator("#live")
-    poll(lambda: int(live.get_attribute("data-updates") or 0) >= 2, timeout=20)
-    points = int(live.get_attribute("data-points") or 0)
-    poll(lambda: int(live.get_attribute("data-points") or 0) > points, timeout=20)
+    live, charts = page.locator("#live"), page.locator("#charts")
+    poll(lambda: int(live.get_attribute("data-updates") or 0) >= 1 and charts.get_attribute("data-charts"),
+         timeout=20)
+    # the chart's own data (what uPlot draws), read back at two polls: it grew, and the charts were built once
+    points = "() => loadkitCharts.charts.find(u => u.root.dataset.chart === 'throughput').data[0].length"
+    before = page.evaluate(points)
+    poll(lambda: page.evaluate(points) > before, timeout=20)
+    assert int(live.get_attribute("data-updates") or 0) >= 2
     assert page.locator('[data-field="status"]').inner_text() == "running"
     assert page.locator('[data-field="requests"]').inner_text() not in ("", "\u2013", "0")
-    assert page.locator("figure.chart svg").count() == 3
-    assert page.locator("svg .threshold").count() == 1  # `strict`: request-duration max 1 ms, drawn dashed
+    assert drawn(page) == {"throughput": "1", "users": "1", "latency": "1"}  # no percentile curve before the end
+    assert charts.get_attribute("data-mounts") == "3" and int(charts.get_attribute("data-updates") or 0) >= 1
+    # the polls that grew them asked only for the points after the last one drawn
+    polled = page.evaluate("() => performance.getEntriesByType('resource').map(e => e.name)"
+                           ".filter(n => n.includes('/live.json'))")
+    assert any("/live.json?after=" in url for url in polled), polled
+    # `strict`: request-duration max 1 ms, drawn as a line on the latency chart
+    assert page.locator('.uplot[data-chart="latency"]').get_attribute("data-thresholds") == "1"
+    assert page.locator('.uplot[data-chart="users"]').get_attribute("data-regions") == "1"  # its stage, so far
     watched.shot("run-live")
     # When it ends the page reloads once and shows the verdict and the checks.
     poll(lambda: page.locator('[data-field="status"]').inner_text() == "completed", timeout=40)
     page.wait_for_selector('table[data-table="checks"]')
     assert page.locator('[data-field="verdict"]').inner_text() == "fail"
+    page.wait_for_selector('.uplot[data-chart="percentiles"]')  # the result's charts, with its HdrHistogram
     watched.shot("run-ended")
     assert not watched.errors, watched.errors
 

@@ -2,7 +2,9 @@
    regions: profile stages, fault windows, scenarios; threshold lines; stop-condition markers).
    Used by the HTML report and `loadkit serve`'s /ui. Each chart's spec comes from
    loadkit/report/charts.py::chart_specs; after drawing, the plugin writes what it drew onto the
-   chart's element (data-regions, data-thresholds, data-markers) so tests can check the picture. */
+   chart's element (data-regions, data-thresholds, data-stops, data-markers, data-points) so tests can
+   check the picture. `update(root, specs)` feeds new data to the charts already drawn (setData: the
+   live page of `loadkit serve` polls its run), rebuilding a chart only when its series change. */
 var loadkitCharts = (function () {
   "use strict";
   var REGION = {fault: "rgba(207,34,46,0.16)", stage: "rgba(9,105,218,0.06)", scenario: "rgba(130,80,223,0.08)"};
@@ -15,11 +17,17 @@ var loadkitCharts = (function () {
     return unit ? text + " " + unit : text;
   }
 
-  function annotations(spec) {
+  // a label stays readable where it crosses the data's lines and the shaded regions
+  function backdrop(ctx, x, y, w, pr) {
+    ctx.fillStyle = "rgba(255,255,255,0.82)";
+    ctx.fillRect(x - 2 * pr, y - 11 * pr, w + 4 * pr, 14 * pr);
+  }
+
+  function annotations(held) {
     return {
       hooks: {
         drawClear: [function (u) {
-          var ctx = u.ctx, box = u.bbox, n = 0;
+          var spec = held.spec, ctx = u.ctx, box = u.bbox, n = 0;
           (spec.regions || []).forEach(function (r, i) {
             var x0 = Math.max(u.valToPos(r.from, "x", true), box.left);
             var x1 = Math.min(u.valToPos(r.to, "x", true), box.left + box.width);
@@ -33,7 +41,8 @@ var loadkitCharts = (function () {
           u.root.dataset.regions = String(n);
         }],
         draw: [function (u) {
-          var ctx = u.ctx, box = u.bbox, pr = devicePixelRatio || 1, drawn = [], marks = 0;
+          var spec = held.spec, ctx = u.ctx, box = u.bbox, pr = devicePixelRatio || 1, drawn = [], marks = 0,
+              stops = 0, labels = [];
           ctx.save();
           ctx.font = Math.round(11 * pr) + "px sans-serif";
           ctx.textAlign = "left";  // uPlot leaves its axis labels' alignment on the context
@@ -48,11 +57,22 @@ var loadkitCharts = (function () {
           (spec.thresholds || []).forEach(function (t) {
             var y = u.valToPos(t.value, t.scale || "y", true);
             if (!(y >= box.top && y <= box.top + box.height)) return;
-            ctx.strokeStyle = "#cf222e"; ctx.lineWidth = 1.5 * pr; ctx.setLineDash([6 * pr, 4 * pr]);
+            var color = t.kind === "stop" ? "#8250df" : "#cf222e";  // a stop condition's limit: the marker's colour
+            ctx.strokeStyle = color; ctx.lineWidth = 1.5 * pr;
+            ctx.setLineDash(t.kind === "stop" ? [2 * pr, 3 * pr] : [6 * pr, 4 * pr]);
             ctx.beginPath(); ctx.moveTo(box.left, y); ctx.lineTo(box.left + box.width, y); ctx.stroke();
-            ctx.setLineDash([]); ctx.fillStyle = "#cf222e";
-            ctx.fillText(t.label, box.left + box.width - ctx.measureText(t.label).width - 4 * pr, y + 13 * pr);
+            ctx.setLineDash([]); ctx.fillStyle = color;
+            // below the line, or above it when that would run into another line's label or off the plot
+            var ty = y + 13 * pr;
+            if (ty > box.top + box.height - 2 * pr ||
+                labels.some(function (l) { return Math.abs(l - ty) < 13 * pr; })) ty = y - 4 * pr;
+            labels.push(ty);
+            var w = ctx.measureText(t.label).width, tx = box.left + box.width - w - 4 * pr;
+            backdrop(ctx, tx, ty, w, pr);
+            ctx.fillStyle = color;
+            ctx.fillText(t.label, tx, ty);
             drawn.push(t.value);
+            if (t.kind === "stop") stops++;
           });
           (spec.markers || []).forEach(function (m) {
             var x = u.valToPos(m.at, "x", true);
@@ -61,12 +81,15 @@ var loadkitCharts = (function () {
             ctx.beginPath(); ctx.moveTo(x, box.top); ctx.lineTo(x, box.top + box.height); ctx.stroke();
             var text = "\u25BC " + m.label, w = ctx.measureText(text).width;
             var at = x + 3 * pr + w > box.left + box.width ? x - 3 * pr - w : x + 3 * pr;  // stay inside the plot
+            backdrop(ctx, at, box.top + box.height - 6 * pr, w, pr);
             ctx.fillStyle = "#8250df"; ctx.fillText(text, at, box.top + box.height - 6 * pr);  // clear of the lines' labels
             marks++;
           });
           ctx.restore();
           u.root.dataset.thresholds = drawn.join(",");
+          u.root.dataset.stops = String(stops);
           u.root.dataset.markers = String(marks);
+          u.root.dataset.points = String(spec.x.length);
         }]
       }
     };
@@ -96,8 +119,8 @@ var loadkitCharts = (function () {
     return span > 86400 ? d.toISOString().slice(0, 10) + (span < 30 * 86400 ? " " + hms : "") : hms;
   }
 
-  function options(spec, width) {
-    var unit = spec.y_unit || "";
+  function options(held, width) {
+    var spec = held.spec, unit = spec.y_unit || "";
     var percentile = spec.x_kind === "percentile";
     var series = [{label: percentile ? "percentile" : "time (UTC)",
                    value: percentile ? function (u, v) { return v == null ? "-" : percentileLabel(v); }
@@ -121,45 +144,110 @@ var loadkitCharts = (function () {
       };
     }
     var x = percentile ? {time: false, distr: 3} : {time: true};
-    if (!percentile) {
-      // the axis spans the data and everything drawn on it: a stop that fired after the last window still shows
-      var ends = spec.x.slice();
-      (spec.regions || []).forEach(function (r) { ends.push(r.from, r.to); });
-      (spec.markers || []).forEach(function (m) { ends.push(m.at); });
-      var lo = Math.min.apply(null, ends), hi = Math.max.apply(null, ends);
-      if (spec.x.length === 1 && ends.length === 1) { lo -= 86400; hi += 86400; }
-      x.range = function () { return [lo, hi]; };
-    }
+    if (!percentile) x.range = function () { return timeRange(held.spec); };
     return {
       title: spec.title, width: width, height: spec.height || 220, series: series,
       scales: {x: x,
                y: {range: function (u, lo, hi) {
-                 var limits = (spec.thresholds || []).map(function (t) { return t.value * 1.1; });
-                 var top = Math.max.apply(null, [hi || 0, spec.y_max || 0, 1].concat(limits));
+                 var limits = (held.spec.thresholds || []).map(function (t) { return t.value * 1.1; });
+                 var top = Math.max.apply(null, [hi || 0, held.spec.y_max || 0, 1].concat(limits));
                  return [0, top];
                }}},
       axes: [xAxis, {label: spec.y_label + (unit ? " (" + unit + ")" : ""), labelSize: 18, size: 60,
                      values: function (u, vals) { return vals.map(function (v) { return fmtValue(v, ""); }); }}],
       legend: {live: true},
-      plugins: [annotations(spec)]
+      plugins: [annotations(held)]
     };
+  }
+
+  // The time axis: the span the result gives (a game day: its start to its end), else the data and
+  // everything drawn on it, so a stop that fired after the last window still shows.
+  function timeRange(spec) {
+    if (spec.x_range) return spec.x_range.slice();
+    var ends = spec.x.slice();
+    (spec.regions || []).forEach(function (r) { ends.push(r.from, r.to); });
+    (spec.markers || []).forEach(function (m) { ends.push(m.at); });
+    if (!ends.length) { var now = Date.now() / 1e3; return [now - 60, now]; }
+    var lo = Math.min.apply(null, ends), hi = Math.max.apply(null, ends);
+    if (lo === hi) { var pad = spec.points ? 86400 : 30; lo -= pad; hi += pad; }  // one game day: its date shows
+    return [lo, hi];
+  }
+
+  function dataOf(spec) {
+    return [spec.x].concat(spec.series.map(function (s) { return s.values; }));
+  }
+
+  function labelsOf(spec) {
+    return spec.series.map(function (s) { return s.label; }).join("\n");
   }
 
   var mounted = [];
 
+  function chartWidth(root) {
+    return Math.max(320, Math.min(root.clientWidth || 960, 1100));
+  }
+
+  function draw(root, spec, before) {
+    var el = document.createElement("figure");
+    el.className = "lk-chart";
+    el.dataset.chart = spec.id;
+    root.insertBefore(el, before || null);
+    var held = {spec: spec};
+    var u = new uPlot(options(held, chartWidth(root)), dataOf(spec), el);
+    u.root.dataset.chart = spec.id;
+    u.loadkit = held;
+    mounted.push(u);
+    root.dataset.mounts = String(Number(root.dataset.mounts || 0) + 1);  // charts built: an update builds none
+    return u;
+  }
+
   function mount(root, specs) {
-    var width = Math.max(320, Math.min(root.clientWidth || 960, 1100));
-    specs.forEach(function (spec) {
-      var el = document.createElement("figure");
-      el.className = "lk-chart";
-      el.dataset.chart = spec.id;
-      root.appendChild(el);
-      var u = new uPlot(options(spec, width), [spec.x].concat(spec.series.map(function (s) { return s.values; })), el);
-      u.root.dataset.chart = spec.id;
-      mounted.push(u);
-    });
+    specs.forEach(function (spec) { draw(root, spec); });
     root.dataset.charts = String(specs.length);
     return mounted;
+  }
+
+  function update(root, specs) {
+    var mine = mounted.filter(function (u) { return root.contains(u.root); });
+    specs.forEach(function (spec) {
+      var u = mine.find(function (c) { return c.loadkit.spec.id === spec.id; });
+      if (u && labelsOf(u.loadkit.spec) === labelsOf(spec)) {
+        u.loadkit.spec = spec;
+        u.setData(dataOf(spec));  // rescales, redraws, and the plugin redraws the lines with the new spec
+        return;
+      }
+      var old = u ? u.root.parentNode : null;  // a new series (a new failure class): this chart is rebuilt
+      if (u) {
+        mounted.splice(mounted.indexOf(u), 1);
+        u.destroy();
+      }
+      draw(root, spec, old);
+      if (old) root.removeChild(old);
+    });
+    root.dataset.charts = String(mounted.filter(function (u) { return root.contains(u.root); }).length);
+    root.dataset.updates = String(Number(root.dataset.updates || 0) + 1);
+  }
+
+  // New points for charts already drawn (a live page polling "what came after my last point"): each
+  // chart's data grows by them, the oldest dropped past `max`. False when a chart is missing or its
+  // series changed (a new failure class): the caller then fetches everything and calls update().
+  function append(root, specs, max) {
+    var mine = mounted.filter(function (u) { return root.contains(u.root); }), whole = true;
+    specs.forEach(function (spec) {
+      var u = mine.find(function (c) { return c.loadkit.spec.id === spec.id; });
+      if (!u || labelsOf(u.loadkit.spec) !== labelsOf(spec)) { whole = false; return; }
+      var had = u.loadkit.spec, cut = Math.max(0, had.x.length + spec.x.length - (max || Infinity));
+      var next = Object.assign({}, spec, {
+        x: had.x.concat(spec.x).slice(cut),
+        series: spec.series.map(function (s, i) {
+          return Object.assign({}, s, {values: had.series[i].values.concat(s.values).slice(cut)});
+        })
+      });
+      u.loadkit.spec = next;
+      u.setData(dataOf(next));
+    });
+    root.dataset.updates = String(Number(root.dataset.updates || 0) + 1);
+    return whole;
   }
 
   function resize(width) {
@@ -178,5 +266,5 @@ var loadkitCharts = (function () {
     window.matchMedia("print").addEventListener("change", function (e) { resize(e.matches ? 680 : screenWidth()); });
   }
 
-  return {mount: mount, charts: mounted, resize: resize};
+  return {mount: mount, update: update, append: append, charts: mounted, resize: resize};
 })();
