@@ -33,7 +33,7 @@ from typing import IO, Any
 
 from loadkit.errors import ConfigError, DriverError, Interrupted
 from loadkit.load.shapes import Stage, total_duration
-from loadkit.models.wire import Snapshot, Stats
+from loadkit.models.wire import Snapshot, Stats, WorkerEvent, WorkerEventKind
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,9 @@ class LoadPlan:
     profile: str = "custom"
     stop_timeout_s: float = 1.0
     pin_to_target: bool = False
+    workers: int = 0  # Locust workers over TCP (0: none); local ones unless master_bind is given
+    master_bind: tuple[str, int] | None = None  # bind here and wait for remote `loadkit worker`s
+    workers_wait_s: float = 60.0  # how long the master waits for its workers to connect
 
     @property
     def duration_s(self) -> float:
@@ -74,6 +77,8 @@ class LoadPlan:
             "headers": self.headers,
             "processes": self.processes,
             "pin_to_target": self.pin_to_target,
+            "workers": self.workers,
+            "workers_wait_s": self.workers_wait_s,
         })
 
 
@@ -91,6 +96,7 @@ class LoadOutcome:
     interrupted: bool
     notes: list[str]
     log_path: Path | None  # None unless kept (log_dir given)
+    workers: list[WorkerEvent] = field(default_factory=list)  # a distributed run's joined/lost/refused workers
 
 
 class _StopRequested(Exception):
@@ -107,6 +113,8 @@ class _Stream:
         self.notes: list[str] = []
         self.snapshots: list[Snapshot] = []
         self.end: dict[str, Any] | None = None
+        self.workers: list[WorkerEvent] = []
+        self.fatal: dict[str, Any] | None = None
         self.thread = threading.Thread(target=self._read, name="loadkit-stats", daemon=True)
 
     def _read(self) -> None:
@@ -132,6 +140,13 @@ class _Stream:
                     log.exception("snapshot callback failed")
         elif kind == "end":
             self.end = record
+        elif kind == "worker":
+            event = WorkerEvent.model_validate(record)
+            self.workers.append(event)
+            if event.event is not WorkerEventKind.JOINED:
+                log.warning("load generator worker %s %s: %s", event.node, event.event.value, event.reason)
+        elif kind == "fatal":
+            self.fatal = record
 
 
 class LocustDriver:
@@ -150,11 +165,16 @@ class LocustDriver:
         read_fd, write_fd = os.pipe()
         log_file = self._open_log()
         started_at = datetime.now(UTC)
+        port = (plan.master_bind[1] if plan.master_bind else _free_port()) if plan.workers else None
+        workers: list[subprocess.Popen[bytes]] = []
         try:
-            proc = self._spawn(plan, write_fd, log_file)
+            proc = self._spawn(plan, write_fd, log_file, port)
+            if port is not None and plan.master_bind is None:
+                workers = [_spawn_worker(plan, port, log_file) for _ in range(plan.workers)]
         except BaseException:
             os.close(read_fd)
             log_file.close()
+            _end_workers(workers)
             raise
         finally:
             os.close(write_fd)
@@ -168,6 +188,7 @@ class LocustDriver:
             _stop(proc)
         finally:
             _kill(proc)  # the master is gone or must go; its forked workers go with it
+            _end_workers(workers)  # local TCP workers: their own sessions, ended one by one
             stream.thread.join(timeout=STOP_GRACE_S)
             log_file.close()
         log_path = Path(log_file.name)
@@ -183,13 +204,12 @@ class LocustDriver:
             return open(self.log_dir / "locust.log", "wb")  # closed in run()
         return tempfile.NamedTemporaryFile(prefix="loadkit-locust-", suffix=".log", delete=False)
 
-    def _spawn(self, plan: LoadPlan, write_fd: int, log_file: IO[bytes]) -> subprocess.Popen[bytes]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "LOADKIT_"))}
-        env.update(LOADKIT_PLAN=plan.plugin_env(), LOADKIT_STATS_FD=str(write_fd), PYTHONUNBUFFERED="1",
-                   LOADKIT_PARENT_PID=str(os.getpid()))
+    def _spawn(self, plan: LoadPlan, write_fd: int, log_file: IO[bytes],
+               port: int | None) -> subprocess.Popen[bytes]:
+        env = locust_env(LOADKIT_PLAN=plan.plugin_env(), LOADKIT_STATS_FD=str(write_fd))
         try:
             return subprocess.Popen(
-                _locust_command(plan), env=env, stdin=subprocess.DEVNULL, stdout=log_file,
+                _locust_command(plan, port), env=env, stdin=subprocess.DEVNULL, stdout=log_file,
                 stderr=subprocess.STDOUT, pass_fds=(write_fd,), start_new_session=True,
             )
         except OSError as exc:
@@ -198,6 +218,8 @@ class LocustDriver:
     def _wait(self, proc: subprocess.Popen[bytes], plan: LoadPlan, stop: threading.Event | None) -> None:
         """Wait for Locust; a hard timeout stops a run that overstays its plan."""
         budget = STARTUP_ALLOWANCE_S + plan.duration_s + plan.stop_timeout_s + STOP_GRACE_S
+        if plan.workers:
+            budget += plan.workers_wait_s + STOP_GRACE_S  # waiting for workers, then for their final windows
         deadline = time.monotonic() + budget
         while True:
             try:
@@ -216,10 +238,16 @@ class LocustDriver:
 
     def _outcome(self, plan: LoadPlan, proc: subprocess.Popen[bytes], stream: _Stream,
                  started_at: datetime, interrupted: bool, log_path: Path) -> LoadOutcome:
+        if stream.fatal is not None:
+            raise DriverError(str(stream.fatal.get("message")), hint=stream.fatal.get("hint"))
+        log = _read(log_path)
+        if plan.workers and not interrupted and not stream.snapshots and stream.end is None and (
+                stream.started.is_set() or "was busy" in log):
+            raise _workers_error(plan, stream.workers, log)
         if not stream.started.is_set():
             if interrupted:
                 raise Interrupted("interrupted before Locust started")
-            failed = locustfile_error(_read(log_path), plan.locustfile)
+            failed = locustfile_error(log, plan.locustfile)
             if failed is not None:
                 raise DriverError(failed, hint=f"fix the locustfile, then check it alone with: locust -f "
                                   f"{plan.locustfile} --headless -u 1 -t 5s")
@@ -238,16 +266,71 @@ class LocustDriver:
             endpoints=end.get("endpoints", []), errors=end.get("errors", []),
             histogram=end.get("histogram", ""),
             interrupted=interrupted, notes=stream.notes, log_path=log_path if self.log_dir is not None else None,
+            workers=stream.workers,
         )
 
 
-def _locust_command(plan: LoadPlan) -> list[str]:
+def locust_env(**extra: str) -> dict[str, str]:
+    """The environment of a Locust child: the caller's, minus its LOCUST_*/LOADKIT_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "LOADKIT_"))}
+    env.update(PYTHONUNBUFFERED="1", LOADKIT_PARENT_PID=str(os.getpid()), **extra)
+    return env
+
+
+def worker_command(master_host: str, master_port: int, locustfiles: str) -> list[str]:
+    """A Locust worker of a loadkit master; `locustfiles` "-" downloads them from the master."""
+    return [sys.executable, "-m", "locust", "--worker", "--master-host", master_host,
+            "--master-port", str(master_port), "-f", locustfiles, "--loglevel", "WARNING"]
+
+
+def _spawn_worker(plan: LoadPlan, port: int, log_file: IO[bytes]) -> subprocess.Popen[bytes]:
+    """One local worker over TCP, as a remote one would be (the plan comes by message, not env)."""
+    try:
+        return subprocess.Popen(
+            worker_command("127.0.0.1", port, f"{PLUGIN},{plan.locustfile}"), env=locust_env(LOADKIT_WORKER="1"),
+            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    except OSError as exc:
+        raise DriverError(f"cannot start a Locust worker: {exc}", hint="reinstall loadkit") from exc
+
+
+def _end_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    """Local workers quit when their master tells them to; whatever is left after a moment is killed."""
+    deadline = time.monotonic() + 5.0
+    for worker in workers:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            worker.wait(timeout=max(0.0, deadline - time.monotonic()))
+        _kill(worker)
+
+
+def _workers_error(plan: LoadPlan, events: list[WorkerEvent], log: str) -> DriverError:
+    refused = [e for e in events if e.event is WorkerEventKind.REFUSED]
+    if refused:
+        return DriverError(f"the master refused its worker: {refused[0].reason}",
+                           hint="use the same loadkit image for `loadkit worker` and the master")
+    if "was busy" in log or "Address already in use" in log:
+        where = f"{plan.master_bind[0]}:{plan.master_bind[1]}" if plan.master_bind else "its port"
+        return DriverError(f"the Locust master could not bind {where}: the address is in use",
+                           hint="choose another --master-bind port, or stop what holds it")
+    joined = sum(e.event is WorkerEventKind.JOINED for e in events)
+    where = (f"{plan.master_bind[0]}:{plan.master_bind[1]}" if plan.master_bind else "127.0.0.1")
+    return DriverError(f"only {joined} of {plan.workers} Locust workers connected to the master on {where} "
+                       f"within {plan.workers_wait_s:g}s:\n{_tail_text(log)}",
+                       hint="start them with: loadkit worker --master HOST:PORT (the master's address as the "
+                            "workers reach it), or ask for fewer with --workers, or wait longer with --workers-wait")
+
+
+def _locust_command(plan: LoadPlan, port: int | None = None) -> list[str]:
     cmd = [
         sys.executable, "-m", "locust", "-f", f"{PLUGIN},{plan.locustfile}",
         "--headless", "--host", plan.target, "--loglevel", "WARNING", "--only-summary",
         "--stop-timeout", f"{plan.stop_timeout_s:g}", "--exit-code-on-error", "0",
     ]
-    if plan.processes > 1:
+    if plan.workers and port is not None:
+        host = plan.master_bind[0] if plan.master_bind else "127.0.0.1"
+        cmd += ["--master", "--master-bind-host", host, "--master-bind-port", str(port),
+                "--expect-workers", str(plan.workers), "--expect-workers-max-wait", f"{plan.workers_wait_s:g}"]
+    elif plan.processes > 1:
         port = _free_port()
         cmd += ["--processes", str(plan.processes), "--master-bind-host", "127.0.0.1",
                 "--master-bind-port", str(port), "--master-port", str(port)]
@@ -289,7 +372,11 @@ def _read(path: Path) -> str:
 def _tail(path: Path, lines: int = 15) -> str:
     if not path.exists():
         return "(no Locust log)"
-    text = _read(path).strip().splitlines()
+    return _tail_text(_read(path), lines)
+
+
+def _tail_text(log: str, lines: int = 15) -> str:
+    text = log.strip().splitlines()
     return "\n".join("  " + line for line in text[-lines:]) or "  (Locust printed nothing)"
 
 
