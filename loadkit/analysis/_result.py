@@ -82,6 +82,8 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
     card = evaluate(thresholds, observations_from_stats(stats), min_samples, external)
     health = with_workers(assess_generator(outcome.snapshots, plan.processes), outcome.workers)
     warnings = [*outcome.notes, *notes, *workers_lost_warnings(health, plan.workers)]
+    warnings += [f"a load generator worker was refused: {e.reason}" for e in outcome.workers
+                 if e.event is WorkerEventKind.REFUSED]
     if health.saturated:
         warnings.append(f"load generator saturated: {health.reason}; latency figures are unreliable "
                         "(use --processes N or fewer users)")

@@ -70,6 +70,10 @@ class Workers:
                       "run the same loadkit version (image) on the master and on every worker")
             logger.error("loadkit: refusing %s", reason)
             self.runner.send_message(REFUSED, {"reason": reason}, client_id=node)
+            # Forget it now: Locust would count it ready, and its "quit" as the last worker leaving
+            # (which ends a headless master's run before the right workers have come).
+            if node in self.runner.clients:
+                del self.runner.clients[node]
             self.write({"type": "worker", "event": "refused", "node": node, "reason": reason})
             return
         index = self.runner.get_worker_index(node)
