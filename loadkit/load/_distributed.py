@@ -1,9 +1,10 @@
 """The master's side of a distributed run: hand the plan to workers, hold users until they hold it,
 notice the ones that are lost, and collect every live one's final window.
 
-Only the Locust master imports this module (through locust_plugin.py): it uses gevent and Locust's
-runner. Locust (2.47) itself only notices a dead worker by its missing heartbeats (~3 s) and fires no
-event for it; without `--enable-rebalancing` that worker's users are simply gone. loadkit does not
+Only the Locust master uses this module (through locust_plugin.py), yet it imports neither locust
+nor gevent (only the plugin does): the plugin hands it the runner, gevent's sleep and Locust's name
+for a missing worker. Locust (2.47) itself only notices a dead worker by its missing heartbeats
+(~3 s) and fires no event for it; without `--enable-rebalancing` that worker's users are simply gone. loadkit does not
 re-balance either (the profile's users per worker stay as dispatched): it reports the loss, so a
 result never passes silently on a part of its load.
 
@@ -24,9 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import gevent
-from locust.runners import STATE_MISSING, MasterRunner
-
 from loadkit import __version__
 
 HELLO, PLAN, REFUSED, STOP = "loadkit_hello", "loadkit_plan", "loadkit_refused", "loadkit_stop"
@@ -45,10 +43,13 @@ class _Node:
 class Workers:
     """The master's view of its loadkit workers: who holds the plan, who is lost, who is done."""
 
-    def __init__(self, runner: MasterRunner, plan: dict[str, Any], expected: int, wait_s: float,
+    def __init__(self, runner: Any, plan: dict[str, Any], expected: int, wait_s: float,
                  write: Callable[[dict[str, Any]], None], elapsed: Callable[[], float],
-                 on_lost: Callable[[str], object]) -> None:
+                 on_lost: Callable[[str], object], *, sleep: Callable[[float], None], missing: str) -> None:
+        """`runner`: Locust's MasterRunner; `sleep`: gevent's; `missing`: Locust's STATE_MISSING."""
         self.runner = runner
+        self.sleep = sleep
+        self.missing = missing
         self.plan = plan
         self.expected = expected
         self.wait_s = wait_s
@@ -94,7 +95,7 @@ class Workers:
     # -- before the run: the shape's gate -------------------------------------------------------------
 
     def _live(self) -> list[str]:
-        return [c.id for c in self.runner.clients.all if c.state != STATE_MISSING]
+        return [c.id for c in self.runner.clients.all if c.state != self.missing]
 
     def ready(self) -> bool:
         """Every connected worker holds the plan (none would get users without it), and enough do."""
@@ -113,7 +114,7 @@ class Workers:
                             "hint": "start the missing workers (loadkit worker --master HOST:PORT), or ask for "
                                     "fewer with --workers, or wait longer with --workers-wait"})
                 return False
-            gevent.sleep(0.1)
+            self.sleep(0.1)
         self.opened = True
         return True
 
@@ -129,7 +130,7 @@ class Workers:
                 reason = "it stopped before the end of the run (its process was asked to stop)"
             elif client is None:
                 reason = "it disconnected from the master"
-            elif client.state == STATE_MISSING:
+            elif client.state == self.missing:
                 reason = "no heartbeat for 3 s (its process died, or its network is gone)"
             else:
                 continue
@@ -155,7 +156,7 @@ class Workers:
             self.check()
             if all(s.final or s.lost for s in self.nodes.values()):
                 return
-            gevent.sleep(0.05)
+            self.sleep(0.05)
         for node, state in self.nodes.items():
             if not state.final and not state.lost:
                 self._lose(node, state, f"it sent no final window within {timeout_s:g}s of the stop")

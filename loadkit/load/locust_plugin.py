@@ -42,7 +42,7 @@ import psutil
 from locust import LoadTestShape, events
 from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
-from locust.runners import MasterRunner, Runner, WorkerRunner
+from locust.runners import STATE_MISSING, MasterRunner, Runner, WorkerRunner
 
 from loadkit import __version__
 from loadkit.load._distributed import HELLO as _HELLO
@@ -490,7 +490,7 @@ def _start_collector(environment: Environment, runner: Runner, notes: list[str])
         collector.workers = _GATE = Workers(
             runner, {**_PLAN, "target": environment.host}, int(_PLAN["workers"]),
             float(_PLAN.get("workers_wait_s", 60.0)), collector.write, collector.elapsed,
-            on_lost=lambda node: collector.cpu.pop(node, None))
+            on_lost=lambda node: collector.cpu.pop(node, None), sleep=gevent.sleep, missing=STATE_MISSING)
         _GATE.register()
 
     def on_test_start(**_kw: Any) -> None:

@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -162,6 +162,11 @@ class LocustDriver:
         if "," in str(plan.locustfile):
             raise ConfigError(f"locustfile path {plan.locustfile} contains a comma",
                               hint="Locust splits -f on commas; rename or move the file")
+        with _master_port(plan):
+            return self._run(plan, on_snapshot, stop)
+
+    def _run(self, plan: LoadPlan, on_snapshot: Callable[[Snapshot], None] | None,
+             stop: threading.Event | None) -> LoadOutcome:
         read_fd, write_fd = os.pipe()
         log_file = self._open_log()
         started_at = datetime.now(UTC)
@@ -268,6 +273,29 @@ class LocustDriver:
             interrupted=interrupted, notes=stream.notes, log_path=log_path if self.log_dir is not None else None,
             workers=stream.workers,
         )
+
+
+_BOUND: dict[tuple[str, int], threading.Lock] = {}
+_BOUND_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _master_port(plan: LoadPlan) -> Iterator[None]:
+    """One run at a time per bound master address (`loadkit serve`'s worker pool has one port): a
+    second waits for the first, up to workers_wait_s."""
+    if plan.master_bind is None:
+        yield
+        return
+    with _BOUND_LOCK:
+        lock = _BOUND.setdefault(plan.master_bind, threading.Lock())
+    if not lock.acquire(timeout=plan.workers_wait_s):
+        host, port = plan.master_bind
+        raise DriverError(f"the worker pool at {host}:{port} was busy with another run for {plan.workers_wait_s:g}s",
+                          hint="retry later, or raise server.workers.min_users so fewer runs need the pool")
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def locust_env(**extra: str) -> dict[str, str]:
