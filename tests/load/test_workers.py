@@ -177,8 +177,10 @@ def test_a_worker_killed_mid_run_is_reported_in_every_output(target: CountingSer
     assert 0 < result["stats"]["requests"] <= target.requests - before
     flagged = [w for w in result["warnings"] if "was lost" in w]
     assert len(flagged) == 1 and "judged on what arrived" in flagged[0]
-    assert "was lost" in (report / "junit.xml").read_text()
-    assert "was lost" in (report / "report.html").read_text()
+    junit = (report / "junit.xml").read_text()
+    assert "was lost" in junit and '<property name="workers_lost" value="1"' in junit
+    html = (report / "report.html").read_text()
+    assert "was lost" in html and "1 of 2 workers lost" in html
     assert any("was lost" in w for w in json.loads((report / "result.json").read_text())["warnings"])
     console = Console(file=io.StringIO(), width=200)
     render_scorecard(RunResult.model_validate(result), console)
