@@ -25,13 +25,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from loadkit.errors import ConfigError, DriverError, Interrupted
+from loadkit.load._workers import end_workers, locust_env, master_port, spawn_worker, workers_error
 from loadkit.load.shapes import Stage, total_duration
 from loadkit.models.wire import Snapshot, Stats, WorkerEvent, WorkerEventKind
 
@@ -162,7 +163,7 @@ class LocustDriver:
         if "," in str(plan.locustfile):
             raise ConfigError(f"locustfile path {plan.locustfile} contains a comma",
                               hint="Locust splits -f on commas; rename or move the file")
-        with _master_port(plan):
+        with master_port(plan):
             return self._run(plan, on_snapshot, stop)
 
     def _run(self, plan: LoadPlan, on_snapshot: Callable[[Snapshot], None] | None,
@@ -175,11 +176,11 @@ class LocustDriver:
         try:
             proc = self._spawn(plan, write_fd, log_file, port)
             if port is not None and plan.master_bind is None:
-                workers = [_spawn_worker(plan, port, log_file) for _ in range(plan.workers)]
+                workers = [spawn_worker(plan, port, log_file, PLUGIN) for _ in range(plan.workers)]
         except BaseException:
             os.close(read_fd)
             log_file.close()
-            _end_workers(workers)
+            end_workers(workers)
             raise
         finally:
             os.close(write_fd)
@@ -193,7 +194,7 @@ class LocustDriver:
             _stop(proc)
         finally:
             _kill(proc)  # the master is gone or must go; its forked workers go with it
-            _end_workers(workers)  # local TCP workers: their own sessions, ended one by one
+            end_workers(workers)  # local TCP workers: their own sessions, ended one by one
             stream.thread.join(timeout=STOP_GRACE_S)
             log_file.close()
         log_path = Path(log_file.name)
@@ -248,7 +249,7 @@ class LocustDriver:
         log = _read(log_path)
         if plan.workers and not interrupted and not stream.snapshots and stream.end is None and (
                 stream.started.is_set() or "was busy" in log):
-            raise _workers_error(plan, stream.workers, log)
+            raise workers_error(plan, stream.workers, log, _tail_text(log))
         if not stream.started.is_set():
             if interrupted:
                 raise Interrupted("interrupted before Locust started")
@@ -273,79 +274,6 @@ class LocustDriver:
             interrupted=interrupted, notes=stream.notes, log_path=log_path if self.log_dir is not None else None,
             workers=stream.workers,
         )
-
-
-_BOUND: dict[tuple[str, int], threading.Lock] = {}
-_BOUND_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _master_port(plan: LoadPlan) -> Iterator[None]:
-    """One run at a time per bound master address (`loadkit serve`'s worker pool has one port): a
-    second waits for the first, up to workers_wait_s."""
-    if plan.master_bind is None:
-        yield
-        return
-    with _BOUND_LOCK:
-        lock = _BOUND.setdefault(plan.master_bind, threading.Lock())
-    if not lock.acquire(timeout=plan.workers_wait_s):
-        host, port = plan.master_bind
-        raise DriverError(f"the worker pool at {host}:{port} was busy with another run for {plan.workers_wait_s:g}s",
-                          hint="retry later, or raise server.workers.min_users so fewer runs need the pool")
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def locust_env(**extra: str) -> dict[str, str]:
-    """The environment of a Locust child: the caller's, minus its LOCUST_*/LOADKIT_* settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "LOADKIT_"))}
-    env.update(PYTHONUNBUFFERED="1", LOADKIT_PARENT_PID=str(os.getpid()), **extra)
-    return env
-
-
-def worker_command(master_host: str, master_port: int, locustfiles: str) -> list[str]:
-    """A Locust worker of a loadkit master; `locustfiles` "-" downloads them from the master."""
-    return [sys.executable, "-m", "locust", "--worker", "--master-host", master_host,
-            "--master-port", str(master_port), "-f", locustfiles, "--loglevel", "WARNING"]
-
-
-def _spawn_worker(plan: LoadPlan, port: int, log_file: IO[bytes]) -> subprocess.Popen[bytes]:
-    """One local worker over TCP, as a remote one would be (the plan comes by message, not env)."""
-    try:
-        return subprocess.Popen(
-            worker_command("127.0.0.1", port, f"{PLUGIN},{plan.locustfile}"), env=locust_env(LOADKIT_WORKER="1"),
-            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    except OSError as exc:
-        raise DriverError(f"cannot start a Locust worker: {exc}", hint="reinstall loadkit") from exc
-
-
-def _end_workers(workers: list[subprocess.Popen[bytes]]) -> None:
-    """Local workers quit when their master tells them to; whatever is left after a moment is killed."""
-    deadline = time.monotonic() + 5.0
-    for worker in workers:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            worker.wait(timeout=max(0.0, deadline - time.monotonic()))
-        _kill(worker)
-
-
-def _workers_error(plan: LoadPlan, events: list[WorkerEvent], log: str) -> DriverError:
-    refused = [e for e in events if e.event is WorkerEventKind.REFUSED]
-    if refused:
-        return DriverError(f"the master refused its worker: {refused[0].reason}",
-                           hint="use the same loadkit image for `loadkit worker` and the master")
-    if "was busy" in log or "Address already in use" in log:
-        where = f"{plan.master_bind[0]}:{plan.master_bind[1]}" if plan.master_bind else "its port"
-        return DriverError(f"the Locust master could not bind {where}: the address is in use",
-                           hint="choose another --master-bind port, or stop what holds it")
-    joined = sum(e.event is WorkerEventKind.JOINED for e in events)
-    where = (f"{plan.master_bind[0]}:{plan.master_bind[1]}" if plan.master_bind else "127.0.0.1")
-    return DriverError(f"only {joined} of {plan.workers} Locust workers connected to the master on {where} "
-                       f"within {plan.workers_wait_s:g}s:\n{_tail_text(log)}",
-                       hint="start them with: loadkit worker --master HOST:PORT (the master's address as the "
-                            "workers reach it), or ask for fewer with --workers, or wait longer with --workers-wait")
 
 
 def _locust_command(plan: LoadPlan, port: int | None = None) -> list[str]:

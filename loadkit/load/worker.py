@@ -23,7 +23,8 @@ import tempfile
 import time
 
 from loadkit.errors import DriverError, Interrupted, UsageError
-from loadkit.load.runner import STOP_GRACE_S, locust_env, worker_command
+from loadkit.load._workers import locust_env, worker_command
+from loadkit.load.runner import STOP_GRACE_S
 
 log = logging.getLogger(__name__)
 
