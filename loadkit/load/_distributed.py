@@ -111,8 +111,9 @@ class Workers:
                 self.write({"type": "fatal",
                             "message": f"only {have} of {self.expected} loadkit workers were ready within "
                                        f"{self.wait_s:g}s",
-                            "hint": "start the missing workers (loadkit worker --master HOST:PORT), or ask for "
-                                    "fewer with --workers, or wait longer with --workers-wait"})
+                            "hint": "start the missing workers with `loadkit worker --master HOST:PORT` (a plain "
+                                    "`locust --worker` never gets loadkit's plan), or ask for fewer with --workers, "
+                                    "or wait longer with --workers-wait"})
                 return False
             self.sleep(0.1)
         self.opened = True

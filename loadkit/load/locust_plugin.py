@@ -440,6 +440,10 @@ def _start_planned_worker(environment: Environment, runner: WorkerRunner) -> Non
             return  # sent again (the worker reconnected): the first plan stands
         plan = dict(msg.data)
         planned.append(plan)
+        # From here on this worker reads its plan as every loadkit process does (with "index" and
+        # "workers": its place among the master's workers).
+        _PLAN.update(plan)
+        _STAGES[:] = [Stage(**s) for s in plan.get("stages", [])]
         _Connections.get().policy = None
         _configure(environment, plan, plan.get("target"))
         logger.warning("loadkit: worker %s of %s holds the plan (%s)", plan.get("index"), plan.get("workers"),
