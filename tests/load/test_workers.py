@@ -162,7 +162,7 @@ def test_a_worker_killed_mid_run_is_reported_in_every_output(target: CountingSer
     lf, _ = locustfile
     report = tmp_path / "report"
     before = target.requests
-    proc = _popen(*_run_args(target, lf, "--workers", "2", "--report-dir", str(report), duration="8s"))
+    proc = _popen(*_run_args(target, lf, "--workers", "2", "--report-dir", str(report), duration="6s"))
     _wait_for(lambda: target.requests > before + 100, 40, "load from both workers")
     workers = _workers_of(proc)
     assert len(workers) == 2
@@ -172,7 +172,7 @@ def test_a_worker_killed_mid_run_is_reported_in_every_output(target: CountingSer
     result = json.loads(out)
     lost = result["generator"]["workers_lost"]
     assert len(lost) == 1 and "heartbeat" in lost[0]["reason"]
-    assert 0 < lost[0]["at_s"] < lost[0]["detected_s"] < 8 + 5
+    assert 0 < lost[0]["at_s"] < lost[0]["detected_s"] < 6 + 5
     # Judged on what arrived (the dead worker's unsent last window is the only gap), and flagged.
     assert 0 < result["stats"]["requests"] <= target.requests - before
     flagged = [w for w in result["warnings"] if "was lost" in w]
