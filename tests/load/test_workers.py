@@ -236,6 +236,17 @@ def test_sigkill_of_loadkit_stops_the_master_and_every_worker(target: CountingSe
     assert target.requests == settled
 
 
+def test_too_few_remote_workers_exit_3_with_the_fix(target: CountingServer, locustfile: tuple[Path, Path]) -> None:
+    lf, _ = locustfile
+    port = _free_port()
+    proc = run_loadkit(*_run_args(target, lf, "--workers", "2", "--master-bind", f"127.0.0.1:{port}",
+                                  "--workers-wait", "2s"))
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert f"only 0 of 2 Locust workers connected to the master on 127.0.0.1:{port} within 2s" in proc.stderr
+    assert "fix: start them with: loadkit worker --master" in proc.stderr
+    assert proc.stdout == ""
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--workers", "0"], "at least 1 worker"),
     (["--workers", "2", "--processes", "2"], "cannot be combined"),
