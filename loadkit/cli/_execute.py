@@ -62,12 +62,12 @@ def _execute(*, target: str, profile: str, locustfile: str | None, users: int | 
     err = stderr_console()
     against = f" (and the baseline {server.baseline_url} at once)" if baseline_target(config.thresholds, server) \
         else ""
-    on = f" on {plan.workers} workers" if plan.workers else ""
+    on = f" on {plan.workers} worker{'s' if plan.workers > 1 else ''}" if plan.workers else ""
     err.print(f"loadkit: {plan.profile} ({plan.locustfile.name}, peak {max(s.users for s in plan.stages)} users{on}, "
               f"{plan.duration_s:g}s) -> {plan.target}{against}", highlight=False)
     if plan.master_bind is not None:
-        err.print(f"loadkit: waiting up to {plan.workers_wait_s:g}s for {plan.workers} worker(s): loadkit worker "
-                  f"--master {plan.master_bind[0]}:{plan.master_bind[1]} (Locust's worker protocol has no "
+        err.print(f"loadkit: waiting up to {plan.workers_wait_s:g}s for {plan.workers} worker(s): `loadkit worker "
+                  f"--master {plan.master_bind[0]}:{plan.master_bind[1]}` (Locust's worker protocol has no "
                   "authentication or TLS: let only the workers reach this port)", highlight=False)
     with Progress(err, plan.duration_s, config.thresholds, samples, enabled=not quiet) as progress:
         result = run_scored(plan, config.thresholds, samples, on_snapshot=progress.update, log_dir=report_dir,
