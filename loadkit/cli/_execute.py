@@ -66,8 +66,9 @@ def _execute(*, target: str, profile: str, locustfile: str | None, users: int | 
     err.print(f"loadkit: {plan.profile} ({plan.locustfile.name}, peak {max(s.users for s in plan.stages)} users{on}, "
               f"{plan.duration_s:g}s) -> {plan.target}{against}", highlight=False)
     if plan.master_bind is not None:
+        host = plan.master_bind[0] if plan.master_bind[0] not in ("0.0.0.0", "*", "::") else "THIS-HOST"
         err.print(f"loadkit: waiting up to {plan.workers_wait_s:g}s for {plan.workers} worker(s): `loadkit worker "
-                  f"--master {plan.master_bind[0]}:{plan.master_bind[1]}` (Locust's worker protocol has no "
+                  f"--master {host}:{plan.master_bind[1]}` (Locust's worker protocol has no "
                   "authentication or TLS: let only the workers reach this port)", highlight=False)
     with Progress(err, plan.duration_s, config.thresholds, samples, enabled=not quiet) as progress:
         result = run_scored(plan, config.thresholds, samples, on_snapshot=progress.update, log_dir=report_dir,
