@@ -40,7 +40,7 @@ from loadkit.load.shapes import ShapeKind, Stage, stage_problems
 from loadkit.models.base import StrictModel
 from loadkit.models.specs import DEFAULT_MIN_SAMPLES, Duration, Threshold, default_chaos_thresholds, default_thresholds
 from loadkit.prometheus.queries import QueryVars, render
-from loadkit.units import parse_header
+from loadkit.units import parse_header, parse_host_port
 from loadkit.yaml_errors import describe, line_of, parse_yaml
 
 DEFAULT_CONFIG = Path("loadkit.yaml")
@@ -124,6 +124,33 @@ class CanaryNames(StrictModel):
     workload: str | None = Field(default=None, pattern=DNS_LABEL)
 
 
+class WorkersSpec(StrictModel):
+    """`loadkit serve`'s Locust worker pods (deploy/workers/): runs of at least `min_users` users load
+    from `expect` workers (`loadkit worker --master ...`) through a master bound at `bind`.
+
+        server:
+          workers: {expect: 4, bind: 0.0.0.0:5557, min_users: 200}
+
+    Smaller runs stay in the server's own Locust process. The pool serves one run at a time (one
+    master port); a second big run waits for it, up to `wait`.
+    """
+
+    expect: int = Field(ge=1)
+    bind: str = "0.0.0.0:5557"
+    min_users: int = Field(default=200, ge=1)
+    wait: Duration = Field(default=60.0, gt=0)  # for the workers to connect (and for the pool to be free)
+
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, value: str) -> str:
+        parse_host_port(value)
+        return value
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return parse_host_port(self.bind)
+
+
 class ServerSpec(StrictModel):
     """Settings of `loadkit serve` that belong in the config file (see docs/webhook.md).
 
@@ -144,6 +171,7 @@ class ServerSpec(StrictModel):
     # Flagger stopped calling (the Canary was deleted or suspended). Keep it above the interval.
     idle_timeout: Duration = Field(default=600.0, gt=0)
     rollback: RollbackSpec = Field(default_factory=RollbackSpec)
+    workers: WorkersSpec | None = None  # worker pods for big runs; None: every run loads from the server
 
     @field_validator("target_template", "baseline_template")
     @classmethod

@@ -94,3 +94,20 @@ def range_text(lo: float | None, hi: float | None, unit: str) -> str:
     if lo is not None:
         return f">= {with_unit(lo, unit)}"
     return f"<= {with_unit(hi, unit)}"
+
+
+def parse_host_port(text: str, *, default_host: str | None = None) -> tuple[str, int]:
+    """'10.0.0.5:5557' -> ('10.0.0.5', 5557); '[::1]:5557' for IPv6; ':5557' takes `default_host`.
+
+    >>> parse_host_port("loadkit-master.loadkit:5557")
+    ('loadkit-master.loadkit', 5557)
+    """
+    host, sep, port = text.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host and default_host is not None:
+        host = default_host
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535 or any(c in host for c in "/ @"):
+        raise ValueError(f"{text!r} is not HOST:PORT with a port 1-65535, e.g. 0.0.0.0:5557 or "
+                         "loadkit-master.loadkit:5557")
+    return host, int(port)

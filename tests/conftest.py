@@ -44,6 +44,7 @@ for _key in list(os.environ):
 # of consecutive tests, each part a group of its own, so no one worker carries a long tail.
 SPLIT = {
     "tests/load/test_run_sandbox.py": 3,
+    "tests/load/test_workers.py": 2,
     "tests/webhook/test_flagger_loop.py": 4,
     "tests/webhook/test_webhook_e2e.py": 3,
     "tests/cli/test_output_truth.py": 2,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadkit.units import format_duration, parse_duration, parse_header
+from loadkit.units import format_duration, parse_duration, parse_header, parse_host_port
 
 
 @pytest.mark.parametrize(
@@ -33,3 +33,20 @@ def test_parse_header() -> None:
 def test_bad_headers(text: str) -> None:
     with pytest.raises(ValueError, match="bad header"):
         parse_header(text)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("0.0.0.0:5557", ("0.0.0.0", 5557)),
+    ("loadkit-master.loadkit:5557", ("loadkit-master.loadkit", 5557)),
+    ("[::1]:5557", ("::1", 5557)),
+    (" 10.0.0.5:1 ", ("10.0.0.5", 1)),
+], ids=["any", "service", "ipv6", "spaces"])
+def test_host_port(text: str, expected: tuple[str, int]) -> None:
+    assert parse_host_port(text) == expected
+
+
+@pytest.mark.parametrize("text", ["nowhere", "host:", ":5557", "host:0", "host:65536", "host:x", "http://h:1",
+                                  "a b:1"])
+def test_bad_host_port(text: str) -> None:
+    with pytest.raises(ValueError, match="is not HOST:PORT"):
+        parse_host_port(text)

@@ -10,13 +10,14 @@ from loadkit.models.results import (
     EndpointStats,
     ErrorStat,
     GeneratorHealth,
+    LostWorker,
     RunResult,
     StageInfo,
     TimelinePoint,
     Verdict,
 )
 from loadkit.models.specs import Threshold
-from loadkit.models.wire import Snapshot
+from loadkit.models.wire import Snapshot, WorkerEvent, WorkerEventKind
 from loadkit.scoring import Observation, evaluate, observations_from_stats
 from loadkit.units import fmt
 
@@ -54,13 +55,35 @@ def assess_generator(snapshots: Sequence[Snapshot], processes: int) -> Generator
     )
 
 
+def with_workers(health: GeneratorHealth, events: Sequence[WorkerEvent]) -> GeneratorHealth:
+    """A distributed run's generator health: how many workers took part, which were lost."""
+    joined = {e.node for e in events if e.event is WorkerEventKind.JOINED}
+    lost = [LostWorker(node=e.node, index=e.index, at_s=e.at_s, detected_s=e.detected_s, requests=e.requests or 0,
+                       reason=e.reason) for e in events if e.event is WorkerEventKind.LOST]
+    return health.model_copy(update={"workers": len(joined), "workers_lost": lost})
+
+
+def workers_lost_warnings(health: GeneratorHealth, planned: int) -> list[str]:
+    """One warning per lost worker: the run is judged on what arrived, and says so in every output."""
+    out = []
+    for n, w in enumerate(health.workers_lost, start=1):
+        name = f"worker {w.index}" if w.index is not None else f"worker {w.node}"
+        when = f"at {fmt(w.at_s)}s" if w.at_s is not None else "mid-run"
+        out.append(f"load generator {name} was lost {when} ({w.reason}): its {w.requests} requests until then "
+                   f"are counted, its load after that is missing; judged on what arrived, from then on with "
+                   f"{max(planned - n, 0)} of {planned} workers")
+    return out
+
+
 def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Threshold], min_samples: int,
                  external: Mapping[str, Observation] | None = None, notes: Sequence[str] = ()) -> RunResult:
     """`external`: observations of Prometheus and compare checks (`gather`)."""
     stats = outcome.final
     card = evaluate(thresholds, observations_from_stats(stats), min_samples, external)
-    health = assess_generator(outcome.snapshots, plan.processes)
-    warnings = [*outcome.notes, *notes]
+    health = with_workers(assess_generator(outcome.snapshots, plan.processes), outcome.workers)
+    warnings = [*outcome.notes, *notes, *workers_lost_warnings(health, plan.workers)]
+    warnings += [f"a load generator worker was refused: {e.reason}" for e in outcome.workers
+                 if e.event is WorkerEventKind.REFUSED]
     if health.saturated:
         warnings.append(f"load generator saturated: {health.reason}; latency figures are unreliable "
                         "(use --processes N or fewer users)")

@@ -79,7 +79,20 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from loadkit.cli import chaos, compare, demo, gameday, gate, history, profiles, run, sandbox, score, serve
+    from loadkit.cli import (
+        chaos,
+        compare,
+        demo,
+        gameday,
+        gate,
+        history,
+        profiles,
+        run,
+        sandbox,
+        score,
+        serve,
+        worker,
+    )
 
     cli.add_command(run.run)
     cli.add_command(score.score)
@@ -92,6 +105,7 @@ def _register() -> None:
     cli.add_command(profiles.profiles)
     cli.add_command(sandbox.sandbox)
     cli.add_command(demo.demo)
+    cli.add_command(worker.worker)
 
 
 _register()

@@ -31,14 +31,16 @@ def execute_run(*, target: str, profile: str, locustfile: str | None, users: int
                 processes: int, config_path: Path | None, output: str, junit_path: Path | None,
                 report_dir: Path | None, min_samples: int | None, quiet: bool, baseline: str | None = None,
                 prometheus_url: str | None = None, canary_name: str | None = None,
-                namespace: str | None = None, keep: Keep | None = None) -> int:
+                namespace: str | None = None, keep: Keep | None = None, workers: int | None = None,
+                master_bind: str | None = None, workers_wait: float = 60.0) -> int:
     prepare_outputs(junit_path, report_dir)
     with error_outputs(junit_path, report_dir, f"loadkit.{profile}"):
         return _execute(target=target, profile=profile, locustfile=locustfile, users=users, spawn_rate=spawn_rate,
                         duration=duration, headers=headers, processes=processes, config_path=config_path,
                         output=output, junit_path=junit_path, report_dir=report_dir, min_samples=min_samples,
                         quiet=quiet, baseline=baseline, prometheus_url=prometheus_url, canary_name=canary_name,
-                        namespace=namespace, keep=keep)
+                        namespace=namespace, keep=keep, workers=workers, master_bind=master_bind,
+                        workers_wait=workers_wait)
 
 
 def _execute(*, target: str, profile: str, locustfile: str | None, users: int | None,
@@ -46,21 +48,28 @@ def _execute(*, target: str, profile: str, locustfile: str | None, users: int | 
              processes: int, config_path: Path | None, output: str, junit_path: Path | None,
              report_dir: Path | None, min_samples: int | None, quiet: bool, baseline: str | None,
              prometheus_url: str | None, canary_name: str | None, namespace: str | None,
-             keep: Keep | None) -> int:
+             keep: Keep | None, workers: int | None, master_bind: str | None, workers_wait: float) -> int:
     config = load_config(config_path)
     server = server_side(config, prometheus_url=prometheus_url, canary_name=canary_name, namespace=namespace,
                          baseline=baseline)
     chosen = get_profile(profile, config.profiles)
     plan = plan_run(chosen, target=target, locustfile=locustfile, users=users, spawn_rate=spawn_rate,
                     duration_s=duration, headers=headers, processes=processes,
-                    base_dir=config.path.parent if config.path else None)
+                    base_dir=config.path.parent if config.path else None, workers=workers,
+                    master_bind=master_bind, workers_wait_s=workers_wait)
     samples = min_samples or config.min_samples
     require(config.thresholds, server)  # settings and queries refused before the header, not after
     err = stderr_console()
     against = f" (and the baseline {server.baseline_url} at once)" if baseline_target(config.thresholds, server) \
         else ""
-    err.print(f"loadkit: {plan.profile} ({plan.locustfile.name}, peak {max(s.users for s in plan.stages)} users, "
+    on = f" on {plan.workers} worker{'s' if plan.workers > 1 else ''}" if plan.workers else ""
+    err.print(f"loadkit: {plan.profile} ({plan.locustfile.name}, peak {max(s.users for s in plan.stages)} users{on}, "
               f"{plan.duration_s:g}s) -> {plan.target}{against}", highlight=False)
+    if plan.master_bind is not None:
+        host = plan.master_bind[0] if plan.master_bind[0] not in ("0.0.0.0", "*", "::") else "THIS-HOST"
+        err.print(f"loadkit: waiting up to {plan.workers_wait_s:g}s for {plan.workers} worker(s): `loadkit worker "
+                  f"--master {host}:{plan.master_bind[1]}` (Locust's worker protocol has no "
+                  "authentication or TLS: let only the workers reach this port)", highlight=False)
     with Progress(err, plan.duration_s, config.thresholds, samples, enabled=not quiet) as progress:
         result = run_scored(plan, config.thresholds, samples, on_snapshot=progress.update, log_dir=report_dir,
                             server=server)

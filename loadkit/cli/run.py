@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from loadkit.cli._options import config_option, history_options, load_options, output_option, prometheus_options
+from loadkit.cli._options import (
+    DurationType,
+    config_option,
+    history_options,
+    load_options,
+    output_option,
+    prometheus_options,
+)
 
 
 @click.command("run")
@@ -26,12 +33,21 @@ from loadkit.cli._options import config_option, history_options, load_options, o
 @click.option("--min-samples", type=click.IntRange(min=1),
               help="Fewer requests than this is a FAIL with 'insufficient data' (default 100).")
 @click.option("--quiet", "-q", is_flag=True, help="No live progress on stderr.")
+@click.option("--workers", type=int, metavar="N",
+              help="Load from N Locust workers over TCP (Locust's distributed mode): local ones, or with "
+                   "--master-bind remote ones (`loadkit worker --master HOST:PORT`) the run waits for.")
+@click.option("--master-bind", metavar="HOST:PORT",
+              help="With --workers: listen here for remote workers, e.g. 0.0.0.0:5557 (no auth/TLS: "
+                   "firewall it to the workers).")
+@click.option("--workers-wait", type=DurationType(), default="60s", show_default=True,
+              help="How long to wait for the --workers to connect; fewer exits 3.")
 @history_options
 def run(target: str, profile: str, locustfile: str | None, users: int | None, spawn_rate: float | None,
         duration: float | None, headers: tuple[tuple[str, str], ...], processes: int,
         config_path: Path | None, output: str, junit_path: Path | None, report_dir: Path | None,
         min_samples: int | None, quiet: bool, baseline: str | None, prometheus_url: str | None,
-        canary_name: str | None, namespace: str | None, db_path: Path | None, no_history: bool) -> int:
+        canary_name: str | None, namespace: str | None, db_path: Path | None, no_history: bool,
+        workers: int | None = None, master_bind: str | None = None, workers_wait: float = 60.0) -> int:
     """Run a load profile against TARGET and score it.
 
     \b
@@ -39,6 +55,8 @@ def run(target: str, profile: str, locustfile: str | None, users: int | None, sp
       loadkit run --target http://127.0.0.1:8080/canary --profile smoke
       loadkit run --target http://bruno-site-canary.bruno:80 -p steady -u 50 -t 2m -o json | jq .verdict
       loadkit run --target http://127.0.0.1:8080 -H 'x-canary: insider' --junit load.xml
+      loadkit run --target http://127.0.0.1:8080 -p steady -u 500 --workers 4
+      loadkit run --target http://site.bruno:80 -p stress --workers 8 --master-bind 0.0.0.0:5557
       loadkit run --target http://127.0.0.1:8080/canary --config loadkit.yaml \\
           --prometheus http://127.0.0.1:9090 --canary bruno-site --namespace bruno --baseline http://127.0.0.1:8080
 
@@ -54,5 +72,6 @@ def run(target: str, profile: str, locustfile: str | None, users: int | None, sp
         duration=duration, headers=dict(headers), processes=processes, config_path=config_path,
         output=output, junit_path=junit_path, report_dir=report_dir, min_samples=min_samples, quiet=quiet,
         baseline=baseline, prometheus_url=prometheus_url, canary_name=canary_name, namespace=namespace,
-        keep=Keep(db_path, enabled=not no_history),
+        keep=Keep(db_path, enabled=not no_history), workers=workers, master_bind=master_bind,
+        workers_wait=workers_wait,
     )

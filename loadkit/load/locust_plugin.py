@@ -13,6 +13,14 @@ It is driven by two environment variables set by `loadkit.load.runner`:
 
 Workers (with --processes) send their windows to the master as "loadkit_window" messages.
 With "pin_to_target" every process refuses TCP connections outside the target's origin (_OriginGuard).
+
+Distributed runs (`loadkit run --workers N`, `loadkit worker --master HOST:PORT`): a worker started
+with LOADKIT_WORKER=1 has no plan of its own. It refuses every TCP connection until the master has
+sent it one: it says "loadkit_hello" with its loadkit version, the master answers "loadkit_plan" (or
+"loadkit_refused" for another version), and the master's shape holds the users back until every
+expected worker holds the plan. The master tracks its workers (`_Workers`): one that goes missing
+(no heartbeat) or leaves before the end is reported as {"type": "worker", "event": "lost", ...}; at
+the end it asks every live worker to stop and waits for each one's final window before finishing.
 """
 
 from __future__ import annotations
@@ -34,14 +42,23 @@ import psutil
 from locust import LoadTestShape, events
 from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
-from locust.runners import MasterRunner, Runner, WorkerRunner
+from locust.runners import STATE_MISSING, MasterRunner, Runner, WorkerRunner
 
+from loadkit import __version__
+from loadkit.load._distributed import HELLO as _HELLO
+from loadkit.load._distributed import PLAN as _PLAN_MESSAGE
+from loadkit.load._distributed import REFUSED as _REFUSED
+from loadkit.load._distributed import STOP as _STOP
+from loadkit.load._distributed import Workers
 from loadkit.load._window import REFUSED_MARKER, Window, endpoint_rows
 from loadkit.load.shapes import Stage, tick
 
 _PLAN: dict[str, Any] = json.loads(os.environ.get("LOADKIT_PLAN") or "{}")
 _STAGES = [Stage(**s) for s in _PLAN.get("stages", [])]
+_GATE: Workers | None = None  # the master's workers, in a distributed run
 _MESSAGE = "loadkit_window"
+_MASTER_SILENCE_S = 10.0  # a worker that hears no heartbeat from its master this long stops loading
+_FINAL_WAIT_S = 10.0  # at the end, the master waits this long (beyond --stop-timeout) for final windows
 _INTERVAL_S = 1.0
 _RESOLVE_EVERY_S = 5.0  # a refused destination re-resolves the target at most this often (Service DNS moves)
 _REFUSALS_LOGGED = 20  # distinct refused destinations named in the Locust log; the error table counts them all
@@ -52,6 +69,12 @@ class LoadkitShape(LoadTestShape):
     """The profile's stages, from LOADKIT_PLAN."""
 
     def tick(self) -> tuple[int, float] | None:
+        if _GATE is not None and not _GATE.opened:
+            # Distributed: no users before every expected worker holds the plan; the profile's
+            # clock starts when they do.
+            if not _GATE.wait():
+                return None
+            self.reset_time()
         return tick(_STAGES, self.get_run_time())
 
 
@@ -81,14 +104,60 @@ def _host_port(host: Any, port: Any) -> str:
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
-class _OriginGuard:
-    """Refuses every TCP connection but those to the target's origin (the plan's pin_to_target).
+class _Connections:
+    """gevent's socket class, patched once: `policy` (None: allow) sees every new TCP connection.
 
     Locust has monkey-patched the process by now, so every client socket is gevent's socket class:
     FastHttpUser's (geventhttpclient), HttpUser's (requests/urllib3) and a locustfile's own. The
-    guard wraps that class's connect and connect_ex, so a redirect or an absolute URL to another
-    host or port fails before a byte is sent, whichever client. Clients pool connections: this
-    runs once per new connection, never per request. It stops mistakes, not a hostile locustfile.
+    patch wraps that class's connect and connect_ex, so a refused destination fails before a byte
+    is sent, whichever client. Clients pool connections: this runs once per new connection, never
+    per request. ZeroMQ (the master/worker link) has sockets of its own and is not affected.
+    """
+
+    _installed: _Connections | None = None
+
+    def __init__(self) -> None:
+        self.policy: Any = None
+
+    @classmethod
+    def get(cls) -> _Connections:
+        if cls._installed is None:
+            cls._installed = cls()
+            cls._installed._patch()
+        return cls._installed
+
+    def _patch(self) -> None:
+        cls = socket.socket  # gevent's class, patched in by Locust; SSL sockets call its connect too
+        connect, connect_ex = cls.connect, cls.connect_ex
+
+        def check(sock: Any, address: Any) -> Any:
+            return address if self.policy is None else self.policy(sock, address)
+
+        def guarded_connect(sock: Any, address: Any) -> None:
+            connect(sock, check(sock, address))
+
+        def guarded_connect_ex(sock: Any, address: Any) -> int:
+            try:
+                address = check(sock, address)
+            except ConnectionRefusedError:
+                return errno.ECONNREFUSED
+            return int(connect_ex(sock, address))
+
+        setattr(cls, "connect", guarded_connect)  # noqa: B010 - mypy rejects assigning a method
+        setattr(cls, "connect_ex", guarded_connect_ex)  # noqa: B010
+
+
+def _refuse_until_planned(sock: Any, address: Any) -> Any:
+    """A worker's policy until its master's plan arrives: no load goes anywhere without a plan."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type == socket.SOCK_DGRAM:
+        return address
+    raise ConnectionRefusedError(f"{REFUSED_MARKER}: this loadkit worker has no plan from its master yet")
+
+
+class _OriginGuard:
+    """Refuses every TCP connection but those to the target's origin (the plan's pin_to_target),
+    through `_Connections`: a redirect or an absolute URL to another host or port fails before a
+    byte is sent. It stops mistakes, not a hostile locustfile.
     """
 
     def __init__(self, host: str) -> None:
@@ -104,22 +173,7 @@ class _OriginGuard:
         self.logged: set[str] = set()
 
     def install(self) -> None:
-        cls = socket.socket  # gevent's class, patched in by Locust; SSL sockets call its connect too
-        connect, connect_ex = cls.connect, cls.connect_ex
-        check = self.check
-
-        def guarded_connect(sock: Any, address: Any) -> None:
-            connect(sock, check(sock, address))
-
-        def guarded_connect_ex(sock: Any, address: Any) -> int:
-            try:
-                address = check(sock, address)
-            except ConnectionRefusedError:
-                return errno.ECONNREFUSED
-            return int(connect_ex(sock, address))
-
-        setattr(cls, "connect", guarded_connect)  # noqa: B010 - mypy rejects assigning a method
-        setattr(cls, "connect_ex", guarded_connect_ex)  # noqa: B010
+        _Connections.get().policy = self.check
 
     def check(self, sock: Any, address: Any) -> Any:
         """The address to connect to, or ConnectionRefusedError when it is outside the target."""
@@ -214,12 +268,22 @@ class _Collector:
         self.stopping: float | None = None
         self.last_emit = time.monotonic()
         self.ended = False
+        self.workers: Workers | None = None
 
     def on_worker_window(self, environment: Environment, msg: Any, **_kw: Any) -> None:
         data = msg.data
-        self.pending.merge(Window.from_wire(data["window"]))
-        self.cpu[str(msg.node_id)] = float(data["cpu"])
+        window = Window.from_wire(data["window"])
+        self.pending.merge(window)
+        node = str(msg.node_id)
+        if self.workers is not None:
+            self.workers.on_window(node, window.requests, bool(data.get("final")))
+            if self.workers.nodes.get(node) is not None and self.workers.nodes[node].lost:
+                return  # a lost worker heard from again: its requests count, its CPU no longer does
+        self.cpu[node] = float(data["cpu"])
         self.lag_ms = max(self.lag_ms, float(data["lag_ms"]))
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started if self.started is not None else 0.0
 
     def loop(self) -> None:
         while not self.ended:
@@ -227,13 +291,9 @@ class _Collector:
                 self.local.sleep_measuring_lag(_INTERVAL_S)
             else:
                 gevent.sleep(_INTERVAL_S)
+            if self.workers is not None:
+                self.workers.check()
             self.emit_snapshot()
-            if _orphaned():
-                # Locust runs in its own session, so a parent killed with SIGKILL leaves it behind:
-                # stop the way the parent would have asked, instead of loading the target on.
-                logger.warning("loadkit: the loadkit process that started this run is gone; stopping")
-                os.kill(os.getpid(), signal.SIGINT)
-                return
 
     def emit_snapshot(self) -> None:
         if self.local is not None:
@@ -253,6 +313,7 @@ class _Collector:
             "type": "snapshot",
             "elapsed_s": round(elapsed, 3),
             "users": self.runner.user_count,
+            **({"workers": sum(not n.lost for n in self.workers.nodes.values())} if self.workers else {}),
             "cpu_pct": max(self.cpu.values(), default=0.0),
             "lag_ms": round(self.lag_ms, 1),
             "window": window.summary(span),
@@ -282,9 +343,37 @@ class _Collector:
             self.ended = True  # the parent is gone; nothing left to report to
 
 
-def _orphaned() -> bool:
-    parent = os.environ.get("LOADKIT_PARENT_PID")
-    return parent is not None and os.getppid() != int(parent)
+def _orphaned(parent: int | None) -> bool:
+    return parent is not None and os.getppid() != parent
+
+
+def _master_silent(runner: Runner) -> bool:
+    heard = getattr(runner, "last_heartbeat_timestamp", None) if isinstance(runner, WorkerRunner) else None
+    return heard is not None and time.time() - heard > _MASTER_SILENCE_S
+
+
+def _watchdog(runner: Runner, parent: int | None) -> None:
+    """Stop loading when whoever this process loads for is gone.
+
+    Locust runs in its own session, so a parent killed with SIGKILL leaves it behind; a worker's
+    master may vanish the same way (Locust itself waits 60 s). Stop the way the parent would have
+    asked (SIGINT: an orderly quit), and if that hangs, exit: no orphan keeps loading the target.
+    """
+    while not (_orphaned(parent) or _master_silent(runner)):
+        gevent.sleep(_INTERVAL_S)
+    who = "process that started this one" if _orphaned(parent) else "master (no heartbeat)"
+    logger.warning("loadkit: the %s is gone; stopping", who)
+    os.kill(os.getpid(), signal.SIGINT)
+    gevent.sleep(_FINAL_WAIT_S)
+    os._exit(3)
+
+
+def _configure(environment: Environment, plan: dict[str, Any], target: str | None) -> None:
+    """What every loadkit process applies before its first request: pinning and headers."""
+    if plan.get("pin_to_target") is True:
+        _OriginGuard(target or environment.host or "").install()
+    if plan.get("headers"):
+        _apply_headers(environment, plan["headers"])
 
 
 def _apply_headers(environment: Environment, headers: dict[str, str]) -> None:
@@ -311,19 +400,25 @@ def _wrap_http_user(user_class: type, headers: dict[str, str]) -> None:
 
 @events.init.add_listener
 def _on_init(environment: Environment, runner: Runner, **_kw: Any) -> None:
-    if not _PLAN:
+    remote = isinstance(runner, WorkerRunner) and os.environ.get("LOADKIT_WORKER") == "1"
+    if not _PLAN and not remote:
         return  # loaded without loadkit (plain `locust -f`): stay out of the way
-    if _PLAN.get("pin_to_target") is True:
-        # Every process runs this (--processes forks the workers before Locust fires init).
-        _OriginGuard(environment.host or "").install()
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         # Started from a background job (`loadkit run ... &`) SIGINT arrives ignored, but it is how
         # loadkit asks Locust for an orderly stop: restore Python's KeyboardInterrupt.
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    # The parent to outlive: loadkit (LOADKIT_PARENT_PID), or for a worker forked by --processes its master.
+    forked = isinstance(runner, WorkerRunner) and not remote
+    parent = os.getppid() if forked else int(os.environ.get("LOADKIT_PARENT_PID") or 0) or None
+    gevent.spawn(_watchdog, runner, parent)
     logger.warning("loadkit: Locust's own request statistics are replaced by loadkit's exact ones; "
                 "Locust's summary below shows none")
-    if _PLAN.get("headers"):
-        _apply_headers(environment, _PLAN["headers"])
+    if remote:
+        assert isinstance(runner, WorkerRunner)
+        _start_planned_worker(environment, runner)
+        return
+    # Every process runs this (--processes forks the workers before Locust fires init).
+    _configure(environment, _PLAN, environment.host)
     notes = []
     shapes = getattr(environment, "available_shape_classes", None) or {}
     if len(shapes) > 1:
@@ -335,13 +430,43 @@ def _on_init(environment: Environment, runner: Runner, **_kw: Any) -> None:
         _start_collector(environment, runner, notes)
 
 
+def _start_planned_worker(environment: Environment, runner: WorkerRunner) -> None:
+    """A worker of a distributed run: nothing leaves it until its master's plan arrives."""
+    _Connections.get().policy = _refuse_until_planned
+    planned: list[dict[str, Any]] = []
+
+    def on_plan(environment: Environment, msg: Any, **_kw: Any) -> None:
+        if planned:
+            return  # sent again (the worker reconnected): the first plan stands
+        plan = dict(msg.data)
+        planned.append(plan)
+        # From here on this worker reads its plan as every loadkit process does (with "index" and
+        # "workers": its place among the master's workers).
+        _PLAN.update(plan)
+        _STAGES[:] = [Stage(**s) for s in plan.get("stages", [])]
+        _Connections.get().policy = None
+        _configure(environment, plan, plan.get("target"))
+        logger.warning("loadkit: worker %s of %s holds the plan (%s)", plan.get("index"), plan.get("workers"),
+                       plan.get("target"))
+        _start_worker(environment, runner)
+
+    def on_refused(environment: Environment, msg: Any, **_kw: Any) -> None:
+        logger.error("loadkit: the master refused this worker: %s", (msg.data or {}).get("reason"))
+        environment.process_exit_code = 2
+        gevent.spawn(runner.quit)
+
+    runner.register_message(_PLAN_MESSAGE, on_plan)
+    runner.register_message(_REFUSED, on_refused)
+    runner.send_message(_HELLO, {"version": __version__})
+
+
 def _start_worker(environment: Environment, runner: WorkerRunner) -> None:
     process = _Process()
     process.listen(environment)
 
-    def send() -> None:
+    def send(final: bool = False) -> None:
         window, cpu, lag = process.drain()
-        runner.send_message(_MESSAGE, {"window": window.to_wire(), "cpu": cpu, "lag_ms": lag})
+        runner.send_message(_MESSAGE, {"window": window.to_wire(), "cpu": cpu, "lag_ms": lag, "final": final})
 
     def loop() -> None:
         while True:
@@ -349,10 +474,13 @@ def _start_worker(environment: Environment, runner: WorkerRunner) -> None:
             send()
 
     gevent.spawn(loop)
-    environment.events.test_stop.add_listener(lambda **_: send())
+    # The master's "loadkit_stop": stop the users now; test_stop then sends the final window.
+    runner.register_message(_STOP, lambda **_: gevent.spawn(runner.stop))
+    environment.events.test_stop.add_listener(lambda **_: send(final=True))
 
 
 def _start_collector(environment: Environment, runner: Runner, notes: list[str]) -> None:
+    global _GATE
     fd = os.environ.get("LOADKIT_STATS_FD")
     out = os.fdopen(int(fd), "w", buffering=1, encoding="utf-8") if fd else open(os.devnull, "w")  # noqa: SIM115
     local = None if isinstance(runner, MasterRunner) else _Process()
@@ -362,6 +490,12 @@ def _start_collector(environment: Environment, runner: Runner, notes: list[str])
     else:
         runner.register_message(_MESSAGE, collector.on_worker_window)
     collector.write({"type": "start", "processes": _PLAN.get("processes", 1), "pid": os.getpid(), "notes": notes})
+    if isinstance(runner, MasterRunner) and _PLAN.get("workers"):
+        collector.workers = _GATE = Workers(
+            runner, {**_PLAN, "target": environment.host}, int(_PLAN["workers"]),
+            float(_PLAN.get("workers_wait_s", 60.0)), collector.write, collector.elapsed,
+            on_lost=lambda node: collector.cpu.pop(node, None), sleep=gevent.sleep, missing=STATE_MISSING)
+        _GATE.register()
 
     def on_test_start(**_kw: Any) -> None:
         if collector.started is None:
@@ -371,7 +505,16 @@ def _start_collector(environment: Environment, runner: Runner, notes: list[str])
     def on_test_stopping(**_kw: Any) -> None:
         if collector.stopping is None:
             collector.stopping = time.monotonic()
+        if collector.workers is not None:
+            collector.workers.stopping = True
+
+    def on_test_stop(**_kw: Any) -> None:
+        if collector.workers is not None:
+            # Locust's headless quit does not wait for its workers' last reports (it allows 0.5 s):
+            # loadkit waits for every live worker's final window, so none is lost at the end.
+            collector.workers.flush(environment.stop_timeout + _FINAL_WAIT_S)
 
     environment.events.test_start.add_listener(on_test_start)
     environment.events.test_stopping.add_listener(on_test_stopping)
+    environment.events.test_stop.add_listener(on_test_stop)
     environment.events.quit.add_listener(lambda exit_code=0, **_: collector.finish("completed"))

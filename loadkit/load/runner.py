@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from loadkit.errors import ConfigError, DriverError, Interrupted
+from loadkit.load._workers import end_workers, locust_env, master_port, spawn_worker, workers_error
 from loadkit.load.shapes import Stage, total_duration
-from loadkit.models.wire import Snapshot, Stats
+from loadkit.models.wire import Snapshot, Stats, WorkerEvent, WorkerEventKind
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,9 @@ class LoadPlan:
     profile: str = "custom"
     stop_timeout_s: float = 1.0
     pin_to_target: bool = False
+    workers: int = 0  # Locust workers over TCP (0: none); local ones unless master_bind is given
+    master_bind: tuple[str, int] | None = None  # bind here and wait for remote `loadkit worker`s
+    workers_wait_s: float = 60.0  # how long the master waits for its workers to connect
 
     @property
     def duration_s(self) -> float:
@@ -74,6 +78,8 @@ class LoadPlan:
             "headers": self.headers,
             "processes": self.processes,
             "pin_to_target": self.pin_to_target,
+            "workers": self.workers,
+            "workers_wait_s": self.workers_wait_s,
         })
 
 
@@ -91,6 +97,7 @@ class LoadOutcome:
     interrupted: bool
     notes: list[str]
     log_path: Path | None  # None unless kept (log_dir given)
+    workers: list[WorkerEvent] = field(default_factory=list)  # a distributed run's joined/lost/refused workers
 
 
 class _StopRequested(Exception):
@@ -107,6 +114,8 @@ class _Stream:
         self.notes: list[str] = []
         self.snapshots: list[Snapshot] = []
         self.end: dict[str, Any] | None = None
+        self.workers: list[WorkerEvent] = []
+        self.fatal: dict[str, Any] | None = None
         self.thread = threading.Thread(target=self._read, name="loadkit-stats", daemon=True)
 
     def _read(self) -> None:
@@ -132,6 +141,13 @@ class _Stream:
                     log.exception("snapshot callback failed")
         elif kind == "end":
             self.end = record
+        elif kind == "worker":
+            event = WorkerEvent.model_validate(record)
+            self.workers.append(event)
+            if event.event is not WorkerEventKind.JOINED:
+                log.warning("load generator worker %s %s: %s", event.node, event.event.value, event.reason)
+        elif kind == "fatal":
+            self.fatal = record
 
 
 class LocustDriver:
@@ -147,14 +163,24 @@ class LocustDriver:
         if "," in str(plan.locustfile):
             raise ConfigError(f"locustfile path {plan.locustfile} contains a comma",
                               hint="Locust splits -f on commas; rename or move the file")
+        with master_port(plan):
+            return self._run(plan, on_snapshot, stop)
+
+    def _run(self, plan: LoadPlan, on_snapshot: Callable[[Snapshot], None] | None,
+             stop: threading.Event | None) -> LoadOutcome:
         read_fd, write_fd = os.pipe()
         log_file = self._open_log()
         started_at = datetime.now(UTC)
+        port = (plan.master_bind[1] if plan.master_bind else _free_port()) if plan.workers else None
+        workers: list[subprocess.Popen[bytes]] = []
         try:
-            proc = self._spawn(plan, write_fd, log_file)
+            proc = self._spawn(plan, write_fd, log_file, port)
+            if port is not None and plan.master_bind is None:
+                workers = [spawn_worker(plan, port, log_file, PLUGIN) for _ in range(plan.workers)]
         except BaseException:
             os.close(read_fd)
             log_file.close()
+            end_workers(workers)
             raise
         finally:
             os.close(write_fd)
@@ -168,6 +194,7 @@ class LocustDriver:
             _stop(proc)
         finally:
             _kill(proc)  # the master is gone or must go; its forked workers go with it
+            end_workers(workers)  # local TCP workers: their own sessions, ended one by one
             stream.thread.join(timeout=STOP_GRACE_S)
             log_file.close()
         log_path = Path(log_file.name)
@@ -183,13 +210,12 @@ class LocustDriver:
             return open(self.log_dir / "locust.log", "wb")  # closed in run()
         return tempfile.NamedTemporaryFile(prefix="loadkit-locust-", suffix=".log", delete=False)
 
-    def _spawn(self, plan: LoadPlan, write_fd: int, log_file: IO[bytes]) -> subprocess.Popen[bytes]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "LOADKIT_"))}
-        env.update(LOADKIT_PLAN=plan.plugin_env(), LOADKIT_STATS_FD=str(write_fd), PYTHONUNBUFFERED="1",
-                   LOADKIT_PARENT_PID=str(os.getpid()))
+    def _spawn(self, plan: LoadPlan, write_fd: int, log_file: IO[bytes],
+               port: int | None) -> subprocess.Popen[bytes]:
+        env = locust_env(LOADKIT_PLAN=plan.plugin_env(), LOADKIT_STATS_FD=str(write_fd))
         try:
             return subprocess.Popen(
-                _locust_command(plan), env=env, stdin=subprocess.DEVNULL, stdout=log_file,
+                _locust_command(plan, port), env=env, stdin=subprocess.DEVNULL, stdout=log_file,
                 stderr=subprocess.STDOUT, pass_fds=(write_fd,), start_new_session=True,
             )
         except OSError as exc:
@@ -198,6 +224,8 @@ class LocustDriver:
     def _wait(self, proc: subprocess.Popen[bytes], plan: LoadPlan, stop: threading.Event | None) -> None:
         """Wait for Locust; a hard timeout stops a run that overstays its plan."""
         budget = STARTUP_ALLOWANCE_S + plan.duration_s + plan.stop_timeout_s + STOP_GRACE_S
+        if plan.workers:
+            budget += plan.workers_wait_s + STOP_GRACE_S  # waiting for workers, then for their final windows
         deadline = time.monotonic() + budget
         while True:
             try:
@@ -216,10 +244,16 @@ class LocustDriver:
 
     def _outcome(self, plan: LoadPlan, proc: subprocess.Popen[bytes], stream: _Stream,
                  started_at: datetime, interrupted: bool, log_path: Path) -> LoadOutcome:
+        if stream.fatal is not None:
+            raise DriverError(str(stream.fatal.get("message")), hint=stream.fatal.get("hint"))
+        log = _read(log_path)
+        if plan.workers and not interrupted and not stream.snapshots and stream.end is None and (
+                stream.started.is_set() or "was busy" in log):
+            raise workers_error(plan, stream.workers, log, _tail_text(log))
         if not stream.started.is_set():
             if interrupted:
                 raise Interrupted("interrupted before Locust started")
-            failed = locustfile_error(_read(log_path), plan.locustfile)
+            failed = locustfile_error(log, plan.locustfile)
             if failed is not None:
                 raise DriverError(failed, hint=f"fix the locustfile, then check it alone with: locust -f "
                                   f"{plan.locustfile} --headless -u 1 -t 5s")
@@ -238,16 +272,21 @@ class LocustDriver:
             endpoints=end.get("endpoints", []), errors=end.get("errors", []),
             histogram=end.get("histogram", ""),
             interrupted=interrupted, notes=stream.notes, log_path=log_path if self.log_dir is not None else None,
+            workers=stream.workers,
         )
 
 
-def _locust_command(plan: LoadPlan) -> list[str]:
+def _locust_command(plan: LoadPlan, port: int | None = None) -> list[str]:
     cmd = [
         sys.executable, "-m", "locust", "-f", f"{PLUGIN},{plan.locustfile}",
         "--headless", "--host", plan.target, "--loglevel", "WARNING", "--only-summary",
         "--stop-timeout", f"{plan.stop_timeout_s:g}", "--exit-code-on-error", "0",
     ]
-    if plan.processes > 1:
+    if plan.workers and port is not None:
+        host = plan.master_bind[0] if plan.master_bind else "127.0.0.1"
+        cmd += ["--master", "--master-bind-host", host, "--master-bind-port", str(port),
+                "--expect-workers", str(plan.workers), "--expect-workers-max-wait", f"{plan.workers_wait_s:g}"]
+    elif plan.processes > 1:
         port = _free_port()
         cmd += ["--processes", str(plan.processes), "--master-bind-host", "127.0.0.1",
                 "--master-bind-port", str(port), "--master-port", str(port)]
@@ -289,7 +328,11 @@ def _read(path: Path) -> str:
 def _tail(path: Path, lines: int = 15) -> str:
     if not path.exists():
         return "(no Locust log)"
-    text = _read(path).strip().splitlines()
+    return _tail_text(_read(path), lines)
+
+
+def _tail_text(log: str, lines: int = 15) -> str:
+    text = log.strip().splitlines()
     return "\n".join("  " + line for line in text[-lines:]) or "  (Locust printed nothing)"
 
 

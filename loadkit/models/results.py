@@ -257,6 +257,17 @@ class TimelinePoint(ResultModel):
                                              "class (5xx, 4xx, connection, timeout, ...); empty in older results")
 
 
+class LostWorker(ResultModel):
+    """A Locust worker that stopped sending load mid-run: from `at_s` on, the run had its share less."""
+
+    node: str
+    index: int | None = None
+    at_s: float | None = Field(default=None, description="When its last window arrived (s into the run)")
+    detected_s: float | None = Field(default=None, description="When the master noticed it was gone")
+    requests: int = Field(default=0, description="Requests it sent before it was lost (counted in the result)")
+    reason: str = ""
+
+
 class GeneratorHealth(ResultModel):
     processes: int = 1
     cpu_max_pct: float | None = None
@@ -264,6 +275,9 @@ class GeneratorHealth(ResultModel):
     loop_lag_max_ms: float | None = None
     saturated: bool = False
     reason: str = ""
+    workers: int = Field(default=0, description="Locust workers over TCP that took part (0: not distributed)")
+    workers_lost: list[LostWorker] = Field(default_factory=list, description="Workers lost mid-run: the "
+                                           "result is judged on what arrived, and flagged")
 
 
 class RunResult(ResultModel):

@@ -6,6 +6,8 @@ the runner validates each line into a `Snapshot`. `Stats` is also the run's tota
 
 from __future__ import annotations
 
+import enum
+
 from pydantic import Field
 
 from loadkit.models.base import ResultModel
@@ -49,3 +51,26 @@ class Snapshot(ResultModel):
     window: Stats
     window_histogram: str = ""  # the window's latencies (HdrHistogram, µs, base64): windows merge exactly
     cumulative: Stats
+    workers: int | None = None  # a distributed run's live workers (None: not distributed)
+
+
+class WorkerEventKind(enum.StrEnum):
+    JOINED = "joined"
+    LOST = "lost"
+    REFUSED = "refused"
+
+
+class WorkerEvent(ResultModel):
+    """A Locust worker of a distributed run joined the master, was lost mid-run, or was refused.
+
+    `at_s`: when its last window arrived (seconds into the run; for a lost worker, where its share of
+    the load stops); `detected_s`: when the master noticed; `requests`: what it had sent by then.
+    """
+
+    event: WorkerEventKind
+    node: str
+    index: int | None = None
+    at_s: float | None = None
+    detected_s: float | None = None
+    requests: int | None = None
+    reason: str = ""

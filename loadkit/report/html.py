@@ -164,9 +164,16 @@ def generator_html(result: RunResult) -> str:
     # not "pass": green in the report is reserved for judged checks and verdicts
     state = '<span class="fail">saturated</span>: ' + escape(g.reason) if g.saturated else \
         '<span class="ok">healthy</span>'
-    return (f"<p>{state}</p>" + table(["processes", "CPU max", "CPU avg", "event-loop lag max"], [
-        row([str(g.processes), escape(with_unit(g.cpu_max_pct, "%")), escape(with_unit(g.cpu_avg_pct, "%")),
-             escape(with_unit(g.loop_lag_max_ms, "ms"))])]))
+    if g.workers_lost:
+        state += f'; <span class="fail">{len(g.workers_lost)} of {g.workers} workers lost</span>: ' + escape(
+            ", ".join(f"worker {w.index if w.index is not None else w.node} at {fmt(w.at_s or 0)}s"
+                      for w in g.workers_lost))
+    headers, cells = ["processes", "CPU max", "CPU avg", "event-loop lag max"], [
+        str(g.processes), escape(with_unit(g.cpu_max_pct, "%")), escape(with_unit(g.cpu_avg_pct, "%")),
+        escape(with_unit(g.loop_lag_max_ms, "ms"))]
+    if g.workers:
+        headers, cells = [*headers, "workers"], [*cells, str(g.workers)]
+    return f"<p>{state}</p>" + table(headers, [row(cells)])
 
 
 _NO_SERIES = ("<p>This comparison read Prometheus: its result holds the judged samples' summary, not a series "

@@ -15,7 +15,10 @@ from loadkit.units import fmt, with_unit
 def junit_xml(result: RunResult) -> str:
     return checks_junit(f"loadkit.{result.profile}", result.checks, result.started_at, result.ended_at,
                         {"target": result.target, "verdict": result.verdict.value, "score": fmt(result.score),
-                         "requests": str(result.stats.requests)}, result.warnings,
+                         "requests": str(result.stats.requests),
+                         **({"workers": str(result.generator.workers),
+                             "workers_lost": str(len(result.generator.workers_lost))}
+                            if result.generator.workers else {})}, result.warnings,
                         verdict=Verdict.INTERRUPTED if result.interrupted else result.verdict,
                         reason="interrupted: not judged (the checks show what was collected)" if result.interrupted
                         else "")

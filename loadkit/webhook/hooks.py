@@ -17,7 +17,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 
-from loadkit.config import Config, RollbackOn
+from loadkit.config import Config, RollbackOn, WorkersSpec
 from loadkit.errors import ConfigError, PayloadError, UsageError
 from loadkit.load.plan import plan_run
 from loadkit.load.runner import STARTUP_ALLOWANCE_S, STOP_GRACE_S, LoadPlan
@@ -94,8 +94,18 @@ def plan_key(plan: LoadPlan, call: HookCall, min_samples: int) -> str:
         "processes": plan.processes, "thresholds": call.thresholds_name, "min_samples": min_samples,
         "checks": [t.model_dump(mode="json") for t in call.thresholds], "continuous": call.continuous,
         "workload": call.names.workload,
+        **({"workers": plan.workers} if plan.workers else {}),  # only when distributed: older keys stay
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def on_workers(plan: LoadPlan, workers: WorkersSpec | None) -> LoadPlan:
+    """A big run (peak >= server.workers.min_users) loads from the worker pods, this server's Locust
+    their master; a smaller one, or none configured, from this server alone."""
+    if workers is None or max(s.users for s in plan.stages) < workers.min_users:
+        return plan
+    return dataclasses.replace(plan, workers=workers.expect, master_bind=workers.address,
+                               workers_wait_s=workers.wait)
 
 
 class Hooks:
@@ -299,7 +309,7 @@ class Hooks:
             raise PayloadError(f"{what} peaks at {peak} users, more than this server's max_users ({limits.max_users})")
         if call.continuous:
             plan = _until(plan, limits.max_duration)
-        plan = dataclasses.replace(plan, pin_to_target=True)
+        plan = on_workers(dataclasses.replace(plan, pin_to_target=True), limits.workers)
         return plan, plan_key(plan, call, self.manager.min_samples)
 
     def _runs(self, analysis: AnalysisRecord, call: HookCall) -> list[RunRecord]:

@@ -1,0 +1,270 @@
+"""Load beyond one machine: `loadkit run --workers N` (Locust's distributed mode over TCP) and
+`loadkit worker --master HOST:PORT`, against a local counting target with known latencies.
+
+The target answers 9 requests in 10 after 20 ms and the 10th after 200 ms, and counts them all. The
+test locustfile also writes every latency it sees (Locust's own request event) to a file per process,
+so the merged result can be checked against the union of every worker's own samples: the same
+HdrHistogram percentiles, to the bucket, not merely "close".
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from rich.console import Console
+
+from loadkit.load._window import HIGHEST_US, latency_percentiles_ms, new_histogram
+from loadkit.models.results import RunResult
+from loadkit.report import render_scorecard
+from tests.conftest import ROOT, _free_port, loadkit_cmd, run_loadkit
+from tests.http_servers import CountingServer, serve_http
+
+pytestmark = pytest.mark.slow
+
+LOCUSTFILE = '''
+import os
+from locust import FastHttpUser, constant, events, task
+
+_samples = open(os.path.join({samples!r}, f"{{os.getpid()}}.txt"), "a", buffering=1)
+
+
+@events.request.add_listener
+def _keep(response_time, response=None, exception=None, **_kw):
+    if exception is None:
+        _samples.write(f"{{response_time!r}}\\n")
+
+
+class Visitor(FastHttpUser):
+    wait_time = constant(0.01)
+
+    @task
+    def home(self):
+        self.client.get("/")
+'''
+
+
+@pytest.fixture(scope="module")
+def target() -> Iterator[CountingServer]:
+    lock, seen = threading.Lock(), [0]
+
+    def answer(_path: str) -> tuple[int, dict[str, str]]:
+        with lock:
+            seen[0] += 1
+            slow = seen[0] % 10 == 0
+        time.sleep(0.2 if slow else 0.02)
+        return 200, {}
+
+    with serve_http("127.0.0.1", answer) as server:
+        yield server
+
+
+@pytest.fixture
+def locustfile(tmp_path: Path) -> tuple[Path, Path]:
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    path = tmp_path / "visitor.py"
+    path.write_text(LOCUSTFILE.format(samples=str(samples)))
+    return path, samples
+
+
+def _url(server: CountingServer) -> str:
+    return f"http://127.0.0.1:{server.port}"
+
+
+def _run_args(server: CountingServer, lf: Path, *extra: str, duration: str = "3s") -> list[str]:
+    return ["run", "--target", _url(server), "-f", str(lf), "-u", "6", "-r", "100", "-t", duration,
+            "--no-history", "-o", "json", "-q", *extra]
+
+
+def _union_percentiles(samples: Path) -> tuple[int, dict[float, float | None], int]:
+    """The percentiles of every process's own samples together, recorded as loadkit records them."""
+    hist, files = new_histogram(), 0
+    for f in samples.glob("*.txt"):
+        lines = f.read_text().split()
+        files += bool(lines)
+        for line in lines:
+            hist.record_value(min(int(float(line) * 1000.0), HIGHEST_US))
+    return hist.get_total_count(), latency_percentiles_ms(hist), files
+
+
+PREFLIGHT = 1  # `loadkit run` checks the target with one request before the load starts
+
+
+def _measured(server: CountingServer,
+              run: Callable[[], subprocess.CompletedProcess[str]]) -> tuple[dict[str, Any], int]:
+    """A run's result, and how many requests the target got from its load."""
+    before = server.requests
+    proc = run()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout), server.requests - before - PREFLIGHT
+
+
+def test_two_workers_count_what_the_server_saw_and_merge_exactly(target: CountingServer,
+                                                                  locustfile: tuple[Path, Path],
+                                                                  tmp_path: Path) -> None:
+    lf, samples = locustfile
+    result, served = _measured(target, lambda: run_loadkit(*_run_args(target, lf, "--workers", "2")))
+    stats = result["stats"]
+    assert result["generator"]["workers"] == 2 and result["generator"]["workers_lost"] == []
+    # Exact: every request the target answered is in the result, none twice (final windows included).
+    assert stats["requests"] == served > 100
+    assert stats["status_codes"] == {"200": served}
+    # Both workers loaded, and the merged percentiles are those of their samples together, to the bucket.
+    count, union, files = _union_percentiles(samples)
+    assert files == 2 and count == served
+    assert (stats["p50_ms"], stats["p95_ms"], stats["p99_ms"]) == (union[50.0], union[95.0], union[99.0])
+
+    # One process on the same target: the same distribution (20 ms, and 200 ms for a tenth).
+    for f in samples.glob("*.txt"):
+        f.unlink()
+    single, served_single = _measured(target, lambda: run_loadkit(*_run_args(target, lf, duration="2s")))
+    assert single["stats"]["requests"] == served_single
+    # Never below what the target takes; above it by the client's own overhead (a busy machine's
+    # too), which is why the two runs are compared as like with like and not to the microsecond.
+    for stats_ in (stats, single["stats"]):
+        assert 20.0 <= stats_["p50_ms"] < 60.0 and 200.0 <= stats_["p99_ms"] < 400.0, stats_
+    for p in ("p50_ms", "p99_ms"):
+        assert 2 / 3 <= stats[p] / single["stats"][p] <= 3 / 2, (p, stats[p], single["stats"][p])
+
+
+def _popen(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LOADKIT_", "LOCUST_"))}
+    clean.update(env or {})
+    return subprocess.Popen(loadkit_cmd(*args), cwd=ROOT, env=clean, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _workers_of(proc: subprocess.Popen[str]) -> list[psutil.Process]:
+    return [c for c in psutil.Process(proc.pid).children() if "--worker" in c.cmdline()]
+
+
+def test_a_worker_killed_mid_run_is_reported_in_every_output(target: CountingServer,
+                                                             locustfile: tuple[Path, Path],
+                                                             tmp_path: Path) -> None:
+    lf, _ = locustfile
+    report = tmp_path / "report"
+    before = target.requests
+    proc = _popen(*_run_args(target, lf, "--workers", "2", "--report-dir", str(report), duration="6s"))
+    # Well into the run (a few of every worker's windows sent), then one worker dies.
+    _wait_for(lambda: target.requests > before + 200, 40, "load from both workers")
+    workers = _workers_of(proc)
+    assert len(workers) == 2
+    workers[1].send_signal(signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 1), err[-3000:]
+    result = json.loads(out)
+    lost = result["generator"]["workers_lost"]
+    assert len(lost) == 1 and "heartbeat" in lost[0]["reason"]
+    assert 0 < lost[0]["at_s"] < lost[0]["detected_s"] < 6 + 5 and lost[0]["requests"] > 0
+    # Judged on what arrived (the dead worker's unsent last window is the only gap), and flagged.
+    assert 0 < result["stats"]["requests"] <= target.requests - before
+    flagged = [w for w in result["warnings"] if "was lost" in w]
+    assert len(flagged) == 1 and "judged on what arrived" in flagged[0]
+    junit = (report / "junit.xml").read_text()
+    assert "was lost" in junit and '<property name="workers_lost" value="1"' in junit
+    html = (report / "report.html").read_text()
+    assert "was lost" in html and "1 of 2 workers lost" in html
+    assert any("was lost" in w for w in json.loads((report / "result.json").read_text())["warnings"])
+    console = Console(file=io.StringIO(), width=200)
+    render_scorecard(RunResult.model_validate(result), console)
+    assert "was lost" in console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_loadkit_worker_serves_a_remote_master_and_another_version_is_refused(target: CountingServer,
+                                                                               locustfile: tuple[Path, Path],
+                                                                               tmp_path: Path) -> None:
+    lf, _ = locustfile
+    port = _free_port()
+    before = target.requests
+    master = _popen(*_run_args(target, lf, "--workers", "1", "--master-bind", f"127.0.0.1:{port}",
+                               "--workers-wait", "60s"))
+    # A worker of another loadkit version: refused by the master, exits 2 and says why.
+    other = tmp_path / "other-version"
+    other.mkdir()
+    (other / "sitecustomize.py").write_text("import loadkit\nloadkit.__version__ = '0.0.0+other'\n")
+    refused = _popen("worker", "--master", f"127.0.0.1:{port}", "--once",
+                     env={"PYTHONPATH": f"{other}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    _, refused_err = refused.communicate(timeout=60)
+    assert refused.returncode == 2, refused_err[-3000:]
+    assert "0.0.0+other" in refused_err and "refused" in refused_err
+    assert target.requests <= before + PREFLIGHT  # it sent nothing (the master checked the target once)
+    good = _popen("worker", "--master", f"127.0.0.1:{port}", "--once")
+    out, err = master.communicate(timeout=90)
+    _, good_err = good.communicate(timeout=30)
+    assert master.returncode == 0, err[-3000:]
+    assert good.returncode == 0, good_err[-3000:]
+    result = json.loads(out)
+    assert result["generator"]["workers"] == 1
+    assert result["stats"]["requests"] == target.requests - before - PREFLIGHT > 50
+    assert any("refused" in w and "0.0.0+other" in w for w in result["warnings"])
+
+
+def test_sigkill_of_loadkit_stops_the_master_and_every_worker(target: CountingServer,
+                                                             locustfile: tuple[Path, Path]) -> None:
+    lf, _ = locustfile
+    before = target.requests
+    proc = _popen(*_run_args(target, lf, "--workers", "2", duration="60s"))
+    _wait_for(lambda: target.requests > before + 50, 40, "load")
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert len(children) == 3  # the master and two workers
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+
+    def gone() -> bool:
+        return not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
+
+    _wait_for(gone, 20, "the orphaned Locust processes to stop")
+    settled = target.requests
+    time.sleep(1.0)
+    assert target.requests == settled
+
+
+def test_too_few_remote_workers_exit_3_with_the_fix(target: CountingServer, locustfile: tuple[Path, Path]) -> None:
+    lf, _ = locustfile
+    port = _free_port()
+    proc = run_loadkit(*_run_args(target, lf, "--workers", "2", "--master-bind", f"127.0.0.1:{port}",
+                                  "--workers-wait", "2s"))
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert f"only 0 of 2 Locust workers connected to the master on 127.0.0.1:{port} within 2s" in proc.stderr
+    assert "fix: start them with: loadkit worker --master" in proc.stderr
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--workers", "0"], "at least 1 worker"),
+    (["--workers", "2", "--processes", "2"], "cannot be combined"),
+    (["--workers", "2", "--master-bind", "nowhere"], "is not HOST:PORT"),
+    (["--workers", "2", "--master-bind", "0.0.0.0:99999"], "is not HOST:PORT"),
+    (["--master-bind", "0.0.0.0:5557"], "needs --workers"),
+], ids=["zero", "with-processes", "bind-no-port", "bind-bad-port", "bind-without-workers"])
+def test_bad_distributed_options_exit_2_with_the_fix(loadkit_in_process: Callable[..., Any], args: list[str],
+                                                     message: str) -> None:
+    proc = loadkit_in_process("run", "--target", "http://127.0.0.1:9", "--no-history", *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "fix:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("master", ["nowhere", "host:0", "host:port", ":5557"])
+def test_worker_with_a_bad_master_address_exits_2(loadkit_in_process: Callable[..., Any], master: str) -> None:
+    proc = loadkit_in_process("worker", "--master", master, "--once")
+    assert proc.returncode == 2
+    assert "--master" in proc.stderr and "fix:" in proc.stderr
