@@ -31,14 +31,15 @@ def execute_run(*, target: str, profile: str, locustfile: str | None, users: int
                 processes: int, config_path: Path | None, output: str, junit_path: Path | None,
                 report_dir: Path | None, min_samples: int | None, quiet: bool, baseline: str | None = None,
                 prometheus_url: str | None = None, canary_name: str | None = None,
-                namespace: str | None = None, keep: Keep | None = None) -> int:
+                namespace: str | None = None, keep: Keep | None = None, rate: float | None = None,
+                max_in_flight: int | None = None) -> int:
     prepare_outputs(junit_path, report_dir)
     with error_outputs(junit_path, report_dir, f"loadkit.{profile}"):
         return _execute(target=target, profile=profile, locustfile=locustfile, users=users, spawn_rate=spawn_rate,
                         duration=duration, headers=headers, processes=processes, config_path=config_path,
                         output=output, junit_path=junit_path, report_dir=report_dir, min_samples=min_samples,
                         quiet=quiet, baseline=baseline, prometheus_url=prometheus_url, canary_name=canary_name,
-                        namespace=namespace, keep=keep)
+                        namespace=namespace, keep=keep, rate=rate, max_in_flight=max_in_flight)
 
 
 def _execute(*, target: str, profile: str, locustfile: str | None, users: int | None,
@@ -46,21 +47,24 @@ def _execute(*, target: str, profile: str, locustfile: str | None, users: int | 
              processes: int, config_path: Path | None, output: str, junit_path: Path | None,
              report_dir: Path | None, min_samples: int | None, quiet: bool, baseline: str | None,
              prometheus_url: str | None, canary_name: str | None, namespace: str | None,
-             keep: Keep | None) -> int:
+             keep: Keep | None, rate: float | None = None, max_in_flight: int | None = None) -> int:
     config = load_config(config_path)
     server = server_side(config, prometheus_url=prometheus_url, canary_name=canary_name, namespace=namespace,
                          baseline=baseline)
     chosen = get_profile(profile, config.profiles)
     plan = plan_run(chosen, target=target, locustfile=locustfile, users=users, spawn_rate=spawn_rate,
                     duration_s=duration, headers=headers, processes=processes,
-                    base_dir=config.path.parent if config.path else None)
+                    base_dir=config.path.parent if config.path else None, rate=rate,
+                    max_in_flight=max_in_flight)
     samples = min_samples or config.min_samples
     require(config.thresholds, server)  # settings and queries refused before the header, not after
     err = stderr_console()
     against = f" (and the baseline {server.baseline_url} at once)" if baseline_target(config.thresholds, server) \
         else ""
-    err.print(f"loadkit: {plan.profile} ({plan.locustfile.name}, peak {max(s.users for s in plan.stages)} users, "
-              f"{plan.duration_s:g}s) -> {plan.target}{against}", highlight=False)
+    load = f"peak {fmt(plan.peak_rate)} iterations/s" if plan.open_model else \
+        f"peak {max(s.users for s in plan.stages)} users"
+    err.print(f"loadkit: {plan.profile} ({plan.locustfile.name}, {load}, {plan.duration_s:g}s) -> {plan.target}"
+              f"{against}", highlight=False)
     with Progress(err, plan.duration_s, config.thresholds, samples, enabled=not quiet) as progress:
         result = run_scored(plan, config.thresholds, samples, on_snapshot=progress.update, log_dir=report_dir,
                             server=server)

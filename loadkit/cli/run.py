@@ -6,13 +6,21 @@ from pathlib import Path
 
 import click
 
-from loadkit.cli._options import config_option, history_options, load_options, output_option, prometheus_options
+from loadkit.cli._options import (
+    config_option,
+    history_options,
+    load_options,
+    output_option,
+    prometheus_options,
+    rate_option,
+)
 
 
 @click.command("run")
 @click.option("--target", required=True, metavar="URL",
               help="Base URL of the canary route, e.g. http://127.0.0.1:8080/canary.")
 @load_options
+@rate_option
 @click.option("--baseline", metavar="URL",
               help="The primary's URL, for compare checks ({baseline: primary}): the same profile runs against it "
                    "at the same time, e.g. http://127.0.0.1:8080 on the sandbox.")
@@ -31,7 +39,8 @@ def run(target: str, profile: str, locustfile: str | None, users: int | None, sp
         duration: float | None, headers: tuple[tuple[str, str], ...], processes: int,
         config_path: Path | None, output: str, junit_path: Path | None, report_dir: Path | None,
         min_samples: int | None, quiet: bool, baseline: str | None, prometheus_url: str | None,
-        canary_name: str | None, namespace: str | None, db_path: Path | None, no_history: bool) -> int:
+        canary_name: str | None, namespace: str | None, db_path: Path | None, no_history: bool,
+        rate: float | None, max_in_flight: int | None) -> int:
     """Run a load profile against TARGET and score it.
 
     \b
@@ -39,6 +48,7 @@ def run(target: str, profile: str, locustfile: str | None, users: int | None, sp
       loadkit run --target http://127.0.0.1:8080/canary --profile smoke
       loadkit run --target http://bruno-site-canary.bruno:80 -p steady -u 50 -t 2m -o json | jq .verdict
       loadkit run --target http://127.0.0.1:8080 -H 'x-canary: insider' --junit load.xml
+      loadkit run --target http://127.0.0.1:8080/canary --rate 100 -t 1m   # open model: 100 iterations/s
       loadkit run --target http://127.0.0.1:8080/canary --config loadkit.yaml \\
           --prometheus http://127.0.0.1:9090 --canary bruno-site --namespace bruno --baseline http://127.0.0.1:8080
 
@@ -54,5 +64,5 @@ def run(target: str, profile: str, locustfile: str | None, users: int | None, sp
         duration=duration, headers=dict(headers), processes=processes, config_path=config_path,
         output=output, junit_path=junit_path, report_dir=report_dir, min_samples=min_samples, quiet=quiet,
         baseline=baseline, prometheus_url=prometheus_url, canary_name=canary_name, namespace=namespace,
-        keep=Keep(db_path, enabled=not no_history),
+        keep=Keep(db_path, enabled=not no_history), rate=rate, max_in_flight=max_in_flight,
     )

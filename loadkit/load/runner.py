@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from loadkit.errors import ConfigError, DriverError, Interrupted
-from loadkit.load.shapes import Stage, total_duration
+from loadkit.load.shapes import RateStage, Stage, peak_rate, total_duration
 from loadkit.models.wire import Snapshot, Stats
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 PLUGIN = Path(__file__).with_name("locust_plugin.py")
 STARTUP_ALLOWANCE_S = 60.0
 STOP_GRACE_S = 15.0
+RATE_DRAIN_S = 10.0  # an open-model run's Locust may run this long past its schedule (the plugin's _RATE_LIMIT_S)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,10 @@ class LoadPlan:
 
         LoadPlan(target="http://127.0.0.1:8080/canary", locustfile=Path("locustfiles/website.py"),
                  stages=[Stage(30, 10, 5)], pin_to_target=True)
+
+    An open-model plan (a rate) has `rate_stages`; its `stages` are then one stage of 0 users over the
+    schedule's length (Locust's lifecycle), and `max_in_flight` (0: the default) bounds the iterations
+    running at once per process, `max_lateness_s` how late an iteration may start before it is dropped.
     """
 
     target: str
@@ -63,6 +68,17 @@ class LoadPlan:
     profile: str = "custom"
     stop_timeout_s: float = 1.0
     pin_to_target: bool = False
+    rate_stages: list[RateStage] = field(default_factory=list)
+    max_in_flight: int = 0
+    max_lateness_s: float = 1.0
+
+    @property
+    def open_model(self) -> bool:
+        return bool(self.rate_stages)
+
+    @property
+    def peak_rate(self) -> float:
+        return peak_rate(self.rate_stages)
 
     @property
     def duration_s(self) -> float:
@@ -74,6 +90,8 @@ class LoadPlan:
             "headers": self.headers,
             "processes": self.processes,
             "pin_to_target": self.pin_to_target,
+            **({"rate_stages": [s.__dict__ for s in self.rate_stages], "max_in_flight": self.max_in_flight,
+                "max_lateness_s": self.max_lateness_s} if self.rate_stages else {}),
         })
 
 
@@ -107,6 +125,7 @@ class _Stream:
         self.notes: list[str] = []
         self.snapshots: list[Snapshot] = []
         self.end: dict[str, Any] | None = None
+        self.refused: dict[str, Any] | None = None
         self.thread = threading.Thread(target=self._read, name="loadkit-stats", daemon=True)
 
     def _read(self) -> None:
@@ -132,6 +151,8 @@ class _Stream:
                     log.exception("snapshot callback failed")
         elif kind == "end":
             self.end = record
+        elif kind == "refused":
+            self.refused = record
 
 
 class LocustDriver:
@@ -197,7 +218,7 @@ class LocustDriver:
 
     def _wait(self, proc: subprocess.Popen[bytes], plan: LoadPlan, stop: threading.Event | None) -> None:
         """Wait for Locust; a hard timeout stops a run that overstays its plan."""
-        budget = STARTUP_ALLOWANCE_S + plan.duration_s + plan.stop_timeout_s + STOP_GRACE_S
+        budget = STARTUP_ALLOWANCE_S + plan.duration_s + plan.stop_timeout_s + STOP_GRACE_S + RATE_DRAIN_S
         deadline = time.monotonic() + budget
         while True:
             try:
@@ -216,6 +237,8 @@ class LocustDriver:
 
     def _outcome(self, plan: LoadPlan, proc: subprocess.Popen[bytes], stream: _Stream,
                  started_at: datetime, interrupted: bool, log_path: Path) -> LoadOutcome:
+        if stream.refused is not None:
+            raise ConfigError(str(stream.refused["message"]), hint=str(stream.refused["hint"]))
         if not stream.started.is_set():
             if interrupted:
                 raise Interrupted("interrupted before Locust started")

@@ -164,9 +164,14 @@ def generator_html(result: RunResult) -> str:
     # not "pass": green in the report is reserved for judged checks and verdicts
     state = '<span class="fail">saturated</span>: ' + escape(g.reason) if g.saturated else \
         '<span class="ok">healthy</span>'
-    return (f"<p>{state}</p>" + table(["processes", "CPU max", "CPU avg", "event-loop lag max"], [
+    health = table(["processes", "CPU max", "CPU avg", "event-loop lag max"], [
         row([str(g.processes), escape(with_unit(g.cpu_max_pct, "%")), escape(with_unit(g.cpu_avg_pct, "%")),
-             escape(with_unit(g.loop_lag_max_ms, "ms"))])]))
+             escape(with_unit(g.loop_lag_max_ms, "ms"))])])
+    if g.dropped_iterations is not None:  # an open-model run: was the schedule kept?
+        health += table(["scheduled iterations", "started", "dropped", "start lag p99", "start lag max"], [
+            row([str(g.scheduled_iterations), str(g.iterations), str(g.dropped_iterations),
+                 escape(with_unit(g.start_lag_p99_ms, "ms")), escape(with_unit(g.start_lag_max_ms, "ms"))])])
+    return f"<p>{state}</p>" + health
 
 
 _NO_SERIES = ("<p>This comparison read Prometheus: its result holds the judged samples' summary, not a series "
