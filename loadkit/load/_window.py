@@ -302,6 +302,7 @@ class Window:
         return {
             "iterations": self.iterations,
             "dropped_iterations": self.dropped,
+            "start_lag_p50_ms": lag.get_value_at_percentile(50.0) / 1000.0 if lag else None,
             "start_lag_p99_ms": lag.get_value_at_percentile(99.0) / 1000.0 if lag else None,
             "start_lag_max_ms": max_ms(lag) if lag else None,
         }

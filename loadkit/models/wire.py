@@ -42,6 +42,7 @@ class Stats(ResultModel):
     duration_s: float = 0.0
     iterations: int | None = None
     dropped_iterations: int | None = None
+    start_lag_p50_ms: float | None = None
     start_lag_p99_ms: float | None = None
     start_lag_max_ms: float | None = None
 
