@@ -174,6 +174,7 @@ class ServerSpec(StrictModel):
         default_factory=lambda: {HookKind.PRE_ROLLOUT: "smoke", HookKind.ROLLOUT: "steady"})
     max_duration: Duration = 3600.0
     max_users: int = Field(default=1000, ge=1)
+    max_rate: float = Field(default=2000.0, gt=0)  # an arrival-rate plan's peak iterations per second
     # A continuous run (duration: analysis) stops when no hook of its analysis came for this long:
     # Flagger stopped calling (the Canary was deleted or suspended). Keep it above the interval.
     idle_timeout: Duration = Field(default=600.0, gt=0)

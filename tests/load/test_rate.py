@@ -221,3 +221,14 @@ def test_bad_rate_input_exits_2_with_the_fix(loadkit_in_process: InProcess, args
     assert out.returncode == 2, out
     assert message in out.stderr and "Traceback" not in out.stderr
     assert "--rate" in out.stderr or "rate" in out.stderr
+
+
+def test_chaos_and_game_days_hold_the_peak_rate() -> None:
+    from loadkit.chaos.live import CHAOS_MAX_S, hold_plan
+    from loadkit.config import Config
+    from loadkit.gameday.plan import LoadSpec
+
+    plan = hold_plan(Config(), "steady", "http://127.0.0.1:1", rate=30)
+    assert plan.rate_stages == [RateStage(CHAOS_MAX_S, 30, 30)] and plan.stages[0].users == 0
+    assert not hold_plan(Config(), "steady", "http://127.0.0.1:1", users=3).open_model
+    assert LoadSpec(profile="steady", rate=30).rate == 30
