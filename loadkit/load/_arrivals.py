@@ -8,8 +8,9 @@ the logic is tested with a fake clock. Semantics (docs/load.md, "Arrival rate"):
 - At most `max_in_flight` iterations run at once (k6's maxVUs). An arrival that finds them all
   busy waits in a FIFO backlog and, when it starts, still counts from its intended time (wrk2).
 - An arrival still waiting `max_lateness_s` after its intended time is dropped (k6's
-  dropped_iterations) and recorded as a censored latency at its lateness; so are arrivals still
-  waiting when the run stops. Dropping alone would hide the stall that caused it.
+  dropped_iterations) and recorded as a censored latency at its lateness; so are arrivals the
+  scheduler itself reaches that late (its CPU is full), and arrivals still waiting when the run
+  stops. Dropping alone would hide the stall that caused it.
 """
 
 from __future__ import annotations
@@ -27,13 +28,18 @@ class Recorder(Protocol):
     def dropped_iteration(self, lateness_ms: float) -> None: ...
 
 
+MAX_DEFAULT_IN_FLIGHT = 1000  # per process; --max-in-flight (or the profile's max_in_flight) raises it
+
+
 def default_max_in_flight(peak_rate: float, processes: int = 1) -> int:
-    """Iterations one process may run at once: two seconds of its share of the peak rate, at least 100.
+    """Iterations one process may run at once: two seconds of its share of the peak rate, at least 100
+    and at most 1000.
 
     A target that stalls for a second at rate R needs about R iterations waiting on it; fewer would
-    drop them, more only costs memory (one Locust user and connection each).
+    drop them, more costs memory and CPU (one Locust user and connection each): past 1000 it is the
+    caller's choice (--max-in-flight), as k6 asks for maxVUs.
     """
-    return max(100, int(2 * peak_rate / max(1, processes)) + 1)
+    return min(MAX_DEFAULT_IN_FLIGHT, max(100, int(2 * peak_rate / max(1, processes)) + 1))
 
 
 class Scheduler:
@@ -78,7 +84,10 @@ class Scheduler:
         self.done = True
 
     def arrive(self, intended: float) -> None:
-        if self.in_flight < self.max_in_flight and not self.backlog:
+        late = self.clock() - intended
+        if late > self.max_lateness_s:  # the scheduler itself fell behind (a full CPU): too late to start
+            self.recorder.dropped_iteration(late * 1000.0)
+        elif self.in_flight < self.max_in_flight and not self.backlog:
             self.begin(intended)
         else:
             self.backlog.append(intended)

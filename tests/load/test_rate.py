@@ -232,3 +232,19 @@ def test_chaos_and_game_days_hold_the_peak_rate() -> None:
     assert plan.rate_stages == [RateStage(CHAOS_MAX_S, 30, 30)] and plan.stages[0].users == 0
     assert not hold_plan(Config(), "steady", "http://127.0.0.1:1", users=3).open_model
     assert LoadSpec(profile="steady", rate=30).rate == 30
+
+
+def test_a_scheduler_that_falls_behind_drops_what_it_reaches_too_late() -> None:
+    """The clock jumps 3 s (a CPU-starved generator): the arrivals of those seconds are not started late
+    and counted as on time, they are dropped at their lateness."""
+    clock, started = _Clock(), []
+    scheduler, window = _scheduler(10, 5, 1000, clock, started)
+    real_sleep = clock.sleep
+
+    def stalled_sleep(seconds: float) -> None:
+        real_sleep(seconds + (3.0 if 1.0 <= clock.now < 1.1 else 0.0))
+
+    scheduler.sleep = stalled_sleep
+    scheduler.run(t0=0.0)
+    assert window.dropped == 20 and window.iterations == 30  # arrivals of 1.1 s..3.0 s were > 1 s late
+    assert window.lag is not None and window.lag.get_max_value() <= 1_001_000
