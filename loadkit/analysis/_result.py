@@ -39,7 +39,10 @@ def assess_generator(snapshots: Sequence[Snapshot], processes: int,
     An open-model run (rate stages) also when more than 0.1 % of the scheduled iterations were
     dropped, or the iterations' start lag had a p99 >= 100 ms: the schedule was not kept.
     """
-    samples = [s for s in snapshots[1:] if s.users > 0] or list(snapshots)
+    if rate_stages:  # the schedule ran: its "users" are the iterations in flight, often 0 on a fast target
+        samples = [s for s in snapshots[1:] if s.rate] or list(snapshots)
+    else:
+        samples = [s for s in snapshots[1:] if s.users > 0] or list(snapshots)
     if not samples:
         return GeneratorHealth(processes=processes)
     health = _cpu_and_loop(samples, processes)

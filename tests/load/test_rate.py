@@ -248,3 +248,13 @@ def test_a_scheduler_that_falls_behind_drops_what_it_reaches_too_late() -> None:
     scheduler.run(t0=0.0)
     assert window.dropped == 20 and window.iterations == 30  # arrivals of 1.1 s..3.0 s were > 1 s late
     assert window.lag is not None and window.lag.get_max_value() <= 1_001_000
+
+
+def test_loadkit_profiles_lists_rate_profiles(loadkit_in_process: InProcess) -> None:
+    Path("loadkit.yaml").write_text("profiles:\n  burst:\n    start_rate: 10\n    stages:\n"
+                                    "      - {duration: 30s, rate: 100}\n      - {duration: 1m, rate: 100}\n")
+    out = loadkit_in_process("profiles")
+    assert out.returncode == 0, out.stderr
+    row = next(line for line in out.stdout.splitlines() if line.startswith("burst"))
+    assert "rate" in row and "100/s" in row and "1m30s" in row
+    assert "20 users" in next(line for line in out.stdout.splitlines() if line.startswith("steady"))
