@@ -365,12 +365,6 @@ class _OpenModel:
 class _Collector:
     """In the master (or the only process): merge windows, write snapshots to the parent."""
 
-    def schedule_finished(self) -> bool:
-        """Open model: every process has started (or dropped) its whole share and its iterations ended."""
-        if self.local is not None:
-            return self.local.finished
-        return len(self.finished) >= int(_PLAN.get("processes", 1))
-
     def __init__(self, runner: Runner, out: Any, local: _Process | None) -> None:
         self.runner = runner
         self.out = out
@@ -385,6 +379,12 @@ class _Collector:
         self.stopping: float | None = None
         self.last_emit = time.monotonic()
         self.ended = False
+
+    def schedule_finished(self) -> bool:
+        """Open model: every process has started (or dropped) its whole share and its iterations ended."""
+        if self.local is not None:
+            return self.local.finished
+        return len(self.finished) >= int(_PLAN.get("processes", 1))
 
     def on_worker_window(self, environment: Environment, msg: Any, **_kw: Any) -> None:
         data = msg.data
@@ -546,8 +546,8 @@ def _start_worker(environment: Environment, runner: WorkerRunner) -> None:
 
     def send() -> None:
         window, cpu, lag = process.drain()
-        runner.send_message(_MESSAGE, {"window": window.to_wire(), "cpu": cpu, "lag_ms": lag,
-                                           "busy": process.busy, "finished": process.finished})
+        runner.send_message(_MESSAGE, {"window": window.to_wire(), "cpu": cpu, "lag_ms": lag, "busy": process.busy,
+                                       "finished": process.finished})
 
     def loop() -> None:
         while True:

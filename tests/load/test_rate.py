@@ -258,3 +258,11 @@ def test_loadkit_profiles_lists_rate_profiles(loadkit_in_process: InProcess) -> 
     row = next(line for line in out.stdout.splitlines() if line.startswith("burst"))
     assert "rate" in row and "100/s" in row and "1m30s" in row
     assert "20 users" in next(line for line in out.stdout.splitlines() if line.startswith("steady"))
+
+
+def test_a_continuous_webhook_run_holds_the_last_rate() -> None:
+    from loadkit.webhook.hooks import _until
+
+    plan = plan_run(BUILTIN_PROFILES["steady"], target="http://127.0.0.1:1", rate=20, duration_s=30)
+    held = _until(plan, 600)
+    assert held.rate_stages == [RateStage(30, 20, 20), RateStage(570, 20, 20)] and held.duration_s == 600
