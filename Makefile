@@ -69,6 +69,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/compare.py
 	$(BIN)/python benchmarks/rollback.py
 	$(BIN)/python benchmarks/workers.py
+	$(BIN)/python benchmarks/open_model.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -39,6 +39,21 @@ app.router.add_get("/{tail:.*}", handle)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
 """
 
+STALL_SERVER = """
+import asyncio, sys, time
+from aiohttp import web
+every, stall = float(sys.argv[2]), float(sys.argv[3])
+t0 = time.monotonic()
+async def handle(request):
+    phase = (time.monotonic() - t0) % every
+    if phase < stall:
+        await asyncio.sleep(stall - phase)
+    return web.Response(text="ok")
+app = web.Application()
+app.router.add_get("/{tail:.*}", handle)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
+"""
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -86,6 +101,21 @@ def fast_target(core: int) -> Iterator[tuple[str, str]]:
 def delayed_target(core: int, delay_s: float) -> Iterator[str]:
     port = free_port()
     cmd = [*pin(core), sys.executable, "-c", DELAY_SERVER, str(port), str(delay_s)]
+    with subprocess.Popen(cmd) as proc:
+        try:
+            wait_for_port(port)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+@contextmanager
+def stalling_target(core: int, every_s: float, stall_s: float) -> Iterator[str]:
+    """An aiohttp server that answers at once, except that every `every_s` it stalls for `stall_s`
+    (a request arriving during a stall waits for its end): a GC pause, a lock, a full queue."""
+    port = free_port()
+    cmd = [*pin(core), sys.executable, "-c", STALL_SERVER, str(port), str(every_s), str(stall_s)]
     with subprocess.Popen(cmd) as proc:
         try:
             wait_for_port(port)

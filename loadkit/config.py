@@ -19,6 +19,9 @@ Example file:
         users: 40
         duration: 2m
         headers: {x-canary: insider}
+      checkout-rate:               # open model: iterations per second (k6's ramping-arrival-rate)
+        start_rate: 10             # or rate: 100 with duration: for a constant rate
+        stages: [{duration: 30s, rate: 100}, {duration: 1m, rate: 100}]
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from loadkit.errors import ConfigError
 from loadkit.load.journeys import locate_locustfile
 from loadkit.load.profiles import BUILTIN_PROFILES, Profile
-from loadkit.load.shapes import ShapeKind, Stage, stage_problems
+from loadkit.load.shapes import ShapeKind, Stage, constant_rate, rate_problems, rate_stages, stage_problems
 from loadkit.models.base import StrictModel
 from loadkit.models.specs import DEFAULT_MIN_SAMPLES, Duration, Threshold, default_chaos_thresholds, default_thresholds
 from loadkit.prometheus.queries import QueryVars, render
@@ -50,9 +53,23 @@ _PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
 class StageSpec(StrictModel):
+    """A stage of users (closed model) or, with `rate`, of iterations per second (open model): the rate
+    ramps linearly from the previous stage's (the first from the profile's `start_rate`) to this one."""
+
     duration: Duration
-    users: int = Field(ge=0)
+    users: int | None = Field(default=None, ge=0)
     spawn_rate: float | None = Field(default=None, gt=0)
+    rate: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _one_model(self) -> StageSpec:
+        if self.users is not None and self.rate is not None:
+            raise ValueError("a stage takes either users (closed model) or rate (iterations per second), not both")
+        if self.users is None and self.rate is None:
+            raise ValueError("a stage needs users (closed model) or rate (iterations per second)")
+        if self.rate is not None and self.spawn_rate is not None:
+            raise ValueError("a rate stage has no users to spawn: drop spawn_rate")
+        return self
 
 
 class ProfileSpec(StrictModel):
@@ -64,11 +81,28 @@ class ProfileSpec(StrictModel):
     spawn_rate: float | None = Field(default=None, gt=0)
     duration: Duration | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+    rate: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    start_rate: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    max_in_flight: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _one_shape(self) -> ProfileSpec:
         if self.shape is not None and self.stages is not None:
             raise ValueError("give either 'shape' or 'stages', not both")
+        rated = [s.rate is not None for s in self.stages or ()]
+        if any(rated) and not all(rated):
+            raise ValueError("stages mix users and rate: give every stage users (closed model) or every stage "
+                             "rate (open model)")
+        open_model = self.rate is not None or any(rated)
+        if self.rate is not None and self.stages is not None:
+            raise ValueError("give either 'rate' (a constant rate over 'duration') or rate 'stages', not both")
+        if self.max_in_flight is not None and not open_model:
+            raise ValueError("max_in_flight bounds an arrival-rate profile's iterations: give rate or rate stages")
+        if self.start_rate is not None and not any(rated):
+            raise ValueError("start_rate is where rate stages ramp from: give stages with rate, or drop it")
+        if open_model and (self.users is not None or self.spawn_rate is not None or self.shape is not None):
+            extra = ", ".join(k for k in ("users", "spawn_rate", "shape") if getattr(self, k) is not None)
+            raise ValueError(f"an arrival-rate profile (rate) has no users: drop {extra}")
         return self
 
     @field_validator("headers")
@@ -167,6 +201,7 @@ class ServerSpec(StrictModel):
         default_factory=lambda: {HookKind.PRE_ROLLOUT: "smoke", HookKind.ROLLOUT: "steady"})
     max_duration: Duration = 3600.0
     max_users: int = Field(default=1000, ge=1)
+    max_rate: float = Field(default=2000.0, gt=0)  # an arrival-rate plan's peak iterations per second
     # A continuous run (duration: analysis) stops when no hook of its analysis came for this long:
     # Flagger stopped calling (the Canary was deleted or suspended). Keep it above the interval.
     idle_timeout: Duration = Field(default=600.0, gt=0)
@@ -370,6 +405,8 @@ def _check_profiles(config: Config, spec: ConfigFile, node: yaml.Node | None, pa
             problems.append(f"{path}:{line}: server.default_profiles.{kind.value}: unknown profile {name!r}")
     for name in spec.profiles:
         profile = config.profiles[name]
+        for problem in rate_problems(profile.rate_stages) if profile.rate_stages else ():
+            problems.append(f"{path}:{line_of(node, ('profiles', name, 'stages'))}: profiles.{name}.stages: {problem}")
         for problem in stage_problems(profile.stages) if profile.stages else ():
             problems.append(f"{path}:{line_of(node, ('profiles', name, 'stages'))}: profiles.{name}.stages: {problem}")
         try:
@@ -384,11 +421,16 @@ def _check_profiles(config: Config, spec: ConfigFile, node: yaml.Node | None, pa
 
 def _to_profile(name: str, p: ProfileSpec, base: Profile | None, path: Path) -> Profile:
     """A file profile; one named like a built-in overrides only the fields it sets."""
+    rated = [(s.duration, s.rate) for s in p.stages or () if s.rate is not None]
+    if p.rate is not None:
+        rate = tuple(constant_rate(p.rate, p.duration or (base.duration_s if base else 60.0)))
+    else:
+        rate = tuple(rate_stages(p.start_rate or 0.0, rated))
     stages = tuple(
         Stage(s.duration, s.users, s.spawn_rate or p.spawn_rate or max(float(s.users), 1.0))
-        for s in p.stages or ()
+        for s in p.stages or () if s.users is not None
     )
-    shape = None if stages else (p.shape or (base.shape if base else ShapeKind.CONSTANT))
+    shape = None if stages or rate else (p.shape or (base.shape if base else ShapeKind.CONSTANT))
     locustfile = p.locustfile or (base.locustfile if base else "website")
     if p.locustfile and not Path(p.locustfile).is_absolute() and p.locustfile.endswith(".py"):
         locustfile = str(path.parent / p.locustfile)
@@ -404,6 +446,8 @@ def _to_profile(name: str, p: ProfileSpec, base: Profile | None, path: Path) -> 
         stages=stages,
         headers={**(base.headers if base else {}), **p.headers},
         source=str(path),
+        rate_stages=rate,
+        max_in_flight=p.max_in_flight or (base.max_in_flight if base else 0),
     )
 
 

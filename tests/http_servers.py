@@ -15,6 +15,10 @@ Answer = Callable[[str], tuple[int, dict[str, str]] | tuple[int, dict[str, str],
 
 class CountingServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # a burst of new connections (an open-model run during a stall) is not refused
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client gone mid-answer (a run stopped) is not the test's business; stderr stays readable
 
     def __init__(self, host: str, answer: Answer) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -35,6 +39,9 @@ class CountingServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so clients pool connections as against a real target
+    # Headers and body go out in two writes: with Nagle's algorithm the body waits for the client's
+    # delayed ACK (~40 ms on Linux), a latency no real target has.
+    disable_nagle_algorithm = True
     server: CountingServer
 
     def do_GET(self) -> None:

@@ -33,7 +33,8 @@ API_VERSIONS = {
 EXAMPLES = sorted(p.name for p in (DEPLOY / "examples").glob("*.yaml"))
 # The webhook's documented metadata keys (deploy/README.md), written out so that these tests do not
 # lean on the policy module's internals.
-RUN_KEYS = {"profile", "target", "duration", "users", "spawn_rate", "headers", "thresholds", "service", "workload"}
+RUN_KEYS = {"profile", "target", "duration", "users", "spawn_rate", "rate", "headers", "thresholds", "service",
+            "workload"}
 METADATA_KEYS = RUN_KEYS | {"gate", "rollback_on"}
 RUN_HOOKS = {"pre-rollout", "rollout"}
 GATE_HOOKS = {"confirm-rollout", "confirm-traffic-increase", "confirm-promotion"}

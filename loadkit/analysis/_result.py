@@ -6,36 +6,70 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from loadkit.load.runner import LoadOutcome, LoadPlan
+from loadkit.load.shapes import RateStage, scheduled_arrivals
 from loadkit.models.results import (
     EndpointStats,
     ErrorStat,
     GeneratorHealth,
     LostWorker,
+    RateStageInfo,
     RunResult,
     StageInfo,
     TimelinePoint,
     Verdict,
 )
 from loadkit.models.specs import Threshold
-from loadkit.models.wire import Snapshot, WorkerEvent, WorkerEventKind
+from loadkit.models.wire import Snapshot, Stats, WorkerEvent, WorkerEventKind
 from loadkit.scoring import Observation, evaluate, observations_from_stats
 from loadkit.units import fmt
 
 CPU_SATURATED_PCT = 90.0
 SATURATED_SHARE = 0.25  # of the samples
 LAG_SATURATED_MS = 100.0
+DROPPED_SATURATED_SHARE = 0.001  # of the scheduled iterations (open model)
+START_LAG_SATURATED_MS = 100.0  # p99 of the iterations' start lag (open model)
 INTERRUPTED_NOTE = "interrupted after"
 
 
-def assess_generator(snapshots: Sequence[Snapshot], processes: int) -> GeneratorHealth:
+def assess_generator(snapshots: Sequence[Snapshot], processes: int,
+                     rate_stages: Sequence[RateStage] = ()) -> GeneratorHealth:
     """Was the load generator itself the bottleneck? Then latency numbers are not trustworthy.
 
     Saturated when a Locust process ran at >= 90 % CPU for at least a quarter of the samples,
     or its event loop was late by >= 100 ms that often (requests wait for the loop, not the target).
+    An open-model run (rate stages) also when more than 0.1 % of the scheduled iterations were
+    dropped, or the iterations' start lag had a p99 >= 100 ms: the schedule was not kept.
     """
-    samples = [s for s in snapshots[1:] if s.users > 0] or list(snapshots)
+    if rate_stages:  # the schedule ran: its "users" are the iterations in flight, often 0 on a fast target
+        samples = [s for s in snapshots[1:] if s.rate] or list(snapshots)
+    else:
+        samples = [s for s in snapshots[1:] if s.users > 0] or list(snapshots)
     if not samples:
         return GeneratorHealth(processes=processes)
+    health = _cpu_and_loop(samples, processes)
+    if rate_stages:
+        health = _schedule_kept(health, snapshots[-1].cumulative, rate_stages)
+    return health
+
+
+def _schedule_kept(health: GeneratorHealth, total: Stats, rate_stages: Sequence[RateStage]) -> GeneratorHealth:
+    scheduled = scheduled_arrivals(rate_stages, total.duration_s or None)
+    dropped = total.dropped_iterations or 0
+    lag = total.start_lag_p99_ms
+    reasons = [health.reason] if health.reason else []
+    if dropped > DROPPED_SATURATED_SHARE * max(1, scheduled):
+        reasons.append(f"{dropped} of {scheduled} scheduled iterations were dropped (not started within the "
+                       "allowed lateness)")
+    if lag is not None and lag >= START_LAG_SATURATED_MS:
+        reasons.append(f"iterations started late: start lag p99 {fmt(lag)} ms")
+    return health.model_copy(update={
+        "scheduled_iterations": scheduled, "iterations": total.iterations or 0, "dropped_iterations": dropped,
+        "start_lag_p99_ms": lag, "start_lag_max_ms": total.start_lag_max_ms,
+        "saturated": bool(reasons), "reason": "; ".join(reasons),
+    })
+
+
+def _cpu_and_loop(samples: Sequence[Snapshot], processes: int) -> GeneratorHealth:
     cpu = [s.cpu_pct for s in samples]
     lag = [s.lag_ms for s in samples]
     busy = sum(c >= CPU_SATURATED_PCT for c in cpu) / len(cpu)
@@ -80,13 +114,14 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
     """`external`: observations of Prometheus and compare checks (`gather`)."""
     stats = outcome.final
     card = evaluate(thresholds, observations_from_stats(stats), min_samples, external)
-    health = with_workers(assess_generator(outcome.snapshots, plan.processes), outcome.workers)
+    health = with_workers(assess_generator(outcome.snapshots, plan.processes, plan.rate_stages), outcome.workers)
     warnings = [*outcome.notes, *notes, *workers_lost_warnings(health, plan.workers)]
     warnings += [f"a load generator worker was refused: {e.reason}" for e in outcome.workers
                  if e.event is WorkerEventKind.REFUSED]
     if health.saturated:
-        warnings.append(f"load generator saturated: {health.reason}; latency figures are unreliable "
-                        "(use --processes N or fewer users)")
+        fix = "use --processes N, a lower --rate, or check that the target keeps up" if plan.open_model \
+            else "use --processes N or fewer users"
+        warnings.append(f"load generator saturated: {health.reason}; latency figures are unreliable ({fix})")
     if stats.exceptions:
         task_errors = [m for m, _ in outcome.errors if m.startswith("task error:")]
         example = f"; most common: {task_errors[0].removeprefix('task error: ')}" if task_errors else ""
@@ -114,7 +149,9 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
         timeline=[timeline_point(s) for s in outcome.snapshots],
         warnings=warnings,
         histogram=outcome.histogram or None,
-        stages=[StageInfo(duration_s=s.duration_s, users=s.users, spawn_rate=s.spawn_rate) for s in plan.stages],
+        stages=[] if plan.open_model else [StageInfo(duration_s=s.duration_s, users=s.users, spawn_rate=s.spawn_rate)
+                                           for s in plan.stages],
+        rate_stages=[RateStageInfo(duration_s=s.duration_s, start=s.start, end=s.end) for s in plan.rate_stages],
     )
 
 

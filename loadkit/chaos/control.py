@@ -25,7 +25,7 @@ _owned: LoadSession | None = None
 
 
 def before_experiment_control(context: Experiment, target: str | None = None, profile: str = "steady",
-                              users: int | None = None, config: str | None = None,
+                              users: int | None = None, config: str | None = None, rate: float | None = None,
                               configuration: Configuration = None, **_arguments: Any) -> None:
     global _owned
     if live.current() is not None:
@@ -38,7 +38,7 @@ def before_experiment_control(context: Experiment, target: str | None = None, pr
     url = target or (configuration or {}).get("loadkit_target")
     if not url:
         raise ValueError("loadkit control: give `target` (or configuration loadkit_target)")
-    plan = live.hold_plan(loaded, profile, str(url), users)
+    plan = live.hold_plan(loaded, profile, str(url), users, float(rate) if rate is not None else None)
     session = LoadSession(plan, loaded.thresholds, loaded.min_samples)
     session.start()
     live.set_current(session)

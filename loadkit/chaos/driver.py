@@ -72,6 +72,7 @@ class ChaosOptions:
     target: str | None = None
     profile: str = "steady"
     users: int | None = None
+    rate: float | None = None  # open model: iterations per second instead of users
     variables: Mapping[str, Any] = field(default_factory=dict)
     dry_run: bool = False
     allow_primary: bool = False
@@ -404,7 +405,7 @@ def _plan(options: ChaosOptions, config: Config, configuration: Mapping[str, Any
     if not target:
         raise UsageError("no target to load", hint="pass --target URL (or set loadkit_target in the experiment's "
                          "configuration)")
-    return live.hold_plan(config, options.profile, str(target), options.users)
+    return live.hold_plan(config, options.profile, str(target), options.users, options.rate)
 
 
 def _cool_down(session: LoadSession, seconds: float, control: RunControl) -> None:

@@ -19,17 +19,24 @@ from loadkit.load.plan import plan_run
 from loadkit.load.preflight import preflight
 from loadkit.load.profiles import get_profile
 from loadkit.load.runner import LoadOutcome, LoadPlan, LocustDriver
-from loadkit.load.shapes import Stage
+from loadkit.load.shapes import Stage, constant_rate
 from loadkit.models.specs import Threshold
 from loadkit.models.wire import Snapshot, Stats
 
 CHAOS_MAX_S = 3600.0  # the load holds until the experiment ends; this is only its upper bound
 
 
-def hold_plan(config: Config, profile_name: str, target: str, users: int | None = None) -> LoadPlan:
-    """A profile's journey and peak users, held steady for as long as the experiment runs."""
+def hold_plan(config: Config, profile_name: str, target: str, users: int | None = None,
+              rate: float | None = None) -> LoadPlan:
+    """A profile's journey and peak users, held steady for as long as the experiment runs; with `rate`
+    (or an arrival-rate profile) its peak rate, as an open model."""
     profile = get_profile(profile_name, config.profiles)
-    plan = plan_run(profile, target=target, users=users, base_dir=config.path.parent if config.path else None)
+    plan = plan_run(profile, target=target, users=users, base_dir=config.path.parent if config.path else None,
+                    rate=rate)
+    if plan.open_model:
+        return LoadPlan(target=plan.target, locustfile=plan.locustfile, headers=plan.headers, profile=plan.profile,
+                        stages=[Stage(CHAOS_MAX_S, 0, 1.0)], rate_stages=constant_rate(plan.peak_rate, CHAOS_MAX_S),
+                        max_in_flight=plan.max_in_flight)
     peak = users or max(s.users for s in plan.stages)
     return LoadPlan(target=plan.target, locustfile=plan.locustfile, headers=plan.headers, profile=plan.profile,
                     stages=[Stage(CHAOS_MAX_S, peak, max(profile.spawn_rate, float(peak)))])
@@ -74,9 +81,11 @@ class LoadSession:
                                   f"{self.plan.target} --profile {self.plan.profile}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise DriverError(f"the load did not reach its {max(s.users for s in self.plan.stages)} users "
-                                  f"within {ready_timeout_s:g}s",
-                                  hint="use fewer --users, or check that the target answers quickly")
+                load = f"{self.plan.peak_rate:g} iterations/s" if self.plan.open_model else \
+                    f"{max(s.users for s in self.plan.stages)} users"
+                raise DriverError(f"the load did not reach its {load} within {ready_timeout_s:g}s",
+                                  hint="use fewer --users or a lower --rate, or check that the target answers "
+                                  "quickly")
             time.sleep(0.1)
 
     def stop(self, timeout_s: float = 60.0) -> LoadOutcome | None:
@@ -112,8 +121,10 @@ class LoadSession:
         return self.stats(since=time.time() - seconds)
 
     def _settled(self) -> bool:
-        peak = max(s.users for s in self.plan.stages)
         with self._lock:
+            if self.plan.open_model:  # arrivals start at the rate from the first second: two windows of them
+                return sum(1 for s in self._stamped if s.snapshot.window.iterations) >= 2
+            peak = max(s.users for s in self.plan.stages)
             at_peak = [s for s in self._stamped if s.snapshot.users >= peak]
         return len(at_peak) >= 2
 

@@ -196,11 +196,19 @@ def _scope(inputs: ChaosInputs, phases: list[PhaseLoad]) -> _Scope:
         return _Scope(phases[1].stats, spans, t.fault_start, "during the fault", "the fault's start")
     # Nothing injected: the whole run, its worst window from the first one at full load (the
     # spawn burst is not the steady state).
-    peak = max((w.snapshot.users for w in inputs.windows), default=0)
-    settled = next((w.at - w.snapshot.window.duration_s for w in inputs.windows if w.snapshot.users >= peak), None)
+    settled = _settled_at(inputs.windows)
     spans = rolling_spans(inputs.windows, settled, None, window_s)
     where = "over the whole run (dry run)" if inputs.dry_run else "over the whole run (nothing was injected)"
     return _Scope(phases[0].stats, spans, t.load_start, where, "the load's start")
+
+
+def _settled_at(windows: Sequence[Stamped]) -> float | None:
+    """When the load reached its steady state: its first window at peak users (an open model: the first
+    window with iterations; its "users" are the iterations in flight, which peak under a fault)."""
+    if any(w.snapshot.rate is not None for w in windows):
+        return next((w.at - w.snapshot.window.duration_s for w in windows if w.snapshot.window.iterations), None)
+    peak = max((w.snapshot.users for w in windows), default=0)
+    return next((w.at - w.snapshot.window.duration_s for w in windows if w.snapshot.users >= peak), None)
 
 
 def _recovery(inputs: ChaosInputs, scope: _Scope, detect: float | None) -> float | Recovery | None:

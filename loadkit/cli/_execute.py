@@ -32,7 +32,8 @@ def execute_run(*, target: str, profile: str, locustfile: str | None, users: int
                 report_dir: Path | None, min_samples: int | None, quiet: bool, baseline: str | None = None,
                 prometheus_url: str | None = None, canary_name: str | None = None,
                 namespace: str | None = None, keep: Keep | None = None, workers: int | None = None,
-                master_bind: str | None = None, workers_wait: float = 60.0) -> int:
+                master_bind: str | None = None, workers_wait: float = 60.0, rate: float | None = None,
+                max_in_flight: int | None = None) -> int:
     prepare_outputs(junit_path, report_dir)
     with error_outputs(junit_path, report_dir, f"loadkit.{profile}"):
         return _execute(target=target, profile=profile, locustfile=locustfile, users=users, spawn_rate=spawn_rate,
@@ -40,7 +41,7 @@ def execute_run(*, target: str, profile: str, locustfile: str | None, users: int
                         output=output, junit_path=junit_path, report_dir=report_dir, min_samples=min_samples,
                         quiet=quiet, baseline=baseline, prometheus_url=prometheus_url, canary_name=canary_name,
                         namespace=namespace, keep=keep, workers=workers, master_bind=master_bind,
-                        workers_wait=workers_wait)
+                        workers_wait=workers_wait, rate=rate, max_in_flight=max_in_flight)
 
 
 def _execute(*, target: str, profile: str, locustfile: str | None, users: int | None,
@@ -48,7 +49,8 @@ def _execute(*, target: str, profile: str, locustfile: str | None, users: int | 
              processes: int, config_path: Path | None, output: str, junit_path: Path | None,
              report_dir: Path | None, min_samples: int | None, quiet: bool, baseline: str | None,
              prometheus_url: str | None, canary_name: str | None, namespace: str | None,
-             keep: Keep | None, workers: int | None, master_bind: str | None, workers_wait: float) -> int:
+             keep: Keep | None, workers: int | None, master_bind: str | None, workers_wait: float,
+             rate: float | None = None, max_in_flight: int | None = None) -> int:
     config = load_config(config_path)
     server = server_side(config, prometheus_url=prometheus_url, canary_name=canary_name, namespace=namespace,
                          baseline=baseline)
@@ -56,15 +58,18 @@ def _execute(*, target: str, profile: str, locustfile: str | None, users: int | 
     plan = plan_run(chosen, target=target, locustfile=locustfile, users=users, spawn_rate=spawn_rate,
                     duration_s=duration, headers=headers, processes=processes,
                     base_dir=config.path.parent if config.path else None, workers=workers,
-                    master_bind=master_bind, workers_wait_s=workers_wait)
+                    master_bind=master_bind, workers_wait_s=workers_wait, rate=rate,
+                    max_in_flight=max_in_flight)
     samples = min_samples or config.min_samples
     require(config.thresholds, server)  # settings and queries refused before the header, not after
     err = stderr_console()
     against = f" (and the baseline {server.baseline_url} at once)" if baseline_target(config.thresholds, server) \
         else ""
     on = f" on {plan.workers} worker{'s' if plan.workers > 1 else ''}" if plan.workers else ""
-    err.print(f"loadkit: {plan.profile} ({plan.locustfile.name}, peak {max(s.users for s in plan.stages)} users{on}, "
-              f"{plan.duration_s:g}s) -> {plan.target}{against}", highlight=False)
+    load = f"peak {fmt(plan.peak_rate)} iterations/s" if plan.open_model else \
+        f"peak {max(s.users for s in plan.stages)} users"
+    err.print(f"loadkit: {plan.profile} ({plan.locustfile.name}, {load}{on}, {plan.duration_s:g}s) -> {plan.target}"
+              f"{against}", highlight=False)
     if plan.master_bind is not None:
         host = plan.master_bind[0] if plan.master_bind[0] not in ("0.0.0.0", "*", "::") else "THIS-HOST"
         err.print(f"loadkit: waiting up to {plan.workers_wait_s:g}s for {plan.workers} worker(s): `loadkit worker "

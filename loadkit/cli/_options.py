@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,6 +37,36 @@ class HeaderType(click.ParamType):
             return parse_header(value)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+
+
+class RateType(click.ParamType):
+    """Iterations per second: a finite number above 0 (`--rate 0` would start nothing)."""
+
+    name = "PER_SECOND"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            rate = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number; give iterations per second, e.g. --rate 100", param, ctx)
+        if not math.isfinite(rate) or rate <= 0:
+            self.fail(f"{value} is not above 0; give iterations per second, e.g. --rate 100", param, ctx)
+        return rate
+
+
+RATE_HELP = ("Open model: start this many iterations (one task of a user) per second, whether or not earlier "
+             "ones finished; latency counts from each iteration's intended start. Instead of --users.")
+
+
+def rate_option(f: F) -> F:
+    """`--rate R --max-in-flight N`: an open-model run."""
+    f = click.option("--max-in-flight", type=click.IntRange(min=1),
+                     help="With --rate: iterations running at once per Locust process (default: two seconds of "
+                          "the rate, at least 100); an arrival finding them all busy waits, and is dropped "
+                          "after 1 s.")(f)
+    return click.option("--rate", type=RateType(), help=RATE_HELP)(f)
 
 
 RESULT_OUTPUT_HELP = "text: a scorecard; json: the result model on stdout."

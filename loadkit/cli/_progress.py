@@ -62,8 +62,12 @@ class Progress:
         err = f"{fmt(cum.error_rate_pct)}%" if cum.error_rate_pct is not None else "-"
         # the last window's rate and p99 (what the load does now), the whole run's errors and count
         last = f"last {format_duration(round(win.duration_s) or win.duration_s)}" if win.duration_s else "last window"
+        # an open-model run: the scheduled rate, the iterations running and any dropped so far
+        load = f"rate {fmt(snap.rate)}/s in flight {snap.users}" + (
+            f" dropped {cum.dropped_iterations:,}" if cum.dropped_iterations else "") \
+            if snap.rate is not None else f"users {snap.users}"
         text = Text(
-            f"{format_duration(snap.elapsed_s)}/{format_duration(self.total_s)}  users {snap.users}  "
+            f"{format_duration(snap.elapsed_s)}/{format_duration(self.total_s)}  {load}  "
             f"{last}: rps {fmt(win.rps)} p99 {p99}  run: errors {err} requests {cum.requests:,}  "
         )
         text.append_text(self.verdict_so_far(snap))

@@ -9,7 +9,14 @@ from typing import Any
 
 import click
 
-from loadkit.cli._options import DurationType, config_option, history_options, output_option, prometheus_options
+from loadkit.cli._options import (
+    DurationType,
+    RateType,
+    config_option,
+    history_options,
+    output_option,
+    prometheus_options,
+)
 
 
 def _parse_var(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
@@ -67,6 +74,8 @@ def chaos() -> None:
 @click.option("--target", metavar="URL", help="Where the load goes (default: the experiment's loadkit_target).")
 @click.option("--profile", "-p", default="steady", show_default=True, help="Traffic profile; its peak users hold.")
 @click.option("--users", "-u", type=click.IntRange(min=1), help="Users of load (overrides the profile's peak).")
+@click.option("--rate", type=RateType(), help="Open model: iterations per second held through the experiment, "
+              "latency from each intended start (instead of --users).")
 @guard_options
 @click.option("--dry-run", is_flag=True, help="Run the probes and the load only; no action (fault) runs.")
 @click.option("--cooldown", type=DurationType(), default="10s", show_default=True,
@@ -92,7 +101,8 @@ def run(experiment: Path, target: str | None, profile: str, users: int | None, a
         cooldown: float, recovery_window: float, impact_window: float, prometheus_url: str | None,
         canary_name: str | None,
         namespace: str | None, config_path: Path | None, output: str, journal_path: Path | None,
-        junit_path: Path | None, report_dir: Path | None, db_path: Path | None, no_history: bool) -> int:
+        junit_path: Path | None, report_dir: Path | None, db_path: Path | None, no_history: bool,
+        rate: float | None) -> int:
     """Run EXPERIMENT (Chaos Toolkit JSON/YAML) under load and score what happened.
 
     The load starts before the steady-state hypothesis and runs through the method and the
@@ -106,6 +116,7 @@ def run(experiment: Path, target: str | None, profile: str, users: int | None, a
     \b
     Examples:
       loadkit chaos run experiments/local-pod-kill.yaml --target http://127.0.0.1:8080/canary
+      loadkit chaos run experiments/local-latency.yaml --target http://127.0.0.1:8080/canary --rate 50
       loadkit chaos run experiments/latency-canary.yaml --var canary=bruno-site --var namespace=bruno \\
           --target http://bruno-site-canary.bruno:80 --allow-namespace bruno --junit chaos.xml --report-dir out/
     """
@@ -124,7 +135,7 @@ def run(experiment: Path, target: str | None, profile: str, users: int | None, a
     with error_outputs(junit_path, report_dir, f"loadkit.chaos.{experiment.stem}"):
         result = _run(experiment, target, profile, users, allow_primary, allow_namespaces, max_kill_share,
                       max_fault_s, allow_unguarded, variables, dry_run, cooldown, recovery_window, impact_window,
-                      prometheus_url, canary_name, namespace, config_path, journal_path)
+                      prometheus_url, canary_name, namespace, config_path, journal_path, rate)
     Keep(db_path, enabled=not no_history).save("chaos", result, canary=_canary_of(canary_name, namespace, variables))
     if output == "json":
         click.echo(result.model_dump_json(indent=2))
@@ -168,14 +179,14 @@ def _run(experiment: Path, target: str | None, profile: str, users: int | None, 
          allow_namespaces: tuple[str, ...], max_kill_share: float | None, max_fault_s: float | None,
          allow_unguarded: bool, variables: dict[str, Any], dry_run: bool, cooldown: float, recovery_window: float,
          impact_window: float, prometheus_url: str | None, canary_name: str | None, namespace: str | None,
-         config_path: Path | None, journal_path: Path | None) -> Any:
+         config_path: Path | None, journal_path: Path | None, rate: float | None = None) -> Any:
     from loadkit.chaos.driver import ChaosOptions, run_chaos
     from loadkit.cli._console import stderr_console
     from loadkit.cli._server import server_side
     from loadkit.config import load_config
 
     config = load_config(config_path)
-    options = ChaosOptions(experiment_path=experiment, target=target, profile=profile, users=users,
+    options = ChaosOptions(experiment_path=experiment, target=target, profile=profile, users=users, rate=rate,
                            variables=variables, dry_run=dry_run, allow_primary=allow_primary,
                            allow_namespaces=allow_namespaces, max_kill_share=max_kill_share,
                            max_fault_s=max_fault_s, allow_unguarded=allow_unguarded, journal_path=journal_path,

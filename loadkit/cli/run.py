@@ -13,6 +13,7 @@ from loadkit.cli._options import (
     load_options,
     output_option,
     prometheus_options,
+    rate_option,
 )
 
 
@@ -20,6 +21,7 @@ from loadkit.cli._options import (
 @click.option("--target", required=True, metavar="URL",
               help="Base URL of the canary route, e.g. http://127.0.0.1:8080/canary.")
 @load_options
+@rate_option
 @click.option("--baseline", metavar="URL",
               help="The primary's URL, for compare checks ({baseline: primary}): the same profile runs against it "
                    "at the same time, e.g. http://127.0.0.1:8080 on the sandbox.")
@@ -47,7 +49,8 @@ def run(target: str, profile: str, locustfile: str | None, users: int | None, sp
         config_path: Path | None, output: str, junit_path: Path | None, report_dir: Path | None,
         min_samples: int | None, quiet: bool, baseline: str | None, prometheus_url: str | None,
         canary_name: str | None, namespace: str | None, db_path: Path | None, no_history: bool,
-        workers: int | None = None, master_bind: str | None = None, workers_wait: float = 60.0) -> int:
+        workers: int | None = None, master_bind: str | None = None, workers_wait: float = 60.0,
+        rate: float | None = None, max_in_flight: int | None = None) -> int:
     """Run a load profile against TARGET and score it.
 
     \b
@@ -57,6 +60,7 @@ def run(target: str, profile: str, locustfile: str | None, users: int | None, sp
       loadkit run --target http://127.0.0.1:8080 -H 'x-canary: insider' --junit load.xml
       loadkit run --target http://127.0.0.1:8080 -p steady -u 500 --workers 4
       loadkit run --target http://site.bruno:80 -p stress --workers 8 --master-bind 0.0.0.0:5557
+      loadkit run --target http://127.0.0.1:8080/canary --rate 100 -t 1m   # open model: 100 iterations/s
       loadkit run --target http://127.0.0.1:8080/canary --config loadkit.yaml \\
           --prometheus http://127.0.0.1:9090 --canary bruno-site --namespace bruno --baseline http://127.0.0.1:8080
 
@@ -73,5 +77,5 @@ def run(target: str, profile: str, locustfile: str | None, users: int | None, sp
         output=output, junit_path=junit_path, report_dir=report_dir, min_samples=min_samples, quiet=quiet,
         baseline=baseline, prometheus_url=prometheus_url, canary_name=canary_name, namespace=namespace,
         keep=Keep(db_path, enabled=not no_history), workers=workers, master_bind=master_bind,
-        workers_wait=workers_wait,
+        workers_wait=workers_wait, rate=rate, max_in_flight=max_in_flight,
     )

@@ -79,10 +79,18 @@ class TargetSpec(StrictModel):
 
 
 class LoadSpec(StrictModel):
-    """The baseline load, held for the whole game day (a profile's journey at its peak users)."""
+    """The baseline load, held for the whole game day (a profile's journey at its peak users, or with
+    `rate` at that many iterations per second: an open model, latency from each intended start)."""
 
     profile: str = "steady"
     users: int | None = Field(default=None, ge=1)
+    rate: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _one_model(self) -> LoadSpec:
+        if self.users is not None and self.rate is not None:
+            raise ValueError("give either users (closed model) or rate (iterations per second), not both")
+        return self
 
 
 def _named(name: str) -> str:

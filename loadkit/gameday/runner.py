@@ -133,7 +133,7 @@ def scenario_options(plan: Plan, scenario: ScenarioSpec, options: GameDayOptions
     shared = {**{k: v for k, v in named.items() if v is not None}, **spec.variables, **options.variables}
     variables = {**{k: v for k, v in shared.items() if k in declared}, **scenario.variables}
     return ChaosOptions(experiment_path=path, target=target, profile=spec.load.profile, users=spec.load.users,
-                        variables=variables, dry_run=options.dry_run,
+                        rate=spec.load.rate, variables=variables, dry_run=options.dry_run,
                         allow_primary=spec.target.role is Role.PRIMARY and spec.target.allow_primary,
                         allow_namespaces=(f"^{spec.target.namespace}$",) if spec.target.namespace else (),
                         cooldown_s=scenario.cooldown, recovery_window_s=scenario.recovery_window,
@@ -197,7 +197,8 @@ def run_gameday(checked: Checked, options: GameDayOptions, notifier: Notifier, s
     The load is stopped (and the rollbacks done) before the "halted" notification."""
     day = _Day(checked, options, notifier, say, warnings=list(checked.notes))
     spec, config = checked.plan.spec, checked.config
-    session = LoadSession(live.hold_plan(config, spec.load.profile, checked.target, spec.load.users),
+    session = LoadSession(live.hold_plan(config, spec.load.profile, checked.target, spec.load.users,
+                                         spec.load.rate),
                           config.thresholds, config.min_samples)
     halt = HaltSwitch()
     signals = _Signals(halt)

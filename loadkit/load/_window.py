@@ -9,6 +9,10 @@ Counting rules (documented in docs/metrics.md):
 - error rate: requests Locust marks as failed (4xx, 5xx, connection errors, catch_response
   failures) plus exceptions raised by tasks (a failed `assert` in a locustfile), over requests.
 - latency: every request that got an HTTP answer; connection errors have no latency.
+- open model (a rate): latency counts from the iteration's intended start (its first request carries
+  the start lag); an iteration dropped because it could not start within the allowed lateness
+  counts in `dropped_iterations` and once in the latency histogram at its lateness (a lower bound
+  of what it would have taken), so a generator that falls behind never reports a better p99.
 """
 
 from __future__ import annotations
@@ -74,8 +78,8 @@ def failure_kind(status: int, exception: BaseException | str | None) -> str:
 class Window:
     """Requests seen during one interval (or merged across intervals and processes)."""
 
-    __slots__ = ("_counts", "_hist", "_max_us", "_min_us", "_pending", "codes", "endpoints", "errors",
-                 "exceptions", "failures", "kinds", "requests")
+    __slots__ = ("_counts", "_hist", "_max_us", "_min_us", "_pending", "codes", "dropped", "endpoints", "errors",
+                 "exceptions", "failures", "iterations", "kinds", "lag", "requests")
 
     def __init__(self) -> None:
         self._hist: HdrHistogram
@@ -92,6 +96,10 @@ class Window:
         self.endpoints: dict[tuple[str, str], list[Any]] = {}
         self.errors: dict[str, int] = {}
         self.hist = new_histogram()
+        # Open model only: iterations started, dropped, and their start lag (µs, intended -> actual start).
+        self.iterations = 0
+        self.dropped = 0
+        self.lag: HdrHistogram | None = None
 
     @property
     def hist(self) -> HdrHistogram:
@@ -158,6 +166,21 @@ class Window:
         """Record one request without Locust objects (tests, other drivers)."""
         self.on_locust_request(method, name, response_time_ms, 0, _Status(status), None, exception)
 
+    def started_iteration(self, lag_ms: float) -> None:
+        """Open model: an iteration started `lag_ms` after its intended time."""
+        self.iterations += 1
+        if self.lag is None:
+            self.lag = new_histogram()
+        self.lag.record_value(min(HIGHEST_US, max(LOWEST_US, int(lag_ms * 1000.0))))
+
+    def dropped_iteration(self, lateness_ms: float) -> None:
+        """Open model: an iteration given up `lateness_ms` after its intended time (never started).
+
+        It counts once in the latency histogram at its lateness: censored, a lower bound of its latency.
+        """
+        self.dropped += 1
+        self.hist.record_value(min(HIGHEST_US, max(LOWEST_US, int(lateness_ms * 1000.0))))
+
     def _failed(self, method: str, name: str, status: int, exception: Any) -> None:
         kind = failure_kind(status, exception)
         self.kinds[kind] = self.kinds.get(kind, 0) + 1
@@ -173,6 +196,9 @@ class Window:
         taken.requests, taken.failures, taken.codes = self.requests, self.failures, self.codes
         taken.exceptions, self.exceptions = self.exceptions, 0
         taken.kinds, taken.endpoints, taken.errors, taken.hist = self.kinds, self.endpoints, self.errors, self.hist
+        taken.iterations, taken.dropped, taken.lag = self.iterations, self.dropped, self.lag
+        self.iterations = self.dropped = 0
+        self.lag = None
         self.requests = self.failures = 0
         self.codes, self.kinds, self.endpoints, self.errors = {}, {}, {}, {}
         self.hist = new_histogram()
@@ -197,6 +223,12 @@ class Window:
             self._count_message(message, n)
         if other.hist.get_total_count():
             self.hist.add(other.hist)
+        self.iterations += other.iterations
+        self.dropped += other.dropped
+        if other.lag is not None and other.lag.get_total_count():
+            if self.lag is None:
+                self.lag = new_histogram()
+            self.lag.add(other.lag)
 
     def to_wire(self) -> dict[str, Any]:
         """A msgpack/JSON-safe form (string keys, histogram base64) for worker -> master messages."""
@@ -210,6 +242,9 @@ class Window:
                           for (m, n), (r, f, t) in self.endpoints.items()],
             "errors": dict(self.errors),
             "hist": self.encoded_histogram(),
+            "iterations": self.iterations,
+            "dropped": self.dropped,
+            "lag": self.lag.encode().decode("ascii") if self.lag is not None and self.lag.get_total_count() else "",
         }
 
     def encoded_histogram(self) -> str:
@@ -230,6 +265,10 @@ class Window:
         w.errors = {str(k): int(v) for k, v in data.get("errors", {}).items()}
         if data.get("hist"):
             w.hist = decode_histogram(data["hist"])
+        w.iterations = int(data.get("iterations", 0))
+        w.dropped = int(data.get("dropped", 0))
+        if data.get("lag"):
+            w.lag = decode_histogram(data["lag"])
         return w
 
     def summary(self, duration_s: float) -> dict[str, Any]:
@@ -252,6 +291,20 @@ class Window:
             "status_classes": status_classes(self.codes),
             "failures_by_kind": dict(sorted(self.kinds.items())),
             "duration_s": round(duration_s, 3),
+            **self.open_model_summary(),
+        }
+
+    def open_model_summary(self) -> dict[str, Any]:
+        """Iterations, dropped iterations and start lag; nothing for a closed-model (users) window."""
+        if not (self.iterations or self.dropped):
+            return {}
+        lag = self.lag if self.lag is not None and self.lag.get_total_count() else None
+        return {
+            "iterations": self.iterations,
+            "dropped_iterations": self.dropped,
+            "start_lag_p50_ms": lag.get_value_at_percentile(50.0) / 1000.0 if lag else None,
+            "start_lag_p99_ms": lag.get_value_at_percentile(99.0) / 1000.0 if lag else None,
+            "start_lag_max_ms": max_ms(lag) if lag else None,
         }
 
 
@@ -265,6 +318,8 @@ def window_from_summary(stats: dict[str, Any], histogram: str) -> Window:
     w.kinds = {str(k): int(v) for k, v in (stats.get("failures_by_kind") or {}).items()}
     if histogram:
         w.hist = decode_histogram(histogram)
+    w.iterations = int(stats.get("iterations") or 0)
+    w.dropped = int(stats.get("dropped_iterations") or 0)
     return w
 
 

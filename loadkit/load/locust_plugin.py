@@ -7,7 +7,8 @@ whole process with gevent). Like every Locust plugin it registers its listeners 
 It is driven by two environment variables set by `loadkit.load.runner`:
 
 - LOADKIT_PLAN      JSON: {"stages": [{duration_s, users, spawn_rate}], "headers": {...},
-                    "processes": N, "pin_to_target": bool}
+                    "processes": N, "pin_to_target": bool}; an open-model run (a rate) adds
+                    "rate_stages": [{duration_s, start, end}], "max_in_flight", "max_lateness_s"
 - LOADKIT_STATS_FD  a pipe to the parent; the master (or the only process) writes one JSON line
                     per second: {"type": "snapshot", ...}, and {"type": "end", ...} at the end.
 
@@ -21,6 +22,8 @@ sent it one: it says "loadkit_hello" with its loadkit version, the master answer
 expected worker holds the plan. The master tracks its workers (`_Workers`): one that goes missing
 (no heartbeat) or leaves before the end is reported as {"type": "worker", "event": "lost", ...}; at
 the end it asks every live worker to stop and waits for each one's final window before finishing.
+With "rate_stages" Locust holds 0 users and each process (or worker) runs its share of the arrival
+schedule (loadkit.load._arrivals) as single tasks of Locust users (_OpenModel).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import json
 import logging
 import math
 import os
+import random
 import signal
 import socket
 import time
@@ -38,24 +42,31 @@ from urllib.parse import urlsplit
 
 import gevent
 import gevent.event
+import gevent.pool
 import psutil
-from locust import LoadTestShape, events
+from locust import LoadTestShape, TaskSet, User, events
 from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
+from locust.exception import InterruptTaskSet, RescheduleTask, RescheduleTaskImmediately, StopUser
 from locust.runners import STATE_MISSING, MasterRunner, Runner, WorkerRunner
 
 from loadkit import __version__
+from loadkit.load._arrivals import Scheduler, default_max_in_flight
 from loadkit.load._distributed import HELLO as _HELLO
 from loadkit.load._distributed import PLAN as _PLAN_MESSAGE
 from loadkit.load._distributed import REFUSED as _REFUSED
 from loadkit.load._distributed import STOP as _STOP
 from loadkit.load._distributed import Workers
 from loadkit.load._window import REFUSED_MARKER, Window, endpoint_rows
-from loadkit.load.shapes import Stage, tick
+from loadkit.load.shapes import RateStage, Stage, arrival_times, peak_rate, rate_at, tick
 
 _PLAN: dict[str, Any] = json.loads(os.environ.get("LOADKIT_PLAN") or "{}")
 _STAGES = [Stage(**s) for s in _PLAN.get("stages", [])]
 _GATE: Workers | None = None  # the master's workers, in a distributed run
+_RATE = [RateStage(**s) for s in _PLAN.get("rate_stages", [])]
+_RATE_END_S = math.fsum(s.duration_s for s in _RATE)
+_DRAIN_S = 2.0  # after a process's last arrival, iterations still running may finish for this long
+_RATE_LIMIT_S = 10.0  # an open-model run ends at the latest this long after its schedule (a process started late)
 _MESSAGE = "loadkit_window"
 _MASTER_SILENCE_S = 10.0  # a worker that hears no heartbeat from its master this long stops loading
 _FINAL_WAIT_S = 10.0  # at the end, the master waits this long (beyond --stop-timeout) for final windows
@@ -63,6 +74,19 @@ _INTERVAL_S = 1.0
 _RESOLVE_EVERY_S = 5.0  # a refused destination re-resolves the target at most this often (Service DNS moves)
 _REFUSALS_LOGGED = 20  # distinct refused destinations named in the Locust log; the error table counts them all
 logger = logging.getLogger("loadkit")
+_COLLECTOR: _Collector | None = None  # the master's (or only process's), for the open-model shape
+
+
+def _shares() -> int:
+    """How many processes split an open-model schedule: the distributed run's workers, else --processes."""
+    return int(_PLAN.get("workers") or _PLAN.get("processes", 1))
+
+
+def _set_rate(plan: dict[str, Any]) -> None:
+    """A distributed worker's open-model schedule, from the plan its master sent."""
+    global _RATE_END_S
+    _RATE[:] = [RateStage(**s) for s in plan.get("rate_stages", [])]
+    _RATE_END_S = math.fsum(s.duration_s for s in _RATE)
 
 
 class LoadkitShape(LoadTestShape):
@@ -75,6 +99,9 @@ class LoadkitShape(LoadTestShape):
             if not _GATE.wait():
                 return None
             self.reset_time()
+        if _RATE:  # no users: the processes' schedulers start the iterations; the run ends when they are done
+            finished = _COLLECTOR is not None and _COLLECTOR.schedule_finished()
+            return None if finished or self.get_run_time() > _RATE_END_S + _RATE_LIMIT_S else (0, 100.0)
         return tick(_STAGES, self.get_run_time())
 
 
@@ -228,6 +255,17 @@ class _Process:
         self.proc = psutil.Process()
         self.proc.cpu_percent(None)
         self.lag_ms = 0.0
+        self.since = -math.inf  # a worker sets it on test start; the only process measures from the first
+        self.open_model: _OpenModel | None = None
+
+    @property
+    def busy(self) -> int:
+        """Open model: iterations running now (the run's "users")."""
+        return self.open_model.busy if self.open_model is not None else 0
+
+    @property
+    def finished(self) -> bool:
+        return self.open_model is not None and self.open_model.finished
 
     def listen(self, environment: Environment) -> None:
         """Record every request exactly, replacing Locust's own (rounded) request statistics.
@@ -239,7 +277,8 @@ class _Process:
         for handler in list(handlers):
             if getattr(handler, "__qualname__", "") == "Runner.__init__.<locals>.on_request":
                 environment.events.request.remove_listener(handler)
-        environment.events.request.add_listener(self.window.on_locust_request)
+        environment.events.request.add_listener(_from_intended_start(self.window.on_locust_request) if _RATE
+                                                else self.window.on_locust_request)
         environment.events.user_error.add_listener(self.window.on_locust_user_error)
 
     def drain(self) -> tuple[Window, float, float]:
@@ -250,7 +289,145 @@ class _Process:
         started = time.perf_counter()
         gevent.sleep(seconds)
         late_ms = (time.perf_counter() - started - seconds) * 1000.0
-        self.lag_ms = max(self.lag_ms, late_ms)
+        if started >= self.since:
+            self.lag_ms = max(self.lag_ms, late_ms)
+
+    def on_test_start(self, **_kw: Any) -> None:
+        """Lag counts from the test's start: a worker blocks while it connects to its master, before."""
+        self.since = time.perf_counter()
+        self.lag_ms = 0.0
+
+
+def _from_intended_start(record: Any) -> Any:
+    """Open model: the first request of an iteration counts from the iteration's intended start.
+
+    The iteration's greenlet carries its start lag (`_OpenModel.iterate`); the request event fires
+    in that greenlet, whichever client sent it, so the lag is added once and then cleared.
+    """
+    getcurrent = gevent.getcurrent
+
+    def on_request(request_type: str, name: str, response_time: float, response_length: int,
+                   response: Any = None, context: Any = None, exception: Any = None, **_kw: Any) -> None:
+        current = getcurrent()
+        lag = getattr(current, "loadkit_lag_ms", 0.0)
+        if lag:
+            current.loadkit_lag_ms = 0.0
+            response_time += lag
+        record(request_type, name, response_time, response_length, response, context, exception)
+
+    return on_request
+
+
+def nested_task_sets(user_classes: list[type[User]]) -> list[str]:
+    """'User.TaskSet' for every TaskSet among the users' tasks: its run() loops forever, so it cannot be
+    one iteration of an open-model run."""
+    return [f"{cls.__name__}.{task.__name__}" for cls in user_classes for task in dict.fromkeys(cls.tasks)
+            if isinstance(task, type) and issubclass(task, TaskSet)]
+
+
+class _OpenModel:
+    """One Locust process's share of the arrival schedule, each arrival one task of a Locust user.
+
+    Users (k6's VUs) are created when needed, `on_start` once each, and reused: an iteration takes a
+    free user of a class picked by weight, runs one of its tasks picked by weight, and gives it back.
+    """
+
+    def __init__(self, environment: Environment, runner: Runner, window: Window) -> None:
+        self.environment = environment
+        self.runner = runner
+        self.window = window
+        self.classes = list(environment.user_classes)
+        self.weights = [max(0.0, float(getattr(c, "weight", 1) or 0)) for c in self.classes]
+        self.free: dict[type[User], list[User]] = {c: [] for c in self.classes}
+        self.group = gevent.pool.Group()
+        self.created = 0
+        self.errors_logged = 0
+        self.done_at: float | None = None
+        self.scheduler = Scheduler(
+            iter(()), recorder=window, clock=time.perf_counter, sleep=gevent.sleep, start=self.start,
+            max_in_flight=int(_PLAN.get("max_in_flight") or default_max_in_flight(peak_rate(_RATE), _shares())),
+            max_lateness_s=float(_PLAN.get("max_lateness_s", 1.0)),
+        )
+
+    @property
+    def busy(self) -> int:
+        return self.scheduler.in_flight
+
+    @property
+    def finished(self) -> bool:
+        """The whole share started (or dropped), and its iterations ended or had their drain time."""
+        if not self.scheduler.done:
+            return False
+        if self.done_at is None:
+            self.done_at = time.monotonic()
+        return self.scheduler.in_flight == 0 or time.monotonic() - self.done_at > _DRAIN_S
+
+    def begin(self, **_kw: Any) -> None:
+        gevent.spawn(self._run, time.perf_counter())
+
+    def _run(self, t0: float) -> None:
+        # Each process starts its share when Locust starts it (a worker: on its first spawn message,
+        # within milliseconds of the others on one host); which arrivals are its share is exact.
+        # A distributed worker's place comes with its plan; a forked one's from Locust's ack.
+        index, count = 0, 1
+        if isinstance(self.runner, WorkerRunner):
+            index = int(_PLAN["index"]) if "index" in _PLAN else max(0, self.runner.worker_index)
+            count = _shares()
+        for cls in self.classes:
+            if self.environment.host:
+                cls.host = self.environment.host
+        self.scheduler.times = arrival_times(_RATE, index, count)
+        self.scheduler.run(t0)
+
+    def end(self, **_kw: Any) -> None:
+        """Stop arriving; iterations still running after the drain time are cut off."""
+        self.scheduler.stop()
+        self.group.kill(block=True, timeout=5.0)
+
+    def start(self, intended: float) -> None:
+        self.group.spawn(self.iterate, intended)
+
+    def iterate(self, intended: float | None) -> None:
+        current = gevent.getcurrent()
+        while intended is not None:
+            current.loadkit_lag_ms = (time.perf_counter() - intended) * 1000.0  # type: ignore[attr-defined]
+            self.run_one()
+            intended = self.scheduler.next_waiting()
+
+    def run_one(self) -> None:
+        cls = self.classes[0] if len(self.classes) == 1 else random.choices(self.classes, self.weights)[0]
+        free = self.free[cls]
+        user = free.pop() if free else self._new_user(cls)
+        if user is None:
+            return
+        try:
+            task: Any = random.choice(user.tasks)  # weight-expanded; TaskSets were refused at start
+            task(user)
+        except (RescheduleTask, RescheduleTaskImmediately, InterruptTaskSet):
+            pass
+        except StopUser:
+            return  # that user is done; the next iteration creates another
+        except Exception as exc:
+            self._user_error(user, exc)
+        free.append(user)
+
+    def _new_user(self, cls: type[User]) -> User | None:
+        user = cls(self.environment)
+        self.created += 1
+        try:
+            user.on_start()
+        except StopUser:
+            return None
+        except Exception as exc:
+            self._user_error(user, exc)
+            return None
+        return user
+
+    def _user_error(self, user: User, exc: Exception) -> None:
+        self.environment.events.user_error.fire(user_instance=user, exception=exc, tb=exc.__traceback__)
+        if self.errors_logged < 5:
+            self.errors_logged += 1
+            logger.error("loadkit: %s's task raised %s: %s", type(user).__name__, type(exc).__name__, exc)
 
 
 class _Collector:
@@ -263,6 +440,8 @@ class _Collector:
         self.pending = Window()
         self.total = Window()
         self.cpu: dict[str, float] = {}
+        self.busy: dict[str, int] = {}
+        self.finished: set[str] = set()
         self.lag_ms = 0.0
         self.started: float | None = None
         self.stopping: float | None = None
@@ -270,11 +449,20 @@ class _Collector:
         self.ended = False
         self.workers: Workers | None = None
 
+    def schedule_finished(self) -> bool:
+        """Open model: every process has started (or dropped) its whole share and its iterations ended."""
+        if self.local is not None:
+            return self.local.finished
+        return len(self.finished) >= _shares()
+
     def on_worker_window(self, environment: Environment, msg: Any, **_kw: Any) -> None:
         data = msg.data
         window = Window.from_wire(data["window"])
         self.pending.merge(window)
         node = str(msg.node_id)
+        self.busy[node] = int(data.get("busy", 0))
+        if data.get("finished"):
+            self.finished.add(node)
         if self.workers is not None:
             self.workers.on_window(node, window.requests, bool(data.get("final")))
             if self.workers.nodes.get(node) is not None and self.workers.nodes[node].lost:
@@ -300,6 +488,7 @@ class _Collector:
             window, cpu, lag = self.local.drain()
             self.pending.merge(window)
             self.cpu["local"] = cpu
+            self.busy["local"] = self.local.busy
             self.lag_ms = max(self.lag_ms, lag)
         now = time.monotonic()
         window, self.pending = self.pending, Window()
@@ -308,11 +497,14 @@ class _Collector:
         # Load runs from the first users until Locust starts stopping (planned end or interrupt);
         # the shutdown after that must not dilute the rate.
         active = (self.stopping or now) - (self.started or now)
+        if _RATE:  # the schedule's length: the drain after it starts nothing
+            active = min(active, _RATE_END_S)
         span, self.last_emit = now - self.last_emit, now
         self.write({
             "type": "snapshot",
             "elapsed_s": round(elapsed, 3),
-            "users": self.runner.user_count,
+            "users": sum(self.busy.values()) if _RATE else self.runner.user_count,
+            **({"rate": round(rate_at(_RATE, elapsed), 3)} if _RATE else {}),
             **({"workers": sum(not n.lost for n in self.workers.nodes.values())} if self.workers else {}),
             "cpu_pct": max(self.cpu.values(), default=0.0),
             "lag_ms": round(self.lag_ms, 1),
@@ -424,6 +616,11 @@ def _on_init(environment: Environment, runner: Runner, **_kw: Any) -> None:
     if len(shapes) > 1:
         others = ", ".join(n for n in shapes if n != "LoadkitShape")
         notes.append(f"the locustfile's own load shape ({others}) was ignored: the profile's stages ran")
+    if _RATE and (nested := nested_task_sets(environment.user_classes)):
+        _refuse(runner, f"an open-model run (a rate) runs one task per iteration, but {', '.join(nested)} "
+                "is a TaskSet, whose tasks loop until the user stops",
+                "move the TaskSet's tasks onto the User class (@task methods), or run with --users instead of --rate")
+        return
     if isinstance(runner, WorkerRunner):
         _start_worker(environment, runner)
     else:
@@ -444,6 +641,7 @@ def _start_planned_worker(environment: Environment, runner: WorkerRunner) -> Non
         # "workers": its place among the master's workers).
         _PLAN.update(plan)
         _STAGES[:] = [Stage(**s) for s in plan.get("stages", [])]
+        _set_rate(plan)
         _Connections.get().policy = None
         _configure(environment, plan, plan.get("target"))
         logger.warning("loadkit: worker %s of %s holds the plan (%s)", plan.get("index"), plan.get("workers"),
@@ -458,15 +656,36 @@ def _start_planned_worker(environment: Environment, runner: WorkerRunner) -> Non
     runner.register_message(_PLAN_MESSAGE, on_plan)
     runner.register_message(_REFUSED, on_refused)
     runner.send_message(_HELLO, {"version": __version__})
+def _refuse(runner: Runner, message: str, hint: str) -> None:
+    """A locustfile this plan cannot run: tell the parent (exit 2 there) and quit before any load."""
+    logger.error("loadkit: %s; %s", message, hint)
+    if isinstance(runner, WorkerRunner):
+        return  # the master refuses and quits the run
+    fd = os.environ.get("LOADKIT_STATS_FD")
+    if fd:
+        with os.fdopen(int(fd), "w", encoding="utf-8") as out:
+            out.write(json.dumps({"type": "refused", "message": message, "hint": hint}) + "\n")
+    os._exit(2)  # before the shape starts: nothing ran; the parent kills any forked worker
+
+
+def _open_model(environment: Environment, runner: Runner, process: _Process) -> None:
+    """Open model: this process runs its share of the schedule from test start to test stopping."""
+    if not _RATE:
+        return
+    process.open_model = model = _OpenModel(environment, runner, process.window)
+    environment.events.test_start.add_listener(model.begin)
+    environment.events.test_stopping.add_listener(model.end)
 
 
 def _start_worker(environment: Environment, runner: WorkerRunner) -> None:
     process = _Process()
     process.listen(environment)
+    _open_model(environment, runner, process)
 
     def send(final: bool = False) -> None:
         window, cpu, lag = process.drain()
-        runner.send_message(_MESSAGE, {"window": window.to_wire(), "cpu": cpu, "lag_ms": lag, "final": final})
+        runner.send_message(_MESSAGE, {"window": window.to_wire(), "cpu": cpu, "lag_ms": lag, "final": final,
+                                       "busy": process.busy, "finished": process.finished})
 
     def loop() -> None:
         while True:
@@ -476,6 +695,7 @@ def _start_worker(environment: Environment, runner: WorkerRunner) -> None:
     gevent.spawn(loop)
     # The master's "loadkit_stop": stop the users now; test_stop then sends the final window.
     runner.register_message(_STOP, lambda **_: gevent.spawn(runner.stop))
+    environment.events.test_start.add_listener(process.on_test_start)
     environment.events.test_stop.add_listener(lambda **_: send(final=True))
 
 
@@ -484,9 +704,11 @@ def _start_collector(environment: Environment, runner: Runner, notes: list[str])
     fd = os.environ.get("LOADKIT_STATS_FD")
     out = os.fdopen(int(fd), "w", buffering=1, encoding="utf-8") if fd else open(os.devnull, "w")  # noqa: SIM115
     local = None if isinstance(runner, MasterRunner) else _Process()
-    collector = _Collector(runner, out, local)
+    global _COLLECTOR
+    collector = _COLLECTOR = _Collector(runner, out, local)
     if local is not None:
         local.listen(environment)
+        _open_model(environment, runner, local)
     else:
         runner.register_message(_MESSAGE, collector.on_worker_window)
     collector.write({"type": "start", "processes": _PLAN.get("processes", 1), "pid": os.getpid(), "notes": notes})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from loadkit.load.journeys import check_locustfile_syntax, locate_locustfile
 from loadkit.load.preflight import validate_target
 from loadkit.load.profiles import Profile
 from loadkit.load.runner import LoadPlan
-from loadkit.load.shapes import stage_problems
+from loadkit.load.shapes import RateStage, Stage, rate_problems, stage_problems
 from loadkit.units import parse_host_port
 
 
@@ -18,20 +19,31 @@ def plan_run(profile: Profile, *, target: str, locustfile: str | None = None, us
              spawn_rate: float | None = None, duration_s: float | None = None,
              headers: Mapping[str, str] | None = None, processes: int = 1,
              base_dir: Path | None = None, workers: int | None = None,
-             master_bind: str | None = None, workers_wait_s: float = 60.0) -> LoadPlan:
+             master_bind: str | None = None, workers_wait_s: float = 60.0, rate: float | None = None,
+             max_in_flight: int | None = None) -> LoadPlan:
     """Resolve a profile plus overrides into a concrete plan; raises ConfigError/UsageError.
 
     `workers`: Locust workers over TCP, local ones, or with `master_bind` ("HOST:PORT") remote ones
     (`loadkit worker --master ...`) that the master waits `workers_wait_s` for.
+    `rate` (iterations per second) makes an open-model plan: a constant rate over the profile's
+    duration, or the profile's own rate stages rescaled to that peak. `max_in_flight` bounds the
+    iterations running at once per process (default: the profile's, else two seconds of the rate).
     """
     bind = check_workers(workers, master_bind, processes)
     target = validate_target(target)
-    stages = profile.resolve_stages(users=users, spawn_rate=spawn_rate, duration_s=duration_s)
-    if problems := stage_problems(stages):
-        raise UsageError(
-            f"profile {profile.name!r} cannot run as asked:\n  - " + "\n  - ".join(problems),
-            hint="give a longer --duration, a higher --spawn-rate, or fix the profile's stages",
-        )
+    rate_stages = _rate_stages(profile, users=users, spawn_rate=spawn_rate, duration_s=duration_s, rate=rate)
+    if max_in_flight is not None and not rate_stages:
+        raise UsageError("--max-in-flight bounds the iterations of an arrival-rate run, and this run has users",
+                         hint="add --rate R (iterations per second), or drop --max-in-flight")
+    if rate_stages:
+        stages = [Stage(math.fsum(s.duration_s for s in rate_stages), 0, 1.0)]  # Locust's lifecycle: no users
+    else:
+        stages = profile.resolve_stages(users=users, spawn_rate=spawn_rate, duration_s=duration_s)
+        if problems := stage_problems(stages):
+            raise UsageError(
+                f"profile {profile.name!r} cannot run as asked:\n  - " + "\n  - ".join(problems),
+                hint="give a longer --duration, a higher --spawn-rate, or fix the profile's stages",
+            )
     path = locate_locustfile(locustfile or profile.locustfile, base_dir)
     check_locustfile_syntax(path)
     return LoadPlan(
@@ -44,6 +56,8 @@ def plan_run(profile: Profile, *, target: str, locustfile: str | None = None, us
         workers=workers or 0,
         master_bind=bind,
         workers_wait_s=workers_wait_s,
+        rate_stages=rate_stages,
+        max_in_flight=(max_in_flight or profile.max_in_flight) if rate_stages else 0,
     )
 
 
@@ -67,3 +81,25 @@ def check_workers(workers: int | None, master_bind: str | None, processes: int) 
     except ValueError as exc:
         raise UsageError(f"--master-bind {exc}", hint="give the address the master listens on for its workers, "
                          "e.g. --master-bind 0.0.0.0:5557") from None
+
+
+def _rate_stages(profile: Profile, *, users: int | None, spawn_rate: float | None, duration_s: float | None,
+                 rate: float | None) -> list[RateStage]:
+    """The open-model stages asked for ([] for a users run), refusing what mixes the two models."""
+    if rate is None and not profile.open_model:
+        return []
+    if rate is not None and (not math.isfinite(rate) or rate <= 0):
+        raise UsageError(f"--rate {rate:g} is not a rate: iterations per second must be above 0",
+                         hint="give a positive number, e.g. --rate 100")
+    why = f"profile {profile.name!r} is an arrival-rate profile" if rate is None else "--rate is an arrival rate"
+    if users is not None:
+        raise UsageError(f"{why} (iterations per second), so --users does not apply",
+                         hint="give either --rate (open model) or --users (closed model), not both")
+    if spawn_rate is not None:
+        raise UsageError(f"{why} (iterations per second): there are no users to spawn, so --spawn-rate does not "
+                         "apply", hint="drop --spawn-rate")
+    stages = profile.resolve_rate(rate=rate, duration_s=duration_s)
+    if problems := rate_problems(stages):
+        raise UsageError(f"profile {profile.name!r} cannot run as asked:\n  - " + "\n  - ".join(problems),
+                         hint="fix the profile's rate stages, or give --rate and --duration")
+    return stages

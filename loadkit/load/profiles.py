@@ -1,17 +1,30 @@
 """Named traffic profiles: a shape (stages of users over time), a default duration and a journey.
 
 Built-ins ship with loadkit; a config file (`loadkit.yaml`) can add more or override them.
-`--users`, `--spawn-rate` and `--duration` rescale any profile.
+`--users`, `--spawn-rate` and `--duration` rescale any profile. A profile with `rate_stages` is an
+open-model one (iterations per second, k6's ramping-arrival-rate); `--rate` rescales its peak, or
+turns any users profile into a constant rate over its duration.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from loadkit.errors import ConfigError
-from loadkit.load.shapes import ShapeKind, Stage, build_stages, scale_stages, total_duration
-from loadkit.models.results import ProfileInfo, StageInfo
+from loadkit.load.shapes import (
+    RateStage,
+    ShapeKind,
+    Stage,
+    build_stages,
+    constant_rate,
+    peak_rate,
+    scale_rate,
+    scale_stages,
+    total_duration,
+)
+from loadkit.models.results import ProfileInfo, RateStageInfo, StageInfo
 
 
 @dataclass(frozen=True)
@@ -26,6 +39,21 @@ class Profile:
     stages: tuple[Stage, ...] = ()
     headers: Mapping[str, str] = field(default_factory=dict)
     source: str = "built-in"
+    rate_stages: tuple[RateStage, ...] = ()
+    max_in_flight: int = 0  # open model: iterations running at once per process (0: the default)
+
+    @property
+    def open_model(self) -> bool:
+        return bool(self.rate_stages)
+
+    def resolve_rate(self, *, rate: float | None = None, duration_s: float | None = None) -> list[RateStage]:
+        """The arrival-rate stages to run ([] for a users run): the profile's, rescaled, or `rate` held
+        constant over the run."""
+        if self.rate_stages:
+            return scale_rate(self.rate_stages, rate=rate, duration_s=duration_s)
+        if rate is not None:
+            return constant_rate(rate, duration_s or self.default_duration())
+        return []
 
     def resolve_stages(self, *, users: int | None = None, spawn_rate: float | None = None,
                        duration_s: float | None = None) -> list[Stage]:
@@ -44,9 +72,13 @@ class Profile:
 
     @property
     def shape_name(self) -> str:
+        if self.rate_stages:
+            return "rate"
         return "stages" if self.stages else (self.shape or ShapeKind.CONSTANT).value
 
     def default_duration(self) -> float:
+        if self.rate_stages:
+            return math.fsum(s.duration_s for s in self.rate_stages)
         return total_duration(self.stages) if self.stages else self.duration_s
 
     def info(self) -> ProfileInfo:
@@ -54,8 +86,10 @@ class Profile:
             name=self.name, description=self.description, shape=self.shape_name, users=self.users,
             spawn_rate=self.spawn_rate, duration_s=self.default_duration(), locustfile=self.locustfile,
             headers=dict(self.headers), source=self.source,
-            stages=[StageInfo(duration_s=s.duration_s, users=s.users, spawn_rate=s.spawn_rate)
-                    for s in self.resolve_stages()],
+            stages=[] if self.rate_stages else [StageInfo(duration_s=s.duration_s, users=s.users,
+                                                          spawn_rate=s.spawn_rate) for s in self.resolve_stages()],
+            rate=peak_rate(self.rate_stages) if self.rate_stages else None,
+            rate_stages=[RateStageInfo(duration_s=s.duration_s, start=s.start, end=s.end) for s in self.rate_stages],
         )
 
 

@@ -33,7 +33,7 @@ from typing import IO, Any
 
 from loadkit.errors import ConfigError, DriverError, Interrupted
 from loadkit.load._workers import end_workers, locust_env, master_port, spawn_worker, workers_error
-from loadkit.load.shapes import Stage, total_duration
+from loadkit.load.shapes import RateStage, Stage, peak_rate, total_duration
 from loadkit.models.wire import Snapshot, Stats, WorkerEvent, WorkerEventKind
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 PLUGIN = Path(__file__).with_name("locust_plugin.py")
 STARTUP_ALLOWANCE_S = 60.0
 STOP_GRACE_S = 15.0
+RATE_DRAIN_S = 10.0  # an open-model run's Locust may run this long past its schedule (the plugin's _RATE_LIMIT_S)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,10 @@ class LoadPlan:
 
         LoadPlan(target="http://127.0.0.1:8080/canary", locustfile=Path("locustfiles/website.py"),
                  stages=[Stage(30, 10, 5)], pin_to_target=True)
+
+    An open-model plan (a rate) has `rate_stages`; its `stages` are then one stage of 0 users over the
+    schedule's length (Locust's lifecycle), and `max_in_flight` (0: the default) bounds the iterations
+    running at once per process, `max_lateness_s` how late an iteration may start before it is dropped.
     """
 
     target: str
@@ -67,6 +72,17 @@ class LoadPlan:
     workers: int = 0  # Locust workers over TCP (0: none); local ones unless master_bind is given
     master_bind: tuple[str, int] | None = None  # bind here and wait for remote `loadkit worker`s
     workers_wait_s: float = 60.0  # how long the master waits for its workers to connect
+    rate_stages: list[RateStage] = field(default_factory=list)
+    max_in_flight: int = 0
+    max_lateness_s: float = 1.0
+
+    @property
+    def open_model(self) -> bool:
+        return bool(self.rate_stages)
+
+    @property
+    def peak_rate(self) -> float:
+        return peak_rate(self.rate_stages)
 
     @property
     def duration_s(self) -> float:
@@ -80,6 +96,8 @@ class LoadPlan:
             "pin_to_target": self.pin_to_target,
             "workers": self.workers,
             "workers_wait_s": self.workers_wait_s,
+            **({"rate_stages": [s.__dict__ for s in self.rate_stages], "max_in_flight": self.max_in_flight,
+                "max_lateness_s": self.max_lateness_s} if self.rate_stages else {}),
         })
 
 
@@ -116,6 +134,7 @@ class _Stream:
         self.end: dict[str, Any] | None = None
         self.workers: list[WorkerEvent] = []
         self.fatal: dict[str, Any] | None = None
+        self.refused: dict[str, Any] | None = None
         self.thread = threading.Thread(target=self._read, name="loadkit-stats", daemon=True)
 
     def _read(self) -> None:
@@ -148,6 +167,8 @@ class _Stream:
                 log.warning("load generator worker %s %s: %s", event.node, event.event.value, event.reason)
         elif kind == "fatal":
             self.fatal = record
+        elif kind == "refused":
+            self.refused = record
 
 
 class LocustDriver:
@@ -223,7 +244,7 @@ class LocustDriver:
 
     def _wait(self, proc: subprocess.Popen[bytes], plan: LoadPlan, stop: threading.Event | None) -> None:
         """Wait for Locust; a hard timeout stops a run that overstays its plan."""
-        budget = STARTUP_ALLOWANCE_S + plan.duration_s + plan.stop_timeout_s + STOP_GRACE_S
+        budget = STARTUP_ALLOWANCE_S + plan.duration_s + plan.stop_timeout_s + STOP_GRACE_S + RATE_DRAIN_S
         if plan.workers:
             budget += plan.workers_wait_s + STOP_GRACE_S  # waiting for workers, then for their final windows
         deadline = time.monotonic() + budget
@@ -246,6 +267,8 @@ class LocustDriver:
                  started_at: datetime, interrupted: bool, log_path: Path) -> LoadOutcome:
         if stream.fatal is not None:
             raise DriverError(str(stream.fatal.get("message")), hint=stream.fatal.get("hint"))
+        if stream.refused is not None:
+            raise ConfigError(str(stream.refused["message"]), hint=str(stream.refused["hint"]))
         log = _read(log_path)
         if plan.workers and not interrupted and not stream.snapshots and stream.end is None and (
                 stream.started.is_set() or "was busy" in log):

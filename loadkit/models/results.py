@@ -278,6 +278,12 @@ class GeneratorHealth(ResultModel):
     workers: int = Field(default=0, description="Locust workers over TCP that took part (0: not distributed)")
     workers_lost: list[LostWorker] = Field(default_factory=list, description="Workers lost mid-run: the "
                                            "result is judged on what arrived, and flagged")
+    # Open model (a rate) only: iterations the schedule asked for, started, dropped, and the start lag.
+    scheduled_iterations: int | None = None
+    iterations: int | None = None
+    dropped_iterations: int | None = None
+    start_lag_p99_ms: float | None = None
+    start_lag_max_ms: float | None = None
 
 
 class RunResult(ResultModel):
@@ -302,6 +308,8 @@ class RunResult(ResultModel):
     histogram: str | None = Field(default=None, description="HdrHistogram (µs) of all latencies, base64")
     stages: list[StageInfo] = Field(default_factory=list, description="The profile's stages as run (empty in "
                                     "older results)")
+    rate_stages: list[RateStageInfo] = Field(default_factory=list, description="An open-model run's arrival-rate "
+                                             "stages (iterations per second); empty for a users run")
 
     @property
     def failed_checks(self) -> list[Check]:
@@ -335,6 +343,14 @@ class StageInfo(ResultModel):
     spawn_rate: float
 
 
+class RateStageInfo(ResultModel):
+    """An open-model stage: iterations per second ramping linearly from `start` to `end`."""
+
+    duration_s: float
+    start: float
+    end: float
+
+
 class ProfileInfo(ResultModel):
     """A traffic profile as `loadkit profiles --output json` shows it."""
 
@@ -348,6 +364,8 @@ class ProfileInfo(ResultModel):
     headers: dict[str, str]
     source: str
     stages: list[StageInfo]
+    rate: float | None = Field(default=None, description="An open-model profile's peak iterations per second")
+    rate_stages: list[RateStageInfo] = Field(default_factory=list)
 
 
 class ProfileList(ResultModel):

@@ -23,6 +23,9 @@ class Stats(ResultModel):
     failures) plus every exception a task raised (`exceptions`, e.g. a failed assert), over requests.
     Latency percentiles come from an HdrHistogram (3 significant digits) and are reported as the
     upper edge of their bucket, so a reported p99 <= 500 ms really is <= 500 ms.
+    An open-model run (a rate) also has `iterations` started, `dropped_iterations` (k6's: arrivals that
+    could not start within the allowed lateness) and the start lag (intended -> actual start); its
+    latencies count from each iteration's intended start. None in a closed-model (users) run.
     """
 
     requests: int = 0
@@ -39,13 +42,19 @@ class Stats(ResultModel):
     status_classes: dict[str, int] = Field(default_factory=dict)
     failures_by_kind: dict[str, int] = Field(default_factory=dict)
     duration_s: float = 0.0
+    iterations: int | None = None
+    dropped_iterations: int | None = None
+    start_lag_p50_ms: float | None = None
+    start_lag_p99_ms: float | None = None
+    start_lag_max_ms: float | None = None
 
 
 class Snapshot(ResultModel):
     """One line of the Locust plugin's stream: the last window and everything so far."""
 
     elapsed_s: float
-    users: int
+    users: int  # an open-model run: iterations running at that moment
+    rate: float | None = None  # an open-model run: the scheduled iterations per second at that moment
     cpu_pct: float
     lag_ms: float
     window: Stats

@@ -173,7 +173,12 @@ def generator_html(result: RunResult) -> str:
         escape(with_unit(g.loop_lag_max_ms, "ms"))]
     if g.workers:
         headers, cells = [*headers, "workers"], [*cells, str(g.workers)]
-    return f"<p>{state}</p>" + table(headers, [row(cells)])
+    health = table(headers, [row(cells)])
+    if g.dropped_iterations is not None:  # an open-model run: was the schedule kept?
+        health += table(["scheduled iterations", "started", "dropped", "start lag p99", "start lag max"], [
+            row([str(g.scheduled_iterations), str(g.iterations), str(g.dropped_iterations),
+                 escape(with_unit(g.start_lag_p99_ms, "ms")), escape(with_unit(g.start_lag_max_ms, "ms"))])])
+    return f"<p>{state}</p>" + health
 
 
 _NO_SERIES = ("<p>This comparison read Prometheus: its result holds the judged samples' summary, not a series "

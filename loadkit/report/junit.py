@@ -15,13 +15,25 @@ from loadkit.units import fmt, with_unit
 def junit_xml(result: RunResult) -> str:
     return checks_junit(f"loadkit.{result.profile}", result.checks, result.started_at, result.ended_at,
                         {"target": result.target, "verdict": result.verdict.value, "score": fmt(result.score),
-                         "requests": str(result.stats.requests),
+                         "requests": str(result.stats.requests), **open_model_properties(result),
                          **({"workers": str(result.generator.workers),
                              "workers_lost": str(len(result.generator.workers_lost))}
                             if result.generator.workers else {})}, result.warnings,
                         verdict=Verdict.INTERRUPTED if result.interrupted else result.verdict,
                         reason="interrupted: not judged (the checks show what was collected)" if result.interrupted
                         else "")
+
+
+def open_model_properties(result: RunResult) -> dict[str, str]:
+    """An open-model run's schedule as JUnit properties: where CI reads the generator's health."""
+    g = result.generator
+    if g.dropped_iterations is None:
+        return {}
+    return {"rate": fmt(max((max(s.start, s.end) for s in result.rate_stages), default=0.0)),
+            "scheduled_iterations": str(g.scheduled_iterations), "iterations": str(g.iterations),
+            "dropped_iterations": str(g.dropped_iterations),
+            "start_lag_p99_ms": fmt(g.start_lag_p99_ms) if g.start_lag_p99_ms is not None else "",
+            "generator_saturated": "true" if g.saturated else "false"}
 
 
 def checks_junit(suite_name: str, checks: Sequence[Check], started_at: datetime, ended_at: datetime,

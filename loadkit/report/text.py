@@ -89,6 +89,12 @@ def render_scorecard(result: RunResult, console: Console) -> None:
         f"max {with_unit(s.max_ms, 'ms')}  over {fmt(s.duration_s)}s",
         highlight=False,
     )
+    g = result.generator
+    if g.dropped_iterations is not None:
+        console.print(f"open model    {g.iterations:,} of {g.scheduled_iterations:,} scheduled iterations started, "
+                      f"dropped_iterations {g.dropped_iterations:,}, start lag p99 "
+                      f"{with_unit(g.start_lag_p99_ms, 'ms')}; latency counts from each intended start",
+                      highlight=False)
     render_checks(result.checks, console)
     if s.status_codes:
         codes = "  ".join(f"{'conn-error' if k == '0' else k}: {v:,}" for k, v in s.status_codes.items())

@@ -21,7 +21,7 @@ from loadkit.config import Config, RollbackOn, WorkersSpec
 from loadkit.errors import ConfigError, PayloadError, UsageError
 from loadkit.load.plan import plan_run
 from loadkit.load.runner import STARTUP_ALLOWANCE_S, STOP_GRACE_S, LoadPlan
-from loadkit.load.shapes import Stage
+from loadkit.load.shapes import RateStage, Stage
 from loadkit.models.results import Verdict
 from loadkit.webhook.analyses import Lifecycle, outcome_of
 from loadkit.webhook.gates import Gates
@@ -91,6 +91,8 @@ def plan_key(plan: LoadPlan, call: HookCall, min_samples: int) -> str:
     data = {
         "profile": plan.profile, "target": plan.target, "baseline": call.baseline, "locustfile": str(plan.locustfile),
         "stages": [dataclasses.asdict(s) for s in plan.stages], "headers": sorted(plan.headers.items()),
+        **({"rate_stages": [dataclasses.asdict(s) for s in plan.rate_stages], "max_in_flight": plan.max_in_flight}
+           if plan.open_model else {}),
         "processes": plan.processes, "thresholds": call.thresholds_name, "min_samples": min_samples,
         "checks": [t.model_dump(mode="json") for t in call.thresholds], "continuous": call.continuous,
         "workload": call.names.workload,
@@ -296,14 +298,18 @@ class Hooks:
         limits = self.config.server
         try:
             plan = plan_run(call.profile, target=call.target, users=call.users, spawn_rate=call.spawn_rate,
-                            duration_s=call.duration_s, headers=call.headers,
+                            duration_s=call.duration_s, headers=call.headers, rate=call.rate,
                             base_dir=self.config.path.parent if self.config.path else None)
         except (ConfigError, UsageError) as exc:
             raise PayloadError(exc.message.replace("\n", " ")) from None
-        what = f"profile {plan.profile!r}" + (" with the metadata overrides" if call.users or call.duration_s else "")
+        overridden = call.users or call.duration_s or call.rate
+        what = f"profile {plan.profile!r}" + (" with the metadata overrides" if overridden else "")
         if plan.duration_s > limits.max_duration:
             raise PayloadError(f"{what} runs {plan.duration_s:g}s, longer than this server's max_duration "
                                f"({limits.max_duration:g}s)")
+        if plan.peak_rate > limits.max_rate:
+            raise PayloadError(f"{what} peaks at {plan.peak_rate:g} iterations/s, more than this server's max_rate "
+                               f"({limits.max_rate:g})")
         peak = max(s.users for s in plan.stages)
         if peak > limits.max_users:
             raise PayloadError(f"{what} peaks at {peak} users, more than this server's max_users ({limits.max_users})")
@@ -334,8 +340,13 @@ class Hooks:
 
 def _until(plan: LoadPlan, limit_s: float) -> LoadPlan:
     """A continuous run: the profile, then its last stage held until the analysis ends (at most `limit_s`)."""
+    extra = max(0.0, limit_s - plan.duration_s)
     *head, last = plan.stages
-    held = Stage(last.duration_s + max(0.0, limit_s - plan.duration_s), last.users, last.spawn_rate)
+    held = Stage(last.duration_s + extra, last.users, last.spawn_rate)
+    if plan.open_model:  # the last rate stage's end rate, held
+        end = plan.rate_stages[-1].end
+        return dataclasses.replace(plan, stages=[held], rate_stages=[*plan.rate_stages, RateStage(extra, end, end)]
+                                   if extra > 0 else plan.rate_stages)
     return dataclasses.replace(plan, stages=[*head, held])
 
 

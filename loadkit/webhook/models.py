@@ -26,6 +26,7 @@ class MetadataKey(enum.StrEnum):
     DURATION = "duration"  # 30s, 5m, ... or `analysis`: load until the analysis ends
     USERS = "users"
     SPAWN_RATE = "spawn_rate"
+    RATE = "rate"  # open model: iterations per second (instead of users)
     HEADERS = "headers"
     THRESHOLDS = "thresholds"
     SERVICE = "service"  # Flagger's service.name, when it is not the Canary's name

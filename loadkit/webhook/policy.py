@@ -106,6 +106,7 @@ class HookCall:
     baseline: str | None = None  # the primary's URL, when a compare check runs load against it
     users: int | None = None
     spawn_rate: float | None = None
+    rate: float | None = None  # open model: iterations per second
     duration_s: float | None = None
     continuous: bool = False  # metadata duration: analysis
     headers: dict[str, str] = field(default_factory=dict)
@@ -188,6 +189,7 @@ def _run_call(kind: HookKind, payload: FlaggerPayload, names: Names, meta: dict[
         kind=kind, payload=payload, names=names, profile=profile, thresholds=thresholds, baseline=baseline,
         thresholds_name=meta.get(MetadataKey.THRESHOLDS) or "default", target=target, users=users,
         spawn_rate=_parse(meta, MetadataKey.SPAWN_RATE, _positive_float), duration_s=duration,
+        rate=_parse(meta, MetadataKey.RATE, _positive_float),
         continuous=continuous, headers=_parse(meta, MetadataKey.HEADERS, parse_headers) or {},
     )
 

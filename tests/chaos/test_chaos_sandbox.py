@@ -52,6 +52,27 @@ def test_latency_fault_breaks_request_duration_and_is_removed(sandbox: SandboxPr
     assert faults(sandbox) == []
 
 
+def _rate_config(tmp_path: Path) -> Path:
+    path = tmp_path / "loadkit.yaml"
+    path.write_text("profiles:\n  steady-rate:\n    rate: 20\n    duration: 1m\n    max_in_flight: 300\n")
+    return path
+
+
+def test_an_arrival_rate_keeps_coming_through_a_latency_fault(sandbox: SandboxProcess, tmp_path: Path) -> None:
+    """--rate: the open model holds 40 iterations/s through 600 ms of added latency (a closed model would
+    slow down with the target); the fault's phase counts them, and its p99 holds the latency. A website
+    iteration is up to 8 requests (4.8 s under the fault): the config profile lets 300 run at once, so none
+    is dropped."""
+    code, result, stderr = chaos_run(sandbox, "local-latency.yaml", "--rate", "40", "--profile", "steady-rate",
+                                     "--var", "fault_seconds=4", "--config", str(_rate_config(tmp_path)))
+    assert code == 1, stderr
+    assert result is not None and check(result, "request-duration")["passed"] is False
+    fault_phase = next(p for p in result["phases"] if p["name"] == "fault")["stats"]
+    assert fault_phase["p99_ms"] >= 600 and fault_phase["dropped_iterations"] == 0
+    assert fault_phase["iterations"] == pytest.approx(40 * fault_phase["duration_s"], rel=0.2)
+    assert faults(sandbox) == []
+
+
 SERVER_SIDE = """
 thresholds:
   - {name: request-success-rate, thresholdRange: {min: 99}}

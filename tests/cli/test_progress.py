@@ -23,3 +23,11 @@ def test_the_live_line_labels_window_and_run_figures() -> None:
     assert "last 1s: rps 20 p99 950 ms" in line, line  # now: the last window
     assert "run: errors 2% requests 400" in line, line  # so far: the whole run
     assert line.endswith("failing: error-rate"), line  # judged on the whole run, not the window
+
+
+def test_an_open_model_line_shows_the_rate_in_flight_and_dropped() -> None:
+    snap = snapshot(950.0, 0.0)
+    snap = snap.model_copy(update={"rate": 100.0, "users": 12,
+                                   "cumulative": snap.cumulative.model_copy(update={"dropped_iterations": 3})})
+    line = Progress(Console(), 60.0, [], min_samples=100).line(snap).plain
+    assert "rate 100/s in flight 12 dropped 3" in line and "users" not in line, line

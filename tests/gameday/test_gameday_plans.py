@@ -50,6 +50,8 @@ BAD: list[tuple[str, dict[str, Any], list[str]]] = [
      ["stop_conditions.load.0", "measured after a fault"]),
     ("twice", _with(scenarios=[scenario("a", "local-latency.yaml"), scenario("a", "local-abort.yaml")]),
      ["scenarios", "distinct: a given more than once"]),
+    ("load-users-and-rate", _with(load={"profile": "steady", "users": 5, "rate": 10}),
+     ["load", "either users (closed model) or rate (iterations per second)"]),
     ("unguarded-experiment-var", _with(scenarios=[scenario("latency", "local-latency.yaml",
                                                            variables={"loadkit_allow_primary": True})]),
      ["scenarios.0 (latency)", "safety settings cannot be set as variables"]),

@@ -31,6 +31,10 @@ profiles:
     users: 10
     spawn_rate: 10
     duration: 4s
+  quick-rate:
+    description: short arrival-rate load for tests
+    start_rate: 10
+    stages: [{duration: 4s, rate: 10}]
 server:
   default_profiles: {pre-rollout: quick, rollout: quick}
 """

@@ -33,6 +33,18 @@ def test_pre_rollout_passes_a_healthy_canary(server: Serve, healthy_site: Sandbo
     assert run["result"]["stats"]["duration_s"] < 5  # the 4 s profile, not longer
 
 
+def test_pre_rollout_runs_an_arrival_rate_profile_rescaled_by_metadata(server: Serve,
+                                                                       healthy_site: SandboxProcess) -> None:
+    """Flagger's metadata `rate: "25"` on a config profile with rate stages: 25 iterations/s for its 4 s."""
+    answer = server.hook("pre-rollout", payload(f"{healthy_site.traffic_url}/canary", checksum=checksum(),
+                                                profile="quick-rate", rate="25"))
+    assert answer.status_code == 200, answer.text
+    result = server.get(f"/runs/{answer.headers['X-Loadkit-Run']}/result").json()
+    assert result["rate_stages"] == [{"duration_s": 4.0, "start": 25.0, "end": 25.0}] and result["stages"] == []
+    assert result["stats"]["iterations"] == result["generator"]["scheduled_iterations"] == 100
+    assert result["generator"]["dropped_iterations"] == 0 and result["stats"]["requests"] >= 100
+
+
 def test_pre_rollout_fails_a_canary_with_5pct_503s(server: Serve, faulty_site: SandboxProcess) -> None:
     answer = server.hook("pre-rollout", payload(f"{faulty_site.traffic_url}/canary", checksum=checksum()))
     assert answer.status_code == 412, answer.text
