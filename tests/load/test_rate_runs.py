@@ -144,6 +144,18 @@ def test_a_50ms_target_reads_50ms_and_two_processes_start_exactly_the_schedule(
     assert abs(s.p50_ms - reference.p50_ms) <= allowed, (s.p50_ms, reference.p50_ms, s.start_lag_p50_ms)
 
 
+def test_two_workers_over_tcp_split_the_schedule_exactly(
+        target: tuple[CountingServer, _Target], locustfiles: Path, tmp_path: Path) -> None:
+    """`--rate` with `--workers 2`: each worker gets the schedule with its plan and runs its share
+    (arrivals i, i+2, ...): together the server sees the whole schedule, once."""
+    server, _ = target
+    before = server.paths["/slow"]
+    _, result, _ = _run(server, locustfiles / "slow.py", "--rate", "30", "-t", "3s", "--workers", "2", tmp=tmp_path)
+    s = result.stats
+    assert server.paths["/slow"] - before == s.requests == s.iterations == 90 and s.dropped_iterations == 0
+    assert result.generator.workers == 2 and not result.generator.workers_lost
+
+
 def test_a_target_too_slow_for_the_rate_drops_iterations_and_flags_the_generator(
         target: tuple[CountingServer, _Target], locustfiles: Path, tmp_path: Path) -> None:
     """20 requests/s at most, 60 asked, 10 in flight: most arrivals wait, those past 1 s are dropped. The
