@@ -7,6 +7,9 @@ from typing import Any
 
 from loadkit.load.runner import LoadOutcome, LoadPlan
 from loadkit.models.results import (
+    Check,
+    CheckStatus,
+    EarlyStop,
     EndpointStats,
     ErrorStat,
     GeneratorHealth,
@@ -55,10 +58,13 @@ def assess_generator(snapshots: Sequence[Snapshot], processes: int) -> Generator
 
 
 def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Threshold], min_samples: int,
-                 external: Mapping[str, Observation] | None = None, notes: Sequence[str] = ()) -> RunResult:
-    """`external`: observations of Prometheus and compare checks (`gather`)."""
+                 external: Mapping[str, Observation] | None = None, notes: Sequence[str] = (),
+                 early_stop: EarlyStop | None = None) -> RunResult:
+    """`external`: observations of Prometheus and compare checks (`gather`). `early_stop`: the run was
+    stopped for a decisive breach: judged FAIL, and the breached check says so."""
     stats = outcome.final
     card = evaluate(thresholds, observations_from_stats(stats), min_samples, external)
+    checks = card.checks if early_stop is None else [_breached(c, early_stop) for c in card.checks]
     health = assess_generator(outcome.snapshots, plan.processes)
     warnings = [*outcome.notes, *notes]
     if health.saturated:
@@ -69,12 +75,14 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
         example = f"; most common: {task_errors[0].removeprefix('task error: ')}" if task_errors else ""
         warnings.append(f"the locustfile's tasks raised {stats.exceptions} exception(s), counted in "
                         f"error-rate{example}")
+    if early_stop is not None:
+        warnings.append(early_stop.summary)
     if outcome.interrupted:
         warnings.append(f"{INTERRUPTED_NOTE} {fmt(stats.duration_s)}s: not judged (the checks show what was "
                         "collected)")
     return RunResult(
-        verdict=Verdict.INTERRUPTED if outcome.interrupted else card.verdict,
-        score=card.score,
+        verdict=Verdict.INTERRUPTED if outcome.interrupted else Verdict.FAIL if early_stop else card.verdict,
+        score=card.score if early_stop is None else _score(checks),
         target=plan.target,
         profile=plan.profile,
         locustfile=str(plan.locustfile),
@@ -82,7 +90,7 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
         ended_at=outcome.ended_at,
         interrupted=outcome.interrupted,
         stats=stats,
-        checks=[c.unjudged("interrupted") for c in card.checks] if outcome.interrupted else card.checks,
+        checks=[c.unjudged("interrupted") for c in checks] if outcome.interrupted else checks,
         thresholds=list(thresholds),
         min_samples=min_samples,
         generator=health,
@@ -92,7 +100,23 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
         warnings=warnings,
         histogram=outcome.histogram or None,
         stages=[StageInfo(duration_s=s.duration_s, users=s.users, spawn_rate=s.spawn_rate) for s in plan.stages],
+        stopped_early=early_stop,
     )
+
+
+def _score(checks: Sequence[Check]) -> float:
+    """`evaluate`'s score (share of the weight that passed) of restated checks."""
+    total = sum(c.weight for c in checks)
+    return round(100.0 * sum(c.weight for c in checks if c.passed) / total, 1) if total else 0.0
+
+
+def _breached(check: Check, stop: EarlyStop) -> Check:
+    """The check that stopped the run fails with the decisive reason, whatever its point estimate
+    over the shortened run says (a breach over the trailing window may hide in the run's totals)."""
+    if check.name != stop.check:
+        return check
+    return check.restated(CheckStatus.FAILED, f"{stop.reason.removeprefix(check.name + ': ')} "
+                          f"(stopped the run at {fmt(stop.at_s)}s)")
 
 
 def _endpoint(row: Sequence[Any]) -> EndpointStats:

@@ -26,12 +26,16 @@ from loadkit.cli._options import config_option, history_options, load_options, o
 @click.option("--min-samples", type=click.IntRange(min=1),
               help="Fewer requests than this is a FAIL with 'insufficient data' (default 100).")
 @click.option("--quiet", "-q", is_flag=True, help="No live progress on stderr.")
+@click.option("--abort-on-fail", is_flag=True,
+              help="Stop as soon as a threshold's failure is statistically certain (the webhook's decisive-breach "
+                   "rule, server.rollback.confidence) and exit 1, saying when and why. A healthy run goes to its end.")
 @history_options
 def run(target: str, profile: str, locustfile: str | None, users: int | None, spawn_rate: float | None,
         duration: float | None, headers: tuple[tuple[str, str], ...], processes: int,
         config_path: Path | None, output: str, junit_path: Path | None, report_dir: Path | None,
         min_samples: int | None, quiet: bool, baseline: str | None, prometheus_url: str | None,
-        canary_name: str | None, namespace: str | None, db_path: Path | None, no_history: bool) -> int:
+        canary_name: str | None, namespace: str | None, abort_on_fail: bool, db_path: Path | None,
+        no_history: bool) -> int:
     """Run a load profile against TARGET and score it.
 
     \b
@@ -39,10 +43,13 @@ def run(target: str, profile: str, locustfile: str | None, users: int | None, sp
       loadkit run --target http://127.0.0.1:8080/canary --profile smoke
       loadkit run --target http://bruno-site-canary.bruno:80 -p steady -u 50 -t 2m -o json | jq .verdict
       loadkit run --target http://127.0.0.1:8080 -H 'x-canary: insider' --junit load.xml
+      loadkit run --target http://127.0.0.1:8080/canary -p steady --abort-on-fail   # fail in seconds, not minutes
       loadkit run --target http://127.0.0.1:8080/canary --config loadkit.yaml \\
           --prometheus http://127.0.0.1:9090 --canary bruno-site --namespace bruno --baseline http://127.0.0.1:8080
 
     The result is kept in the history (see `loadkit history`; --db, --no-history).
+    With --abort-on-fail (or `abort_on_fail: true` on a threshold) a run whose failure is already certain
+    stops early and is judged FAIL: every output says when (seconds into the run) and why.
     Exits 0 when every threshold is met, 1 when one fails (or there was too little data),
     2 on bad input, 3 when the target or Locust fails, 130 when interrupted.
     """
@@ -54,5 +61,5 @@ def run(target: str, profile: str, locustfile: str | None, users: int | None, sp
         duration=duration, headers=dict(headers), processes=processes, config_path=config_path,
         output=output, junit_path=junit_path, report_dir=report_dir, min_samples=min_samples, quiet=quiet,
         baseline=baseline, prometheus_url=prometheus_url, canary_name=canary_name, namespace=namespace,
-        keep=Keep(db_path, enabled=not no_history),
+        keep=Keep(db_path, enabled=not no_history), abort_on_fail=abort_on_fail,
     )

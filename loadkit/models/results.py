@@ -266,6 +266,26 @@ class GeneratorHealth(ResultModel):
     reason: str = ""
 
 
+class EarlyStop(ResultModel):
+    """Why a run stopped before its planned end (`--abort-on-fail`): a threshold's failure was
+    statistically certain `at_s` seconds in (the decisive-breach rule). Such a run is judged: FAIL."""
+
+    at_s: float
+    planned_s: float
+    check: str
+    reason: str
+    confidence: float
+
+    @property
+    def summary(self) -> str:
+        """'stopped at 7s of 60s (--abort-on-fail): error-rate: at least ...'"""
+        return f"stopped at {_secs(self.at_s)}s of {_secs(self.planned_s)}s (abort on fail): {self.reason}"
+
+
+def _secs(value: float) -> str:
+    return f"{value:.1f}".removesuffix(".0")
+
+
 class RunResult(ResultModel):
     schema_version: int = SCHEMA_VERSION
     verdict: Verdict
@@ -288,6 +308,8 @@ class RunResult(ResultModel):
     histogram: str | None = Field(default=None, description="HdrHistogram (µs) of all latencies, base64")
     stages: list[StageInfo] = Field(default_factory=list, description="The profile's stages as run (empty in "
                                     "older results)")
+    stopped_early: EarlyStop | None = Field(default=None, description="Set when --abort-on-fail (or a "
+                                            "threshold's abort_on_fail) stopped the run: when and why")
 
     @property
     def failed_checks(self) -> list[Check]:

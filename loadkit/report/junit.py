@@ -15,10 +15,19 @@ from loadkit.units import fmt, with_unit
 def junit_xml(result: RunResult) -> str:
     return checks_junit(f"loadkit.{result.profile}", result.checks, result.started_at, result.ended_at,
                         {"target": result.target, "verdict": result.verdict.value, "score": fmt(result.score),
-                         "requests": str(result.stats.requests)}, result.warnings,
+                         "requests": str(result.stats.requests), **_early(result)}, result.warnings,
                         verdict=Verdict.INTERRUPTED if result.interrupted else result.verdict,
                         reason="interrupted: not judged (the checks show what was collected)" if result.interrupted
                         else "")
+
+
+def _early(result: RunResult) -> dict[str, str]:
+    """A run stopped by --abort-on-fail: when and why, as properties CI can read."""
+    stop = result.stopped_early
+    if stop is None:
+        return {}
+    return {"stopped_early_at_s": fmt(stop.at_s), "planned_s": fmt(stop.planned_s), "stop_check": stop.check,
+            "stop_reason": stop.reason}
 
 
 def checks_junit(suite_name: str, checks: Sequence[Check], started_at: datetime, ended_at: datetime,
