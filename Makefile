@@ -69,6 +69,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/compare.py
 	$(BIN)/python benchmarks/rollback.py
+	$(BIN)/python benchmarks/failfast.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
