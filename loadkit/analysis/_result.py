@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from loadkit.load._window import MAX_ENDPOINTS, OTHER_ENDPOINTS
 from loadkit.load.runner import LoadOutcome, LoadPlan
 from loadkit.models.results import (
     Check,
@@ -75,6 +76,10 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
         example = f"; most common: {task_errors[0].removeprefix('task error: ')}" if task_errors else ""
         warnings.append(f"the locustfile's tasks raised {stats.exceptions} exception(s), counted in "
                         f"error-rate{example}")
+    if any(row[1] == OTHER_ENDPOINTS for row in outcome.endpoints):
+        warnings.append(f"the locustfile requested more than {MAX_ENDPOINTS} distinct endpoint names: the rest are "
+                        f"counted in the row {OTHER_ENDPOINTS!r} (give requests with ids a name=, e.g. "
+                        "self.client.get(f'/item/{id}', name='/item/[id]'))")
     if early_stop is not None:
         warnings.append(early_stop.summary)
     if outcome.interrupted:
