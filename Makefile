@@ -70,6 +70,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/compare.py
 	$(BIN)/python benchmarks/rollback.py
 	$(BIN)/python benchmarks/failfast.py
+	$(BIN)/python benchmarks/memory.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
