@@ -3,8 +3,8 @@
 `loadkit run` with 50 no-wait FastHttpUsers against a fast local target (nginx, else a raw asyncio
 server; core 1), the generator on core 0, for --minutes each: first the code at --before (a git
 revision, extracted to a temporary directory), then this checkout. Every 5 s the RSS of the loadkit
-process and all its descendants (the Locust process) is summed; the figure is minute 1 against the
-last minute (the mean of the samples in each).
+process and all its descendants (the Locust process) is summed; the figure is minute 1 (the mean of
+the samples from 45 to 75 s) against the end (the mean of the last 30 s).
 
     .venv/bin/python benchmarks/memory.py [--minutes 5] [--before be55024]
 """
@@ -92,12 +92,13 @@ def main() -> None:
         before = extract(args.before, Path(tmp))
         runs = [soak(f"before ({args.before})", before, target, seconds), soak("after (this checkout)", ROOT, target,
                                                                                  seconds)]
-    last = seconds - 60.0
     rows = []
     for r in runs:
-        first, end = r.mean_mb(0.0, 60.0), r.mean_mb(last, seconds + 60.0)
+        # around minute 1 (not the start-up before it) and the last 30 s: both 30 s of samples
+        first, end = r.mean_mb(45.0, 75.0), r.mean_mb(seconds - 30.0, seconds + 60.0)
+        span_min = (seconds - 15.0 - 60.0) / 60.0
         rows.append(f"| {r.label} | {r.requests:,} | {r.rps:,.0f} | {first:.1f} | {end:.1f} | {end - first:+.2f} | "
-                    f"{(end - first) / max(args.minutes - 1, 1):+.2f} | {100 * (end - first) / first:+.1f} % |")
+                    f"{(end - first) / span_min:+.2f} | {100 * (end - first) / first:+.1f} % |")
     detail = []
     for r in runs:
         if r.samples:
@@ -110,8 +111,9 @@ def main() -> None:
         f"`loadkit run` with 50 no-wait FastHttpUsers against {server} on core 1, loadkit and Locust on core 0, "
         f"{args.minutes:g} minutes each, before and after in one run (`.venv/bin/python benchmarks/memory.py "
         f"--minutes {args.minutes:g} --before {args.before}`). RSS summed over the loadkit process and its "
-        f"Locust process, sampled every {SAMPLE_EVERY_S:g} s; minute 1 against the last minute (means).\n\n"
-        "| code | requests | req/s | RSS minute 1 (MB) | RSS last minute (MB) | growth (MB) | MB per minute | "
+        f"Locust process, sampled every {SAMPLE_EVERY_S:g} s; minute 1 (the mean of 45-75 s) against the end "
+        "(the mean of the last 30 s).\n\n"
+        "| code | requests | req/s | RSS minute 1 (MB) | RSS at the end (MB) | growth (MB) | MB per minute | "
         "growth |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\nPer process (first sample after "
         "minute 1 -> last sample):\n\n" + "\n".join(detail) + "\n"
     )
