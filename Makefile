@@ -70,6 +70,8 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/rollback.py
 	$(BIN)/python benchmarks/workers.py
 	$(BIN)/python benchmarks/open_model.py
+	$(BIN)/python benchmarks/failfast.py
+	$(BIN)/python benchmarks/memory.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from loadkit.load._window import MAX_ENDPOINTS, OTHER_ENDPOINTS
 from loadkit.load.runner import LoadOutcome, LoadPlan
 from loadkit.load.shapes import RateStage, scheduled_arrivals
 from loadkit.models.results import (
+    Check,
+    CheckStatus,
+    EarlyStop,
     EndpointStats,
     ErrorStat,
     GeneratorHealth,
@@ -110,10 +114,13 @@ def workers_lost_warnings(health: GeneratorHealth, planned: int) -> list[str]:
 
 
 def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Threshold], min_samples: int,
-                 external: Mapping[str, Observation] | None = None, notes: Sequence[str] = ()) -> RunResult:
-    """`external`: observations of Prometheus and compare checks (`gather`)."""
+                 external: Mapping[str, Observation] | None = None, notes: Sequence[str] = (),
+                 early_stop: EarlyStop | None = None) -> RunResult:
+    """`external`: observations of Prometheus and compare checks (`gather`). `early_stop`: the run was
+    stopped for a decisive breach: judged FAIL, and the breached check says so."""
     stats = outcome.final
     card = evaluate(thresholds, observations_from_stats(stats), min_samples, external)
+    checks = card.checks if early_stop is None else [_breached(c, early_stop) for c in card.checks]
     health = with_workers(assess_generator(outcome.snapshots, plan.processes, plan.rate_stages), outcome.workers)
     warnings = [*outcome.notes, *notes, *workers_lost_warnings(health, plan.workers)]
     warnings += [f"a load generator worker was refused: {e.reason}" for e in outcome.workers
@@ -127,12 +134,18 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
         example = f"; most common: {task_errors[0].removeprefix('task error: ')}" if task_errors else ""
         warnings.append(f"the locustfile's tasks raised {stats.exceptions} exception(s), counted in "
                         f"error-rate{example}")
+    if any(row[1] == OTHER_ENDPOINTS for row in outcome.endpoints):
+        warnings.append(f"the locustfile requested more than {MAX_ENDPOINTS} distinct endpoint names: the rest are "
+                        f"counted in the row {OTHER_ENDPOINTS!r} (give requests with ids a name=, e.g. "
+                        "self.client.get(f'/item/{id}', name='/item/[id]'))")
+    if early_stop is not None:
+        warnings.append(early_stop.summary)
     if outcome.interrupted:
         warnings.append(f"{INTERRUPTED_NOTE} {fmt(stats.duration_s)}s: not judged (the checks show what was "
                         "collected)")
     return RunResult(
-        verdict=Verdict.INTERRUPTED if outcome.interrupted else card.verdict,
-        score=card.score,
+        verdict=Verdict.INTERRUPTED if outcome.interrupted else Verdict.FAIL if early_stop else card.verdict,
+        score=card.score if early_stop is None else _score(checks),
         target=plan.target,
         profile=plan.profile,
         locustfile=str(plan.locustfile),
@@ -140,7 +153,7 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
         ended_at=outcome.ended_at,
         interrupted=outcome.interrupted,
         stats=stats,
-        checks=[c.unjudged("interrupted") for c in card.checks] if outcome.interrupted else card.checks,
+        checks=[c.unjudged("interrupted") for c in checks] if outcome.interrupted else checks,
         thresholds=list(thresholds),
         min_samples=min_samples,
         generator=health,
@@ -152,7 +165,23 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
         stages=[] if plan.open_model else [StageInfo(duration_s=s.duration_s, users=s.users, spawn_rate=s.spawn_rate)
                                            for s in plan.stages],
         rate_stages=[RateStageInfo(duration_s=s.duration_s, start=s.start, end=s.end) for s in plan.rate_stages],
+        stopped_early=early_stop,
     )
+
+
+def _score(checks: Sequence[Check]) -> float:
+    """`evaluate`'s score (share of the weight that passed) of restated checks."""
+    total = sum(c.weight for c in checks)
+    return round(100.0 * sum(c.weight for c in checks if c.passed) / total, 1) if total else 0.0
+
+
+def _breached(check: Check, stop: EarlyStop) -> Check:
+    """The check that stopped the run fails with the decisive reason, whatever its point estimate
+    over the shortened run says (a breach over the trailing window may hide in the run's totals)."""
+    if check.name != stop.check:
+        return check
+    return check.restated(CheckStatus.FAILED, f"{stop.reason.removeprefix(check.name + ': ')} "
+                          f"(stopped the run at {fmt(stop.at_s)}s)")
 
 
 def _endpoint(row: Sequence[Any]) -> EndpointStats:

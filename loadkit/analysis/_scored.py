@@ -3,31 +3,37 @@ and chaos: pre-flight, the server-side checks' needs, Locust (twice at once for 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from loadkit.analysis._result import build_result, timeline_point
 from loadkit.analysis._server_side import ServerSide, baseline_target, gather, require, side_of
+from loadkit.analysis._tally import tally_of
 from loadkit.load.pair import run_pair
 from loadkit.load.preflight import preflight, validate_target
 from loadkit.load.runner import LoadPlan, LocustDriver
-from loadkit.models.results import Comparison, RunResult, TimelinePoint
+from loadkit.models.results import Comparison, EarlyStop, RunResult, TimelinePoint
 from loadkit.models.specs import CompareSpec, Threshold
 from loadkit.models.wire import Snapshot
-from loadkit.scoring import judge
+from loadkit.scoring import FailFast, judge
 
 
 def run_scored(plan: LoadPlan, thresholds: list[Threshold], min_samples: int, *,
                on_snapshot: Callable[[Snapshot], None] | None = None,
                log_dir: Path | None = None, stop: threading.Event | None = None,
-               server: ServerSide | None = None) -> RunResult:
-    """Pre-flight, run Locust, score the outcome. Setting `stop` ends the run early.
+               server: ServerSide | None = None, fail_fast: FailFast | None = None) -> RunResult:
+    """Pre-flight, run Locust, score the outcome. Setting `stop` ends the run early (interrupted).
 
     With compare checks the same plan also runs against the baseline, at the same time; with
-    Prometheus checks their queries are checked before and run after the load.
+    Prometheus checks their queries are checked before and run after the load. With `fail_fast`
+    the run stops as soon as it finds a decisive breach, and is judged: FAIL, saying when and why.
     """
     server = server or ServerSide()
+    if fail_fast is not None and fail_fast.enabled:
+        stop = stop or threading.Event()
+        on_snapshot = _watching(fail_fast, stop, on_snapshot)
     require(thresholds, server)
     baseline = baseline_target(thresholds, server)
     preflight(plan.target, plan.headers)
@@ -40,7 +46,31 @@ def run_scored(plan: LoadPlan, thresholds: list[Threshold], min_samples: int, *,
         pair = (outcome.final, outcome.histogram, other.final, other.histogram)
     external, notes = gather(thresholds, server, start=outcome.started_at, end=outcome.ended_at, pair=pair,
                              wait=not outcome.interrupted, canary_label=plan.target)
-    return build_result(plan, outcome, thresholds, min_samples, external, notes)
+    early = _early_stop(fail_fast, outcome.interrupted)
+    if early is not None:
+        outcome = dataclasses.replace(outcome, interrupted=False)
+    return build_result(plan, outcome, thresholds, min_samples, external, notes, early_stop=early)
+
+
+def _watching(fail_fast: FailFast, stop: threading.Event,
+              on_snapshot: Callable[[Snapshot], None] | None) -> Callable[[Snapshot], None]:
+    """The snapshot callback that also feeds `fail_fast` and sets `stop` on its first breach."""
+    def watch(snapshot: Snapshot) -> None:
+        window = tally_of(snapshot.window, snapshot.window_histogram, fail_fast.bounds)
+        if fail_fast.add(snapshot.elapsed_s, window) is not None:
+            stop.set()
+        if on_snapshot is not None:
+            on_snapshot(snapshot)
+    return watch
+
+
+def _early_stop(fail_fast: FailFast | None, interrupted: bool) -> EarlyStop | None:
+    """The run stopped for its breach (not for Ctrl-C or the caller's stop before it)."""
+    if fail_fast is None or fail_fast.stopped is None or not interrupted:
+        return None
+    found = fail_fast.stopped
+    return EarlyStop(at_s=found.at_s, planned_s=fail_fast.planned_s, check=found.check, reason=found.reason,
+                     confidence=fail_fast.confidence)
 
 
 def compare_scored(plan: LoadPlan, baseline: str, spec: CompareSpec, *,

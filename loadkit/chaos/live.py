@@ -50,6 +50,9 @@ class Stamped:
     snapshot: Snapshot
 
 
+_NO_TOTAL = Stats()
+
+
 class LoadSession:
     """Background load for the length of an experiment: start(), windows(), stop()."""
 
@@ -129,8 +132,11 @@ class LoadSession:
         return len(at_peak) >= 2
 
     def _record(self, snapshot: Snapshot) -> None:
+        # Phases merge the windows exactly (their histograms); the run's running totals are not needed
+        # per second, so they are not kept for the length of the experiment.
+        kept = snapshot.model_copy(update={"cumulative": _NO_TOTAL})
         with self._lock:
-            self._stamped.append(Stamped(time.time(), snapshot))
+            self._stamped.append(Stamped(time.time(), kept))
 
     def _run(self) -> None:
         try:

@@ -15,14 +15,15 @@ from loadkit.cli._console import stderr_console, stdout_console
 from loadkit.cli._history import Keep
 from loadkit.cli._progress import Progress
 from loadkit.cli._server import server_side
-from loadkit.config import load_config
-from loadkit.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS, LoadkitError, UsageError
+from loadkit.config import Config, load_config
+from loadkit.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS, ConfigError, LoadkitError, UsageError
 from loadkit.load.plan import plan_run
 from loadkit.load.profiles import get_profile
 from loadkit.models.results import RunResult, ScoreResult, Verdict
 from loadkit.report import render_scorecard, result_json, write_junit, write_report_dir
 from loadkit.report.junit import checks_junit, error_junit, write_text
 from loadkit.report.text import render_score
+from loadkit.scoring import FailFast
 from loadkit.units import fmt
 
 
@@ -33,7 +34,7 @@ def execute_run(*, target: str, profile: str, locustfile: str | None, users: int
                 prometheus_url: str | None = None, canary_name: str | None = None,
                 namespace: str | None = None, keep: Keep | None = None, workers: int | None = None,
                 master_bind: str | None = None, workers_wait: float = 60.0, rate: float | None = None,
-                max_in_flight: int | None = None) -> int:
+                max_in_flight: int | None = None, abort_on_fail: bool = False) -> int:
     prepare_outputs(junit_path, report_dir)
     with error_outputs(junit_path, report_dir, f"loadkit.{profile}"):
         return _execute(target=target, profile=profile, locustfile=locustfile, users=users, spawn_rate=spawn_rate,
@@ -41,7 +42,8 @@ def execute_run(*, target: str, profile: str, locustfile: str | None, users: int
                         output=output, junit_path=junit_path, report_dir=report_dir, min_samples=min_samples,
                         quiet=quiet, baseline=baseline, prometheus_url=prometheus_url, canary_name=canary_name,
                         namespace=namespace, keep=keep, workers=workers, master_bind=master_bind,
-                        workers_wait=workers_wait, rate=rate, max_in_flight=max_in_flight)
+                        workers_wait=workers_wait, rate=rate, max_in_flight=max_in_flight,
+                        abort_on_fail=abort_on_fail)
 
 
 def _execute(*, target: str, profile: str, locustfile: str | None, users: int | None,
@@ -50,7 +52,7 @@ def _execute(*, target: str, profile: str, locustfile: str | None, users: int | 
              report_dir: Path | None, min_samples: int | None, quiet: bool, baseline: str | None,
              prometheus_url: str | None, canary_name: str | None, namespace: str | None,
              keep: Keep | None, workers: int | None, master_bind: str | None, workers_wait: float,
-             rate: float | None = None, max_in_flight: int | None = None) -> int:
+             rate: float | None = None, max_in_flight: int | None = None, abort_on_fail: bool = False) -> int:
     config = load_config(config_path)
     server = server_side(config, prometheus_url=prometheus_url, canary_name=canary_name, namespace=namespace,
                          baseline=baseline)
@@ -62,6 +64,7 @@ def _execute(*, target: str, profile: str, locustfile: str | None, users: int | 
                     max_in_flight=max_in_flight)
     samples = min_samples or config.min_samples
     require(config.thresholds, server)  # settings and queries refused before the header, not after
+    fail_fast = _fail_fast(config, samples, plan.duration_s, abort_on_fail)
     err = stderr_console()
     against = f" (and the baseline {server.baseline_url} at once)" if baseline_target(config.thresholds, server) \
         else ""
@@ -75,13 +78,29 @@ def _execute(*, target: str, profile: str, locustfile: str | None, users: int | 
         err.print(f"loadkit: waiting up to {plan.workers_wait_s:g}s for {plan.workers} worker(s): `loadkit worker "
                   f"--master {host}:{plan.master_bind[1]}` (Locust's worker protocol has no "
                   "authentication or TLS: let only the workers reach this port)", highlight=False)
+    if abort_on_fail and not fail_fast.enabled:
+        err.print("loadkit: --abort-on-fail: no threshold here can be decisive (only request-success-rate, "
+                  "error-rate and client-side latency checks can), so the run goes to its end", highlight=False)
     with Progress(err, plan.duration_s, config.thresholds, samples, enabled=not quiet) as progress:
         result = run_scored(plan, config.thresholds, samples, on_snapshot=progress.update, log_dir=report_dir,
-                            server=server)
+                            server=server, fail_fast=fail_fast)
+    if result.stopped_early is not None:
+        err.print(f"loadkit: {result.stopped_early.summary}", highlight=False)
     if keep is not None:
         keep.save("run", result, canary=(server.workload.namespace, server.workload.name) if server.workload else None)
     emit(result, output=output, junit_path=junit_path, report_dir=report_dir)
     return exit_code(result)
+
+
+def _fail_fast(config: Config, min_samples: int, planned_s: float, every: bool) -> FailFast:
+    """The webhook's decisive-breach rule, with its confidence and window (server.rollback)."""
+    rollback = config.server.rollback
+    try:
+        return FailFast(config.thresholds, min_samples, rollback.confidence, rollback.window, planned_s=planned_s,
+                        every=every)
+    except ValueError as exc:
+        raise ConfigError(str(exc), hint="abort_on_fail works on request-success-rate, error-rate and "
+                          "client-side latency checks") from exc
 
 
 @contextmanager

@@ -43,6 +43,9 @@ from loadkit.cli._options import (
                    "firewall it to the workers).")
 @click.option("--workers-wait", type=DurationType(), default="60s", show_default=True,
               help="How long to wait for the --workers to connect; fewer exits 3.")
+@click.option("--abort-on-fail", is_flag=True,
+              help="Stop as soon as a threshold's failure is statistically certain (the webhook's decisive-breach "
+                   "rule, server.rollback.confidence) and exit 1, saying when and why. A healthy run goes to its end.")
 @history_options
 def run(target: str, profile: str, locustfile: str | None, users: int | None, spawn_rate: float | None,
         duration: float | None, headers: tuple[tuple[str, str], ...], processes: int,
@@ -50,7 +53,7 @@ def run(target: str, profile: str, locustfile: str | None, users: int | None, sp
         min_samples: int | None, quiet: bool, baseline: str | None, prometheus_url: str | None,
         canary_name: str | None, namespace: str | None, db_path: Path | None, no_history: bool,
         workers: int | None = None, master_bind: str | None = None, workers_wait: float = 60.0,
-        rate: float | None = None, max_in_flight: int | None = None) -> int:
+        rate: float | None = None, max_in_flight: int | None = None, abort_on_fail: bool = False) -> int:
     """Run a load profile against TARGET and score it.
 
     \b
@@ -61,10 +64,13 @@ def run(target: str, profile: str, locustfile: str | None, users: int | None, sp
       loadkit run --target http://127.0.0.1:8080 -p steady -u 500 --workers 4
       loadkit run --target http://site.bruno:80 -p stress --workers 8 --master-bind 0.0.0.0:5557
       loadkit run --target http://127.0.0.1:8080/canary --rate 100 -t 1m   # open model: 100 iterations/s
+      loadkit run --target http://127.0.0.1:8080/canary -p steady --abort-on-fail   # fail in seconds, not minutes
       loadkit run --target http://127.0.0.1:8080/canary --config loadkit.yaml \\
           --prometheus http://127.0.0.1:9090 --canary bruno-site --namespace bruno --baseline http://127.0.0.1:8080
 
     The result is kept in the history (see `loadkit history`; --db, --no-history).
+    With --abort-on-fail (or `abort_on_fail: true` on a threshold) a run whose failure is already certain
+    stops early and is judged FAIL: every output says when (seconds into the run) and why.
     Exits 0 when every threshold is met, 1 when one fails (or there was too little data),
     2 on bad input, 3 when the target or Locust fails, 130 when interrupted.
     """
@@ -77,5 +83,5 @@ def run(target: str, profile: str, locustfile: str | None, users: int | None, sp
         output=output, junit_path=junit_path, report_dir=report_dir, min_samples=min_samples, quiet=quiet,
         baseline=baseline, prometheus_url=prometheus_url, canary_name=canary_name, namespace=namespace,
         keep=Keep(db_path, enabled=not no_history), workers=workers, master_bind=master_bind,
-        workers_wait=workers_wait, rate=rate, max_in_flight=max_in_flight,
+        workers_wait=workers_wait, rate=rate, max_in_flight=max_in_flight, abort_on_fail=abort_on_fail,
     )

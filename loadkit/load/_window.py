@@ -26,6 +26,11 @@ HIGHEST_US = 3_600_000_000  # one hour; longer samples are clamped
 SIGNIFICANT_FIGURES = 3
 PERCENTILES = (50.0, 95.0, 99.0)
 MAX_ERROR_MESSAGES = 50  # distinct failure messages kept per window; counts of known ones still grow
+# Distinct (method, name) rows kept; the requests of any further name are counted in one row per method,
+# named OTHER_ENDPOINTS. Each row holds its own latency buckets, so a locustfile that requests raw URLs
+# with ids and no `name=` would otherwise grow a row per URL, without end.
+MAX_ENDPOINTS = 200
+OTHER_ENDPOINTS = f"(other names: more than {MAX_ENDPOINTS})"
 
 
 class _Status:
@@ -134,7 +139,7 @@ class Window:
         key = (request_type, name)
         ep = self.endpoints.get(key)
         if ep is None:
-            ep = self.endpoints[key] = [0, 0, {}]
+            ep = self._new_endpoint(key)
         ep[0] += 1
         if status:
             us = int(response_time * 1000.0)
@@ -154,6 +159,15 @@ class Window:
             self.failures += 1
             ep[1] += 1
             self._failed(request_type, name, status, exception)
+
+    def _new_endpoint(self, key: tuple[str, str]) -> list[Any]:
+        if len(self.endpoints) >= MAX_ENDPOINTS:
+            key = (key[0], OTHER_ENDPOINTS)
+            other = self.endpoints.get(key)
+            if other is not None:
+                return other
+        ep = self.endpoints[key] = [0, 0, {}]
+        return ep
 
     def on_locust_user_error(self, user_instance: Any = None, exception: Any = None, tb: Any = None,
                              **_kw: Any) -> None:
@@ -213,7 +227,7 @@ class Window:
         for kind, n in other.kinds.items():
             self.kinds[kind] = self.kinds.get(kind, 0) + n
         for key, (req, fail, timed) in other.endpoints.items():
-            ep = self.endpoints.setdefault(key, [0, 0, {}])
+            ep = self.endpoints.get(key) or self._new_endpoint(key)
             ep[0] += req
             ep[1] += fail
             mine = ep[2]

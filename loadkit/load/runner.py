@@ -103,7 +103,13 @@ class LoadPlan:
 
 @dataclass
 class LoadOutcome:
-    """What came back from Locust: the stream, the final numbers and how the run ended."""
+    """What came back from Locust: the stream, the final numbers and how the run ended.
+
+    `snapshots` are the run's windows, one a second, kept small (their window Stats, users, CPU and
+    lag; no encoded histogram, an empty cumulative) but for the last, which is whole: enough for the
+    timeline and the generator's health. `final` is the run's cumulative Stats (the last snapshot's),
+    `histogram` its exact HdrHistogram.
+    """
 
     started_at: datetime
     ended_at: datetime
@@ -122,15 +128,25 @@ class _StopRequested(Exception):
     """The caller set the stop event (another thread: the webhook's post-rollout or shutdown)."""
 
 
+_NOTHING = Stats()  # what a kept snapshot's cumulative becomes once another follows: only the last one's counts
+
+
 class _Stream:
-    """Reads the plugin's JSON lines on a thread and keeps what matters."""
+    """Reads the plugin's JSON lines on a thread and keeps what matters.
+
+    Memory per second of the run stays small: `on_snapshot` gets each snapshot whole, but what is
+    kept of it for the result (the timeline and the generator's health) is its window's numbers
+    alone, without the window's encoded histogram (2-3 KB a second at full speed) or the cumulative
+    figures, once the next one arrives: only the last snapshot is kept whole. The run's total
+    histogram, endpoint and error tables come once, in the plugin's end line.
+    """
 
     def __init__(self, pipe: IO[str], on_snapshot: Callable[[Snapshot], None] | None) -> None:
         self.pipe = pipe
         self.on_snapshot = on_snapshot
         self.started = threading.Event()
         self.notes: list[str] = []
-        self.snapshots: list[Snapshot] = []
+        self.snapshots: list[Snapshot] = []  # all but the last stripped: see the class docstring
         self.end: dict[str, Any] | None = None
         self.workers: list[WorkerEvent] = []
         self.fatal: dict[str, Any] | None = None
@@ -152,6 +168,9 @@ class _Stream:
             self.started.set()
         elif kind == "snapshot":
             snap = Snapshot.model_validate(record)
+            if self.snapshots:  # the one before is no longer the last: keep only its window's numbers
+                before = self.snapshots[-1]
+                self.snapshots[-1] = before.model_copy(update={"window_histogram": "", "cumulative": _NOTHING})
             self.snapshots.append(snap)
             if self.on_snapshot is not None:
                 try:

@@ -286,6 +286,26 @@ class GeneratorHealth(ResultModel):
     start_lag_max_ms: float | None = None
 
 
+class EarlyStop(ResultModel):
+    """Why a run stopped before its planned end (`--abort-on-fail`): a threshold's failure was
+    statistically certain `at_s` seconds in (the decisive-breach rule). Such a run is judged: FAIL."""
+
+    at_s: float
+    planned_s: float
+    check: str
+    reason: str
+    confidence: float
+
+    @property
+    def summary(self) -> str:
+        """'stopped at 7s of 60s (--abort-on-fail): error-rate: at least ...'"""
+        return f"stopped at {_secs(self.at_s)}s of {_secs(self.planned_s)}s (abort on fail): {self.reason}"
+
+
+def _secs(value: float) -> str:
+    return f"{value:.1f}".removesuffix(".0")
+
+
 class RunResult(ResultModel):
     schema_version: int = SCHEMA_VERSION
     verdict: Verdict
@@ -310,6 +330,8 @@ class RunResult(ResultModel):
                                     "older results)")
     rate_stages: list[RateStageInfo] = Field(default_factory=list, description="An open-model run's arrival-rate "
                                              "stages (iterations per second); empty for a users run")
+    stopped_early: EarlyStop | None = Field(default=None, description="Set when --abort-on-fail (or a "
+                                            "threshold's abort_on_fail) stopped the run: when and why")
 
     @property
     def failed_checks(self) -> list[Check]:

@@ -135,6 +135,11 @@ class Threshold(StrictModel):
     - a custom Prometheus metric, Flagger MetricTemplate style: `{name, query, thresholdRange}`, the
       query a template with {{ namespace }}, {{ target }}, {{ interval }}, {{ variables.x }};
     - a comparison with the primary: `{name, compare: {baseline: primary, max_degradation_pct: 5}}`.
+
+    `abort_on_fail: true` (k6's abortOnFail) stops `loadkit run` as soon as this check's failure is
+    statistically certain (the webhook's decisive-breach rule), not before `delay_abort_eval` seconds
+    into the run (k6's delayAbortEval, e.g. `10s`); `--abort-on-fail` turns it on for every check
+    that can be decisive. Only client-side range checks can.
     """
 
     name: str = Field(min_length=1)
@@ -147,6 +152,8 @@ class Threshold(StrictModel):
     compare: CompareSpec | None = None
     weight: float = Field(default=1.0, gt=0)
     min_samples: int | None = Field(default=None, ge=1)
+    abort_on_fail: bool = False
+    delay_abort_eval: Duration | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -186,6 +193,9 @@ class Threshold(StrictModel):
         if self.min_samples is not None and (self.compare is not None or self.resolved_source is Source.PROMETHEUS):
             raise ValueError("min_samples counts loadkit's own requests: drop it here (a comparison takes "
                              "compare: {min_samples: N})")
+        if (self.abort_on_fail or self.delay_abort_eval) and not self.is_client_range:
+            raise ValueError("abort_on_fail and delay_abort_eval need a client-side check (Prometheus and compare "
+                             "checks are judged after the run): drop them here")
         return self
 
     @property

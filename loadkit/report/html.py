@@ -129,6 +129,9 @@ def run_reason(result: RunResult) -> str:
     if result.verdict is Verdict.INTERRUPTED:
         return "interrupted: the checks show what was collected, not judged"
     failed = [c for c in result.checks if c.status is CheckStatus.FAILED]
+    if result.stopped_early is not None:
+        others = [c for c in failed if c.name != result.stopped_early.check]
+        return result.stopped_early.summary + "".join(f"; {c.name}: {c.reason}" for c in others)
     skipped = [c for c in result.checks if c.status is CheckStatus.SKIPPED]
     if failed:
         return f"{len(failed)} of {len(result.checks)} checks failed: " + "; ".join(

@@ -15,7 +15,7 @@ from loadkit.units import fmt, with_unit
 def junit_xml(result: RunResult) -> str:
     return checks_junit(f"loadkit.{result.profile}", result.checks, result.started_at, result.ended_at,
                         {"target": result.target, "verdict": result.verdict.value, "score": fmt(result.score),
-                         "requests": str(result.stats.requests), **open_model_properties(result),
+                         "requests": str(result.stats.requests), **open_model_properties(result), **_early(result),
                          **({"workers": str(result.generator.workers),
                              "workers_lost": str(len(result.generator.workers_lost))}
                             if result.generator.workers else {})}, result.warnings,
@@ -34,6 +34,13 @@ def open_model_properties(result: RunResult) -> dict[str, str]:
             "dropped_iterations": str(g.dropped_iterations),
             "start_lag_p99_ms": fmt(g.start_lag_p99_ms) if g.start_lag_p99_ms is not None else "",
             "generator_saturated": "true" if g.saturated else "false"}
+def _early(result: RunResult) -> dict[str, str]:
+    """A run stopped by --abort-on-fail: when and why, as properties CI can read."""
+    stop = result.stopped_early
+    if stop is None:
+        return {}
+    return {"stopped_early_at_s": fmt(stop.at_s), "planned_s": fmt(stop.planned_s), "stop_check": stop.check,
+            "stop_reason": stop.reason}
 
 
 def checks_junit(suite_name: str, checks: Sequence[Check], started_at: datetime, ended_at: datetime,

@@ -83,6 +83,8 @@ def render_scorecard(result: RunResult, console: Console) -> None:
     )
     console.print(head)
     render_banner(result.verdict, "", console)
+    if result.stopped_early is not None:
+        console.print(Text.assemble(("STOPPED EARLY: ", "bold red"), result.stopped_early.summary), highlight=False)
     console.print(
         f"requests {s.requests:,}  failures {s.failures:,}  rps {fmt(s.rps)}  "
         f"p50 {with_unit(s.p50_ms, 'ms')}  p95 {with_unit(s.p95_ms, 'ms')}  p99 {with_unit(s.p99_ms, 'ms')}  "
@@ -103,7 +105,8 @@ def render_scorecard(result: RunResult, console: Console) -> None:
         kinds = "  ".join(f"{k}: {v:,}" for k, v in s.failures_by_kind.items())
         console.print(f"failures      {kinds}", highlight=False)
     for warning in result.warnings:
-        console.print(Text(f"warning: {warning}", style="yellow"))
+        if result.stopped_early is None or warning != result.stopped_early.summary:  # said above
+            console.print(Text(f"warning: {warning}", style="yellow"))
 
 
 def render_score(result: ScoreResult, console: Console) -> None:

@@ -12,6 +12,7 @@ from loadkit.scoring._decisive import (
     proportion_bounds,
 )
 from loadkit.scoring._evaluate import Scorecard, client_thresholds, evaluate, evaluate_threshold, metric_label
+from loadkit.scoring._failfast import FailFast, Stop, abortable, can_abort
 from loadkit.scoring._observe import UNITS, Observation, observations_from_stats
 from loadkit.scoring._resilience import Scored, category_scores, resilience_score, scenario_score
 
@@ -19,13 +20,17 @@ __all__ = [
     "UNITS",
     "Breach",
     "DecisiveTracker",
+    "FailFast",
     "LatencyBound",
     "Observation",
     "ProportionTest",
     "Scorecard",
     "Scored",
     "Side",
+    "Stop",
     "Tally",
+    "abortable",
+    "can_abort",
     "category_scores",
     "client_thresholds",
     "decisive_breaches",

@@ -1,0 +1,103 @@
+"""`loadkit run --abort-on-fail`: a 5 %-error canary fails within seconds of a 60 s profile, exit 1,
+every output saying when and why; a healthy run with the flag runs to its end and passes."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from loadkit.models.results import RunResult
+from loadkit.report import render_scorecard
+from loadkit.sandbox import SandboxProcess
+from tests.conftest import NOWHERE, run_loadkit
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def broken(start_sandbox: Callable[..., SandboxProcess]) -> SandboxProcess:
+    return start_sandbox(canary_error_rate=0.05)
+
+
+def test_a_5pct_error_canary_fails_within_seconds_of_a_60s_profile(broken: SandboxProcess, tmp_path: Path) -> None:
+    junit, reports = tmp_path / "load.xml", tmp_path / "reports"
+    config = tmp_path / "loadkit.yaml"  # the same canary, stopped by one threshold's own abort_on_fail
+    config.write_text("thresholds:\n"
+                      "  - {name: request-success-rate, thresholdRange: {min: 99}}\n"
+                      "  - {name: error-rate, thresholdRange: {max: 1}, abort_on_fail: true, delay_abort_eval: 4s}\n")
+    target = f"{broken.traffic_url}/canary"
+    began = time.monotonic()
+    with ThreadPoolExecutor(2) as pool:  # both at once: half the wall time
+        by_config = pool.submit(run_loadkit, "run", "--target", target, "-u", "20", "-t", "60s", "--config",
+                                str(config), "-o", "json", "-q", "--no-history")
+        out = run_loadkit("run", "--target", target, "-p", "steady", "--abort-on-fail", "-o", "json",
+                          "--junit", str(junit), "--report-dir", str(reports), "--no-history")
+        took = time.monotonic() - began
+        configured = by_config.result()
+    assert out.returncode == 1, out.stderr
+    result = RunResult.model_validate_json(out.stdout)
+    stop = result.stopped_early
+    assert stop is not None and stop.planned_s == 60
+    assert stop.at_s <= 20 and took < 45, (stop, took)  # the profile is 60 s; seconds of load settle it
+    assert result.verdict.value == "fail" and not result.interrupted
+    assert result.stats.duration_s < 30
+    assert stop.check in ("request-success-rate", "error-rate") and "99% confidence" in stop.reason
+    stopper = next(c for c in result.checks if c.name == stop.check)
+    assert stopper.status.value == "failed" and "stopped the run at" in stopper.reason
+    assert f"stopped at {stop.at_s:.1f}".removesuffix(".0") in out.stderr
+    # every output says when and why
+    props = {p.get("name"): p.get("value") for p in ET.parse(junit).getroot().iter("property")}
+    assert props["stop_check"] == stop.check
+    assert float(props["stopped_early_at_s"]) == pytest.approx(stop.at_s, abs=0.01)
+    assert stop.reason in ET.parse(junit).getroot().findtext(".//system-err", "")
+    html = (reports / "report.html").read_text()
+    assert "stopped at" in html.split('class="banner', 1)[1].split("</div>", 1)[0]
+    assert json.loads((reports / "result.json").read_text())["stopped_early"]["check"] == stop.check
+    console = Console(file=io.StringIO(), width=200)
+    render_scorecard(result, console)
+    card = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "STOPPED EARLY: stopped at" in card and stop.reason in card
+    # without the flag: only error-rate may stop it (success rate breaks too), and not before 4 s
+    assert configured.returncode == 1, configured.stderr
+    by_threshold = RunResult.model_validate_json(configured.stdout).stopped_early
+    assert by_threshold is not None and by_threshold.check == "error-rate"
+    assert 4 <= by_threshold.at_s <= 20
+
+
+def test_a_healthy_run_with_the_flag_runs_to_its_end_and_passes(healthy_sandbox: SandboxProcess) -> None:
+    out = run_loadkit("run", "--target", f"{healthy_sandbox.traffic_url}/canary", "-p", "smoke", "-t", "5s",
+                      "--abort-on-fail", "-o", "json", "-q", "--no-history")
+    assert out.returncode == 0, out.stderr
+    result = RunResult.model_validate_json(out.stdout)
+    assert result.verdict.value == "pass" and result.stopped_early is None
+    assert result.stats.duration_s >= 4.5
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "expected"),
+    [
+        pytest.param("[{name: rps, thresholdRange: {min: 1}, abort_on_fail: true}]",
+                     "threshold 'rps': abort_on_fail needs", id="never-decisive"),
+        pytest.param("[{name: error-rate, thresholdRange: {max: 1}, abort_on_fial: true}]",
+                     "did you mean 'abort_on_fail'", id="typo"),
+        pytest.param("[{name: error-rate, thresholdRange: {max: 1}, delay_abort_eval: soon}]",
+                     "delay_abort_eval", id="bad-duration"),
+    ],
+)
+def test_bad_abort_settings_exit_2_with_the_fix(loadkit_in_process: Callable[..., subprocess.CompletedProcess[str]],
+                                                tmp_path: Path, thresholds: str, expected: str) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"thresholds: {thresholds}\n")
+    out = loadkit_in_process("run", "--target", NOWHERE, "--config", str(config), "--abort-on-fail", "-q",
+                             "--no-history")
+    assert out.returncode == 2, out
+    assert expected in out.stderr and "Traceback" not in out.stderr

@@ -1,0 +1,107 @@
+"""Flat memory: what a run keeps grows with its endpoints and distinct errors, not with its length
+or its requests. The parent keeps no window's encoded histogram; the endpoint table is capped."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from loadkit.load._window import MAX_ENDPOINTS, MAX_ERROR_MESSAGES, OTHER_ENDPOINTS, Window
+from loadkit.load.runner import _Stream
+from loadkit.models.wire import Snapshot
+from tests.conftest import run_loadkit
+from tests.http_servers import serve_http
+
+
+def snapshot_line(second: int, rng: random.Random) -> str:
+    """A plugin snapshot line as at full speed: a window of 4000 requests with spread-out latencies
+    (its encoded histogram is several KB), and the run's cumulative figures."""
+    window = Window()
+    for _ in range(4000):
+        window.record("GET", "/", rng.lognormvariate(2.0, 2.5), 200, None)
+    summary = window.summary(1.0)
+    return json.dumps({"type": "snapshot", "elapsed_s": float(second), "users": 50, "cpu_pct": 90.0, "lag_ms": 1.0,
+                       "window": summary, "window_histogram": window.encoded_histogram(),
+                       "cumulative": {**summary, "requests": 4000 * second}}) + "\n"
+
+
+def retained_bytes(lines: list[str]) -> tuple[int, _Stream]:
+    """What a _Stream keeps (traced bytes still allocated) after reading `lines`, each handed whole to
+    its callback."""
+    seen: list[int] = []
+    stream = _Stream(io.StringIO("".join(lines)), on_snapshot=lambda s: seen.append(len(s.window_histogram)))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        stream._read()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert len(seen) == len(lines) and min(seen) > 0  # the callback (the webhook's, fail fast) gets it whole
+    return after - before, stream
+
+
+def test_the_parent_keeps_no_encoded_histogram_per_second() -> None:
+    rng = random.Random(1)
+    distinct = [snapshot_line(s, rng) for s in range(1, 21)]
+    histogram_bytes = sum(len(json.loads(line)["window_histogram"]) for line in distinct) / len(distinct)
+    assert histogram_bytes > 3000
+    short, _ = retained_bytes(distinct * 10)  # 200 seconds
+    long, stream = retained_bytes(distinct * 90)  # 1800 seconds: a 30-minute soak
+    per_second = (long - short) / 1600
+    # what stays per second is the window's numbers (the timeline: about 3 KB as pydantic objects), not its
+    # histogram nor the cumulative figures (kept before: 8 KB a second)
+    assert per_second < 1.5 * histogram_bytes, (per_second, histogram_bytes)
+    assert all(s.window_histogram == "" and s.cumulative.requests == 0 for s in stream.snapshots[:-1])
+    last = stream.snapshots[-1]  # whole: the run's final figures
+    assert last.window_histogram and last.cumulative.requests == 4000 * 20
+    assert [s.elapsed_s for s in stream.snapshots[:3]] == [1.0, 2.0, 3.0]
+    assert isinstance(stream.snapshots[0], Snapshot) and stream.snapshots[0].window.requests == 4000
+
+
+def test_the_endpoint_table_is_bounded_for_10000_raw_urls() -> None:
+    window, total = Window(), Window()
+    for i in range(10_000):
+        window.record("GET", f"/item/{i}", 1.0 + i % 7, 500 if i % 100 == 0 else 200, "HTTP 500" if i % 100 == 0
+                      else None)
+        if i % 1000 == 999:  # a window a second, merged into the run's total as the plugin does
+            total.merge(window.take())
+    total.merge(window)
+    assert len(total.endpoints) == MAX_ENDPOINTS + 1
+    assert sum(ep[0] for ep in total.endpoints.values()) == 10_000
+    assert sum(ep[1] for ep in total.endpoints.values()) == 100 == total.failures
+    other = total.endpoints[("GET", OTHER_ENDPOINTS)]
+    assert other[0] == 10_000 - MAX_ENDPOINTS and sum(other[2].values()) == other[0]
+    assert len(total.errors) <= MAX_ERROR_MESSAGES
+
+
+@pytest.mark.slow
+def test_a_locustfile_with_raw_urls_gets_a_bounded_table_that_still_counts_everything(tmp_path: Path) -> None:
+    locustfile = tmp_path / "raw_urls.py"
+    locustfile.write_text(
+        "import itertools\n"
+        "from locust import FastHttpUser, constant, task\n\n"
+        "ids = itertools.count()\n\n"
+        "class RawUrls(FastHttpUser):\n"
+        "    wait_time = constant(0)\n\n"
+        "    @task\n"
+        "    def item(self):\n"
+        "        self.client.get(f'/item/{next(ids)}')  # no name=: one endpoint per request\n"
+    )
+    with serve_http("127.0.0.1", lambda _path: (200, {}, b"ok")) as server:
+        out = run_loadkit("run", "--target", f"http://127.0.0.1:{server.port}", "-f", str(locustfile), "-u", "10",
+                          "-t", "3s", "-o", "json", "-q", "--no-history")
+        served = server.requests - 1  # the pre-flight request
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    rows = result["endpoints"]
+    assert result["stats"]["requests"] > MAX_ENDPOINTS + 100
+    assert len(rows) == MAX_ENDPOINTS + 1
+    assert sum(r["requests"] for r in rows) == result["stats"]["requests"] == served
+    assert any(r["name"] == OTHER_ENDPOINTS for r in rows)
+    assert any("more than 200 distinct endpoint names" in w and "name=" in w for w in result["warnings"])
