@@ -13,7 +13,7 @@ It is driven by two environment variables set by `loadkit.load.runner`:
                     per second: {"type": "snapshot", ...}, and {"type": "end", ...} at the end.
 
 Workers (with --processes) send their windows to the master as "loadkit_window" messages.
-With "pin_to_target" every process refuses TCP connections outside the target's origin (_OriginGuard).
+With "pin_to_target" every process refuses TCP connections outside the target's origin (loadkit.load._guard).
 
 Distributed runs (`loadkit run --workers N`, `loadkit worker --master HOST:PORT`): a worker started
 with LOADKIT_WORKER=1 has no plan of its own. It refuses every TCP connection until the master has
@@ -23,56 +23,50 @@ expected worker holds the plan. The master tracks its workers (`_Workers`): one 
 (no heartbeat) or leaves before the end is reported as {"type": "worker", "event": "lost", ...}; at
 the end it asks every live worker to stop and waits for each one's final window before finishing.
 With "rate_stages" Locust holds 0 users and each process (or worker) runs its share of the arrival
-schedule (loadkit.load._arrivals) as single tasks of Locust users (_OpenModel).
+schedule (loadkit.load._arrivals) as single tasks of Locust users (loadkit.load._open_model).
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import math
 import os
-import random
 import signal
-import socket
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import gevent
 import gevent.event
 import gevent.pool
 import psutil
-from locust import LoadTestShape, TaskSet, User, events
+from locust import LoadTestShape, events
 from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
-from locust.exception import InterruptTaskSet, RescheduleTask, RescheduleTaskImmediately, StopUser
 from locust.runners import STATE_MISSING, MasterRunner, Runner, WorkerRunner
 
 from loadkit import __version__
-from loadkit.load._arrivals import Scheduler, default_max_in_flight
+from loadkit.load._arrivals import default_max_in_flight
 from loadkit.load._distributed import HELLO as _HELLO
 from loadkit.load._distributed import PLAN as _PLAN_MESSAGE
 from loadkit.load._distributed import REFUSED as _REFUSED
 from loadkit.load._distributed import STOP as _STOP
 from loadkit.load._distributed import Workers
-from loadkit.load._window import REFUSED_MARKER, Window, endpoint_rows
-from loadkit.load.shapes import RateStage, Stage, arrival_times, peak_rate, rate_at, tick
+from loadkit.load._guard import Connections, OriginGuard, refuse_until_planned
+from loadkit.load._open_model import OpenModel, from_intended_start, nested_task_sets
+from loadkit.load._window import Window, endpoint_rows
+from loadkit.load.shapes import RateStage, Stage, peak_rate, rate_at, tick
 
 _PLAN: dict[str, Any] = json.loads(os.environ.get("LOADKIT_PLAN") or "{}")
 _STAGES = [Stage(**s) for s in _PLAN.get("stages", [])]
 _GATE: Workers | None = None  # the master's workers, in a distributed run
 _RATE = [RateStage(**s) for s in _PLAN.get("rate_stages", [])]
 _RATE_END_S = math.fsum(s.duration_s for s in _RATE)
-_DRAIN_S = 2.0  # after a process's last arrival, iterations still running may finish for this long
 _RATE_LIMIT_S = 10.0  # an open-model run ends at the latest this long after its schedule (a process started late)
 _MESSAGE = "loadkit_window"
 _MASTER_SILENCE_S = 10.0  # a worker that hears no heartbeat from its master this long stops loading
 _FINAL_WAIT_S = 10.0  # at the end, the master waits this long (beyond --stop-timeout) for final windows
 _INTERVAL_S = 1.0
-_RESOLVE_EVERY_S = 5.0  # a refused destination re-resolves the target at most this often (Service DNS moves)
-_REFUSALS_LOGGED = 20  # distinct refused destinations named in the Locust log; the error table counts them all
 logger = logging.getLogger("loadkit")
 _COLLECTOR: _Collector | None = None  # the master's (or only process's), for the open-model shape
 
@@ -80,6 +74,14 @@ _COLLECTOR: _Collector | None = None  # the master's (or only process's), for th
 def _shares() -> int:
     """How many processes split an open-model schedule: the distributed run's workers, else --processes."""
     return int(_PLAN.get("workers") or _PLAN.get("processes", 1))
+
+
+def _share_of(runner: Runner) -> tuple[int, int]:
+    """This process's place in the schedule: a distributed worker's comes with its plan, a forked one's
+    from Locust's ack; the only process runs all of it."""
+    if not isinstance(runner, WorkerRunner):
+        return 0, 1
+    return (int(_PLAN["index"]) if "index" in _PLAN else max(0, runner.worker_index)), _shares()
 
 
 def _set_rate(plan: dict[str, Any]) -> None:
@@ -105,148 +107,6 @@ class LoadkitShape(LoadTestShape):
         return tick(_STAGES, self.get_run_time())
 
 
-_V4_MAPPED = bytes(10) + b"\xff\xff"
-
-
-def _ip(host: Any) -> bytes | None:
-    """An IP literal packed (no scope id, IPv4-mapped IPv6 as IPv4); None for a name.
-
-    inet_pton, not the ipaddress module: the same answer at a tenth of the cost, per connection.
-    """
-    if not isinstance(host, str):
-        return None
-    host = host.partition("%")[0]
-    try:
-        return socket.inet_pton(socket.AF_INET, host)
-    except OSError:
-        pass
-    try:
-        packed = socket.inet_pton(socket.AF_INET6, host)
-    except OSError:
-        return None
-    return packed[12:] if packed.startswith(_V4_MAPPED) else packed
-
-
-def _host_port(host: Any, port: Any) -> str:
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-
-
-class _Connections:
-    """gevent's socket class, patched once: `policy` (None: allow) sees every new TCP connection.
-
-    Locust has monkey-patched the process by now, so every client socket is gevent's socket class:
-    FastHttpUser's (geventhttpclient), HttpUser's (requests/urllib3) and a locustfile's own. The
-    patch wraps that class's connect and connect_ex, so a refused destination fails before a byte
-    is sent, whichever client. Clients pool connections: this runs once per new connection, never
-    per request. ZeroMQ (the master/worker link) has sockets of its own and is not affected.
-    """
-
-    _installed: _Connections | None = None
-
-    def __init__(self) -> None:
-        self.policy: Any = None
-
-    @classmethod
-    def get(cls) -> _Connections:
-        if cls._installed is None:
-            cls._installed = cls()
-            cls._installed._patch()
-        return cls._installed
-
-    def _patch(self) -> None:
-        cls = socket.socket  # gevent's class, patched in by Locust; SSL sockets call its connect too
-        connect, connect_ex = cls.connect, cls.connect_ex
-
-        def check(sock: Any, address: Any) -> Any:
-            return address if self.policy is None else self.policy(sock, address)
-
-        def guarded_connect(sock: Any, address: Any) -> None:
-            connect(sock, check(sock, address))
-
-        def guarded_connect_ex(sock: Any, address: Any) -> int:
-            try:
-                address = check(sock, address)
-            except ConnectionRefusedError:
-                return errno.ECONNREFUSED
-            return int(connect_ex(sock, address))
-
-        setattr(cls, "connect", guarded_connect)  # noqa: B010 - mypy rejects assigning a method
-        setattr(cls, "connect_ex", guarded_connect_ex)  # noqa: B010
-
-
-def _refuse_until_planned(sock: Any, address: Any) -> Any:
-    """A worker's policy until its master's plan arrives: no load goes anywhere without a plan."""
-    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type == socket.SOCK_DGRAM:
-        return address
-    raise ConnectionRefusedError(f"{REFUSED_MARKER}: this loadkit worker has no plan from its master yet")
-
-
-class _OriginGuard:
-    """Refuses every TCP connection but those to the target's origin (the plan's pin_to_target),
-    through `_Connections`: a redirect or an absolute URL to another host or port fails before a
-    byte is sent. It stops mistakes, not a hostile locustfile.
-    """
-
-    def __init__(self, host: str) -> None:
-        url = urlsplit(host)
-        if not url.hostname:
-            raise ValueError(f"pin_to_target needs a target with a host, not {host!r}")
-        self.host = url.hostname
-        self.port = url.port or (443 if url.scheme == "https" else 80)
-        self.target = _host_port(self.host, self.port)
-        self.allowed: frozenset[tuple[bytes, int]] = frozenset()
-        self.resolved_at = -math.inf
-        self.resolving: gevent.event.Event | None = None
-        self.logged: set[str] = set()
-
-    def install(self) -> None:
-        _Connections.get().policy = self.check
-
-    def check(self, sock: Any, address: Any) -> Any:
-        """The address to connect to, or ConnectionRefusedError when it is outside the target."""
-        inet = sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type != socket.SOCK_DGRAM
-        if not inet or not isinstance(address, tuple):
-            return address  # Unix sockets, UDP (DNS): not where load goes
-        ip = _ip(address[0])
-        if ip is None:
-            # A name: resolve it here (as gevent would) and connect to what was checked.
-            address = socket.getaddrinfo(address[0], address[1], sock.family, socket.SOCK_STREAM)[0][4]
-            ip = _ip(address[0])
-        dest = (ip, address[1])
-        if dest in self.allowed or (self._resolve() and dest in self.allowed):
-            return address
-        where = _host_port(address[0], address[1])
-        if where not in self.logged and len(self.logged) < _REFUSALS_LOGGED:
-            self.logged.add(where)
-            logger.warning("loadkit: refusing connections to %s: outside the target %s", where, self.target)
-        if not self.allowed:
-            raise ConnectionRefusedError(f"{REFUSED_MARKER} to {where}: the target {self.target} "
-                                         "did not resolve, so where it may go is unknown")
-        raise ConnectionRefusedError(f"{REFUSED_MARKER} to {where}: outside the target {self.target} "
-                                     "(a redirect or an absolute URL left the allowed target)")
-
-    def _resolve(self) -> bool:
-        """Refresh the target's addresses, unless done within the last few seconds."""
-        if self.resolving is not None:
-            # getaddrinfo yields to other greenlets: their misses wait for its answer (the first
-            # connections of a run all miss), rather than be refused against the old addresses.
-            self.resolving.wait()
-            return True
-        if time.monotonic() - self.resolved_at < _RESOLVE_EVERY_S:
-            return False
-        self.resolving = gevent.event.Event()
-        try:
-            infos = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)
-            self.allowed = frozenset((ip, self.port) for *_, addr in infos if (ip := _ip(addr[0])) is not None)
-        except OSError as exc:
-            logger.warning("loadkit: cannot resolve the target %s (%s); keeping its last addresses", self.target, exc)
-        finally:
-            self.resolved_at = time.monotonic()
-            done, self.resolving = self.resolving, None
-            done.set()
-        return True
-
-
 class _Process:
     """What one Locust process collects: its current window, CPU and event-loop lag."""
 
@@ -256,7 +116,7 @@ class _Process:
         self.proc.cpu_percent(None)
         self.lag_ms = 0.0
         self.since = -math.inf  # a worker sets it on test start; the only process measures from the first
-        self.open_model: _OpenModel | None = None
+        self.open_model: OpenModel | None = None
 
     @property
     def busy(self) -> int:
@@ -277,7 +137,7 @@ class _Process:
         for handler in list(handlers):
             if getattr(handler, "__qualname__", "") == "Runner.__init__.<locals>.on_request":
                 environment.events.request.remove_listener(handler)
-        environment.events.request.add_listener(_from_intended_start(self.window.on_locust_request) if _RATE
+        environment.events.request.add_listener(from_intended_start(self.window.on_locust_request) if _RATE
                                                 else self.window.on_locust_request)
         environment.events.user_error.add_listener(self.window.on_locust_user_error)
 
@@ -296,138 +156,6 @@ class _Process:
         """Lag counts from the test's start: a worker blocks while it connects to its master, before."""
         self.since = time.perf_counter()
         self.lag_ms = 0.0
-
-
-def _from_intended_start(record: Any) -> Any:
-    """Open model: the first request of an iteration counts from the iteration's intended start.
-
-    The iteration's greenlet carries its start lag (`_OpenModel.iterate`); the request event fires
-    in that greenlet, whichever client sent it, so the lag is added once and then cleared.
-    """
-    getcurrent = gevent.getcurrent
-
-    def on_request(request_type: str, name: str, response_time: float, response_length: int,
-                   response: Any = None, context: Any = None, exception: Any = None, **_kw: Any) -> None:
-        current = getcurrent()
-        lag = getattr(current, "loadkit_lag_ms", 0.0)
-        if lag:
-            current.loadkit_lag_ms = 0.0
-            response_time += lag
-        record(request_type, name, response_time, response_length, response, context, exception)
-
-    return on_request
-
-
-def nested_task_sets(user_classes: list[type[User]]) -> list[str]:
-    """'User.TaskSet' for every TaskSet among the users' tasks: its run() loops forever, so it cannot be
-    one iteration of an open-model run."""
-    return [f"{cls.__name__}.{task.__name__}" for cls in user_classes for task in dict.fromkeys(cls.tasks)
-            if isinstance(task, type) and issubclass(task, TaskSet)]
-
-
-class _OpenModel:
-    """One Locust process's share of the arrival schedule, each arrival one task of a Locust user.
-
-    Users (k6's VUs) are created when needed, `on_start` once each, and reused: an iteration takes a
-    free user of a class picked by weight, runs one of its tasks picked by weight, and gives it back.
-    """
-
-    def __init__(self, environment: Environment, runner: Runner, window: Window) -> None:
-        self.environment = environment
-        self.runner = runner
-        self.window = window
-        self.classes = list(environment.user_classes)
-        self.weights = [max(0.0, float(getattr(c, "weight", 1) or 0)) for c in self.classes]
-        self.free: dict[type[User], list[User]] = {c: [] for c in self.classes}
-        self.group = gevent.pool.Group()
-        self.created = 0
-        self.errors_logged = 0
-        self.done_at: float | None = None
-        self.scheduler = Scheduler(
-            iter(()), recorder=window, clock=time.perf_counter, sleep=gevent.sleep, start=self.start,
-            max_in_flight=int(_PLAN.get("max_in_flight") or default_max_in_flight(peak_rate(_RATE), _shares())),
-            max_lateness_s=float(_PLAN.get("max_lateness_s", 1.0)),
-        )
-
-    @property
-    def busy(self) -> int:
-        return self.scheduler.in_flight
-
-    @property
-    def finished(self) -> bool:
-        """The whole share started (or dropped), and its iterations ended or had their drain time."""
-        if not self.scheduler.done:
-            return False
-        if self.done_at is None:
-            self.done_at = time.monotonic()
-        return self.scheduler.in_flight == 0 or time.monotonic() - self.done_at > _DRAIN_S
-
-    def begin(self, **_kw: Any) -> None:
-        gevent.spawn(self._run, time.perf_counter())
-
-    def _run(self, t0: float) -> None:
-        # Each process starts its share when Locust starts it (a worker: on its first spawn message,
-        # within milliseconds of the others on one host); which arrivals are its share is exact.
-        # A distributed worker's place comes with its plan; a forked one's from Locust's ack.
-        index, count = 0, 1
-        if isinstance(self.runner, WorkerRunner):
-            index = int(_PLAN["index"]) if "index" in _PLAN else max(0, self.runner.worker_index)
-            count = _shares()
-        for cls in self.classes:
-            if self.environment.host:
-                cls.host = self.environment.host
-        self.scheduler.times = arrival_times(_RATE, index, count)
-        self.scheduler.run(t0)
-
-    def end(self, **_kw: Any) -> None:
-        """Stop arriving; iterations still running after the drain time are cut off."""
-        self.scheduler.stop()
-        self.group.kill(block=True, timeout=5.0)
-
-    def start(self, intended: float) -> None:
-        self.group.spawn(self.iterate, intended)
-
-    def iterate(self, intended: float | None) -> None:
-        current = gevent.getcurrent()
-        while intended is not None:
-            current.loadkit_lag_ms = (time.perf_counter() - intended) * 1000.0  # type: ignore[attr-defined]
-            self.run_one()
-            intended = self.scheduler.next_waiting()
-
-    def run_one(self) -> None:
-        cls = self.classes[0] if len(self.classes) == 1 else random.choices(self.classes, self.weights)[0]
-        free = self.free[cls]
-        user = free.pop() if free else self._new_user(cls)
-        if user is None:
-            return
-        try:
-            task: Any = random.choice(user.tasks)  # weight-expanded; TaskSets were refused at start
-            task(user)
-        except (RescheduleTask, RescheduleTaskImmediately, InterruptTaskSet):
-            pass
-        except StopUser:
-            return  # that user is done; the next iteration creates another
-        except Exception as exc:
-            self._user_error(user, exc)
-        free.append(user)
-
-    def _new_user(self, cls: type[User]) -> User | None:
-        user = cls(self.environment)
-        self.created += 1
-        try:
-            user.on_start()
-        except StopUser:
-            return None
-        except Exception as exc:
-            self._user_error(user, exc)
-            return None
-        return user
-
-    def _user_error(self, user: User, exc: Exception) -> None:
-        self.environment.events.user_error.fire(user_instance=user, exception=exc, tb=exc.__traceback__)
-        if self.errors_logged < 5:
-            self.errors_logged += 1
-            logger.error("loadkit: %s's task raised %s: %s", type(user).__name__, type(exc).__name__, exc)
 
 
 class _Collector:
@@ -563,7 +291,7 @@ def _watchdog(runner: Runner, parent: int | None) -> None:
 def _configure(environment: Environment, plan: dict[str, Any], target: str | None) -> None:
     """What every loadkit process applies before its first request: pinning and headers."""
     if plan.get("pin_to_target") is True:
-        _OriginGuard(target or environment.host or "").install()
+        OriginGuard(target or environment.host or "").install()
     if plan.get("headers"):
         _apply_headers(environment, plan["headers"])
 
@@ -629,7 +357,7 @@ def _on_init(environment: Environment, runner: Runner, **_kw: Any) -> None:
 
 def _start_planned_worker(environment: Environment, runner: WorkerRunner) -> None:
     """A worker of a distributed run: nothing leaves it until its master's plan arrives."""
-    _Connections.get().policy = _refuse_until_planned
+    Connections.get().policy = refuse_until_planned
     planned: list[dict[str, Any]] = []
 
     def on_plan(environment: Environment, msg: Any, **_kw: Any) -> None:
@@ -642,7 +370,7 @@ def _start_planned_worker(environment: Environment, runner: WorkerRunner) -> Non
         _PLAN.update(plan)
         _STAGES[:] = [Stage(**s) for s in plan.get("stages", [])]
         _set_rate(plan)
-        _Connections.get().policy = None
+        Connections.get().policy = None
         _configure(environment, plan, plan.get("target"))
         logger.warning("loadkit: worker %s of %s holds the plan (%s)", plan.get("index"), plan.get("workers"),
                        plan.get("target"))
@@ -672,7 +400,10 @@ def _open_model(environment: Environment, runner: Runner, process: _Process) -> 
     """Open model: this process runs its share of the schedule from test start to test stopping."""
     if not _RATE:
         return
-    process.open_model = model = _OpenModel(environment, runner, process.window)
+    process.open_model = model = OpenModel(
+        environment, process.window, _RATE, share=lambda: _share_of(runner),
+        max_in_flight=int(_PLAN.get("max_in_flight") or default_max_in_flight(peak_rate(_RATE), _shares())),
+        max_lateness_s=float(_PLAN.get("max_lateness_s", 1.0)))
     environment.events.test_start.add_listener(model.begin)
     environment.events.test_stopping.add_listener(model.end)
 
