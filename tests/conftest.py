@@ -45,6 +45,7 @@ for _key in list(os.environ):
 SPLIT = {
     "tests/load/test_run_sandbox.py": 3,
     "tests/load/test_workers.py": 2,
+    "tests/load/test_rate_runs.py": 2,
     "tests/webhook/test_flagger_loop.py": 4,
     "tests/webhook/test_webhook_e2e.py": 3,
     "tests/cli/test_output_truth.py": 2,

@@ -25,6 +25,8 @@ from loadkit.models.results import RunResult
 from tests.conftest import loadkit_cmd, run_loadkit
 from tests.http_servers import CountingServer, serve_http
 
+pytestmark = pytest.mark.slow
+
 STALL_EVERY_S, STALL_S = 10.0, 1.0
 SLOW_S = 0.05
 
