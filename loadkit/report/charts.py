@@ -25,7 +25,7 @@ from loadkit.gameday.plan import LoadStop
 from loadkit.models.results import Comparison, RunResult, StageInfo, TimelinePoint
 from loadkit.models.specs import Metric, Source, Threshold
 from loadkit.report.percentiles import percentile_curve
-from loadkit.store import HistoryEntry, HistoryKind
+from loadkit.store import HistoryEntry, HistoryKind, judged
 from loadkit.units import fmt
 
 AnyResult = RunResult | Comparison | ChaosResult | GameDayResult
@@ -308,10 +308,14 @@ def stop_lines(stops: Sequence[LoadStop]) -> dict[str, list[Spec]]:
 
 
 def score_trend_html(history: Sequence[HistoryEntry], current: GameDayResult) -> str:
-    """The plan's resilience score over its game days (the history, oldest first, with this one)."""
+    """The plan's resilience score over its judged game days (the history, oldest first, with this
+    one): an interrupted, errored or dry-run game day measured nothing, so it is not a point (as in
+    the UI's trend: loadkit.store.judged)."""
     points = sorted({e.started_at.timestamp(): e.score for e in history
-                     if e.kind is HistoryKind.GAMEDAY and e.name == current.plan and e.score is not None}.items())
-    if all(abs(t - current.started_at.timestamp()) >= 1 for t, _ in points):  # not saved: add this one
+                     if e.kind is HistoryKind.GAMEDAY and e.name == current.plan and e.score is not None
+                     and judged(e.verdict, e.score)}.items())
+    if judged(current.verdict.value, current.score) and all(
+            abs(t - current.started_at.timestamp()) >= 1 for t, _ in points):  # not saved: add this one
         points = sorted([*points, (current.started_at.timestamp(), current.score)])
     spec = trend_spec(f"Resilience score of {current.plan} per game day", points, "resilience score")
     data = json.dumps([spec], separators=(",", ":")).replace("</", "<\\/")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from loadkit.store import HistoryEntry, HistoryKind
+from loadkit.store import HistoryEntry, HistoryKind, judged
 from loadkit.webhook._ui_html import DASH, MUTED_DASH_HTML, badge, e, facts, href, link, number, table, when
 from loadkit.webhook.models import (
     GATE_HOOKS,
@@ -114,12 +114,12 @@ def overview(analyses: Sequence[AnalysisRecord], runs: Sequence[RunRecord]) -> s
     latest: dict[tuple[str, str], AnalysisRecord] = {}
     for a in analyses:
         latest.setdefault((a.namespace, a.name), a)
-    last_run: dict[tuple[str, str], RunRecord] = {}
+    last_run: dict[str, RunRecord] = {}  # by analysis: a row shows its own analysis' run, never a revision before
     for r in runs:
-        last_run.setdefault((r.namespace, r.name), r)
+        last_run.setdefault(r.analysis, r)
     canaries = []
     for (namespace, name), a in sorted(latest.items()):
-        last = last_run.get((namespace, name))
+        last = last_run.get(a.id)
         canaries.append([link(f"{namespace}/{name}", "canaries", namespace, name), link(a.id, "analyses", a.id),
                          f"<code>{e(a.checksum)}</code>", badge(a.status.value),
                          badge(a.outcome.value if a.outcome else None),
@@ -256,7 +256,7 @@ def trend_series(entries: Sequence[HistoryEntry]) -> list[tuple[str, list[tuple[
     target), judged results only, oldest first; game days first, then chaos runs, then load runs."""
     series: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for h in reversed(entries):  # oldest first
-        if h.score is not None and h.verdict not in ("interrupted", "error"):
+        if h.score is not None and judged(h.verdict, h.score):
             name = h.name if h.kind is HistoryKind.GAMEDAY or not h.target else f"{h.name} on {h.target}"
             series.setdefault((h.kind.value, name), []).append((h.started_at.timestamp(), h.score))
     order = [k.value for k in (HistoryKind.GAMEDAY, HistoryKind.CHAOS, HistoryKind.RUN)]
@@ -272,9 +272,9 @@ def history(entries: Sequence[HistoryEntry], chosen: HistoryKind | None, trends_
              when(h.started_at), badge(h.verdict), number(h.score), _trend(h.trend), f"<code>{e(h.id)}</code>"]
             for h in entries]
     title = f"History: {chosen.value}" if chosen else "History"
-    judged = any(h.score is not None and h.verdict not in ("interrupted", "error") for h in entries)
+    any_judged = any(judged(h.verdict, h.score) for h in entries)
     return (f"<h1>{e(title)}</h1><p>{tabs}</p><h2>Score trend (game days, chaos runs, load runs)</h2>"
-            + ('<div class="lk-charts" id="trends"></div>' if judged else
+            + ('<div class="lk-charts" id="trends"></div>' if any_judged else
                '<p class="muted" data-empty="trend">No judged result yet.</p><div id="trends"></div>')
             + trends_data + "<h2>Entries</h2>"
             + table(["kind", "name", "target", "canary", "started", "verdict", "score", "trend", "id"], rows,

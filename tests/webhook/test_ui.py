@@ -181,3 +181,25 @@ def test_pages_load_nothing_from_elsewhere(ui_server: Serve, tmp_path: Path) -> 
     for bad in ("nope.js", "ui.py", "uPlot.LICENSE"):
         assert ui_server.get(f"/ui/assets/{bad}").status_code == 404, bad
     assert ui_server.get("/ui/assets/..%2Fui.py").status_code in (400, 404)  # refused before or by the route
+
+
+def test_a_run_with_too_few_samples_is_not_judged_in_its_report_too(ui_server: Serve,
+                                                                     healthy_site: SandboxProcess) -> None:
+    """min_samples is 50: one user for one second sends fewer, so nothing can be judged. /ui says
+    not judged, and so must the report: never FAIL (or PASS) with a score."""
+    canary = f"{healthy_site.traffic_url}/canary"
+    body = payload(canary, name="thin", checksum="v1", users="1", spawn_rate="1", duration="1s")
+    run = ui_server.hook("rollout", body, headers={"Accept": "application/json"}).json()["run"]
+    done = poll(lambda: (r := ui_server.get(f"/runs/{run}").json())["status"] != "running" and r, timeout=60)
+    assert done["verdict"] is None and done["score"] is None, done
+    result = RunResult.model_validate(done["result"])
+    assert result.verdict.value == "not-judged" and result.reason.startswith("not judged: "), result.reason
+    report = ui_server.get(f"/ui/runs/{run}/report.html").text
+    banner = report.split('<div class="banner')[1].split("</div>")[0]
+    assert 'data-verdict="not-judged"' in banner and ">NOT JUDGED<" in banner and result.reason in banner
+    assert "FAIL" not in banner and "PASS" not in banner and " score " not in banner, banner
+    # The next revision opens its own analysis: its row on the overview is not the v1 run's verdict.
+    ui_server.hook("confirm-traffic-increase", payload(canary, name="thin", checksum="v2"))
+    overview = ui_server.get("/ui").text
+    row = next(r for r in overview.split("<tr>") if 'href="/ui/canaries/bruno/thin"' in r)
+    assert "<code>v2</code>" in row and f'href="/ui/runs/{run}"' not in row, row
