@@ -5,7 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from loadkit.store import HistoryEntry, HistoryKind, judged
-from loadkit.webhook._ui_html import DASH, MUTED_DASH_HTML, badge, e, facts, href, link, number, table, when
+from loadkit.webhook._ui_html import (
+    DASH,
+    MUTED_DASH_HTML,
+    badge,
+    csrf_field,
+    e,
+    facts,
+    href,
+    link,
+    number,
+    table,
+    when,
+)
 from loadkit.webhook.models import (
     GATE_HOOKS,
     AnalysisRecord,
@@ -132,10 +144,10 @@ def overview(analyses: Sequence[AnalysisRecord], runs: Sequence[RunRecord]) -> s
             + table(RUN_HEADERS, run_rows(runs), "No run yet.", frozenset({7}), "runs"))
 
 
-def _gate_forms(namespace: str, name: str, gates: GateStatus) -> str:
+def _gate_forms(namespace: str, name: str, gates: GateStatus, csrf: str) -> str:
     def form(action: str, label: str, hook: str = "") -> str:
         return (f'<form class="inline" method="post" action="{href("gates", namespace, name, action)}">'
-                f'<input type="hidden" name="hook" value="{e(hook)}">'
+                f'{csrf_field(csrf)}<input type="hidden" name="hook" value="{e(hook)}">'
                 f'<input name="reason" placeholder="reason" maxlength="500" aria-label="reason">'
                 f'<button type="submit" data-action="{e(action)}" data-hook="{e(hook)}">{e(label)}</button></form>')
 
@@ -153,14 +165,15 @@ def _gate_rows(gates: Sequence[GateRecord]) -> list[list[str]]:
 
 
 def canary(namespace: str, name: str, analyses: Sequence[AnalysisRecord], runs: Sequence[RunRecord],
-           gates: GateStatus, events: Sequence[EventRecord], *, admin: bool) -> str:
+           gates: GateStatus, events: Sequence[EventRecord], *, csrf: str | None) -> str:
+    """`csrf`: the admin's session token for the action forms; None: read-only, no form."""
     events_rows = [[when(ev.received_at), e(ev.phase), e(ev.event_type), e(ev.message),
                     f"<code>{e(ev.checksum)}</code>"] for ev in events]
     return (f"<h1>Canary {e(namespace)}/{e(name)}</h1><h2>Gates</h2>"
             + (f'<p class="muted">{e(gates.message)}</p>' if gates.message else "")
             + table(["hook", "state", "analysis", "reason", "updated"], _gate_rows(gates.gates),
                     "No manual gate set: the load decides.", name="gates")
-            + (_gate_forms(namespace, name, gates) if admin else "")
+            + (_gate_forms(namespace, name, gates, csrf) if csrf is not None else "")
             + "<h2>Analyses</h2>" + table(ANALYSIS_HEADERS, analysis_rows(analyses, runs), "No analysis.",
                                           frozenset({5}), "analyses")
             + "<h2>Runs</h2>" + table(RUN_HEADERS, run_rows(runs), "No run.", frozenset({7}), "runs")
@@ -202,17 +215,18 @@ def live_fields(run: RunRecord) -> dict[str, str]:
     }
 
 
-def run(r: RunRecord, charts_data: str, *, admin: bool) -> str:
-    """The run page; `charts_data` is its charts' JSON element (RUN_SCRIPT draws them)."""
+def run(r: RunRecord, charts_data: str, *, csrf: str | None) -> str:
+    """The run page; `charts_data` is its charts' JSON element (RUN_SCRIPT draws them); `csrf` as for
+    `canary`."""
     f = live_fields(r)
 
     def field(name: str) -> str:
         return f'<span data-field="{name}">{e(f[name])}</span>'
 
     stop = ""
-    if admin and not r.finished:
+    if csrf is not None and not r.finished:
         stop = (f'<form class="inline actions" method="post" action="{href("runs", r.id, "stop")}">'
-                '<button type="submit" data-action="stop">stop this run</button></form>')
+                f'{csrf_field(csrf)}<button type="submit" data-action="stop">stop this run</button></form>')
     checks = ""
     if r.result is not None:
         rows = [[e(c.name), e(c.metric), badge(c.status.value), e("" if c.observed is None else f"{c.observed:g}"),
