@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from loadkit.models.results import Check, CheckStatus, Comparison, ErrorStat, RunResult, Verdict
+from loadkit.models.results import Check, CheckStatus, CompareVerdict, Comparison, ErrorStat, RunResult, Verdict
 from loadkit.models.specs import Source
 from loadkit.models.wire import Stats
 from loadkit.report.charts import chart_specs, render_charts
@@ -192,8 +192,11 @@ _NO_SERIES = ("<p>This comparison read Prometheus: its result holds the judged s
 
 def render_comparison_html(c: Comparison) -> str:
     """The report of `loadkit compare`: canary and primary overlaid, each metric's judgement."""
+    judged = c.verdict is not CompareVerdict.INTERRUPTED  # else each metric shows what it read so far, in amber
     metrics = [row([escape(m.name.value), f'<span class="{"pass" if m.passed else "fail"}">'
-                    f"{escape(m.classification.value.upper())}</span>", "yes" if m.critical else "no",
+                    f"{escape(m.classification.value.upper())}</span>" if judged else
+                    f'<span class="skip">SKIP</span> (so far {escape(m.classification.value)})',
+                    "yes" if m.critical else "no",
                     escape(with_unit(m.baseline, m.unit)), escape(with_unit(m.canary, m.unit)),
                     escape(with_unit(m.effect_pct, "%")), escape(f"{m.p_value:.2g}" if m.p_value is not None else "-"),
                     f"{m.baseline_samples} / {m.canary_samples}", escape(m.reason)]) for m in c.metrics]

@@ -110,12 +110,13 @@ def comparison_junit(c: Comparison) -> str:
     suite_name = "loadkit.compare"
     started, ended = c.started_at, c.ended_at
     duration = (ended - started).total_seconds() if started and ended else 0.0
-    failed = sum(1 for m in c.metrics if not m.passed)
-    interrupted = c.verdict is CompareVerdict.INTERRUPTED
+    interrupted = c.verdict is CompareVerdict.INTERRUPTED  # its metrics were not judged: each is skipped
+    failed = 0 if interrupted else sum(1 for m in c.metrics if not m.passed)
     unexplained = c.verdict is not CompareVerdict.PASS and failed == 0 and not interrupted
     tests, failures, errors = len(c.metrics) + unexplained + interrupted, failed + unexplained, int(interrupted)
+    skipped = len(c.metrics) if interrupted else 0
     suite = ET.Element("testsuite", {"name": suite_name, "tests": str(tests), "failures": str(failures),
-                                     "errors": str(errors), "skipped": "0", "time": f"{duration:.3f}",
+                                     "errors": str(errors), "skipped": str(skipped), "time": f"{duration:.3f}",
                                      **({"timestamp": started.isoformat()} if started else {})})
     props = ET.SubElement(suite, "properties")
     for name, value in {"canary": c.canary, "baseline": c.baseline, "verdict": c.verdict.value,
@@ -132,14 +133,17 @@ def comparison_junit(c: Comparison) -> str:
     for m in c.metrics:
         case = ET.SubElement(suite, "testcase", {"classname": suite_name, "name": m.name.value,
                                                  "time": f"{duration:.3f}"})
-        if not m.passed:
+        if interrupted:
+            ET.SubElement(case, "skipped", {"message": f"not judged: interrupted; so far {m.classification.value} "
+                                                       f"({m.reason})"})
+        elif not m.passed:
             failure = ET.SubElement(case, "failure", {"message": m.reason, "type": m.classification.value})
             failure.text = (f"{m.name.value}: canary {with_unit(m.canary, m.unit)}, primary "
                             f"{with_unit(m.baseline, m.unit)}: {m.reason}")
     if c.warnings:
         ET.SubElement(suite, "system-err").text = "\n".join(c.warnings)
     root = ET.Element("testsuites", {"tests": str(tests), "failures": str(failures), "errors": str(errors),
-                                     "skipped": "0"})
+                                     "skipped": str(skipped)})
     root.append(suite)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -78,8 +78,10 @@ def render_comparison(comparison: Comparison, console: Console, title: str = "co
     if comparison.verdict is CompareVerdict.INTERRUPTED:
         console.print(Text.assemble(("INTERRUPTED: ", COMPARE_STYLES[comparison.verdict]), comparison.reason),
                       highlight=False)
+    judged = comparison.verdict is not CompareVerdict.INTERRUPTED
     for m in comparison.metrics:
-        mark = Text(f"{m.classification.value:<6}", style="green" if m.passed else "bold red")
+        mark = Text(f"{m.classification.value:<6}", style="green" if m.passed else "bold red") if judged else \
+            Text(f"skip (so far {m.classification.value})", style="yellow")
         critical = " (critical)" if m.critical else ""
         console.print(Text.assemble("  ", mark, f" {m.name.value}{critical}: {m.reason}"), highlight=False)
     for warning in comparison.warnings:

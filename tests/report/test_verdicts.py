@@ -130,3 +130,19 @@ def test_the_game_day_trend_leaves_out_what_judged_nothing() -> None:
     assert trend_values(score_trend_html(history, gameday("pass", 62.5, 400))) == [40, 62.5]
     # the current one is no point either when it judged nothing
     assert trend_values(score_trend_html(history, gameday("interrupted", 7, 400))) == [40]
+
+
+def test_an_interrupted_comparisons_metrics_are_not_judged_either() -> None:
+    data = comparison("interrupted").model_dump()
+    data["metrics"].append({**data["metrics"][0], "name": "error-rate", "classification": "high", "passed": False,
+                            "reason": "worse"})
+    c = Comparison.model_validate(data)
+    suite = ET.fromstring(comparison_junit(c)).find("testsuite")
+    assert suite is not None and suite.get("failures") == "0" and suite.get("skipped") == "2"
+    assert suite.get("errors") == "1"
+    for case in suite.iter("testcase"):
+        if case.get("name") != "comparison":
+            assert case.find("failure") is None and "so far" in (case.find("skipped").get("message") or "")  # type: ignore[union-attr]
+    html = render_report(c)
+    metrics = html.split("<h2>Metrics</h2>")[1].split("</table>")[0]
+    assert 'class="pass"' not in metrics and 'class="fail"' not in metrics and "so far high" in metrics
