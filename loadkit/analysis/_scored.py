@@ -14,10 +14,11 @@ from loadkit.analysis._tally import tally_of
 from loadkit.load.pair import run_pair
 from loadkit.load.preflight import preflight, validate_target
 from loadkit.load.runner import LoadPlan, LocustDriver
-from loadkit.models.results import Comparison, EarlyStop, RunResult, TimelinePoint
+from loadkit.models.results import CompareVerdict, Comparison, EarlyStop, RunResult, TimelinePoint
 from loadkit.models.specs import CompareSpec, Threshold
 from loadkit.models.wire import Snapshot
 from loadkit.scoring import FailFast, judge
+from loadkit.units import fmt
 
 
 def run_scored(plan: LoadPlan, thresholds: list[Threshold], min_samples: int, *,
@@ -87,8 +88,12 @@ def compare_scored(plan: LoadPlan, baseline: str, spec: CompareSpec, *,
     comparison = judge(side_of(other.final, other.histogram), side_of(canary.final, canary.histogram), spec,
                        baseline_name=baseline, canary_name=plan.target)
     warnings = [*canary.notes, *(f"baseline: {n}" for n in other.notes)]
-    if canary.interrupted:
+    if canary.interrupted:  # what was collected is shown, but it is no verdict: never pass, never fail
         warnings.append("interrupted: compared what was collected")
+        comparison = comparison.model_copy(update={
+            "verdict": CompareVerdict.INTERRUPTED,
+            "reason": f"interrupted after {fmt(canary.final.duration_s)}s: not judged (the metrics show what was "
+                      "collected)"})
     return comparison.model_copy(update={
         "started_at": canary.started_at, "ended_at": canary.ended_at, "baseline_stats": other.final,
         "canary_stats": canary.final, "warnings": warnings,

@@ -12,8 +12,8 @@ Checks (a skipped one never counts as passed; score = weight passed / weight of 
 
 Verdict: `interrupted` (a signal stopped the run), `error` (it did not test what it claims:
 loadkit stopped it early, the experiment aborted, the hypothesis could not measure, or no fault
-was seen in place outside a dry run), `pass` (every check passed and the journal completed) or
-`fail`.
+was seen in place), `dry-run` (`--dry-run`: nothing was injected, so nothing is judged; score 0),
+`pass` (every check passed and the journal completed) or `fail`.
 """
 
 from __future__ import annotations
@@ -151,7 +151,8 @@ def build_chaos_result(inputs: ChaosInputs) -> ChaosResult:
     worst = min((s.stats.success_rate_pct for s in loaded(scope.spans, inputs.window_min_requests)
                  if s.stats.success_rate_pct is not None), default=None)
     return ChaosResult(
-        verdict=verdict, score=round(100.0 * passed / total, 1) if total else 0.0, reason=reason,
+        verdict=verdict, score=round(100.0 * passed / total, 1) if total and not inputs.dry_run else 0.0,
+        reason=reason,
         experiment=str(inputs.experiment.get("title", "")), experiment_path=inputs.path, target=inputs.target,
         profile=inputs.profile, started_at=_dt(t.load_start), ended_at=_dt(t.load_end),
         journal_status=status, deviated=bool(j.get("deviated")),
@@ -407,14 +408,17 @@ def _verdict(inputs: ChaosInputs, status: JournalStatus, checks: Sequence[Check]
     unmeasured = _unmeasured(inputs)
     if unmeasured:
         return Verdict.ERROR, f"the steady-state hypothesis could not measure, so nothing was judged: {unmeasured}"
+    failed = [c.name for c in checks if c.status is CheckStatus.FAILED]
+    if inputs.dry_run:  # nothing was injected, so nothing was tested: never a pass (nor a fail)
+        also = f" (the probes saw failures even so: {', '.join(failed)})" if failed else ""
+        return Verdict.DRY_RUN, f"a dry run: no fault was injected, nothing is judged{also}"
     before = _steady(inputs.journal, "before")
     if before is False:  # the canary was unhealthy before any fault: a finding, not a broken experiment
         return Verdict.FAIL, "the steady state before the fault was not met, so nothing was injected"
-    if not inputs.dry_run and inputs.timeline.fault_start is None:
+    if inputs.timeline.fault_start is None:
         method = next((c for c in checks if c.kind is CheckKind.GATE and c.metric == ChaosCheck.METHOD), None)
         return Verdict.ERROR, ("the fault was never injected, so nothing was tested"
                                + (f": {method.reason}" if method is not None else ""))
-    failed = [c.name for c in checks if c.status is CheckStatus.FAILED]
     skipped = [c.name for c in checks if c.status is CheckStatus.SKIPPED]
     if not failed and not skipped and status is JournalStatus.COMPLETED:
         return Verdict.PASS, f"all {len(checks)} checks passed"

@@ -16,6 +16,7 @@ from loadkit.cli._server import server_side
 from loadkit.config import load_config
 from loadkit.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS, UsageError
 from loadkit.load.plan import plan_run
+from loadkit.load.preflight import validate_target
 from loadkit.load.profiles import get_profile
 from loadkit.models.results import Classification, CompareVerdict, Comparison
 from loadkit.models.specs import CompareSpec, Source
@@ -67,6 +68,7 @@ def _compare(*, target: str | None, baseline: str | None, profile: str, locustfi
         if baseline is None:
             raise UsageError("--baseline URL is missing: the primary to compare the canary with",
                              hint="e.g. --target http://127.0.0.1:8080/canary --baseline http://127.0.0.1:8080")
+        baseline = validate_target(baseline)  # before it is printed: a bad one (credentials) is never echoed
         spec = CompareSpec.model_validate({**settings, "source": Source.CLIENT})
         plan = plan_run(get_profile(profile, config.profiles), target=target, locustfile=locustfile, users=users,
                         spawn_rate=spawn_rate, duration_s=duration, headers=headers, processes=processes,

@@ -108,7 +108,8 @@ def run(experiment: Path, target: str | None, profile: str, users: int | None, a
     The load starts before the steady-state hypothesis and runs through the method and the
     rollbacks; rollbacks always run (also on failure, Ctrl-C or SIGTERM). The result has the
     journal's status, the steady states, load per phase, availability during the fault, the
-    recovery time, checks, a score and a verdict. Exit codes as for `loadkit run`.
+    recovery time, checks, a score and a verdict. Exit codes as for `loadkit run`; a --dry-run
+    that ran to its end has the verdict dry-run (never pass), exits 0 and is not kept in the history.
     Prometheus checks in the thresholds (--prometheus) are read over the fault window; the
     workload defaults to the experiment's `canary` and `namespace` configuration. The result is
     kept in the history (see `loadkit history`; --db, --no-history).
@@ -136,7 +137,9 @@ def run(experiment: Path, target: str | None, profile: str, users: int | None, a
         result = _run(experiment, target, profile, users, allow_primary, allow_namespaces, max_kill_share,
                       max_fault_s, allow_unguarded, variables, dry_run, cooldown, recovery_window, impact_window,
                       prometheus_url, canary_name, namespace, config_path, journal_path, rate)
-    Keep(db_path, enabled=not no_history).save("chaos", result, canary=_canary_of(canary_name, namespace, variables))
+    # a dry run tested nothing: it must never be the run the next one trends against
+    Keep(db_path, enabled=not no_history and not result.dry_run).save(
+        "chaos", result, canary=_canary_of(canary_name, namespace, variables))
     if output == "json":
         click.echo(result.model_dump_json(indent=2))
     else:
@@ -152,7 +155,7 @@ def run(experiment: Path, target: str | None, profile: str, users: int | None, a
         return EXIT_INTERRUPTED
     if result.verdict is Verdict.ERROR or result.journal_status is JournalStatus.ABORTED:
         return EXIT_TARGET  # nothing was injected, or an activity raised: not a verdict on the canary
-    return EXIT_PASS if result.verdict is Verdict.PASS else EXIT_FAIL
+    return EXIT_PASS if result.verdict in (Verdict.PASS, Verdict.DRY_RUN) else EXIT_FAIL  # a dry run that ran
 
 
 def _canary_of(canary_name: str | None, namespace: str | None, variables: dict[str, Any]) -> tuple[str, str] | None:

@@ -12,8 +12,18 @@ TARGET_HINT = "check --target and that the service is up (`loadkit sandbox up` s
 
 
 def validate_target(url: str) -> str:
-    """Accept http(s)://host[:port][/prefix]; return it without a trailing slash."""
+    """Accept http(s)://host[:port][/prefix]; return it without a trailing slash.
+
+    A target is shown everywhere (results, reports, JUnit, /ui, the history), so credentials in it
+    (http://user:password@host) are refused, and never echoed: they belong in a header."""
     example = "give a full URL, e.g. --target http://127.0.0.1:8080/canary"
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        host = rest.split("/", 1)[0].rsplit("@", 1)[1]
+        raise UsageError(f"bad target {scheme}://***@{host}...: credentials in the URL would be shown in every "
+                         "result, report and /ui page; give them as a header instead",
+                         hint="--header 'Authorization: Basic <base64 of user:password>' (the webhook: metadata "
+                              "headers)")
     if not url.isascii() or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
         raise UsageError(f"bad target {url!r}: spaces, control and non-ASCII characters are not allowed",
                          hint="percent-encode them, e.g. %20 for a space")

@@ -28,14 +28,23 @@ from loadkit.models.wire import Stats
 
 
 class Verdict(enum.StrEnum):
-    """A run's outcome. `loadkit run`, `score` and the webhook give pass or fail; a chaos run may also
-    be `interrupted` (stopped by a signal: what was collected is shown, not judged) or `error` (it
-    tested nothing: the fault was never injected, or the experiment itself aborted)."""
+    """A run's outcome: `pass` or `fail` when it was judged. Otherwise nothing was judged and no
+    output shows a score: `interrupted` (stopped by a signal or from outside: what was collected is
+    shown), `error` (it tested nothing: the fault was never injected, the experiment aborted, the
+    requests left the target), `not-judged` (a webhook run that ended with too few samples) or
+    `dry-run` (a chaos run with `--dry-run`: no fault was injected)."""
 
     PASS = "pass"
     FAIL = "fail"
     INTERRUPTED = "interrupted"
     ERROR = "error"
+    NOT_JUDGED = "not-judged"
+    DRY_RUN = "dry-run"
+
+    @property
+    def judged(self) -> bool:
+        """True for pass and fail: the only verdicts with a score worth showing."""
+        return self in (Verdict.PASS, Verdict.FAIL)
 
 
 class Classification(enum.StrEnum):
@@ -53,11 +62,13 @@ class Classification(enum.StrEnum):
 
 
 class CompareVerdict(enum.StrEnum):
-    """A comparison's outcome from its score: pass, marginal (between the two cut-offs) or fail."""
+    """A comparison's outcome from its score: pass, marginal (between the two cut-offs) or fail; or
+    `interrupted` (the load was stopped early: the metrics show what was collected, not judged)."""
 
     PASS = "pass"
     MARGINAL = "marginal"
     FAIL = "fail"
+    INTERRUPTED = "interrupted"
 
 
 class ComparedMetric(ResultModel):
@@ -316,6 +327,8 @@ class RunResult(ResultModel):
     started_at: datetime
     ended_at: datetime
     interrupted: bool = False
+    reason: str = Field(default="", description="Why a run was not judged (verdict interrupted, error or "
+                        "not-judged), when something other than the checks says so")
     stats: Stats
     checks: list[Check]
     thresholds: list[Threshold] = Field(default_factory=list)

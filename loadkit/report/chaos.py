@@ -11,14 +11,14 @@ from rich.text import Text
 from loadkit.chaos.models import ChaosResult
 from loadkit.report.charts import render_charts
 from loadkit.report.html import STATS_HEADERS, banner, checks_section, page, stats_rows, table, warnings_html
-from loadkit.report.junit import checks_junit
-from loadkit.report.text import render_banner, render_checks, verdict_text
+from loadkit.report.junit import checks_junit, score_property
+from loadkit.report.text import render_banner, render_checks, score_text, verdict_text
 from loadkit.units import fmt, with_unit
 
 
 def render_chaos(result: ChaosResult, console: Console) -> None:
     console.print(Text.assemble(("loadkit chaos ", "bold"), f"{result.experiment!r} -> {result.target}  ",
-                                verdict_text(result.verdict), f"  score {fmt(result.score)}"))
+                                verdict_text(result.verdict), score_text(result.verdict, result.score)))
     render_banner(result.verdict, result.reason, console)
     fault = (f"fault {fmt(result.fault.duration_s)}s" if result.fault else "no fault injected") + \
         (" (dry run)" if result.dry_run else "")
@@ -51,8 +51,9 @@ def _recovery(result: ChaosResult) -> str:
 
 def chaos_junit(result: ChaosResult) -> str:
     return checks_junit(f"loadkit.chaos.{result.experiment}", result.checks, result.started_at, result.ended_at,
-                        {"target": result.target, "verdict": result.verdict.value, "score": fmt(result.score),
-                         "journal_status": result.journal_status}, result.warnings,
+                        {"target": result.target, "verdict": result.verdict.value,
+                         **score_property(result.verdict, result.score), "journal_status": result.journal_status},
+                        result.warnings,
                         verdict=result.verdict, reason=result.reason)
 
 

@@ -25,13 +25,14 @@ from loadkit.gameday.plan import LoadStop
 from loadkit.models.results import Comparison, RunResult, StageInfo, TimelinePoint
 from loadkit.models.specs import Metric, Source, Threshold
 from loadkit.report.percentiles import percentile_curve
-from loadkit.store import HistoryEntry, HistoryKind
+from loadkit.store import HistoryEntry, HistoryKind, judged
 from loadkit.units import fmt
 
 AnyResult = RunResult | Comparison | ChaosResult | GameDayResult
 Spec = dict[str, Any]
 
 DIGITS = 3  # every float in the charts' data and the report's JSON-facing numbers
+MAX_POINTS = 2000  # per time series of a report's chart (about 33 min at one window a second); min/max above
 LATENCY = {Metric.LATENCY_P50: "p50", Metric.LATENCY_P95: "p95", Metric.LATENCY_P99: "p99",
            Metric.REQUEST_DURATION: "p99", Metric.LATENCY_MAX: "max"}
 COLORS = {"p50": "#1a7f37", "p95": "#bf8700", "p99": "#cf222e", "rps": "#0969da", "users": "#0969da",
@@ -63,9 +64,15 @@ def assets_html() -> str:
             f"{asset('uPlot.iife.min.js')}</script>\n<script>{asset('charts.js')}</script>\n")
 
 
+def script_json(data: Any) -> str:
+    """JSON to put inside a <script> element: every "<" escaped (\\u003c), so neither "</script>" nor
+    "<!--<script>" in a label (a profile's or a plan's name) can end or swallow the element."""
+    return json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
+
+
 def render_charts(result: AnyResult, *, assets: bool = True, element_id: str = "lk-charts") -> str:
     """The charts of one result as an HTML fragment; `assets=False` when the page already has them."""
-    data = json.dumps(chart_specs(result), separators=(",", ":")).replace("</", "<\\/")
+    data = script_json(chart_specs(result))
     return ((assets_html() if assets else "")
             + f'<div class="lk-charts" id="{element_id}"></div>\n'
             + f'<script type="application/json" id="{element_id}-data">{data}</script>\n'
@@ -74,6 +81,11 @@ def render_charts(result: AnyResult, *, assets: bool = True, element_id: str = "
 
 
 def chart_specs(result: AnyResult) -> list[Spec]:
+    """The charts of a result, each time series at most MAX_POINTS points (`decimated`)."""
+    return [decimated(spec) for spec in _specs(result)]
+
+
+def _specs(result: AnyResult) -> list[Spec]:
     if isinstance(result, Comparison):
         return _comparison_specs(result)
     if isinstance(result, GameDayResult):
@@ -82,11 +94,44 @@ def chart_specs(result: AnyResult) -> list[Spec]:
         regions = [*_fault_region(result)]
         markers = [{"at": result.steady_state_after_at.timestamp(), "label": "steady state after"}] \
             if result.steady_state_after_at else []
+        fault = result.fault
+        if fault is not None and fault.removed_at is not None and fault.removed_at < fault.end:
+            markers.append({"at": fault.removed_at.timestamp(), "label": "fault removed"})
         return _load_specs(_absolute(result.started_at, result.timeline), result.thresholds, regions, markers,
                            result.profile, None)
     return _load_specs(_absolute(result.started_at, result.timeline), result.thresholds,
                        _stage_regions(result.started_at, result.stages, result.ended_at), [], result.profile,
                        result.histogram)
+
+
+def decimated(spec: Spec, budget: int = 0) -> Spec:
+    """A time chart of more than `budget` (default MAX_POINTS) points as min/max per bucket: the
+    windows are cut into budget/2 runs of consecutive ones, each drawn as two points (its first and
+    last time) holding each series' lowest and highest value in the order they happened, so a spike
+    or a dip of a single second is never averaged away. A 24 h run stays a report of a few hundred
+    KB. The percentile curve (not a time axis) is left as it is."""
+    budget = budget or MAX_POINTS
+    xs = spec["x"]
+    if spec.get("x_kind") or len(xs) <= budget:
+        return spec
+    size = -(-len(xs) // (budget // 2))  # windows per bucket, rounded up
+    buckets = [range(i, min(i + size, len(xs))) for i in range(0, len(xs), size)]
+    new_x = [x for b in buckets for x in ((xs[b[0]], xs[b[-1]]) if len(b) > 1 else (xs[b[0]],))]
+
+    def envelope(values: Sequence[float | None]) -> list[float | None]:
+        out: list[float | None] = []
+        for b in buckets:
+            known = [(i, v) for i in b if (v := values[i]) is not None]
+            if not known:
+                out.extend([None] * min(len(b), 2))
+                continue
+            low, high = min(known, key=lambda iv: iv[1]), max(known, key=lambda iv: iv[1])
+            pair = (low[1], high[1]) if low[0] <= high[0] else (high[1], low[1])
+            out.extend(pair if len(b) > 1 else pair[:1])
+        return out
+
+    return {**spec, "x": new_x, "decimated": size,
+            "series": [{**s, "values": envelope(s["values"])} for s in spec["series"]]}
 
 
 def live_specs(started_at: datetime, timeline: Sequence[TimelinePoint], thresholds: Sequence[Threshold],
@@ -175,7 +220,9 @@ def _curve_spec(curves: Sequence[tuple[str, str, list[tuple[float, float]]]], th
     for label, color, curve in curves:
         by_x = dict(curve)
         series.append({"label": label, "color": color, "values": [by_x.get(x) for x in xs]})
-    return {"id": "percentiles", "title": title, "x": xs,
+    # each curve's last point (p = 1) sits at 2n, not at a percentile: the legend names it "max"
+    maxima = sorted({curve[-1][0] for _, _, curve in curves if curve})
+    return {"id": "percentiles", "title": title, "x": xs, "x_max_at": maxima,
             "x_kind": "percentile", "y_label": "latency", "y_unit": "ms", "series": series,
             "thresholds": thresholds, "regions": [], "markers": []}
 
@@ -196,8 +243,8 @@ def _fault_region(result: ChaosResult) -> list[Spec]:
     fault = result.fault
     if fault is None:
         return []
-    end = fault.removed_at or fault.end
-    return [{"from": fault.start.timestamp(), "to": end.timestamp(), "kind": "fault",
+    # the span the checks count (to `end`: the removal plus the in-flight requests), labelled the same
+    return [{"from": fault.start.timestamp(), "to": fault.end.timestamp(), "kind": "fault",
              "label": f"fault ({fmt(fault.duration_s)}s)"}]
 
 
@@ -308,13 +355,17 @@ def stop_lines(stops: Sequence[LoadStop]) -> dict[str, list[Spec]]:
 
 
 def score_trend_html(history: Sequence[HistoryEntry], current: GameDayResult) -> str:
-    """The plan's resilience score over its game days (the history, oldest first, with this one)."""
+    """The plan's resilience score over its judged game days (the history, oldest first, with this
+    one): an interrupted, errored or dry-run game day measured nothing, so it is not a point (as in
+    the UI's trend: loadkit.store.judged)."""
     points = sorted({e.started_at.timestamp(): e.score for e in history
-                     if e.kind is HistoryKind.GAMEDAY and e.name == current.plan and e.score is not None}.items())
-    if all(abs(t - current.started_at.timestamp()) >= 1 for t, _ in points):  # not saved: add this one
+                     if e.kind is HistoryKind.GAMEDAY and e.name == current.plan and e.score is not None
+                     and judged(e.verdict, e.score)}.items())
+    if judged(current.verdict.value, current.score) and all(
+            abs(t - current.started_at.timestamp()) >= 1 for t, _ in points):  # not saved: add this one
         points = sorted([*points, (current.started_at.timestamp(), current.score)])
     spec = trend_spec(f"Resilience score of {current.plan} per game day", points, "resilience score")
-    data = json.dumps([spec], separators=(",", ":")).replace("</", "<\\/")
+    data = script_json([spec])
     return ('<h2>Resilience score trend</h2><div class="lk-charts" id="lk-trend"></div>'
             f'<script type="application/json" id="lk-trend-data">{data}</script>'
             '<script>loadkitCharts.mount(document.getElementById("lk-trend"), '

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from loadkit.models.results import Check, CheckStatus, Comparison, ErrorStat, RunResult, Verdict
+from loadkit.models.results import Check, CheckStatus, CompareVerdict, Comparison, ErrorStat, RunResult, Verdict
 from loadkit.models.specs import Source
 from loadkit.models.wire import Stats
 from loadkit.report.charts import chart_specs, render_charts
@@ -33,6 +33,7 @@ code{font:12px ui-monospace,"DejaVu Sans Mono",monospace;word-break:break-all}
 .banner b{font-size:1.4em;margin-right:.6em}.banner.pass{background:#dafbe1}
 .banner.fail,.banner.halted{background:#ffebe9}
 .banner.interrupted,.banner.marginal{background:#fff8c5}.banner.error{background:#fbefff}
+.dry-run{color:#0969da;font-weight:bold}.banner.dry-run{background:#ddf4ff}
 .facts{color:#57606a}.lk-chart{margin:.6em 0 1.2em;break-inside:avoid}
 .lk-chart .u-title{font-size:14px;font-weight:600}
 .gantt{position:relative;height:auto;border:1px solid var(--line);margin:.5em 0 1em}
@@ -44,7 +45,10 @@ h2{break-after:avoid}table,.lk-chart,.banner{break-inside:avoid}.u-legend{font-s
 """
 
 VERDICT_CLASS = {"pass": "pass", "fail": "fail", "marginal": "marginal", "interrupted": "interrupted",
-                 "error": "error", "halted": "halted"}
+                 "error": "error", "halted": "halted", "not-judged": "interrupted", "dry-run": "dry-run"}
+# Only a judged verdict has a score worth showing: an interrupted, errored, not judged or dry run's
+# score is what the checks read on what was collected, and next to the verdict it would read as one.
+SCORED_VERDICTS = frozenset({"pass", "fail", "marginal"})
 
 
 def row(cells: Sequence[str], tag: str = "td") -> str:
@@ -69,9 +73,11 @@ def page(title: str, body: str) -> str:
 
 
 def banner(verdict: str, reason: str, score: float | None, what: str) -> str:
+    """The verdict in its colour, and the score only when the verdict was judged (SCORED_VERDICTS)."""
     kind = VERDICT_CLASS.get(verdict, "error")
-    shown = f" score {fmt(score)}" if score is not None else ""
-    return (f'<div class="banner {kind}" data-verdict="{escape(verdict)}"><b class="{kind}">{escape(verdict.upper())}'
+    shown = f" score {fmt(score)}" if score is not None and verdict in SCORED_VERDICTS else ""
+    label = verdict.replace("-", " ").upper()
+    return (f'<div class="banner {kind}" data-verdict="{escape(verdict)}"><b class="{kind}">{escape(label)}'
             f"</b>{escape(what)}{escape(shown)}<br>{escape(reason)}</div>")
 
 
@@ -126,8 +132,12 @@ def warnings_html(warnings: Sequence[str]) -> str:
 
 
 def run_reason(result: RunResult) -> str:
+    if result.reason:
+        return result.reason
     if result.verdict is Verdict.INTERRUPTED:
         return "interrupted: the checks show what was collected, not judged"
+    if not result.verdict.judged:
+        return f"{result.verdict.value}: not judged (the checks show what was collected)"
     failed = [c for c in result.checks if c.status is CheckStatus.FAILED]
     if result.stopped_early is not None:
         others = [c for c in failed if c.name != result.stopped_early.check]
@@ -190,8 +200,11 @@ _NO_SERIES = ("<p>This comparison read Prometheus: its result holds the judged s
 
 def render_comparison_html(c: Comparison) -> str:
     """The report of `loadkit compare`: canary and primary overlaid, each metric's judgement."""
+    judged = c.verdict is not CompareVerdict.INTERRUPTED  # else each metric shows what it read so far, in amber
     metrics = [row([escape(m.name.value), f'<span class="{"pass" if m.passed else "fail"}">'
-                    f"{escape(m.classification.value.upper())}</span>", "yes" if m.critical else "no",
+                    f"{escape(m.classification.value.upper())}</span>" if judged else
+                    f'<span class="skip">SKIP</span> (so far {escape(m.classification.value)})',
+                    "yes" if m.critical else "no",
                     escape(with_unit(m.baseline, m.unit)), escape(with_unit(m.canary, m.unit)),
                     escape(with_unit(m.effect_pct, "%")), escape(f"{m.p_value:.2g}" if m.p_value is not None else "-"),
                     f"{m.baseline_samples} / {m.canary_samples}", escape(m.reason)]) for m in c.metrics]

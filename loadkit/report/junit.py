@@ -13,15 +13,24 @@ from loadkit.units import fmt, with_unit
 
 
 def junit_xml(result: RunResult) -> str:
+    verdict = Verdict.INTERRUPTED if result.interrupted else result.verdict
     return checks_junit(f"loadkit.{result.profile}", result.checks, result.started_at, result.ended_at,
-                        {"target": result.target, "verdict": result.verdict.value, "score": fmt(result.score),
-                         "requests": str(result.stats.requests), **open_model_properties(result), **_early(result),
+                        {"target": result.target, "verdict": result.verdict.value,
+                         **score_property(verdict, result.score), "requests": str(result.stats.requests),
+                         **open_model_properties(result), **_early(result),
                          **({"workers": str(result.generator.workers),
                              "workers_lost": str(len(result.generator.workers_lost))}
                             if result.generator.workers else {})}, result.warnings,
-                        verdict=Verdict.INTERRUPTED if result.interrupted else result.verdict,
-                        reason="interrupted: not judged (the checks show what was collected)" if result.interrupted
-                        else "")
+                        verdict=verdict, reason=result.reason or (
+                            "interrupted: not judged (the checks show what was collected)" if result.interrupted
+                            else ""))
+
+
+def score_property(verdict: Verdict | CompareVerdict, score: float) -> dict[str, str]:
+    """`{"score": ...}` for a judged verdict; nothing for one that was not judged, whose score is only
+    what its checks read on what was collected (CI must not chart it as the run's)."""
+    judged = verdict.judged if isinstance(verdict, Verdict) else verdict is not CompareVerdict.INTERRUPTED
+    return {"score": fmt(score)} if judged else {}
 
 
 def open_model_properties(result: RunResult) -> dict[str, str]:
@@ -34,6 +43,8 @@ def open_model_properties(result: RunResult) -> dict[str, str]:
             "dropped_iterations": str(g.dropped_iterations),
             "start_lag_p99_ms": fmt(g.start_lag_p99_ms) if g.start_lag_p99_ms is not None else "",
             "generator_saturated": "true" if g.saturated else "false"}
+
+
 def _early(result: RunResult) -> dict[str, str]:
     """A run stopped by --abort-on-fail: when and why, as properties CI can read."""
     stop = result.stopped_early
@@ -47,17 +58,20 @@ def checks_junit(suite_name: str, checks: Sequence[Check], started_at: datetime,
                  properties: Mapping[str, str], warnings: Sequence[str], verdict: Verdict | None = None,
                  reason: str = "") -> str:
     """JUnit XML for CI systems: one testcase per check; a failed one carries `<failure>`, a skipped
-    one `<skipped>`, both with the reason. An interrupted or errored run adds a testcase `run` with
-    an `<error>` (it was not judged, so CI must not read it as green); a failed verdict with no
-    failed check (only skipped ones) adds a testcase `run` with a `<failure>`: the report is never
-    green when the exit code is not 0."""
+    one `<skipped>`, both with the reason. An interrupted, errored or not judged run adds a testcase
+    `run` with an `<error>` (it was not judged, so CI must not read it as green); a dry run adds a
+    testcase `run` that is `<skipped>` (nothing was injected, so nothing passed); a failed verdict
+    with no failed check (only skipped ones) adds a testcase `run` with a `<failure>`: the report
+    is never green when the exit code is not 0, nor when nothing was judged."""
     duration = (ended_at - started_at).total_seconds()
     failed = sum(1 for c in checks if c.status is CheckStatus.FAILED)
     skipped = sum(1 for c in checks if c.status is CheckStatus.SKIPPED)
-    unjudged = verdict in (Verdict.INTERRUPTED, Verdict.ERROR)
+    unjudged = verdict in (Verdict.INTERRUPTED, Verdict.ERROR, Verdict.NOT_JUDGED)
+    dry = verdict is Verdict.DRY_RUN
     unexplained = verdict is Verdict.FAIL and failed == 0  # failed, and no check says so
     failed += unexplained
-    tests, errors = len(checks) + unjudged + unexplained, int(unjudged)
+    skipped += dry
+    tests, errors = len(checks) + unjudged + unexplained + dry, int(unjudged)
     suite = ET.Element("testsuite", {
         "name": suite_name, "tests": str(tests), "failures": str(failed), "errors": str(errors),
         "skipped": str(skipped), "time": f"{duration:.3f}", "timestamp": started_at.isoformat(),
@@ -69,6 +83,9 @@ def checks_junit(suite_name: str, checks: Sequence[Check], started_at: datetime,
         case = ET.SubElement(suite, "testcase", {"classname": suite_name, "name": "run", "time": f"{duration:.3f}"})
         error = ET.SubElement(case, "error", {"message": reason or verdict.value, "type": verdict.value.capitalize()})
         error.text = reason or f"verdict {verdict.value}"
+    if dry:
+        case = ET.SubElement(suite, "testcase", {"classname": suite_name, "name": "run", "time": f"{duration:.3f}"})
+        ET.SubElement(case, "skipped", {"message": reason or "a dry run: nothing was injected, nothing is judged"})
     if unexplained:
         case = ET.SubElement(suite, "testcase", {"classname": suite_name, "name": "run", "time": f"{duration:.3f}"})
         failure = ET.SubElement(case, "failure", {"message": reason or "verdict fail", "type": "VerdictFailed"})
@@ -110,34 +127,45 @@ def error_junit(suite_name: str, message: str, hint: str | None, exit_code: int,
 
 def comparison_junit(c: Comparison) -> str:
     """`loadkit compare --junit`: one testcase per compared metric; `high` and `nodata` fail. A marginal
-    or failed comparison whose metrics all passed adds a testcase `comparison` with the reason."""
+    or failed comparison whose metrics all passed adds a testcase `comparison` with the reason; an
+    interrupted one adds a testcase `comparison` with an `<error>` (it was not judged: never green)."""
     suite_name = "loadkit.compare"
     started, ended = c.started_at, c.ended_at
     duration = (ended - started).total_seconds() if started and ended else 0.0
-    failed = sum(1 for m in c.metrics if not m.passed)
-    unexplained = c.verdict is not CompareVerdict.PASS and failed == 0
-    tests, failures = len(c.metrics) + unexplained, failed + unexplained
+    interrupted = c.verdict is CompareVerdict.INTERRUPTED  # its metrics were not judged: each is skipped
+    failed = 0 if interrupted else sum(1 for m in c.metrics if not m.passed)
+    unexplained = c.verdict is not CompareVerdict.PASS and failed == 0 and not interrupted
+    tests, failures, errors = len(c.metrics) + unexplained + interrupted, failed + unexplained, int(interrupted)
+    skipped = len(c.metrics) if interrupted else 0
     suite = ET.Element("testsuite", {"name": suite_name, "tests": str(tests), "failures": str(failures),
-                                     "errors": "0", "skipped": "0", "time": f"{duration:.3f}",
+                                     "errors": str(errors), "skipped": str(skipped), "time": f"{duration:.3f}",
                                      **({"timestamp": started.isoformat()} if started else {})})
     props = ET.SubElement(suite, "properties")
     for name, value in {"canary": c.canary, "baseline": c.baseline, "verdict": c.verdict.value,
-                        "score": fmt(c.score), "source": c.source.value}.items():
+                        **score_property(c.verdict, c.score), "source": c.source.value,
+                        **({"interrupted": "true"} if interrupted else {})}.items():
         ET.SubElement(props, "property", {"name": name, "value": value})
+    if interrupted:
+        case = ET.SubElement(suite, "testcase", {"classname": suite_name, "name": "comparison",
+                                                 "time": f"{duration:.3f}"})
+        ET.SubElement(case, "error", {"message": c.reason, "type": "Interrupted"}).text = c.reason
     if unexplained:
         case = ET.SubElement(suite, "testcase", {"classname": suite_name, "name": "comparison"})
         ET.SubElement(case, "failure", {"message": c.reason, "type": "Marginal"}).text = c.reason
     for m in c.metrics:
         case = ET.SubElement(suite, "testcase", {"classname": suite_name, "name": m.name.value,
                                                  "time": f"{duration:.3f}"})
-        if not m.passed:
+        if interrupted:
+            ET.SubElement(case, "skipped", {"message": f"not judged: interrupted; so far {m.classification.value} "
+                                                       f"({m.reason})"})
+        elif not m.passed:
             failure = ET.SubElement(case, "failure", {"message": m.reason, "type": m.classification.value})
             failure.text = (f"{m.name.value}: canary {with_unit(m.canary, m.unit)}, primary "
                             f"{with_unit(m.baseline, m.unit)}: {m.reason}")
     if c.warnings:
         ET.SubElement(suite, "system-err").text = "\n".join(c.warnings)
-    root = ET.Element("testsuites", {"tests": str(tests), "failures": str(failures), "errors": "0",
-                                     "skipped": "0"})
+    root = ET.Element("testsuites", {"tests": str(tests), "failures": str(failures), "errors": str(errors),
+                                     "skipped": str(skipped)})
     root.append(suite)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

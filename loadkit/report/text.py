@@ -21,8 +21,9 @@ def threshold_text(check: Check) -> str:
 
 
 VERDICT_STYLES = {Verdict.PASS: "bold green", Verdict.FAIL: "bold red", Verdict.INTERRUPTED: "bold yellow",
-                  Verdict.ERROR: "bold magenta"}
-COMPARE_STYLES = {CompareVerdict.PASS: "bold green", CompareVerdict.MARGINAL: "bold yellow"}
+                  Verdict.ERROR: "bold magenta", Verdict.NOT_JUDGED: "bold yellow", Verdict.DRY_RUN: "bold cyan"}
+COMPARE_STYLES = {CompareVerdict.PASS: "bold green", CompareVerdict.MARGINAL: "bold yellow",
+                  CompareVerdict.INTERRUPTED: "bold yellow"}
 STATUS_MARKS = {CheckStatus.PASSED: ("PASS", "green"), CheckStatus.FAILED: ("FAIL", "bold red"),
                 CheckStatus.SKIPPED: ("SKIP", "yellow")}
 
@@ -31,9 +32,14 @@ def verdict_text(verdict: Verdict) -> Text:
     return Text(verdict.value.upper(), style=VERDICT_STYLES.get(verdict, "bold red"))
 
 
+def score_text(verdict: Verdict, score: float) -> str:
+    """'  score 87.5' beside a judged verdict; nothing beside one that was not judged."""
+    return f"  score {fmt(score)}" if verdict.judged else ""
+
+
 def render_banner(verdict: Verdict, reason: str, console: Console) -> None:
     """A verdict that is neither pass nor fail says so in a line of its own, with why."""
-    if verdict in (Verdict.INTERRUPTED, Verdict.ERROR):
+    if not verdict.judged:
         console.print(Text.assemble((f"{verdict.value.upper()}: ", VERDICT_STYLES[verdict]), reason or "not judged"),
                       highlight=False)
 
@@ -66,9 +72,16 @@ def render_comparison(comparison: Comparison, console: Console, title: str = "co
     """Each metric's decision, in words: what was compared, the test, the effect, the classification."""
     style = COMPARE_STYLES.get(comparison.verdict, "bold red")
     console.print(Text.assemble(f"{title}: {comparison.canary} vs {comparison.baseline} ({comparison.source.value})  ",
-                                (comparison.verdict.value.upper(), style), f"  score {fmt(comparison.score)}"))
+                                (comparison.verdict.value.upper(), style),
+                                "" if comparison.verdict is CompareVerdict.INTERRUPTED
+                                else f"  score {fmt(comparison.score)}"))
+    if comparison.verdict is CompareVerdict.INTERRUPTED:
+        console.print(Text.assemble(("INTERRUPTED: ", COMPARE_STYLES[comparison.verdict]), comparison.reason),
+                      highlight=False)
+    judged = comparison.verdict is not CompareVerdict.INTERRUPTED
     for m in comparison.metrics:
-        mark = Text(f"{m.classification.value:<6}", style="green" if m.passed else "bold red")
+        mark = Text(f"{m.classification.value:<6}", style="green" if m.passed else "bold red") if judged else \
+            Text(f"skip (so far {m.classification.value})", style="yellow")
         critical = " (critical)" if m.critical else ""
         console.print(Text.assemble("  ", mark, f" {m.name.value}{critical}: {m.reason}"), highlight=False)
     for warning in comparison.warnings:
@@ -79,10 +92,10 @@ def render_scorecard(result: RunResult, console: Console) -> None:
     s = result.stats
     head = Text.assemble(
         ("loadkit ", "bold"), f"{result.profile} -> {result.target}  ", verdict_text(result.verdict),
-        f"  score {fmt(result.score)}",
+        score_text(result.verdict, result.score),
     )
     console.print(head)
-    render_banner(result.verdict, "", console)
+    render_banner(result.verdict, result.reason, console)
     if result.stopped_early is not None:
         console.print(Text.assemble(("STOPPED EARLY: ", "bold red"), result.stopped_early.summary), highlight=False)
     console.print(

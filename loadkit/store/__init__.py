@@ -14,8 +14,9 @@ from loadkit.store.history import (
     HistoryQuery,
     default_db_path,
     describe,
+    judged,
     save_result,
 )
 
 __all__ = ["SCHEMA_VERSION", "Database", "History", "HistoryEntry", "HistoryKind", "HistoryList", "HistoryQuery",
-           "default_db_path", "describe", "save_result"]
+           "default_db_path", "describe", "judged", "save_result"]

@@ -27,7 +27,12 @@ from loadkit.errors import StoreError
 from loadkit.models.base import SCHEMA_VERSION
 from loadkit.store._db import Database
 
-UNJUDGED = ("interrupted", "error")  # verdicts that measured nothing: no trend from or to them
+UNJUDGED = ("interrupted", "error", "not-judged", "dry-run")  # verdicts that judged nothing: no trend from or to them
+
+
+def judged(verdict: str, score: float | None) -> bool:
+    """A stored result a score trend may show: it has a score and its verdict judged something."""
+    return score is not None and verdict not in UNJUDGED
 
 
 class HistoryKind(enum.StrEnum):

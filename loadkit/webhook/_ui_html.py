@@ -91,13 +91,19 @@ def json_script(element_id: str, data: object) -> str:
     return f'<script type="application/json" id="{e(element_id)}">{text}</script>'
 
 
-def page(title: str, body: str, *, nonce: str, admin: bool, token_configured: bool, script: str = "",
+def csrf_field(csrf: str) -> str:
+    """The hidden field every action form of a session carries (loadkit/webhook/ui.py checks it)."""
+    return f'<input type="hidden" name="csrf" value="{e(csrf)}">'
+
+
+def page(title: str, body: str, *, nonce: str, csrf: str | None, token_configured: bool, script: str = "",
          assets: Sequence[str] = ()) -> str:
-    """The whole document: header with navigation and who is signed in, the body, an optional script
-    after the `assets` it needs (served by /ui/assets/: stylesheets and scripts, in order)."""
-    if admin:
+    """The whole document: header with navigation and who is signed in (`csrf` not None: an admin,
+    whose forms carry it), the body, an optional script after the `assets` it needs (served by
+    /ui/assets/: stylesheets and scripts, in order)."""
+    if csrf is not None:
         who = ('signed in with the admin token <form class="inline" method="post" action="/ui/logout">'
-               '<button type="submit">sign out</button></form>')
+               f'{csrf_field(csrf)}<button type="submit">sign out</button></form>')
     elif token_configured:
         who = '<span>read-only</span> <a href="/ui/login">sign in (admin token)</a>'
     else:

@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from loadkit.store import HistoryEntry, HistoryKind
-from loadkit.webhook._ui_html import DASH, MUTED_DASH_HTML, badge, e, facts, href, link, number, table, when
+from loadkit.store import HistoryEntry, HistoryKind, judged
+from loadkit.webhook._ui_html import (
+    DASH,
+    MUTED_DASH_HTML,
+    badge,
+    csrf_field,
+    e,
+    facts,
+    href,
+    link,
+    number,
+    table,
+    when,
+)
 from loadkit.webhook.models import (
     GATE_HOOKS,
     AnalysisRecord,
@@ -114,12 +126,12 @@ def overview(analyses: Sequence[AnalysisRecord], runs: Sequence[RunRecord]) -> s
     latest: dict[tuple[str, str], AnalysisRecord] = {}
     for a in analyses:
         latest.setdefault((a.namespace, a.name), a)
-    last_run: dict[tuple[str, str], RunRecord] = {}
+    last_run: dict[str, RunRecord] = {}  # by analysis: a row shows its own analysis' run, never a revision before
     for r in runs:
-        last_run.setdefault((r.namespace, r.name), r)
+        last_run.setdefault(r.analysis, r)
     canaries = []
     for (namespace, name), a in sorted(latest.items()):
-        last = last_run.get((namespace, name))
+        last = last_run.get(a.id)
         canaries.append([link(f"{namespace}/{name}", "canaries", namespace, name), link(a.id, "analyses", a.id),
                          f"<code>{e(a.checksum)}</code>", badge(a.status.value),
                          badge(a.outcome.value if a.outcome else None),
@@ -132,10 +144,10 @@ def overview(analyses: Sequence[AnalysisRecord], runs: Sequence[RunRecord]) -> s
             + table(RUN_HEADERS, run_rows(runs), "No run yet.", frozenset({7}), "runs"))
 
 
-def _gate_forms(namespace: str, name: str, gates: GateStatus) -> str:
+def _gate_forms(namespace: str, name: str, gates: GateStatus, csrf: str) -> str:
     def form(action: str, label: str, hook: str = "") -> str:
         return (f'<form class="inline" method="post" action="{href("gates", namespace, name, action)}">'
-                f'<input type="hidden" name="hook" value="{e(hook)}">'
+                f'{csrf_field(csrf)}<input type="hidden" name="hook" value="{e(hook)}">'
                 f'<input name="reason" placeholder="reason" maxlength="500" aria-label="reason">'
                 f'<button type="submit" data-action="{e(action)}" data-hook="{e(hook)}">{e(label)}</button></form>')
 
@@ -153,14 +165,15 @@ def _gate_rows(gates: Sequence[GateRecord]) -> list[list[str]]:
 
 
 def canary(namespace: str, name: str, analyses: Sequence[AnalysisRecord], runs: Sequence[RunRecord],
-           gates: GateStatus, events: Sequence[EventRecord], *, admin: bool) -> str:
+           gates: GateStatus, events: Sequence[EventRecord], *, csrf: str | None) -> str:
+    """`csrf`: the admin's session token for the action forms; None: read-only, no form."""
     events_rows = [[when(ev.received_at), e(ev.phase), e(ev.event_type), e(ev.message),
                     f"<code>{e(ev.checksum)}</code>"] for ev in events]
     return (f"<h1>Canary {e(namespace)}/{e(name)}</h1><h2>Gates</h2>"
             + (f'<p class="muted">{e(gates.message)}</p>' if gates.message else "")
             + table(["hook", "state", "analysis", "reason", "updated"], _gate_rows(gates.gates),
                     "No manual gate set: the load decides.", name="gates")
-            + (_gate_forms(namespace, name, gates) if admin else "")
+            + (_gate_forms(namespace, name, gates, csrf) if csrf is not None else "")
             + "<h2>Analyses</h2>" + table(ANALYSIS_HEADERS, analysis_rows(analyses, runs), "No analysis.",
                                           frozenset({5}), "analyses")
             + "<h2>Runs</h2>" + table(RUN_HEADERS, run_rows(runs), "No run.", frozenset({7}), "runs")
@@ -202,17 +215,18 @@ def live_fields(run: RunRecord) -> dict[str, str]:
     }
 
 
-def run(r: RunRecord, charts_data: str, *, admin: bool) -> str:
-    """The run page; `charts_data` is its charts' JSON element (RUN_SCRIPT draws them)."""
+def run(r: RunRecord, charts_data: str, *, csrf: str | None) -> str:
+    """The run page; `charts_data` is its charts' JSON element (RUN_SCRIPT draws them); `csrf` as for
+    `canary`."""
     f = live_fields(r)
 
     def field(name: str) -> str:
         return f'<span data-field="{name}">{e(f[name])}</span>'
 
     stop = ""
-    if admin and not r.finished:
+    if csrf is not None and not r.finished:
         stop = (f'<form class="inline actions" method="post" action="{href("runs", r.id, "stop")}">'
-                '<button type="submit" data-action="stop">stop this run</button></form>')
+                f'{csrf_field(csrf)}<button type="submit" data-action="stop">stop this run</button></form>')
     checks = ""
     if r.result is not None:
         rows = [[e(c.name), e(c.metric), badge(c.status.value), e("" if c.observed is None else f"{c.observed:g}"),
@@ -256,7 +270,7 @@ def trend_series(entries: Sequence[HistoryEntry]) -> list[tuple[str, list[tuple[
     target), judged results only, oldest first; game days first, then chaos runs, then load runs."""
     series: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for h in reversed(entries):  # oldest first
-        if h.score is not None and h.verdict not in ("interrupted", "error"):
+        if h.score is not None and judged(h.verdict, h.score):
             name = h.name if h.kind is HistoryKind.GAMEDAY or not h.target else f"{h.name} on {h.target}"
             series.setdefault((h.kind.value, name), []).append((h.started_at.timestamp(), h.score))
     order = [k.value for k in (HistoryKind.GAMEDAY, HistoryKind.CHAOS, HistoryKind.RUN)]
@@ -272,9 +286,9 @@ def history(entries: Sequence[HistoryEntry], chosen: HistoryKind | None, trends_
              when(h.started_at), badge(h.verdict), number(h.score), _trend(h.trend), f"<code>{e(h.id)}</code>"]
             for h in entries]
     title = f"History: {chosen.value}" if chosen else "History"
-    judged = any(h.score is not None and h.verdict not in ("interrupted", "error") for h in entries)
+    any_judged = any(judged(h.verdict, h.score) for h in entries)
     return (f"<h1>{e(title)}</h1><p>{tabs}</p><h2>Score trend (game days, chaos runs, load runs)</h2>"
-            + ('<div class="lk-charts" id="trends"></div>' if judged else
+            + ('<div class="lk-charts" id="trends"></div>' if any_judged else
                '<p class="muted" data-empty="trend">No judged result yet.</p><div id="trends"></div>')
             + trends_data + "<h2>Entries</h2>"
             + table(["kind", "name", "target", "canary", "started", "verdict", "score", "trend", "id"], rows,

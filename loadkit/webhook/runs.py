@@ -349,10 +349,10 @@ class RunManager:
         failing = "; ".join(f"{c.name}: {c.reason}" for c in shown if c.status is CheckStatus.FAILED)
         measured = failing or f"every threshold met over {result.stats.requests} requests"
         if why:
-            # Keep what was measured, but its verdict must not read as a pass anywhere.
+            # Keep what was measured, but its verdict must read as neither a pass nor a fail anywhere.
             verdict = Verdict.INTERRUPTED if result.interrupted else (
-                Verdict.ERROR if left_target(result) else Verdict.FAIL)
-            unjudged = result.model_copy(update={"verdict": verdict, "warnings": [
+                Verdict.ERROR if left_target(result) else Verdict.NOT_JUDGED)
+            unjudged = result.model_copy(update={"verdict": verdict, "reason": f"{NOT_JUDGED}: {why}", "warnings": [
                 *result.warnings, f"{NOT_JUDGED}: {why}"], "checks": [c.unjudged(why) for c in shown]})
             if left_target(result):
                 active.decisive = ""  # refused requests are not the canary's errors

@@ -5,14 +5,15 @@ page that follows a running run (the HTML report's uPlot charts, fed by `/ui/run
 every 2 s), a finished run's HTML report (`/ui/runs/{id}/report.html`), and the history of runs,
 chaos runs and game days with the score trend. The charts' assets are served from /ui/assets/ (no
 CDN). Actions (approve, halt, open a rollback, stop a
-run) need the admin token: `POST /ui/login` with it sets a session cookie (an HMAC of the token,
-SameSite=Strict, HttpOnly); without it no button is shown and the action routes answer 401 (403
-when the server has no token).
+run) need the admin token: `POST /ui/login` with it starts a session (webhook/sessions.py: a random,
+signed, revocable id that expires after 12 h; HttpOnly, SameSite=Strict). An action of a session
+must come from this server's own page: its `Origin` (never `null`, never missing) is this host, and
+its form carries the session's CSRF token. Without a session no button is shown and the action
+routes answer 401 (403 when the server has no token).
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import secrets
@@ -31,6 +32,7 @@ from loadkit.webhook._ui_html import csp, json_script, page
 from loadkit.webhook.gates import Gates, check_hook
 from loadkit.webhook.models import DNS_LABEL, GateRequest, GateState, RunRecord
 from loadkit.webhook.runs import MAX_LIVE_POINTS, RunManager
+from loadkit.webhook.sessions import SESSION_TTL_S, Session, Sessions
 from loadkit.webhook.settings import ServeSettings
 from loadkit.webhook.store import Store
 from loadkit.webhook.ui_charts import ChartViews, Spec
@@ -65,6 +67,7 @@ class UI:
                  views: ChartViews) -> None:
         self.settings, self.store, self.manager, self.gates, self.views = settings, store, manager, gates, views
         self._history: History | None = None
+        self.sessions = Sessions(settings.token)
 
     @property
     def history(self) -> History:
@@ -78,36 +81,49 @@ class UI:
 
     # -- auth ---------------------------------------------------------------------------------------
 
-    def _session(self) -> str | None:
+    def _bearer(self, request: Request) -> bool:
         token = self.settings.token
-        return hmac.new(token.encode(), b"loadkit-ui-session", hashlib.sha256).hexdigest() if token else None
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        return token is not None and scheme.lower() == "bearer" and \
+            hmac.compare_digest(given.strip().encode(), token.encode())
+
+    def session(self, request: Request) -> Session | None:
+        """The live session of the request's cookie (None: none, forged, expired or signed out)."""
+        return self.sessions.get(request.cookies.get(COOKIE, ""))
 
     def is_admin(self, request: Request) -> bool:
-        """Signed in (the session cookie) or sending the token as `Authorization: Bearer`."""
-        token, session = self.settings.token, self._session()
-        if token is None or session is None:
-            return False
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
-            return True
-        return hmac.compare_digest(request.cookies.get(COOKIE, "").encode(), session.encode())
+        """Signed in (a live session) or sending the token as `Authorization: Bearer`."""
+        return self._bearer(request) or self.session(request) is not None
 
-    def require_admin(self, request: Request) -> None:
+    def csrf(self, request: Request) -> str | None:
+        """What the page's forms carry as `csrf`: the session's token; "" for a Bearer caller (it needs
+        none: a browser never sends that header by itself); None when not an admin (no form)."""
+        session = self.session(request)
+        if session is not None:
+            return session.csrf
+        return "" if self._bearer(request) else None
+
+    def require_admin(self, request: Request, form: dict[str, str]) -> None:
+        """An action: by Bearer token, or by a session from this server's own page (same Origin, the
+        session's CSRF token in the form). A cookie alone never acts: a browser sends it anywhere."""
         if self.settings.token is None:
             raise AuthError("actions from the UI need the admin token, and none is configured "
                             "(start loadkit serve with --token-file)", configured=False)
-        if not self.is_admin(request):
+        if self._bearer(request):
+            return
+        session = self.session(request)
+        if session is None:
             raise AuthError("sign in with the admin token first (/ui/login), or send Authorization: Bearer <token>")
-        origin = request.headers.get("origin")
-        if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host", ""):
-            raise AuthError(f"cross-origin action refused (Origin {origin[:100]!r})")
+        same_origin(request)
+        if not hmac.compare_digest(form.get("csrf", "").encode(), session.csrf.encode()):
+            raise AuthError("the form's CSRF token is missing or not this session's: reload the page and try again")
 
     # -- rendering ----------------------------------------------------------------------------------
 
     def html(self, request: Request, title: str, body: str, status: int = 200, script: str = "") -> HTMLResponse:
         """A /ui page; one with a `script` loads the charts' assets before it."""
         nonce = secrets.token_urlsafe(16)
-        text = page(title, body, nonce=nonce, admin=self.is_admin(request),
+        text = page(title, body, nonce=nonce, csrf=self.csrf(request),
                     token_configured=self.settings.token is not None, script=script,
                     assets=self.views.assets if script else ())
         return HTMLResponse(text, status_code=status, headers={"Content-Security-Policy": csp(nonce),
@@ -155,7 +171,7 @@ def install_ui(app: Any, ui: UI) -> None:
         gates = ui.gates.status(namespace, name)
         events = ui.store.list_events(namespace, name, 50)
         return ui.html(request, f"{namespace}/{name}", pages.canary(namespace, name, analyses, runs, gates, events,
-                                                                    admin=ui.is_admin(request)))
+                                                                    csrf=ui.csrf(request)))
 
     @router.get("/analyses/{analysis_id}", response_class=HTMLResponse)
     async def analysis(request: Request, analysis_id: str) -> Response:
@@ -173,7 +189,7 @@ def install_ui(app: Any, ui: UI) -> None:
             return ui.not_found(request, f"no run {run_id[:64]!r}")
         run = ui.with_live(run)
         specs, _, _ = ui.run_specs(run)
-        body = pages.run(run, json_script("charts-data", specs), admin=ui.is_admin(request))
+        body = pages.run(run, json_script("charts-data", specs), csrf=ui.csrf(request))
         return ui.html(request, f"run {run.id}", body, script=pages.RUN_SCRIPT.replace("POLL_MS", str(POLL_MS)))
 
     @router.get("/runs/{run_id}/report.html", response_class=HTMLResponse)
@@ -231,6 +247,19 @@ def install_ui(app: Any, ui: UI) -> None:
     app.include_router(router)
 
 
+def same_origin(request: Request) -> None:
+    """Refuse a browser request that did not come from this server's pages: `Origin` must be present,
+    not `null` (a redirect or a sandboxed frame sends that) and this host; `Sec-Fetch-Site`, when the
+    browser sends it, must be `same-origin`."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site != "same-origin":
+        raise AuthError(f"cross-origin action refused (Sec-Fetch-Site {fetch_site[:40]!r}): use this server's page")
+    origin = request.headers.get("origin")
+    if not origin or origin == "null" or urlsplit(origin).netloc != request.headers.get("host", ""):
+        raise AuthError(f"cross-origin action refused (Origin {(origin or 'missing')[:100]!r}): "
+                        "send it from this server's page, or with Authorization: Bearer <token>")
+
+
 def _install_auth_routes(router: APIRouter, ui: UI) -> None:
     @router.get("/login", response_class=HTMLResponse)
     async def login_form(request: Request) -> Response:
@@ -242,16 +271,20 @@ def _install_auth_routes(router: APIRouter, ui: UI) -> None:
         token = ui.settings.token
         if token is None:
             raise AuthError("no admin token is configured (start loadkit serve with --token-file)", configured=False)
+        if request.headers.get("origin") is not None or request.headers.get("sec-fetch-site") is not None:
+            same_origin(request)  # a browser's sign-in comes from this server's form
         if not hmac.compare_digest(form.get("token", "").strip().encode(), token.encode()):
             return ui.html(request, "sign in", pages.login(True, "wrong token"), status=401)
         response = RedirectResponse("/ui", status_code=303)
         secure = (ui.settings.public_url or "").startswith("https://")
-        response.set_cookie(COOKIE, ui._session() or "", httponly=True, samesite="strict", secure=secure,
-                            path="/ui", max_age=12 * 3600)
+        cookie, _ = ui.sessions.start()
+        response.set_cookie(COOKIE, cookie, httponly=True, samesite="strict", secure=secure, path="/ui",
+                            max_age=SESSION_TTL_S)
         return response
 
     @router.post("/logout")
-    async def logout() -> Response:
+    async def logout(request: Request) -> Response:
+        ui.sessions.end(request.cookies.get(COOKIE, ""))  # revoked here: the cookie no longer signs in anywhere
         response = RedirectResponse("/ui", status_code=303)
         response.delete_cookie(COOKIE, path="/ui")
         return response
@@ -260,11 +293,11 @@ def _install_auth_routes(router: APIRouter, ui: UI) -> None:
 def _install_actions(router: APIRouter, ui: UI) -> None:
     @router.post("/gates/{namespace}/{name}/{action}")
     async def gate_action(request: Request, namespace: str, name: str, action: str) -> Response:
-        ui.require_admin(request)
+        form = await _form(request)
+        ui.require_admin(request, form)
         for what, value in (("namespace", namespace), ("name", name)):
             if not _is_dns_label(value):
                 raise PayloadError(f"{what} {value[:64]!r} is not a Kubernetes name (a DNS label)")
-        form = await _form(request)
         try:
             body = GateRequest(hook=form.get("hook") or None, reason=form.get("reason", ""))
         except ValidationError as exc:
@@ -283,7 +316,7 @@ def _install_actions(router: APIRouter, ui: UI) -> None:
 
     @router.post("/runs/{run_id}/stop")
     async def stop(request: Request, run_id: str) -> Response:
-        ui.require_admin(request)
+        ui.require_admin(request, await _form(request))
         run = ui.store.get_run(run_id)
         if run is None:
             raise NotFoundError(f"no run {run_id[:64]!r}")

@@ -19,7 +19,7 @@ from loadkit.load._window import Window
 from loadkit.models.results import Check, CheckStatus, RunResult, Verdict
 from loadkit.models.specs import Threshold, ThresholdRange, default_chaos_thresholds, default_thresholds
 from loadkit.models.wire import Snapshot, Stats
-from loadkit.report.chaos import chaos_junit, render_chaos
+from loadkit.report.chaos import chaos_junit, render_chaos, render_chaos_html
 from loadkit.report.html import render_html
 
 T0 = 1_000.0  # the load starts; the fault (when there is one) at T0 + 10
@@ -237,8 +237,25 @@ def test_a_dry_run_judges_the_worst_window_of_the_whole_run() -> None:
     inputs = scenario(10, dry_run=True,  # chaoslib records dry actions and rollbacks as succeeded
                       timeline=Timeline(load_start=T0, load_end=T0 + 30))
     result = build_chaos_result(inputs)
-    assert result.verdict is Verdict.PASS, result.reason
+    # nothing was injected, so nothing was tested: a dry run is never a pass, and has no score
+    assert result.verdict is Verdict.DRY_RUN and result.score == 0, result.reason
+    assert "no fault was injected" in result.reason
     assert by_name(result)["request-duration (worst 5s)"].status is CheckStatus.PASSED
+    suite = junit(result)  # never green in CI either: the run is a skipped testcase, and no score
+    run = next(c for c in suite.iter("testcase") if c.get("name") == "run")
+    assert run.find("skipped") is not None and suite.get("failures") == "0" and suite.get("errors") == "0"
+    assert "score" not in {p.get("name") for p in suite.iter("property")}
+    html = render_chaos_html(result)
+    assert 'data-verdict="dry-run"' in html and "PASS" not in html.split('class="banner')[1].split("</div>")[0]
+    assert " score " not in html.split('class="banner')[1].split("</div>")[0]
+
+
+def test_a_dry_run_whose_probes_saw_failures_is_still_a_dry_run() -> None:
+    inputs = scenario(10, lambda _at: {"requests": 100, "errors": 50}, dry_run=True,
+                      timeline=Timeline(load_start=T0, load_end=T0 + 30))
+    result = build_chaos_result(inputs)
+    assert result.verdict is Verdict.DRY_RUN and result.score == 0, result.reason
+    assert "failures even so" in result.reason
 
 
 def junit(result: ChaosResult) -> ET.Element:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -162,11 +163,21 @@ def test_interrupting_the_latency_experiment_rolls_back(sandbox: SandboxProcess,
     assert gone(children)
 
 
-def test_dry_run_injects_nothing(sandbox: SandboxProcess) -> None:
-    code, result, stderr = chaos_run(sandbox, "local-abort.yaml", "--dry-run", "--var", "fault_seconds:int=2")
+def test_dry_run_injects_nothing(sandbox: SandboxProcess, tmp_path: Path) -> None:
+    db, out = tmp_path / "h.db", tmp_path / "report"
+    code, result, stderr = chaos_run(sandbox, "local-abort.yaml", "--dry-run", "--var", "fault_seconds:int=2",
+                                     "--db", str(db), "--report-dir", str(out))
     assert code == 0, stderr
     assert result is not None and result["dry_run"] is True and result["fault"] is None
     assert result["phases"][0]["stats"]["status_codes"].keys() == {"200"}
+    # it tested nothing: never a pass, no score, not green in CI, and not the run the next one trends against
+    assert result["verdict"] == "dry-run" and result["score"] == 0
+    assert 'data-verdict="dry-run"' in (out / "report.html").read_text()
+    suite = ET.fromstring((out / "junit.xml").read_text()).find("testsuite")
+    assert suite is not None and suite.get("skipped") != "0"
+    from loadkit.store import History, HistoryQuery
+
+    assert not db.exists() or History(db).entries(HistoryQuery()) == []
 
 
 def test_the_primary_is_refused_before_anything_runs(sandbox: SandboxProcess, tmp_path: Path) -> None:

@@ -72,6 +72,10 @@ T = ("run", "--target", NOWHERE)  # a usage error is refused before any connecti
         pytest.param([*T, "--spawn-rate", "0"], "--spawn-rate", id="zero-spawn-rate"),
         pytest.param([*T, "--header", "no-colon"], "bad header 'no-colon'", id="bad-header"),
         pytest.param(["run", "--target", "not a url"], "bad target 'not a url'", id="bad-target"),
+        pytest.param(["run", "--target", "http://bob:s3cret@127.0.0.1:9/canary"],
+                     "bad target http://***@127.0.0.1:9...: credentials in the URL", id="credentials-in-target"),
+        pytest.param(["compare", "--target", "http://127.0.0.1:9", "--baseline", "https://bob:s3cret@127.0.0.1:9"],
+                     "give them as a header instead", id="credentials-in-baseline"),
         pytest.param([*T, "--locustfile", "missing.py"], "locustfile 'missing.py' not found", id="missing-locustfile"),
         pytest.param([*T, "--config", "missing.yaml"], "cannot read config file", id="missing-config"),
         pytest.param(["run"], "Missing option '--target'", id="no-target"),
@@ -89,6 +93,7 @@ def test_bad_input_exits_2_with_a_clear_message(loadkit_in_process: InProcess, a
     assert out.returncode == 2, out.stderr
     assert needle in out.stderr
     assert "Traceback" not in out.stderr and out.stdout == ""
+    assert "s3cret" not in out.stderr  # a credential is never echoed
 
 
 def test_a_usage_error_through_the_real_entry_point(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from loadkit.load._window import Window, endpoint_rows, new_histogram
 from loadkit.models.results import RunResult
 from loadkit.models.specs import Threshold
 from loadkit.report import chart_specs, render_charts, render_report
-from loadkit.report.charts import latency_thresholds
+from loadkit.report.charts import MAX_POINTS, latency_thresholds, score_trend_html
 from loadkit.report.percentiles import percentile_curve
 
 START = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -98,22 +98,63 @@ def test_errors_per_second_by_class_and_the_stages() -> None:
         (START.timestamp(), START.timestamp() + 1.5)]
 
 
-def test_the_fault_window_is_shaded_from_its_start_to_its_removal() -> None:
+def _chaos(profile: str = "p") -> ChaosResult:
     fault_start = START + timedelta(seconds=5)
-    chaos = ChaosResult.model_validate({
-        "verdict": "fail", "score": 50, "experiment": "x", "experiment_path": "x.yaml", "target": "t", "profile": "p",
-        "started_at": START.isoformat(), "ended_at": (START + timedelta(seconds=20)).isoformat(),
+    # as build_chaos_result writes it: removed after 6.48 s, counted until 1.5 s later (in-flight requests)
+    return ChaosResult.model_validate({
+        "verdict": "fail", "score": 50, "experiment": "x", "experiment_path": "x.yaml", "target": "t",
+        "profile": profile, "started_at": START.isoformat(), "ended_at": (START + timedelta(seconds=20)).isoformat(),
         "journal_status": "completed", "deviated": True, "interrupted": False,
         "rollbacks": {"planned": 1, "run": 1, "failed": 0}, "phases": [], "checks": [],
-        "fault": {"start": fault_start.isoformat(), "end": (fault_start + timedelta(seconds=7)).isoformat(),
-                  "duration_s": 6, "removed_at": (fault_start + timedelta(seconds=6)).isoformat()},
+        "fault": {"start": fault_start.isoformat(), "end": (fault_start + timedelta(seconds=7.98)).isoformat(),
+                  "duration_s": 7.98, "removed_at": (fault_start + timedelta(seconds=6.48)).isoformat()},
         "timeline": [{"t": t, "users": 5, "requests": 10, "failures": 0, "rps": 10.0} for t in range(1, 20)]})
+
+
+def test_the_fault_window_is_shaded_over_what_the_checks_count_and_labelled_the_same() -> None:
+    chaos = _chaos()
+    start = START.timestamp() + 5
     for spec in chart_specs(chaos):
-        assert [(r["kind"], r["from"], r["to"]) for r in spec["regions"]] == [
-            ("fault", fault_start.timestamp(), fault_start.timestamp() + 6)]
+        assert [(r["kind"], r["from"], r["to"], r["label"]) for r in spec["regions"]] == [
+            ("fault", start, start + 7.98, "fault (7.98s)")]
+        assert {"at": start + 6.48, "label": "fault removed"} in spec["markers"]
     html = render_charts(chaos)
     assert "cdn" not in html.lower() and "https://" not in html.replace("https://github.com/leeoniya/uPlot", "")
-    assert "</script>" not in html.split('type="application/json"')[1].split("</script>")[0]
+
+
+@pytest.mark.parametrize("label", ['peak <!--<script>', "peak </script><script>alert(1)</script>", "a<b"])
+def test_a_label_cannot_end_or_swallow_the_charts_script_element(label: str) -> None:
+    """The data sits in <script type="application/json">: an HTML parser ends it at "</script>" and
+    treats "<!--<script>" as an escape that swallows what follows, so no "<" may be in it raw."""
+    html = render_charts(_chaos(label), assets=False)
+    opening = '<script type="application/json" id="lk-charts-data">'
+    assert html.count(opening) == 1
+    data = html.split(opening, 1)[1].split("</script>", 1)[0]
+    assert "<" not in data
+    assert next(s for s in json.loads(data) if s["id"] == "users")["title"] == f"Users (profile {label})"
+    trend = score_trend_html([], _gameday(plan=label, verdict="pass", score=50))
+    trend_data = trend.split('id="lk-trend-data">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in trend_data and label in json.loads(trend_data)[0]["title"]
+
+
+def test_a_long_run_is_min_max_decimated_so_no_spike_or_dip_is_hidden() -> None:
+    hours = 6 * 3600
+    timeline = [{"t": t, "users": 5, "requests": 100, "failures": 0, "rps": 100.0, "p99_ms": 20.0}
+                for t in range(1, hours + 1)]
+    timeline[10_000] = {**timeline[10_000], "p99_ms": 5000.0, "rps": 3.0}  # one second of a spike and a dip
+    long = _run(timeline=timeline, ended_at=(START + timedelta(seconds=hours)).isoformat())
+    specs = {s["id"]: s for s in chart_specs(long)}
+    for spec in specs.values():
+        if spec.get("x_kind"):
+            continue
+        assert len(spec["x"]) <= MAX_POINTS and spec["x"] == sorted(spec["x"]), spec["id"]
+        assert spec["x"][0] == START.timestamp() + 1 and spec["x"][-1] == START.timestamp() + hours
+        assert all(len(s["values"]) == len(spec["x"]) for s in spec["series"])
+    assert max(v for v in next(s for s in specs["latency"]["series"] if s["label"] == "p99")["values"] if v) == 5000
+    assert min(specs["throughput"]["series"][0]["values"]) == 3.0
+    assert len(render_report(long)) < 400_000  # a 6 h report: about what 33 min were, not 2 MB
+    short = _run(timeline=timeline[:MAX_POINTS])  # at the budget: every window, as it is
+    assert len(chart_specs(short)[0]["x"]) == MAX_POINTS
 
 
 def test_a_comparison_junit_fails_on_the_metric_that_failed() -> None:

@@ -39,7 +39,8 @@ def tokenless(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
 
 @contextlib.contextmanager
 def signed_in(serve: Serve) -> Iterator[httpx.Client]:
-    client = httpx.Client(base_url=serve.url, timeout=30)
+    """A browser's session: the cookie, and the Origin a browser sends with this server's forms."""
+    client = httpx.Client(base_url=serve.url, timeout=30, headers={"Origin": serve.url})
     answer = client.post("/ui/login", data={"token": TOKEN})
     assert answer.status_code == 303, answer.text
     assert "httponly" in answer.headers["set-cookie"].lower()
@@ -48,6 +49,12 @@ def signed_in(serve: Serve) -> Iterator[httpx.Client]:
         yield client
     finally:
         client.close()
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'<input type="hidden" name="csrf" value="([^"]+)">', page)
+    assert found, "no CSRF token in the page's forms"
+    return found.group(1)
 
 
 def test_every_hook_answer_links_to_its_page_on_ui(ui_server: Serve, healthy_site: SandboxProcess) -> None:
@@ -146,13 +153,15 @@ def test_the_token_shows_buttons_that_work(ui_server: Serve, healthy_site: Sandb
     with signed_in(ui_server) as client:
         text = client.get("/ui/canaries/bruno/acting").text
         assert 'data-action="halt"' in text and 'data-action="approve"' in text and "sign out" in text
-        done = client.post("/ui/gates/bruno/acting/halt", data={"reason": "looks off", "hook": ""})
+        done = client.post("/ui/gates/bruno/acting/halt", data={"reason": "looks off", "hook": "",
+                                                                 "csrf": csrf_of(text)})
         assert done.status_code == 303 and done.headers["location"] == "/ui/canaries/bruno/acting"
         gates = ui_server.get("/gates/bruno/acting").json()["gates"]
         assert {g["state"] for g in gates} == {"halted"} and gates[0]["reason"] == "looks off"
-        cross = client.post("/ui/gates/bruno/acting/approve", headers={"Origin": "http://evil.example"})
+        cross = client.post("/ui/gates/bruno/acting/approve", headers={"Origin": "http://evil.example"},
+                            data={"csrf": csrf_of(text)})
         assert cross.status_code == 401
-        unknown = client.post("/ui/gates/bruno/acting/explode")
+        unknown = client.post("/ui/gates/bruno/acting/explode", data={"csrf": csrf_of(text)})
         assert unknown.status_code == 404
         client.post("/ui/logout")
         assert "data-action" not in client.get("/ui/canaries/bruno/acting").text
@@ -181,3 +190,61 @@ def test_pages_load_nothing_from_elsewhere(ui_server: Serve, tmp_path: Path) -> 
     for bad in ("nope.js", "ui.py", "uPlot.LICENSE"):
         assert ui_server.get(f"/ui/assets/{bad}").status_code == 404, bad
     assert ui_server.get("/ui/assets/..%2Fui.py").status_code in (400, 404)  # refused before or by the route
+
+
+def test_a_run_with_too_few_samples_is_not_judged_in_its_report_too(ui_server: Serve,
+                                                                     healthy_site: SandboxProcess) -> None:
+    """min_samples is 50: one user for one second sends fewer, so nothing can be judged. /ui says
+    not judged, and so must the report: never FAIL (or PASS) with a score."""
+    canary = f"{healthy_site.traffic_url}/canary"
+    body = payload(canary, name="thin", checksum="v1", users="1", spawn_rate="1", duration="1s")
+    run = ui_server.hook("rollout", body, headers={"Accept": "application/json"}).json()["run"]
+    done = poll(lambda: (r := ui_server.get(f"/runs/{run}").json())["status"] != "running" and r, timeout=60)
+    assert done["verdict"] is None and done["score"] is None, done
+    result = RunResult.model_validate(done["result"])
+    assert result.verdict.value == "not-judged" and result.reason.startswith("not judged: "), result.reason
+    report = ui_server.get(f"/ui/runs/{run}/report.html").text
+    banner = report.split('<div class="banner')[1].split("</div>")[0]
+    assert 'data-verdict="not-judged"' in banner and ">NOT JUDGED<" in banner and result.reason in banner
+    assert "FAIL" not in banner and "PASS" not in banner and " score " not in banner, banner
+    # The next revision opens its own analysis: its row on the overview is not the v1 run's verdict.
+    ui_server.hook("confirm-traffic-increase", payload(canary, name="thin", checksum="v2"))
+    overview = ui_server.get("/ui").text
+    row = next(r for r in overview.split("<tr>") if 'href="/ui/canaries/bruno/thin"' in r)
+    assert "<code>v2</code>" in row and f'href="/ui/runs/{run}"' not in row, row
+
+
+def test_a_session_acts_only_from_this_servers_page(ui_server: Serve, healthy_site: SandboxProcess) -> None:
+    """A cookie is sent by the browser wherever the request comes from: an action also needs this
+    server's Origin (never `null`: a redirect from another page arrives with that) and the session's
+    CSRF token, which only this server's pages hold."""
+    ui_server.hook("confirm-traffic-increase", payload(f"{healthy_site.traffic_url}/canary", name="csrf",
+                                                       checksum="x1"))
+    halt = "/ui/gates/bruno/csrf/halt"
+    with signed_in(ui_server) as client:
+        csrf = csrf_of(client.get("/ui/canaries/bruno/csrf").text)
+        refused = {
+            "origin-null": client.post(halt, data={"csrf": csrf}, headers={"Origin": "null"}),
+            "origin-missing": httpx.post(f"{ui_server.url}{halt}", data={"csrf": csrf}, cookies=client.cookies),
+            "cross-site-fetch": client.post(halt, data={"csrf": csrf}, headers={"Sec-Fetch-Site": "cross-site"}),
+            "no-csrf": client.post(halt, data={"reason": "x"}),
+            "wrong-csrf": client.post(halt, data={"csrf": csrf[:-2] + "xx"}),
+        }
+        assert {k: a.status_code for k, a in refused.items()} == dict.fromkeys(refused, 401), \
+            {k: a.text for k, a in refused.items()}
+        assert ui_server.get("/gates/bruno/csrf").json()["gates"] == []  # none of them acted
+        ok = client.post(halt, data={"csrf": csrf, "reason": "ok"}, headers={"Sec-Fetch-Site": "same-origin"})
+        assert ok.status_code == 303, ok.text
+        # another sign-in is another session: its own cookie and CSRF token, this one's token does not fit it
+        with signed_in(ui_server) as other:
+            assert other.cookies["loadkit_ui"] != client.cookies["loadkit_ui"]
+            assert other.post(halt, data={"csrf": csrf}).status_code == 401
+        # signing out revokes the session on the server: the same cookie, replayed, acts no more
+        cookie = client.cookies["loadkit_ui"]
+        assert client.post("/ui/logout").status_code == 303
+    replayed = httpx.post(f"{ui_server.url}{halt}", data={"csrf": csrf}, cookies={"loadkit_ui": cookie},
+                          headers={"Origin": ui_server.url})
+    assert replayed.status_code == 401, replayed.text
+    assert "sign out" not in httpx.get(f"{ui_server.url}/ui", cookies={"loadkit_ui": cookie}).text
+    # a script with the token needs neither a session nor a CSRF token
+    assert ui_server.admin("POST", "/ui/gates/bruno/csrf/approve", TOKEN).status_code == 303

@@ -54,7 +54,13 @@ class Watched:
 
 
 def drawn(page: Any) -> dict[str, str]:
-    """The uPlot charts on the page by id, each with its count of canvases (1: it was drawn)."""
+    """The uPlot charts on the page by id, each with its count of canvases (1: it was drawn). Each
+    must hold data too: every series of its uPlot instance has values, not only nulls."""
+    filled = page.evaluate("""() => loadkitCharts.charts.filter(u => document.body.contains(u.root)).map(u =>
+        [u.root.dataset.chart, u.data[0].length,
+         u.data.slice(1).map(s => s.filter(v => v !== null && v !== undefined).length)])""")
+    for chart, points, per_series in filled:
+        assert points > 0 and per_series and all(n > 0 for n in per_series), (chart, points, per_series)
     return page.evaluate("() => Object.fromEntries([...document.querySelectorAll('.uplot')].map(u => "
                          "[u.dataset.chart, String(u.querySelectorAll('canvas').length)]))")
 
@@ -119,7 +125,11 @@ def test_every_page_loads_without_errors(watched: Watched, served: Serve, health
                                "[...document.querySelectorAll('.lk-charts')].every(e => e.dataset.charts)")
     watched.shot("run-report")
     assert drawn(run_page) == {"throughput": "1", "users": "1", "latency": "1", "percentiles": "1"}
-    assert run_page.locator(".banner").get_attribute("data-verdict") in ("pass", "fail")
+    # the banner says what the run's record says: its verdict when judged, never pass or fail when not
+    record = served.get(f"/runs/{started['run']}").json()
+    shown = run_page.locator(".banner").get_attribute("data-verdict")
+    assert shown == record["result"]["verdict"]
+    assert shown == record["verdict"] if record["verdict"] else shown not in ("pass", "fail"), (shown, record)
     assert not watched.errors and not watched.outside, (watched.errors, watched.outside)
 
 

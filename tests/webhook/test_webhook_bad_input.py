@@ -31,6 +31,8 @@ CASES = [
     ("type-is-refused", "pre-rollout", with_meta(type="bash"), 400, "unknown metadata key(s) 'type'"),
     ("target-not-allowed", "rollout", with_meta(target="http://example.com/"), 403, "target http://example.com"),
     ("bad-target", "rollout", with_meta(target="not a url"), 400, "metadata target: bad target"),
+    ("credentials-in-target", "rollout", with_meta(target="http://bob:s3cret@127.0.0.1:9/canary"), 400,
+     "metadata target: bad target http://***@127.0.0.1:9...: credentials in the URL"),
     ("bad-duration", "rollout", with_meta(duration="soon"), 400, "metadata duration: bad duration 'soon'"),
     ("too-long", "rollout", with_meta(duration="2h"), 400, "longer than this server's max_duration"),
     ("negative-users", "rollout", with_meta(users="-1"), 400, "metadata users"),
@@ -60,6 +62,7 @@ def test_bad_input_is_a_4xx_with_a_reason(server: Serve, kind: str, body: object
     answer = server.hook(kind, body)
     assert answer.status_code == status, answer.text
     assert reason in answer.text
+    assert "s3cret" not in answer.text  # a credential is never echoed
     assert server.get("/healthz").status_code == 200
 
 

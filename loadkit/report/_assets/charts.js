@@ -123,7 +123,11 @@ var loadkitCharts = (function () {
     var spec = held.spec, unit = spec.y_unit || "";
     var percentile = spec.x_kind === "percentile";
     var series = [{label: percentile ? "percentile" : "time (UTC)",
-                   value: percentile ? function (u, v) { return v == null ? "-" : percentileLabel(v); }
+                   value: percentile ? function (u, v) {
+                     if (v == null) return "-";
+                     // a curve's last point (p = 1) is placed at 2n: it is the maximum, not a percentile
+                     return (held.spec.x_max_at || []).indexOf(v) >= 0 ? "max" : percentileLabel(v);
+                   }
                                      : function (u, v) { return v == null ? "-" : timeLabel(v, 1); }}];
     spec.series.forEach(function (s) {
       series.push({label: s.label, stroke: s.color, width: 1.6, dash: s.dash || undefined,
