@@ -17,7 +17,7 @@ from loadkit.report.charts import render_charts, score_trend_html
 from loadkit.report.html import banner, checks_section, page, table, warnings_html
 from loadkit.report.junit import write_text
 from loadkit.report.text import render_checks
-from loadkit.store import HistoryEntry
+from loadkit.store import HistoryEntry, judged
 from loadkit.units import fmt, with_unit
 
 STYLES = {GameDayVerdict.PASS: "bold green", GameDayVerdict.FAIL: "bold red", GameDayVerdict.HALTED: "bold red",
@@ -28,10 +28,23 @@ STATUS_STYLES = {ScenarioStatus.PASSED: "green", ScenarioStatus.FAILED: "red", S
 UNJUDGED = (ScenarioStatus.HALTED, ScenarioStatus.INTERRUPTED, ScenarioStatus.ERROR, ScenarioStatus.SKIPPED)
 
 
+def _scored(result: GameDayResult) -> bool:
+    """A resilience score is the game day's only when it judged something (not interrupted, errored or dry)."""
+    return judged(result.verdict.value, result.score)
+
+
+def _score_html(result: GameDayResult, categories: str) -> str:
+    if not _scored(result):
+        return (f'<p style="font-size:1.3em">resilience score <b data-score="">not judged</b> '
+                f'<span class="facts">({escape(result.verdict.value)}: no score)</span></p>')
+    return (f'<p style="font-size:1.3em">resilience score <b data-score="{fmt(result.score)}">{fmt(result.score)}</b>\n'
+            f'<span class="facts">(Σ weight·score / Σ weight; categories: {categories})</span></p>')
+
+
 def render_gameday(result: GameDayResult, console: Console) -> None:
     console.print(Text.assemble(("loadkit gameday ", "bold"), f"{result.plan!r} -> {result.target}  ",
                                 (result.verdict.value.upper(), STYLES[result.verdict]),
-                                f"  resilience score {fmt(result.score)}"))
+                                f"  resilience score {fmt(result.score)}" if _scored(result) else ""))
     if result.verdict is not GameDayVerdict.PASS and result.reason:
         console.print(Text.assemble((f"{result.verdict.value.upper()}: ", STYLES[result.verdict]), result.reason),
                       highlight=False)
@@ -146,8 +159,7 @@ def render_gameday_html(result: GameDayResult, history: Sequence[HistoryEntry] =
 {escape(result.profile)} · {escape(result.started_at.isoformat(timespec="seconds"))} to
 {escape(result.ended_at.isoformat(timespec="seconds"))}</p>
 {banner(result.verdict.value, result.reason or _gameday_reason(result), None, "")}
-<p style="font-size:1.3em">resilience score <b data-score="{fmt(result.score)}">{fmt(result.score)}</b>
-<span class="facts">(Σ weight·score / Σ weight; categories: {categories})</span></p>
+{_score_html(result, categories)}
 {warnings_html(result.warnings)}
 <h2>Scenario timeline</h2>{_gantt(result)}
 {"<h2>Stop conditions that fired</h2><ul>" + "".join(stops) + "</ul>" if stops else ""}

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from loadkit.store import HistoryEntry
+from loadkit.store import HistoryEntry, judged
 from loadkit.units import fmt
 
 _VERDICT_STYLES = {"pass": "bold green", "marginal": "bold yellow", "interrupted": "bold yellow",
@@ -22,6 +22,11 @@ def trend_text(trend: float | None) -> str:
     return f"+{fmt(trend)}" if trend > 0 else fmt(trend)
 
 
+def _score(entry: HistoryEntry) -> str:
+    """A stored score, for what judged something; an interrupted, errored or dry run shows none."""
+    return fmt(entry.score) if entry.score is not None and judged(entry.verdict, entry.score) else "-"
+
+
 def render_history(entries: list[HistoryEntry], console: Console) -> None:
     table = Table(show_edge=False, pad_edge=False)
     for column in ("time (UTC)", "kind", "name", "target", "verdict", "score", "trend"):
@@ -32,5 +37,5 @@ def render_history(entries: list[HistoryEntry], console: Console) -> None:
             target = f"{target} ({entry.namespace}/{entry.canary})" if target else f"{entry.namespace}/{entry.canary}"
         table.add_row(entry.started_at.strftime("%Y-%m-%d %H:%M"), entry.kind.value, entry.name, target,
                       Text(entry.verdict.upper(), style=_VERDICT_STYLES.get(entry.verdict, "bold red")),
-                      fmt(entry.score) if entry.score is not None else "-", trend_text(entry.trend))
+                      _score(entry), trend_text(entry.trend))
     console.print(table)

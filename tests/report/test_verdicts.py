@@ -146,3 +146,32 @@ def test_an_interrupted_comparisons_metrics_are_not_judged_either() -> None:
     html = render_report(c)
     metrics = html.split("<h2>Metrics</h2>")[1].split("</table>")[0]
     assert 'class="pass"' not in metrics and 'class="fail"' not in metrics and "so far high" in metrics
+
+
+@pytest.mark.parametrize(("verdict", "shown"), [("interrupted", False), ("error", False), ("dry-run", False),
+                                                 ("halted", True), ("fail", True), ("pass", True)])
+def test_a_game_days_score_is_shown_only_when_it_judged_something(verdict: str, shown: bool) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from loadkit.report.gameday import render_gameday, render_gameday_html
+
+    g = gameday(verdict, 37.5, 0)
+    out = StringIO()
+    render_gameday(g, Console(file=out, width=200))
+    assert ("resilience score 37.5" in out.getvalue()) is shown, out.getvalue()
+    assert ('data-score="37.5"' in render_gameday_html(g)) is shown
+
+
+def test_the_history_table_shows_no_score_for_what_judged_nothing() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from loadkit.report.history import render_history
+
+    out = StringIO()
+    render_history([entry("interrupted", 91.25, 0), entry("fail", 12.5, 100)], Console(file=out, width=200))
+    text = out.getvalue()
+    assert "91.25" not in text and "12.5" in text, text
