@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from loadkit.load._window import MAX_ENDPOINTS, OTHER_ENDPOINTS
+from loadkit.load._window import MAX_ENDPOINTS, OTHER_ENDPOINTS, decode_histogram
 from loadkit.load.runner import LoadOutcome, LoadPlan
 from loadkit.load.shapes import RateStage, scheduled_arrivals
 from loadkit.models.results import (
@@ -22,7 +23,7 @@ from loadkit.models.results import (
     TimelinePoint,
     Verdict,
 )
-from loadkit.models.specs import Threshold
+from loadkit.models.specs import CheckKind, Metric, Source, Threshold
 from loadkit.models.wire import Snapshot, Stats, WorkerEvent, WorkerEventKind
 from loadkit.scoring import Observation, evaluate, observations_from_stats
 from loadkit.units import fmt
@@ -57,20 +58,79 @@ def assess_generator(snapshots: Sequence[Snapshot], processes: int,
 
 
 def _schedule_kept(health: GeneratorHealth, total: Stats, rate_stages: Sequence[RateStage]) -> GeneratorHealth:
+    """Every scheduled arrival is started or dropped (started + dropped = scheduled); of the started, some
+    may be cut off at the end. Arrivals neither started nor dropped are unaccounted: their process was lost."""
     scheduled = scheduled_arrivals(rate_stages, total.duration_s or None)
-    dropped = total.dropped_iterations or 0
+    started, dropped, cut_off = total.iterations or 0, total.dropped_iterations or 0, total.cut_off_iterations or 0
+    unaccounted = max(0, scheduled - started - dropped)
     lag = total.start_lag_p99_ms
     reasons = [health.reason] if health.reason else []
-    if dropped > DROPPED_SATURATED_SHARE * max(1, scheduled):
+    allowed = DROPPED_SATURATED_SHARE * max(1, scheduled)
+    if dropped > allowed:
         reasons.append(f"{dropped} of {scheduled} scheduled iterations were dropped (not started within the "
                        "allowed lateness)")
+    if cut_off > allowed:
+        reasons.append(f"{cut_off} of {scheduled} scheduled iterations were still running when the run ended "
+                       "(cut off)")
+    if unaccounted > allowed:
+        reasons.append(f"{unaccounted} of {scheduled} scheduled iterations were neither started nor dropped "
+                       "(a load generator process was lost?): that load never ran")
     if lag is not None and lag >= START_LAG_SATURATED_MS:
         reasons.append(f"iterations started late: start lag p99 {fmt(lag)} ms")
     return health.model_copy(update={
-        "scheduled_iterations": scheduled, "iterations": total.iterations or 0, "dropped_iterations": dropped,
+        "scheduled_iterations": scheduled, "iterations": started, "dropped_iterations": dropped,
+        "cut_off_iterations": cut_off, "unaccounted_iterations": unaccounted,
         "start_lag_p99_ms": lag, "start_lag_max_ms": total.start_lag_max_ms,
         "saturated": bool(reasons), "reason": "; ".join(reasons),
     })
+
+
+_LATENCY_QUANTILES = {Metric.REQUEST_DURATION.value: 99.0, Metric.LATENCY_P50.value: 50.0,
+                      Metric.LATENCY_P95.value: 95.0, Metric.LATENCY_P99.value: 99.0, Metric.LATENCY_MAX.value: 100.0}
+
+
+def latency_upper_bound_ms(histogram: str, quantile: float, censored: int, unrecorded: int) -> float | None:
+    """The highest the `quantile` latency can be when `censored` samples of the histogram are only lower
+    bounds (dropped and cut-off iterations) and `unrecorded` arrivals have no sample at all: every one of
+    them could be arbitrarily long. None: unbounded (they reach into the quantile).
+
+    Sorted with them at infinity, the quantile's rank r holds the r-th smallest exact sample, which is at
+    most the histogram's (r + censored)-th value.
+    """
+    hist = decode_histogram(histogram) if histogram else None
+    recorded = hist.get_total_count() if hist is not None else 0
+    n = recorded + unrecorded
+    rank = max(1, math.ceil(quantile / 100.0 * n - 1e-9))
+    if hist is None or rank > n - censored - unrecorded:
+        return None
+    return hist.get_value_at_percentile(min(100.0, 100.0 * (rank + censored) / recorded)) / 1000.0
+
+
+def censored_latency_checks(checks: Sequence[Check], health: GeneratorHealth, histogram: str) -> list[Check]:
+    """Open model: a client latency check passes only if it would pass with every dropped, cut-off or
+    unaccounted iteration infinitely long. Their recorded latencies are lower bounds (the lateness at the
+    drop, the age at the end): a threshold above them must not pass on them (a stall hidden as a drop)."""
+    censored = (health.dropped_iterations or 0) + (health.cut_off_iterations or 0)
+    unrecorded = health.unaccounted_iterations or 0
+    if not censored + unrecorded:
+        return list(checks)
+    out = []
+    for check in checks:
+        quantile = _LATENCY_QUANTILES.get(check.metric)
+        if (quantile is None or not check.passed or check.kind is not CheckKind.METRIC
+                or check.source is not Source.CLIENT or check.max is None):
+            out.append(check)
+            continue
+        bound = latency_upper_bound_ms(histogram, quantile, censored, unrecorded)
+        if bound is not None and bound <= check.max:
+            out.append(check)
+            continue
+        could = "could be any length" if bound is None else f"could be up to {fmt(bound)} ms"
+        out.append(check.restated(CheckStatus.FAILED, (
+            f"{fmt(check.observed or 0.0)} ms measured, but {censored + unrecorded} iteration(s) were dropped, cut off "
+            f"or never ran: their latency is only a lower bound, so the true value {could}, above the maximum "
+            f"{fmt(check.max)} ms")))
+    return out
 
 
 def _cpu_and_loop(samples: Sequence[Snapshot], processes: int) -> GeneratorHealth:
@@ -122,6 +182,9 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
     card = evaluate(thresholds, observations_from_stats(stats), min_samples, external)
     checks = card.checks if early_stop is None else [_breached(c, early_stop) for c in card.checks]
     health = with_workers(assess_generator(outcome.snapshots, plan.processes, plan.rate_stages), outcome.workers)
+    if plan.open_model:
+        checks = censored_latency_checks(checks, health, outcome.histogram)
+    censored = checks != card.checks and early_stop is None
     warnings = [*outcome.notes, *notes, *workers_lost_warnings(health, plan.workers)]
     warnings += [f"a load generator worker was refused: {e.reason}" for e in outcome.workers
                  if e.event is WorkerEventKind.REFUSED]
@@ -144,8 +207,9 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
         warnings.append(f"{INTERRUPTED_NOTE} {fmt(stats.duration_s)}s: not judged (the checks show what was "
                         "collected)")
     return RunResult(
-        verdict=Verdict.INTERRUPTED if outcome.interrupted else Verdict.FAIL if early_stop else card.verdict,
-        score=card.score if early_stop is None else _score(checks),
+        verdict=Verdict.INTERRUPTED if outcome.interrupted else Verdict.FAIL if early_stop or censored
+        else card.verdict,
+        score=card.score if early_stop is None and not censored else _score(checks),
         target=plan.target,
         profile=plan.profile,
         locustfile=str(plan.locustfile),

@@ -30,13 +30,16 @@ def from_intended_start(record: Any) -> Any:
     """Open model: the first request of an iteration counts from the iteration's intended start.
 
     The iteration's greenlet carries its start lag (`OpenModel.iterate`); the request event fires
-    in that greenlet, whichever client sent it, so the lag is added once and then cleared.
+    in that greenlet, whichever client sent it, so the lag is added once and then cleared. An iteration
+    cut off at the end (`OpenModel.end`) was already recorded: a request it reports while dying is not.
     """
     getcurrent = gevent.getcurrent
 
     def on_request(request_type: str, name: str, response_time: float, response_length: int,
                    response: Any = None, context: Any = None, exception: Any = None, **_kw: Any) -> None:
         current = getcurrent()
+        if getattr(current, "loadkit_cut", False):
+            return
         lag = getattr(current, "loadkit_lag_ms", 0.0)
         if lag:
             current.loadkit_lag_ms = 0.0
@@ -106,8 +109,19 @@ class OpenModel:
         self.scheduler.run(t0)
 
     def end(self, **_kw: Any) -> None:
-        """Stop arriving; iterations still running after the drain time are cut off."""
+        """Stop arriving; iterations still running (after the drain time) are cut off.
+
+        Each one counts as a cut-off iteration, once in the latencies at its age now (from its intended
+        start): a lower bound of its latency. Killed unrecorded, a target that stalls at the end of a
+        run would pass on the requests that did answer.
+        """
         self.scheduler.stop()
+        now = time.perf_counter()
+        for greenlet in list(self.group):
+            intended = getattr(greenlet, "loadkit_intended", None)
+            if intended is not None and not greenlet.dead:
+                greenlet.loadkit_cut = True
+                self.window.cut_off_iteration((now - intended) * 1000.0)
         self.group.kill(block=True, timeout=5.0)
 
     def start(self, intended: float) -> None:
@@ -116,8 +130,10 @@ class OpenModel:
     def iterate(self, intended: float | None) -> None:
         current = gevent.getcurrent()
         while intended is not None:
+            current.loadkit_intended = intended  # type: ignore[attr-defined]
             current.loadkit_lag_ms = (time.perf_counter() - intended) * 1000.0  # type: ignore[attr-defined]
             self.run_one()
+            current.loadkit_intended = None  # type: ignore[attr-defined]
             intended = self.scheduler.next_waiting()
 
     def run_one(self) -> None:

@@ -282,6 +282,10 @@ class GeneratorHealth(ResultModel):
     scheduled_iterations: int | None = None
     iterations: int | None = None
     dropped_iterations: int | None = None
+    cut_off_iterations: int | None = Field(default=None, description="Started, still running when the run ended "
+                                           "(each counted in the latencies at its age then, a lower bound)")
+    unaccounted_iterations: int | None = Field(default=None, description="Scheduled but neither started nor "
+                                               "dropped (a lost load generator process): no latency at all")
     start_lag_p99_ms: float | None = None
     start_lag_max_ms: float | None = None
 

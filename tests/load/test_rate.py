@@ -10,12 +10,16 @@ from subprocess import CompletedProcess
 
 import pytest
 
+from loadkit.analysis._result import _schedule_kept, censored_latency_checks, latency_upper_bound_ms
 from loadkit.config import load_config
 from loadkit.errors import ConfigError, UsageError
 from loadkit.load._arrivals import Scheduler, default_max_in_flight
 from loadkit.load._window import Window, merge_summaries
 from loadkit.load.plan import plan_run
 from loadkit.load.profiles import BUILTIN_PROFILES
+from loadkit.models.results import Check, GeneratorHealth
+from loadkit.models.specs import Threshold, ThresholdRange
+from loadkit.models.wire import Stats
 from loadkit.load.shapes import (
     RateStage,
     arrival_times,
@@ -266,3 +270,77 @@ def test_a_continuous_webhook_run_holds_the_last_rate() -> None:
     plan = plan_run(BUILTIN_PROFILES["steady"], target="http://127.0.0.1:1", rate=20, duration_s=30)
     held = _until(plan, 600)
     assert held.rate_stages == [RateStage(30, 20, 20), RateStage(570, 20, 20)] and held.duration_s == 600
+
+
+# -- censored latencies: drops, cut-offs and lost arrivals never hide a breach ------------------------
+
+
+def _latency_check(name: str, max_ms: float, window: Window) -> Check:
+    from loadkit.scoring import evaluate, observations_from_stats
+
+    stats = Stats.model_validate(window.summary(5.0))
+    threshold = Threshold(name=name, thresholdRange=ThresholdRange(max=max_ms))
+    return evaluate([threshold], observations_from_stats(stats), 1).checks[0]
+
+
+def _health(window: Window, unaccounted: int = 0) -> GeneratorHealth:
+    return GeneratorHealth(dropped_iterations=window.dropped, cut_off_iterations=window.cut_off,
+                           unaccounted_iterations=unaccounted)
+
+
+def test_drops_recorded_at_the_lateness_cannot_pass_a_threshold_above_it() -> None:
+    """A target stalled for 10 s: 190 of 250 arrivals dropped at ~1 s lateness, 10 cut off at 6 s. The
+    recorded p95 (~1 s) is a lower bound: a 2 s threshold must not pass on it."""
+    w = Window()
+    for _ in range(50):
+        w.record("GET", "/", 5.0, 200, None)
+    for _ in range(190):
+        w.dropped_iteration(1001.0)
+    for _ in range(10):
+        w.cut_off_iteration(6000.0)
+    check = _latency_check("latency-p95", 2000, w)
+    assert check.passed and check.observed is not None and check.observed < 1100  # what evaluate alone says
+    [restated] = censored_latency_checks([check], _health(w), w.encoded_histogram())
+    assert not restated.passed and "lower bound" in restated.reason and "2000 ms" in restated.reason
+
+
+def test_a_few_censored_samples_below_the_tail_keep_an_honest_pass() -> None:
+    w = Window()
+    for _ in range(10_000):
+        w.record("GET", "/", 5.0, 200, None)
+    w.dropped_iteration(1001.0)
+    w.cut_off_iteration(1500.0)
+    check = _latency_check("request-duration", 500, w)
+    assert censored_latency_checks([check], _health(w), w.encoded_histogram()) == [check]
+    assert latency_upper_bound_ms(w.encoded_histogram(), 99.0, 2, 0) == pytest.approx(5.0, rel=0.01)
+    # ...but a max-latency check cannot pass with any sample unknown
+    assert not censored_latency_checks([_latency_check("latency-max", 2000, w)], _health(w),
+                                       w.encoded_histogram())[0].passed
+
+
+def test_arrivals_that_never_ran_count_as_unknown_latencies() -> None:
+    """A lost process: 461 of 1000 arrivals neither started nor dropped. Its share could have been slow."""
+    w = Window()
+    for _ in range(539):
+        w.record("GET", "/", 5.0, 200, None)
+    check = _latency_check("request-duration", 500, w)
+    assert not censored_latency_checks([check], _health(w, unaccounted=461), w.encoded_histogram())[0].passed
+    health = _schedule_kept(GeneratorHealth(), Stats(iterations=539, duration_s=20.0), constant_rate(50, 20))
+    assert health.unaccounted_iterations == 461 and health.saturated and "neither started nor dropped" in health.reason
+
+
+def test_stopping_a_scheduler_that_fell_behind_drops_every_arrival_already_due() -> None:
+    """started + dropped = the arrivals due by the stop, even those the loop never reached."""
+    clock, started = _Clock(), []
+    scheduler, window = _scheduler(100, 10, 1000, clock, started)
+
+    def stuck(seconds: float) -> None:  # the loop's sleep at 2 s never returns before the stop
+        clock.now += seconds
+        if clock.now >= 2.0:
+            clock.now = 4.995
+            scheduler.stop()
+
+    scheduler.sleep = stuck
+    scheduler.run(t0=0.0)
+    assert window.iterations + window.dropped == 500  # arrivals at 0.00 .. 4.99 s
+    assert window.dropped == 300 and window.hist.get_max_value() >= 2_980_000

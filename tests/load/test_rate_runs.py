@@ -29,14 +29,17 @@ pytestmark = pytest.mark.slow
 
 STALL_EVERY_S, STALL_S = 10.0, 1.0
 SLOW_S = 0.05
+LATE_AFTER_S = 3.0
 
 
 class _Target:
     """/stall stalls from 4 s to 5 s of every 10 s (from the server's start); /slow and /paced take 50 ms;
-    /serial takes 50 ms one request at a time; /count answers at once. Each records its latency."""
+    /serial takes 50 ms one request at a time; /count answers at once; /late answers at once for 3 s from its
+    first request, then hangs. Each records its latency."""
 
     def __init__(self) -> None:
         self.t0 = time.monotonic()
+        self.first_late: float | None = None
         self.serial = threading.Lock()
         self.handled: dict[str, list[float]] = {}
         self.lock = threading.Lock()
@@ -47,6 +50,11 @@ class _Target:
             phase = (started - self.t0) % STALL_EVERY_S
             if 4.0 <= phase < 4.0 + STALL_S:
                 time.sleep(4.0 + STALL_S - phase)
+        elif path == "/late":  # answers at once for its first 3 s, then hangs for 15 s
+            with self.lock:
+                self.first_late = self.first_late or started
+            if started - self.first_late >= LATE_AFTER_S:
+                time.sleep(15.0)
         elif path in ("/slow", "/paced"):
             time.sleep(SLOW_S)
         elif path == "/serial":
@@ -68,7 +76,7 @@ def target() -> Iterator[tuple[CountingServer, _Target]]:
 def locustfiles(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One plain locustfile per path (runnable with `locust -f` alone), and one with a nested TaskSet."""
     root = tmp_path_factory.mktemp("rate-locustfiles")
-    for path in ("stall", "slow", "serial", "count"):
+    for path in ("stall", "slow", "serial", "count", "late"):
         (root / f"{path}.py").write_text(
             "from locust import FastHttpUser, task\n\n\n"
             f"class Get(FastHttpUser):\n    @task\n    def get(self) -> None:\n        self.client.get('/{path}')\n")
@@ -186,6 +194,22 @@ def test_a_target_too_slow_for_the_rate_drops_iterations_and_flags_the_generator
     render_scorecard(result, console)
     assert f"dropped_iterations {s.dropped_iterations:,}" in console.export_text()
     assert "dropped" in generator_html(result) and str(s.dropped_iterations) in generator_html(result)
+
+
+def test_iterations_still_running_at_the_end_are_counted_and_fail_the_latency_check(
+        target: tuple[CountingServer, _Target], locustfiles: Path, tmp_path: Path) -> None:
+    """The last second of the schedule hangs: its ~50 iterations are cut off at the end, each counted at its
+    age then (a lower bound of >= 2 s). Killed unrecorded, the run would pass on the 150 that answered."""
+    server, _ = target
+    code, result, _ = _run(server, locustfiles / "late.py", "--rate", "50", "-t", "4s", tmp=tmp_path)
+    s, g = result.stats, result.generator
+    assert s.iterations == g.scheduled_iterations == 200 and s.dropped_iterations == 0
+    assert s.cut_off_iterations is not None and 40 <= s.cut_off_iterations <= 60
+    assert s.requests + s.cut_off_iterations == 200  # each hung iteration counted once
+    assert g.cut_off_iterations == s.cut_off_iterations and "cut off" in g.reason
+    assert s.p99_ms is not None and s.p99_ms >= 2000
+    duration = next(c for c in result.checks if c.name == "request-duration")
+    assert code == 1 and not duration.passed and result.verdict.value == "fail"
 
 
 def test_a_nested_taskset_is_refused_with_the_fix(target: tuple[CountingServer, _Target], locustfiles: Path) -> None:
