@@ -17,9 +17,6 @@ from loadkit.load._arrivals import Scheduler, default_max_in_flight
 from loadkit.load._window import Window, merge_summaries
 from loadkit.load.plan import plan_run
 from loadkit.load.profiles import BUILTIN_PROFILES
-from loadkit.models.results import Check, GeneratorHealth
-from loadkit.models.specs import Threshold, ThresholdRange
-from loadkit.models.wire import Stats
 from loadkit.load.shapes import (
     RateStage,
     arrival_times,
@@ -30,6 +27,9 @@ from loadkit.load.shapes import (
     scale_rate,
     scheduled_arrivals,
 )
+from loadkit.models.results import Check, GeneratorHealth
+from loadkit.models.specs import Threshold, ThresholdRange
+from loadkit.models.wire import Stats
 
 InProcess = Callable[..., CompletedProcess[str]]
 

@@ -212,6 +212,40 @@ def test_iterations_still_running_at_the_end_are_counted_and_fail_the_latency_ch
     assert code == 1 and not duration.passed and result.verdict.value == "fail"
 
 
+def test_a_lost_forked_process_leaves_its_share_unaccounted_and_says_so(
+        target: tuple[CountingServer, _Target], locustfiles: Path) -> None:
+    """--processes 2, one forked Locust process killed mid-run: the schedule's other half never runs. Counted as
+    unaccounted arrivals (of unknown latency), said in a warning: no clean PASS on half the load."""
+    import psutil
+
+    server, _ = target
+    before = server.paths["/count"]
+    run = subprocess.Popen(loadkit_cmd("run", "--target", f"http://127.0.0.1:{server.port}", "-f",
+                                       str(locustfiles / "count.py"), "--rate", "40", "-t", "5s", "--processes", "2",
+                                       "--no-history", "-q", "-o", "json"),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_clean_env())
+    try:
+        deadline = time.monotonic() + 30
+        while server.paths["/count"] - before < 40 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [locust] = psutil.Process(run.pid).children()
+        forked = locust.children()
+        assert len(forked) == 2, forked  # Locust's master forked its two workers
+        forked[0].kill()
+        out, err = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 1, err
+    result = RunResult.model_validate_json(out)
+    g = result.generator
+    assert g.scheduled_iterations == 200 and g.unaccounted_iterations is not None and g.unaccounted_iterations >= 40
+    assert (g.iterations or 0) + (g.dropped_iterations or 0) + g.unaccounted_iterations == 200
+    assert any("Locust process (--processes) was lost" in w for w in result.warnings), result.warnings
+    assert "neither started nor dropped" in g.reason
+    duration = next(c for c in result.checks if c.name == "request-duration")
+    assert not duration.passed and "never ran" in duration.reason and result.verdict.value == "fail"
+
+
 def test_a_nested_taskset_is_refused_with_the_fix(target: tuple[CountingServer, _Target], locustfiles: Path) -> None:
     server, _ = target
     before = server.paths["/count"]
