@@ -132,9 +132,11 @@ class OpenModel:
         while intended is not None:
             current.loadkit_intended = intended  # type: ignore[attr-defined]
             current.loadkit_lag_ms = (time.perf_counter() - intended) * 1000.0  # type: ignore[attr-defined]
-            self.run_one()
-            current.loadkit_intended = None  # type: ignore[attr-defined]
-            intended = self.scheduler.next_waiting()
+            try:
+                self.run_one()
+            finally:  # whatever ended the iteration, its slot passes on (or frees): none leaks
+                current.loadkit_intended = None  # type: ignore[attr-defined]
+                intended = self.scheduler.next_waiting()
 
     def run_one(self) -> None:
         cls = self.classes[0] if len(self.classes) == 1 else random.choices(self.classes, self.weights)[0]
@@ -154,19 +156,26 @@ class OpenModel:
         free.append(user)
 
     def _new_user(self, cls: type[User]) -> User | None:
-        user = cls(self.environment)
+        """A new user of `cls`, `on_start` run; None (the iteration counted as an exception) if its
+        constructor or on_start raised."""
+        try:
+            user = cls(self.environment)
+        except Exception as exc:
+            self._user_error(None, exc, f"{cls.__name__}()")
+            return None
         self.created += 1
         try:
             user.on_start()
         except StopUser:
             return None
         except Exception as exc:
-            self._user_error(user, exc)
+            self._user_error(user, exc, f"{cls.__name__}.on_start")
             return None
         return user
 
-    def _user_error(self, user: User, exc: Exception) -> None:
+    def _user_error(self, user: User | None, exc: Exception, where: str = "") -> None:
         self.environment.events.user_error.fire(user_instance=user, exception=exc, tb=exc.__traceback__)
         if self.errors_logged < 5:
             self.errors_logged += 1
-            logger.error("loadkit: %s's task raised %s: %s", type(user).__name__, type(exc).__name__, exc)
+            logger.error("loadkit: %s raised %s: %s", where or f"{type(user).__name__}'s task", type(exc).__name__,
+                         exc)

@@ -80,6 +80,11 @@ def locustfiles(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (root / f"{path}.py").write_text(
             "from locust import FastHttpUser, task\n\n\n"
             f"class Get(FastHttpUser):\n    @task\n    def get(self) -> None:\n        self.client.get('/{path}')\n")
+    (root / "ctor.py").write_text(
+        "from locust import FastHttpUser, task\n\n\n"
+        "class Broken(FastHttpUser):\n    def __init__(self, environment):\n        super().__init__(environment)\n"
+        "        raise RuntimeError('ctor boom')\n\n    @task\n    def get(self) -> None:\n"
+        "        self.client.get('/count')\n")
     (root / "nested.py").write_text(
         "from locust import FastHttpUser, TaskSet, task\n\n\n"
         "class Browse(TaskSet):\n    @task\n    def get(self) -> None:\n        self.client.get('/count')\n\n\n"
@@ -244,6 +249,18 @@ def test_a_lost_forked_process_leaves_its_share_unaccounted_and_says_so(
     assert "neither started nor dropped" in g.reason
     duration = next(c for c in result.checks if c.name == "request-duration")
     assert not duration.passed and "never ran" in duration.reason and result.verdict.value == "fail"
+
+
+def test_a_user_whose_constructor_raises_counts_each_iteration_as_an_exception(
+        target: tuple[CountingServer, _Target], locustfiles: Path, tmp_path: Path) -> None:
+    """Each iteration fails to create its user: counted and said, and its in-flight slot passes on (before, 5
+    slots leaked for good and the other 55 arrivals were dropped, the error nowhere)."""
+    server, _ = target
+    code, result, _ = _run(server, locustfiles / "ctor.py", "--rate", "20", "-t", "3s", "--max-in-flight", "5",
+                           tmp=tmp_path)
+    s = result.stats
+    assert code == 1 and s.iterations == 60 and s.dropped_iterations == 0 and s.requests == 0
+    assert s.exceptions == 60 and any("ctor boom" in w and "60 exception" in w for w in result.warnings)
 
 
 def test_a_nested_taskset_is_refused_with_the_fix(target: tuple[CountingServer, _Target], locustfiles: Path) -> None:
