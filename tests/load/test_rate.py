@@ -18,11 +18,13 @@ from loadkit.load._window import Window, merge_summaries
 from loadkit.load.plan import plan_run
 from loadkit.load.profiles import BUILTIN_PROFILES
 from loadkit.load.shapes import (
+    MAX_RATE,
     RateStage,
     arrival_times,
     constant_rate,
     planned_iterations,
     rate_at,
+    rate_problems,
     rate_stages,
     scale_rate,
     scheduled_arrivals,
@@ -202,6 +204,9 @@ def test_config_rate_stages_ramp_from_the_start_rate(tmp_path: Path) -> None:
     ("    stages:\n      - {duration: 10s, rate: 10}\n      - {duration: 10s, users: 5}\n", "mix users and rate"),
     ("    rate: 10\n    users: 5\n", "drop users"),
     ("    rate: 0\n", "greater than 0"),
+    ("    rate: 1e308\n", "less than or equal to 100000"),
+    ("    start_rate: 1e9\n    stages:\n      - {duration: 10s, rate: 100}\n", "less than or equal to 100000"),
+    ("    stages:\n      - {duration: 10s, rate: 1e9}\n", "less than or equal to 100000"),
     ("    start_rate: 5\n    users: 5\n", "start_rate"),
 ])
 def test_config_refuses_mixed_or_incomplete_rate_profiles(tmp_path: Path, body: str, message: str) -> None:
@@ -214,7 +219,10 @@ def test_config_refuses_mixed_or_incomplete_rate_profiles(tmp_path: Path, body: 
     (("--rate", "0"), "not above 0"),
     (("--rate", "-5"), "not above 0"),
     (("--rate", "lots"), "not a number"),
-    (("--rate", "nan"), "not above 0"),
+    (("--rate", "nan"), "not a finite number"),
+    (("--rate", "inf"), "not a finite number"),
+    (("--rate", "1e308"), "more than loadkit schedules in one run (100000"),
+    (("--rate", "100001"), "more than loadkit schedules"),
     (("--rate", "10", "--users", "5"), "not both"),
     (("--rate", "10", "--spawn-rate", "5"), "--spawn-rate"),
     (("--max-in-flight", "5",), "--max-in-flight"),
@@ -344,3 +352,24 @@ def test_stopping_a_scheduler_that_fell_behind_drops_every_arrival_already_due()
     scheduler.run(t0=0.0)
     assert window.iterations + window.dropped == 500  # arrivals at 0.00 .. 4.99 s
     assert window.dropped == 300 and window.hist.get_max_value() >= 2_980_000
+
+
+def test_every_way_in_bounds_the_rate() -> None:
+    """--rate is bounded in the CLI and the config; the plan (webhook, chaos control), the game day's load
+    and a profile's rescaled stages are too, so no caller overflows the in-flight default or runs 1e9/s."""
+    from pydantic import ValidationError
+
+    from loadkit.chaos.live import hold_plan
+    from loadkit.config import Config
+    from loadkit.gameday.plan import LoadSpec
+
+    with pytest.raises(UsageError, match="at most 100000"):
+        plan_run(BUILTIN_PROFILES["steady"], target="http://127.0.0.1:1", rate=1e308)
+    with pytest.raises(UsageError, match="at most 100000"):
+        hold_plan(Config(), "steady", "http://127.0.0.1:1", rate=1e9)
+    with pytest.raises(ValidationError, match="less than or equal to 100000"):
+        LoadSpec(profile="steady", rate=1e9)
+    assert rate_problems(constant_rate(200_000, 1)) == [
+        "the rate peaks at 200000 iterations/s, more than loadkit schedules in one run (100000/s, all its processes "
+        "together)"]
+    assert plan_run(BUILTIN_PROFILES["steady"], target="http://127.0.0.1:1", rate=MAX_RATE).peak_rate == MAX_RATE
