@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from loadkit.load._arrivals import default_max_in_flight
 from loadkit.load._window import MAX_ENDPOINTS, OTHER_ENDPOINTS, decode_histogram
 from loadkit.load.runner import LoadOutcome, LoadPlan
 from loadkit.load.shapes import RateStage, scheduled_arrivals
@@ -37,13 +38,15 @@ INTERRUPTED_NOTE = "interrupted after"
 
 
 def assess_generator(snapshots: Sequence[Snapshot], processes: int,
-                     rate_stages: Sequence[RateStage] = ()) -> GeneratorHealth:
+                     rate_stages: Sequence[RateStage] = (), max_in_flight: int = 0) -> GeneratorHealth:
     """Was the load generator itself the bottleneck? Then latency numbers are not trustworthy.
 
     Saturated when a Locust process ran at >= 90 % CPU for at least a quarter of the samples,
     or its event loop was late by >= 100 ms that often (requests wait for the loop, not the target).
     An open-model run (rate stages) also when more than 0.1 % of the scheduled iterations were
-    dropped, or the iterations' start lag had a p99 >= 100 ms: the schedule was not kept.
+    dropped, or the iterations' start lag had a p99 >= 100 ms: the schedule was not kept. Unless the
+    in-flight cap (`max_in_flight`, all processes together) was reached with the CPU and loop fine: then
+    the target was slow, not the generator (`in_flight_cap_reached`; the reason says so, not saturated).
     """
     if rate_stages:  # the schedule ran: its "users" are the iterations in flight, often 0 on a fast target
         samples = [s for s in snapshots[1:] if s.rate] or list(snapshots)
@@ -53,35 +56,44 @@ def assess_generator(snapshots: Sequence[Snapshot], processes: int,
         return GeneratorHealth(processes=processes)
     health = _cpu_and_loop(samples, processes)
     if rate_stages:
-        health = _schedule_kept(health, snapshots[-1].cumulative, rate_stages)
+        cap_reached = bool(max_in_flight) and max(s.users for s in snapshots) >= max_in_flight
+        health = _schedule_kept(health, snapshots[-1].cumulative, rate_stages, cap_reached)
     return health
 
 
-def _schedule_kept(health: GeneratorHealth, total: Stats, rate_stages: Sequence[RateStage]) -> GeneratorHealth:
+def _schedule_kept(health: GeneratorHealth, total: Stats, rate_stages: Sequence[RateStage],
+                   cap_reached: bool = False) -> GeneratorHealth:
     """Every scheduled arrival is started or dropped (started + dropped = scheduled); of the started, some
-    may be cut off at the end. Arrivals neither started nor dropped are unaccounted: their process was lost."""
+    may be cut off at the end. Arrivals neither started nor dropped are unaccounted: their process was lost.
+
+    Drops and late starts are the generator's (saturated) unless the in-flight cap was reached while its
+    CPU and loop were fine (the target was slow); cut-offs are the target's; unaccounted ones the generator's."""
     scheduled = scheduled_arrivals(rate_stages, total.duration_s or None)
     started, dropped, cut_off = total.iterations or 0, total.dropped_iterations or 0, total.cut_off_iterations or 0
     unaccounted = max(0, scheduled - started - dropped)
     lag = total.start_lag_p99_ms
-    reasons = [health.reason] if health.reason else []
+    generator = [health.reason] if health.reason else []  # the generator's own limits: saturated
+    target: list[str] = []  # the target was slow: the schedule was not kept, but not for the generator
+    target_slow = cap_reached and not health.saturated
     allowed = DROPPED_SATURATED_SHARE * max(1, scheduled)
     if dropped > allowed:
-        reasons.append(f"{dropped} of {scheduled} scheduled iterations were dropped (not started within the "
-                       "allowed lateness)")
-    if cut_off > allowed:
-        reasons.append(f"{cut_off} of {scheduled} scheduled iterations were still running when the run ended "
-                       "(cut off)")
-    if unaccounted > allowed:
-        reasons.append(f"{unaccounted} of {scheduled} scheduled iterations were neither started nor dropped "
-                       "(a load generator process was lost?): that load never ran")
+        (target if target_slow else generator).append(
+            f"{dropped} of {scheduled} scheduled iterations were dropped (not started within the allowed lateness)")
     if lag is not None and lag >= START_LAG_SATURATED_MS:
-        reasons.append(f"iterations started late: start lag p99 {fmt(lag)} ms")
+        (target if target_slow else generator).append(f"iterations started late: start lag p99 {fmt(lag)} ms")
+    if cut_off > allowed:
+        target.append(f"{cut_off} of {scheduled} scheduled iterations were still running when the run ended "
+                      "(cut off)")
+    if unaccounted > allowed:
+        generator.append(f"{unaccounted} of {scheduled} scheduled iterations were neither started nor dropped "
+                         "(a load generator process was lost?): that load never ran")
+    if target_slow and any("dropped" in r or "late" in r for r in target):
+        target.append("the in-flight cap was reached while the target was slow")
     return health.model_copy(update={
         "scheduled_iterations": scheduled, "iterations": started, "dropped_iterations": dropped,
         "cut_off_iterations": cut_off, "unaccounted_iterations": unaccounted,
-        "start_lag_p99_ms": lag, "start_lag_max_ms": total.start_lag_max_ms,
-        "saturated": bool(reasons), "reason": "; ".join(reasons),
+        "start_lag_p99_ms": lag, "start_lag_max_ms": total.start_lag_max_ms, "in_flight_cap_reached": cap_reached,
+        "saturated": bool(generator), "reason": "; ".join(generator + target),
     })
 
 
@@ -181,7 +193,10 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
     stats = outcome.final
     card = evaluate(thresholds, observations_from_stats(stats), min_samples, external)
     checks = card.checks if early_stop is None else [_breached(c, early_stop) for c in card.checks]
-    health = with_workers(assess_generator(outcome.snapshots, plan.processes, plan.rate_stages), outcome.workers)
+    shares = plan.workers or plan.processes
+    cap = (plan.max_in_flight or default_max_in_flight(plan.peak_rate, shares)) * shares if plan.open_model else 0
+    health = with_workers(assess_generator(outcome.snapshots, plan.processes, plan.rate_stages, cap),
+                          outcome.workers)
     if plan.open_model:
         checks = censored_latency_checks(checks, health, outcome.histogram)
     censored = checks != card.checks and early_stop is None
@@ -192,6 +207,10 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
         fix = "use --processes N, a lower --rate, or check that the target keeps up" if plan.open_model \
             else "use --processes N or fewer users"
         warnings.append(f"load generator saturated: {health.reason}; latency figures are unreliable ({fix})")
+    elif health.reason:  # an open model whose target was slow: the generator was fine
+        fix = ("raise --max-in-flight to keep the schedule; " if health.in_flight_cap_reached else "") + \
+            "the latency checks count the dropped and cut-off iterations as of unknown length"
+        warnings.append(f"the schedule was not kept while the target was slow: {health.reason} ({fix})")
     if stats.exceptions:
         task_errors = [m for m, _ in outcome.errors if m.startswith("task error:")]
         example = f"; most common: {task_errors[0].removeprefix('task error: ')}" if task_errors else ""

@@ -288,6 +288,8 @@ class GeneratorHealth(ResultModel):
                                                "dropped (a lost load generator process): no latency at all")
     start_lag_p99_ms: float | None = None
     start_lag_max_ms: float | None = None
+    in_flight_cap_reached: bool | None = Field(default=None, description="Every in-flight slot was busy at some "
+                                               "point: with the CPU fine, the target was slow (--max-in-flight)")
 
 
 class EarlyStop(ResultModel):

@@ -10,7 +10,12 @@ from subprocess import CompletedProcess
 
 import pytest
 
-from loadkit.analysis._result import _schedule_kept, censored_latency_checks, latency_upper_bound_ms
+from loadkit.analysis._result import (
+    _schedule_kept,
+    assess_generator,
+    censored_latency_checks,
+    latency_upper_bound_ms,
+)
 from loadkit.config import load_config
 from loadkit.errors import ConfigError, UsageError
 from loadkit.load._arrivals import Scheduler, default_max_in_flight
@@ -31,7 +36,7 @@ from loadkit.load.shapes import (
 )
 from loadkit.models.results import Check, GeneratorHealth
 from loadkit.models.specs import Threshold, ThresholdRange
-from loadkit.models.wire import Stats
+from loadkit.models.wire import Snapshot, Stats
 
 InProcess = Callable[..., CompletedProcess[str]]
 
@@ -373,3 +378,19 @@ def test_every_way_in_bounds_the_rate() -> None:
         "the rate peaks at 200000 iterations/s, more than loadkit schedules in one run (100000/s, all its processes "
         "together)"]
     assert plan_run(BUILTIN_PROFILES["steady"], target="http://127.0.0.1:1", rate=MAX_RATE).peak_rate == MAX_RATE
+
+
+def _snapshots(users: list[int], cpu: float, cumulative: Stats) -> list[Snapshot]:
+    return [Snapshot(elapsed_s=float(t), users=u, rate=50.0, cpu_pct=cpu, lag_ms=1.0, window=Stats(),
+                     cumulative=cumulative if t == len(users) - 1 else Stats()) for t, u in enumerate(users)]
+
+
+def test_drops_with_the_cap_full_and_the_cpu_idle_blame_the_target_not_the_generator() -> None:
+    """A target stalled for 5 s at 50/s: 101 in flight (the cap), 51 of 1000 dropped, CPU 7 %. The fix is a
+    higher --max-in-flight, not --processes; a CPU-bound generator with the same drops is saturated."""
+    total = Stats(iterations=949, dropped_iterations=51, duration_s=20.0, start_lag_p99_ms=900.0)
+    stalled = assess_generator(_snapshots([0, 3, 101, 101, 2], 7.0, total), 1, constant_rate(50, 20), 101)
+    assert stalled.in_flight_cap_reached and not stalled.saturated
+    assert "the in-flight cap was reached while the target was slow" in stalled.reason
+    busy = assess_generator(_snapshots([0, 3, 40, 40, 2], 97.0, total), 1, constant_rate(50, 20), 101)
+    assert busy.saturated and not busy.in_flight_cap_reached and "dropped" in busy.reason
