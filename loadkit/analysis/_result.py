@@ -211,6 +211,10 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
         fix = ("raise --max-in-flight to keep the schedule; " if health.in_flight_cap_reached else "") + \
             "the latency checks count the dropped and cut-off iterations as of unknown length"
         warnings.append(f"the schedule was not kept while the target was slow: {health.reason} ({fix})")
+    unknown = (health.dropped_iterations or 0) + (health.cut_off_iterations or 0)
+    if plan.open_model and not stats.requests and unknown:
+        warnings.append(f"no request was answered: the latency figures are only the lower bounds of {unknown} "
+                        "dropped or cut-off iteration(s) (how late each was when given up)")
     if stats.exceptions:
         task_errors = [m for m, _ in outcome.errors if m.startswith("task error:")]
         example = f"; most common: {task_errors[0].removeprefix('task error: ')}" if task_errors else ""

@@ -244,8 +244,9 @@ class _Collector:
         # Load runs from the first users until Locust starts stopping (planned end or interrupt);
         # the shutdown after that must not dilute the rate.
         active = (self.stopping or now) - (self.started or now)
-        if _RATE:  # the schedule's length: the drain after it starts nothing
-            active = min(active, _RATE_END_S)
+        if _RATE:  # the schedule's length: the drain after it starts nothing; a schedule run to its end lasted
+            # all of it, even when its last arrival came early (0.2/s over 3 s: one arrival, done in a second)
+            active = _RATE_END_S if self.schedule_finished() else min(active, _RATE_END_S)
         span, self.last_emit = now - self.last_emit, now
         self.write({
             "type": "snapshot",

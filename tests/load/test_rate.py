@@ -394,3 +394,23 @@ def test_drops_with_the_cap_full_and_the_cpu_idle_blame_the_target_not_the_gener
     assert "the in-flight cap was reached while the target was slow" in stalled.reason
     busy = assess_generator(_snapshots([0, 3, 40, 40, 2], 97.0, total), 1, constant_rate(50, 20), 101)
     assert busy.saturated and not busy.in_flight_cap_reached and "dropped" in busy.reason
+
+
+def test_a_run_of_drops_alone_says_its_latencies_are_lower_bounds() -> None:
+    from datetime import UTC, datetime
+
+    from loadkit.analysis import build_result
+    from loadkit.load.runner import LoadOutcome
+
+    w = Window()
+    for _ in range(95):
+        w.dropped_iteration(1001.0)
+    total = Stats.model_validate(w.summary(5.0))
+    plan = plan_run(BUILTIN_PROFILES["steady"], target="http://127.0.0.1:1", rate=20, duration_s=5)
+    now = datetime.now(UTC)
+    outcome = LoadOutcome(started_at=now, ended_at=now, snapshots=_snapshots([0, 5, 5], 3.0, total), final=total,
+                          endpoints=[], errors=[], histogram=w.encoded_histogram(), interrupted=False, notes=[],
+                          log_path=None)
+    result = build_result(plan, outcome, [], 1)
+    assert any(m.startswith("no request was answered: the latency figures are only the lower bounds of 95")
+               for m in result.warnings), result.warnings

@@ -265,6 +265,15 @@ def test_a_user_whose_constructor_raises_counts_each_iteration_as_an_exception(
     assert s.exceptions == 60 and any("ctor boom" in w and "60 exception" in w for w in result.warnings)
 
 
+def test_a_schedule_that_ends_early_lasts_its_length(
+        target: tuple[CountingServer, _Target], locustfiles: Path, tmp_path: Path) -> None:
+    """0.5/s over 3 s: two arrivals (at 0 and 2 s), done before 3 s; the run lasted the schedule's 3 s."""
+    server, _ = target
+    _, result, _ = _run(server, locustfiles / "count.py", "--rate", "0.5", "-t", "3s", tmp=tmp_path)
+    assert result.stats.iterations == 2 and result.stats.duration_s == 3.0
+    assert result.stats.rps == pytest.approx(2 / 3, abs=0.01)
+
+
 def test_a_nested_taskset_is_refused_with_the_fix(target: tuple[CountingServer, _Target], locustfiles: Path) -> None:
     server, _ = target
     before = server.paths["/count"]
