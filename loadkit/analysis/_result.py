@@ -210,7 +210,7 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
     elif health.reason:  # an open model whose target was slow: the generator was fine
         fix = ("raise --max-in-flight to keep the schedule; " if health.in_flight_cap_reached else "") + \
             "the latency checks count the dropped and cut-off iterations as of unknown length"
-        warnings.append(f"the schedule was not kept while the target was slow: {health.reason} ({fix})")
+        warnings.append(f"the schedule was not kept: {health.reason} ({fix})")
     unknown = (health.dropped_iterations or 0) + (health.cut_off_iterations or 0)
     if plan.open_model and not stats.requests and unknown:
         warnings.append(f"no request was answered: the latency figures are only the lower bounds of {unknown} "
