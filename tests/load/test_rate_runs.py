@@ -214,13 +214,15 @@ def test_iterations_still_running_at_the_end_are_counted_and_fail_the_latency_ch
     """The last second of the schedule hangs: its ~50 iterations are cut off at the end, each counted at its
     age then (a lower bound of >= 2 s). Killed unrecorded, the run would pass on the 150 that answered."""
     server, _ = target
-    code, result, _ = _run(server, locustfiles / "late.py", "--rate", "50", "-t", "4s", tmp=tmp_path)
+    code, result, junit = _run(server, locustfiles / "late.py", "--rate", "50", "-t", "4s", tmp=tmp_path)
     s, g = result.stats, result.generator
     assert s.iterations == g.scheduled_iterations == 200 and s.dropped_iterations == 0
     assert s.cut_off_iterations is not None and 40 <= s.cut_off_iterations <= 60
     assert s.requests + s.cut_off_iterations == 200  # each hung iteration counted once
     assert g.cut_off_iterations == s.cut_off_iterations and "cut off" in g.reason
     assert s.p99_ms is not None and s.p99_ms >= 2000
+    props = {p.get("name"): p.get("value") for p in ET.fromstring(junit).iter("property")}
+    assert props["cut_off_iterations"] == str(s.cut_off_iterations) and props["unaccounted_iterations"] == "0"
     duration = next(c for c in result.checks if c.name == "request-duration")
     assert code == 1 and not duration.passed and result.verdict.value == "fail"
 
