@@ -111,9 +111,11 @@ class OpenModel:
     def end(self, **_kw: Any) -> None:
         """Stop arriving; iterations still running (after the drain time) are cut off.
 
-        Each one counts as a cut-off iteration, once in the latencies at its age now (from its intended
-        start): a lower bound of its latency. Killed unrecorded, a target that stalls at the end of a
-        run would pass on the requests that did answer.
+        One running for longer than the allowed lateness counts as a cut-off iteration, once in the
+        latencies at its age now (from its intended start): a lower bound of its latency. Killed
+        unrecorded, a target that stalls at the end of a run would pass on the requests that did answer.
+        A younger one was cut by the stop itself (a run stopped from outside mid-schedule: an interrupt,
+        a continuous webhook run's end), not by a stall: it is not recorded, like an arrival not yet due.
         """
         self.scheduler.stop()
         now = time.perf_counter()
@@ -121,7 +123,8 @@ class OpenModel:
             intended = getattr(greenlet, "loadkit_intended", None)
             if intended is not None and not greenlet.dead:
                 greenlet.loadkit_cut = True
-                self.window.cut_off_iteration((now - intended) * 1000.0)
+                if now - intended > self.scheduler.max_lateness_s:
+                    self.window.cut_off_iteration((now - intended) * 1000.0)
         self.group.kill(block=True, timeout=5.0)
 
     def start(self, intended: float) -> None:
