@@ -39,7 +39,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from loadkit.errors import ConfigError
 from loadkit.load.journeys import locate_locustfile
 from loadkit.load.profiles import BUILTIN_PROFILES, Profile
-from loadkit.load.shapes import ShapeKind, Stage, constant_rate, rate_problems, rate_stages, stage_problems
+from loadkit.load.shapes import MAX_RATE, ShapeKind, Stage, constant_rate, rate_problems, rate_stages, stage_problems
 from loadkit.models.base import StrictModel
 from loadkit.models.specs import DEFAULT_MIN_SAMPLES, Duration, Threshold, default_chaos_thresholds, default_thresholds
 from loadkit.prometheus.queries import QueryVars, render
@@ -59,7 +59,7 @@ class StageSpec(StrictModel):
     duration: Duration
     users: int | None = Field(default=None, ge=0)
     spawn_rate: float | None = Field(default=None, gt=0)
-    rate: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    rate: float | None = Field(default=None, ge=0, le=MAX_RATE, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _one_model(self) -> StageSpec:
@@ -81,8 +81,8 @@ class ProfileSpec(StrictModel):
     spawn_rate: float | None = Field(default=None, gt=0)
     duration: Duration | None = None
     headers: dict[str, str] = Field(default_factory=dict)
-    rate: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    start_rate: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    rate: float | None = Field(default=None, gt=0, le=MAX_RATE, allow_inf_nan=False)
+    start_rate: float | None = Field(default=None, ge=0, le=MAX_RATE, allow_inf_nan=False)
     max_in_flight: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
@@ -201,7 +201,7 @@ class ServerSpec(StrictModel):
         default_factory=lambda: {HookKind.PRE_ROLLOUT: "smoke", HookKind.ROLLOUT: "steady"})
     max_duration: Duration = 3600.0
     max_users: int = Field(default=1000, ge=1)
-    max_rate: float = Field(default=2000.0, gt=0)  # an arrival-rate plan's peak iterations per second
+    max_rate: float = Field(default=2000.0, gt=0, le=MAX_RATE)  # an arrival-rate plan's peak iterations per second
     # A continuous run (duration: analysis) stops when no hook of its analysis came for this long:
     # Flagger stopped calling (the Canary was deleted or suspended). Keep it above the interval.
     idle_timeout: Duration = Field(default=600.0, gt=0)

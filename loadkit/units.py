@@ -18,6 +18,9 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
+# The most iterations per second one open-model run schedules (all its processes and workers together):
+# a sanity bound on every way a rate comes in (CLI, config, webhook, game day, chaos control).
+MAX_RATE = 100_000.0
 DURATION_HINT = "use a number with a unit, e.g. 30s, 5m, 1h30m (a bare number means seconds)"
 HEADER_HINT = "write headers as 'Name: value', e.g. --header 'x-canary: insider'"
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from loadkit.load._window import MAX_ENDPOINTS, OTHER_ENDPOINTS
+from loadkit.load._arrivals import default_max_in_flight
+from loadkit.load._window import MAX_ENDPOINTS, OTHER_ENDPOINTS, decode_histogram
 from loadkit.load.runner import LoadOutcome, LoadPlan
 from loadkit.load.shapes import RateStage, scheduled_arrivals
 from loadkit.models.results import (
@@ -22,7 +24,7 @@ from loadkit.models.results import (
     TimelinePoint,
     Verdict,
 )
-from loadkit.models.specs import Threshold
+from loadkit.models.specs import CheckKind, Metric, Source, Threshold
 from loadkit.models.wire import Snapshot, Stats, WorkerEvent, WorkerEventKind
 from loadkit.scoring import Observation, evaluate, observations_from_stats
 from loadkit.units import fmt
@@ -36,13 +38,15 @@ INTERRUPTED_NOTE = "interrupted after"
 
 
 def assess_generator(snapshots: Sequence[Snapshot], processes: int,
-                     rate_stages: Sequence[RateStage] = ()) -> GeneratorHealth:
+                     rate_stages: Sequence[RateStage] = (), max_in_flight: int = 0) -> GeneratorHealth:
     """Was the load generator itself the bottleneck? Then latency numbers are not trustworthy.
 
     Saturated when a Locust process ran at >= 90 % CPU for at least a quarter of the samples,
     or its event loop was late by >= 100 ms that often (requests wait for the loop, not the target).
     An open-model run (rate stages) also when more than 0.1 % of the scheduled iterations were
-    dropped, or the iterations' start lag had a p99 >= 100 ms: the schedule was not kept.
+    dropped, or the iterations' start lag had a p99 >= 100 ms: the schedule was not kept. Unless the
+    in-flight cap (`max_in_flight`, all processes together) was reached with the CPU and loop fine: then
+    the target was slow, not the generator (`in_flight_cap_reached`; the reason says so, not saturated).
     """
     if rate_stages:  # the schedule ran: its "users" are the iterations in flight, often 0 on a fast target
         samples = [s for s in snapshots[1:] if s.rate] or list(snapshots)
@@ -52,25 +56,95 @@ def assess_generator(snapshots: Sequence[Snapshot], processes: int,
         return GeneratorHealth(processes=processes)
     health = _cpu_and_loop(samples, processes)
     if rate_stages:
-        health = _schedule_kept(health, snapshots[-1].cumulative, rate_stages)
+        cap_reached = bool(max_in_flight) and max(s.users for s in snapshots) >= max_in_flight
+        health = _schedule_kept(health, snapshots[-1].cumulative, rate_stages, cap_reached)
     return health
 
 
-def _schedule_kept(health: GeneratorHealth, total: Stats, rate_stages: Sequence[RateStage]) -> GeneratorHealth:
+def _schedule_kept(health: GeneratorHealth, total: Stats, rate_stages: Sequence[RateStage],
+                   cap_reached: bool = False) -> GeneratorHealth:
+    """Every scheduled arrival is started or dropped (started + dropped = scheduled); of the started, some
+    may be cut off at the end. Arrivals neither started nor dropped are unaccounted: their process was lost.
+
+    Drops and late starts are the generator's (saturated) unless the in-flight cap was reached while its
+    CPU and loop were fine (the target was slow); cut-offs are the target's; unaccounted ones the generator's."""
     scheduled = scheduled_arrivals(rate_stages, total.duration_s or None)
-    dropped = total.dropped_iterations or 0
+    started, dropped, cut_off = total.iterations or 0, total.dropped_iterations or 0, total.cut_off_iterations or 0
+    unaccounted = max(0, scheduled - started - dropped)
     lag = total.start_lag_p99_ms
-    reasons = [health.reason] if health.reason else []
-    if dropped > DROPPED_SATURATED_SHARE * max(1, scheduled):
-        reasons.append(f"{dropped} of {scheduled} scheduled iterations were dropped (not started within the "
-                       "allowed lateness)")
+    generator = [health.reason] if health.reason else []  # the generator's own limits: saturated
+    target: list[str] = []  # the target was slow: the schedule was not kept, but not for the generator
+    target_slow = cap_reached and not health.saturated
+    allowed = DROPPED_SATURATED_SHARE * max(1, scheduled)
+    if dropped > allowed:
+        (target if target_slow else generator).append(
+            f"{dropped} of {scheduled} scheduled iterations were dropped (not started within the allowed lateness)")
     if lag is not None and lag >= START_LAG_SATURATED_MS:
-        reasons.append(f"iterations started late: start lag p99 {fmt(lag)} ms")
+        (target if target_slow else generator).append(f"iterations started late: start lag p99 {fmt(lag)} ms")
+    if cut_off > allowed:
+        target.append(f"{cut_off} of {scheduled} scheduled iterations were still running when the run ended "
+                      "(cut off)")
+    if unaccounted > allowed:
+        generator.append(f"{unaccounted} of {scheduled} scheduled iterations were neither started nor dropped "
+                         "(a load generator process was lost?): that load never ran")
+    if target_slow and any("dropped" in r or "late" in r for r in target):
+        target.append("the in-flight cap was reached while the target was slow")
     return health.model_copy(update={
-        "scheduled_iterations": scheduled, "iterations": total.iterations or 0, "dropped_iterations": dropped,
-        "start_lag_p99_ms": lag, "start_lag_max_ms": total.start_lag_max_ms,
-        "saturated": bool(reasons), "reason": "; ".join(reasons),
+        "scheduled_iterations": scheduled, "iterations": started, "dropped_iterations": dropped,
+        "cut_off_iterations": cut_off, "unaccounted_iterations": unaccounted,
+        "start_lag_p99_ms": lag, "start_lag_max_ms": total.start_lag_max_ms, "in_flight_cap_reached": cap_reached,
+        "saturated": bool(generator), "reason": "; ".join(generator + target),
     })
+
+
+_LATENCY_QUANTILES = {Metric.REQUEST_DURATION.value: 99.0, Metric.LATENCY_P50.value: 50.0,
+                      Metric.LATENCY_P95.value: 95.0, Metric.LATENCY_P99.value: 99.0, Metric.LATENCY_MAX.value: 100.0}
+
+
+def latency_upper_bound_ms(histogram: str, quantile: float, censored: int, unrecorded: int) -> float | None:
+    """The highest the `quantile` latency can be when `censored` samples of the histogram are only lower
+    bounds (dropped and cut-off iterations) and `unrecorded` arrivals have no sample at all: every one of
+    them could be arbitrarily long. None: unbounded (they reach into the quantile).
+
+    Sorted with them at infinity, the quantile's rank r holds the r-th smallest exact sample, which is at
+    most the histogram's (r + censored)-th value.
+    """
+    hist = decode_histogram(histogram) if histogram else None
+    recorded = hist.get_total_count() if hist is not None else 0
+    n = recorded + unrecorded
+    rank = max(1, math.ceil(quantile / 100.0 * n - 1e-9))
+    if hist is None or rank > n - censored - unrecorded:
+        return None
+    return hist.get_value_at_percentile(min(100.0, 100.0 * (rank + censored) / recorded)) / 1000.0
+
+
+def censored_latency_checks(checks: Sequence[Check], health: GeneratorHealth, histogram: str) -> list[Check]:
+    """Open model: a client latency check passes only if it would pass with every dropped, cut-off or
+    unaccounted iteration infinitely long. Their recorded latencies are lower bounds (the lateness at the
+    drop, the age at the end): a threshold above them must not pass on them (a stall hidden as a drop)."""
+    censored = (health.dropped_iterations or 0) + (health.cut_off_iterations or 0)
+    unrecorded = health.unaccounted_iterations or 0
+    if unrecorded <= DROPPED_SATURATED_SHARE * max(1, health.scheduled_iterations or 0):
+        unrecorded = 0  # a few: the processes' clocks started milliseconds apart, not a lost process
+    if not censored + unrecorded:
+        return list(checks)
+    out = []
+    for check in checks:
+        quantile = _LATENCY_QUANTILES.get(check.metric)
+        if (quantile is None or not check.passed or check.kind is not CheckKind.METRIC
+                or check.source is not Source.CLIENT or check.max is None):
+            out.append(check)
+            continue
+        bound = latency_upper_bound_ms(histogram, quantile, censored, unrecorded)
+        if bound is not None and bound <= check.max:
+            out.append(check)
+            continue
+        could = "could be any length" if bound is None else f"could be up to {fmt(bound)} ms"
+        out.append(check.restated(CheckStatus.FAILED, (
+            f"{fmt(check.observed or 0.0)} ms measured, but {censored + unrecorded} iteration(s) were dropped, cut off "
+            f"or never ran: their latency is only a lower bound, so the true value {could}, above the maximum "
+            f"{fmt(check.max)} ms")))
+    return out
 
 
 def _cpu_and_loop(samples: Sequence[Snapshot], processes: int) -> GeneratorHealth:
@@ -121,7 +195,13 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
     stats = outcome.final
     card = evaluate(thresholds, observations_from_stats(stats), min_samples, external)
     checks = card.checks if early_stop is None else [_breached(c, early_stop) for c in card.checks]
-    health = with_workers(assess_generator(outcome.snapshots, plan.processes, plan.rate_stages), outcome.workers)
+    shares = plan.workers or plan.processes
+    cap = (plan.max_in_flight or default_max_in_flight(plan.peak_rate, shares)) * shares if plan.open_model else 0
+    health = with_workers(assess_generator(outcome.snapshots, plan.processes, plan.rate_stages, cap),
+                          outcome.workers)
+    if plan.open_model:
+        checks = censored_latency_checks(checks, health, outcome.histogram)
+    censored = checks != card.checks and early_stop is None
     warnings = [*outcome.notes, *notes, *workers_lost_warnings(health, plan.workers)]
     warnings += [f"a load generator worker was refused: {e.reason}" for e in outcome.workers
                  if e.event is WorkerEventKind.REFUSED]
@@ -129,6 +209,14 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
         fix = "use --processes N, a lower --rate, or check that the target keeps up" if plan.open_model \
             else "use --processes N or fewer users"
         warnings.append(f"load generator saturated: {health.reason}; latency figures are unreliable ({fix})")
+    elif health.reason:  # an open model whose target was slow: the generator was fine
+        fix = ("raise --max-in-flight to keep the schedule; " if health.in_flight_cap_reached else "") + \
+            "the latency checks count the dropped and cut-off iterations as of unknown length"
+        warnings.append(f"the schedule was not kept: {health.reason} ({fix})")
+    unknown = (health.dropped_iterations or 0) + (health.cut_off_iterations or 0)
+    if plan.open_model and not stats.requests and unknown:
+        warnings.append(f"no request was answered: the latency figures are only the lower bounds of {unknown} "
+                        "dropped or cut-off iteration(s) (how late each was when given up)")
     if stats.exceptions:
         task_errors = [m for m, _ in outcome.errors if m.startswith("task error:")]
         example = f"; most common: {task_errors[0].removeprefix('task error: ')}" if task_errors else ""
@@ -144,8 +232,9 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
         warnings.append(f"{INTERRUPTED_NOTE} {fmt(stats.duration_s)}s: not judged (the checks show what was "
                         "collected)")
     return RunResult(
-        verdict=Verdict.INTERRUPTED if outcome.interrupted else Verdict.FAIL if early_stop else card.verdict,
-        score=card.score if early_stop is None else _score(checks),
+        verdict=Verdict.INTERRUPTED if outcome.interrupted else Verdict.FAIL if early_stop or censored
+        else card.verdict,
+        score=card.score if early_stop is None and not censored else _score(checks),
         target=plan.target,
         profile=plan.profile,
         locustfile=str(plan.locustfile),

@@ -148,6 +148,9 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     if sys.platform != "win32":
         signal.signal(signal.SIGTERM, _raise_interrupted)
+    # Started as a background job (`loadkit run ... &`) a shell hands SIGINT over ignored: `kill -INT`
+    # would then do nothing and the run would PASS on. SIGINT always interrupts (exit 130).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if not isinstance(sys.stdout, _PipeSafeStdout):
         sys.stdout = _PipeSafeStdout(sys.stdout)  # type: ignore[assignment]
     cli.main(args=argv, prog_name="loadkit")

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from loadkit.units import parse_duration, parse_header
+from loadkit.units import MAX_RATE, parse_duration, parse_header
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,7 +40,7 @@ class HeaderType(click.ParamType):
 
 
 class RateType(click.ParamType):
-    """Iterations per second: a finite number above 0 (`--rate 0` would start nothing)."""
+    """Iterations per second: a finite number above 0 (`--rate 0` would start nothing), at most MAX_RATE."""
 
     name = "PER_SECOND"
 
@@ -51,8 +51,13 @@ class RateType(click.ParamType):
             rate = float(value)
         except (TypeError, ValueError):
             self.fail(f"{value!r} is not a number; give iterations per second, e.g. --rate 100", param, ctx)
-        if not math.isfinite(rate) or rate <= 0:
+        if not math.isfinite(rate):
+            self.fail(f"{value} is not a finite number; give iterations per second, e.g. --rate 100", param, ctx)
+        if rate <= 0:
             self.fail(f"{value} is not above 0; give iterations per second, e.g. --rate 100", param, ctx)
+        if rate > MAX_RATE:
+            self.fail(f"{value} is more than loadkit schedules in one run ({MAX_RATE:.0f} iterations/s, all its "
+                      "processes and workers together); give a lower rate", param, ctx)
         return rate
 
 

@@ -26,7 +26,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from loadkit.errors import ConfigError
 from loadkit.models.base import StrictModel
 from loadkit.models.specs import Duration, Metric, Threshold, ThresholdRange
-from loadkit.units import fmt
+from loadkit.units import MAX_RATE, fmt
 from loadkit.yaml_errors import describe, parse_yaml
 
 PLAN_SCHEMA_VERSION = 1
@@ -84,7 +84,7 @@ class LoadSpec(StrictModel):
 
     profile: str = "steady"
     users: int | None = Field(default=None, ge=1)
-    rate: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    rate: float | None = Field(default=None, gt=0, le=MAX_RATE, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _one_model(self) -> LoadSpec:

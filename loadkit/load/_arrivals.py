@@ -59,9 +59,11 @@ class Scheduler:
         self.backlog: deque[float] = deque()
         self.stopped = False
         self.done = False  # every arrival of the schedule was started or dropped
+        self.t0: float | None = None
 
     def run(self, t0: float) -> None:
         """The scheduler's loop: returns when the schedule is over (or `stop` was called)."""
+        self.t0 = t0
         behind = 0
         for offset in self.times:
             if self.stopped:
@@ -75,7 +77,10 @@ class Scheduler:
             elif (behind := behind + 1) % _YIELD_EVERY == 0:
                 self.sleep(0)
                 self.expire(self.clock())
-            if self.stopped:
+            if self.stopped:  # while it slept: this arrival, already taken from the schedule, is due too
+                now = self.clock()
+                if intended <= now:
+                    self.recorder.dropped_iteration((now - intended) * 1000.0)
                 return
             self.arrive(intended)
         while self.backlog and not self.stopped:  # the last arrivals still wait for a free slot
@@ -117,8 +122,16 @@ class Scheduler:
             self.recorder.dropped_iteration((now - self.backlog.popleft()) * 1000.0)
 
     def stop(self) -> None:
-        """No more arrivals; those still waiting are dropped at their lateness now."""
+        """No more arrivals; those still waiting are dropped at their lateness now, and so are those
+        already due that the loop never reached (it fell behind): every arrival due by now is started
+        or dropped, none goes unaccounted. (Called while `run` sleeps: the loop is cooperative.)"""
         self.stopped = True
         now = self.clock()
         while self.backlog:
             self.recorder.dropped_iteration((now - self.backlog.popleft()) * 1000.0)
+        if self.t0 is None or self.done:
+            return
+        for offset in self.times:
+            if self.t0 + offset > now:
+                break
+            self.recorder.dropped_iteration((now - self.t0 - offset) * 1000.0)

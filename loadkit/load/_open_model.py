@@ -30,13 +30,16 @@ def from_intended_start(record: Any) -> Any:
     """Open model: the first request of an iteration counts from the iteration's intended start.
 
     The iteration's greenlet carries its start lag (`OpenModel.iterate`); the request event fires
-    in that greenlet, whichever client sent it, so the lag is added once and then cleared.
+    in that greenlet, whichever client sent it, so the lag is added once and then cleared. An iteration
+    cut off at the end (`OpenModel.end`) was already recorded: a request it reports while dying is not.
     """
     getcurrent = gevent.getcurrent
 
     def on_request(request_type: str, name: str, response_time: float, response_length: int,
                    response: Any = None, context: Any = None, exception: Any = None, **_kw: Any) -> None:
         current = getcurrent()
+        if getattr(current, "loadkit_cut", False):
+            return
         lag = getattr(current, "loadkit_lag_ms", 0.0)
         if lag:
             current.loadkit_lag_ms = 0.0
@@ -106,8 +109,22 @@ class OpenModel:
         self.scheduler.run(t0)
 
     def end(self, **_kw: Any) -> None:
-        """Stop arriving; iterations still running after the drain time are cut off."""
+        """Stop arriving; iterations still running (after the drain time) are cut off.
+
+        One running for longer than the allowed lateness counts as a cut-off iteration, once in the
+        latencies at its age now (from its intended start): a lower bound of its latency. Killed
+        unrecorded, a target that stalls at the end of a run would pass on the requests that did answer.
+        A younger one was cut by the stop itself (a run stopped from outside mid-schedule: an interrupt,
+        a continuous webhook run's end), not by a stall: it is not recorded, like an arrival not yet due.
+        """
         self.scheduler.stop()
+        now = time.perf_counter()
+        for greenlet in list(self.group):
+            intended = getattr(greenlet, "loadkit_intended", None)
+            if intended is not None and not greenlet.dead:
+                greenlet.loadkit_cut = True
+                if now - intended > self.scheduler.max_lateness_s:
+                    self.window.cut_off_iteration((now - intended) * 1000.0)
         self.group.kill(block=True, timeout=5.0)
 
     def start(self, intended: float) -> None:
@@ -116,9 +133,13 @@ class OpenModel:
     def iterate(self, intended: float | None) -> None:
         current = gevent.getcurrent()
         while intended is not None:
+            current.loadkit_intended = intended  # type: ignore[attr-defined]
             current.loadkit_lag_ms = (time.perf_counter() - intended) * 1000.0  # type: ignore[attr-defined]
-            self.run_one()
-            intended = self.scheduler.next_waiting()
+            try:
+                self.run_one()
+            finally:  # whatever ended the iteration, its slot passes on (or frees): none leaks
+                current.loadkit_intended = None  # type: ignore[attr-defined]
+                intended = self.scheduler.next_waiting()
 
     def run_one(self) -> None:
         cls = self.classes[0] if len(self.classes) == 1 else random.choices(self.classes, self.weights)[0]
@@ -138,19 +159,26 @@ class OpenModel:
         free.append(user)
 
     def _new_user(self, cls: type[User]) -> User | None:
-        user = cls(self.environment)
+        """A new user of `cls`, `on_start` run; None (the iteration counted as an exception) if its
+        constructor or on_start raised."""
+        try:
+            user = cls(self.environment)
+        except Exception as exc:
+            self._user_error(None, exc, f"{cls.__name__}()")
+            return None
         self.created += 1
         try:
             user.on_start()
         except StopUser:
             return None
         except Exception as exc:
-            self._user_error(user, exc)
+            self._user_error(user, exc, f"{cls.__name__}.on_start")
             return None
         return user
 
-    def _user_error(self, user: User, exc: Exception) -> None:
+    def _user_error(self, user: User | None, exc: Exception, where: str = "") -> None:
         self.environment.events.user_error.fire(user_instance=user, exception=exc, tb=exc.__traceback__)
         if self.errors_logged < 5:
             self.errors_logged += 1
-            logger.error("loadkit: %s's task raised %s: %s", type(user).__name__, type(exc).__name__, exc)
+            logger.error("loadkit: %s raised %s: %s", where or f"{type(user).__name__}'s task", type(exc).__name__,
+                         exc)

@@ -12,7 +12,9 @@ Counting rules (documented in docs/metrics.md):
 - open model (a rate): latency counts from the iteration's intended start (its first request carries
   the start lag); an iteration dropped because it could not start within the allowed lateness
   counts in `dropped_iterations` and once in the latency histogram at its lateness (a lower bound
-  of what it would have taken), so a generator that falls behind never reports a better p99.
+  of what it would have taken), so a generator that falls behind never reports a better p99; an
+  iteration still running when the run ends counts in `cut_off_iterations` and once in the histogram
+  at its age then (also a lower bound). analysis/_result.py fails a latency check those could hide.
 """
 
 from __future__ import annotations
@@ -83,8 +85,8 @@ def failure_kind(status: int, exception: BaseException | str | None) -> str:
 class Window:
     """Requests seen during one interval (or merged across intervals and processes)."""
 
-    __slots__ = ("_counts", "_hist", "_max_us", "_min_us", "_pending", "codes", "dropped", "endpoints", "errors",
-                 "exceptions", "failures", "iterations", "kinds", "lag", "requests")
+    __slots__ = ("_counts", "_hist", "_max_us", "_min_us", "_pending", "codes", "cut_off", "dropped", "endpoints",
+                 "errors", "exceptions", "failures", "iterations", "kinds", "lag", "requests")
 
     def __init__(self) -> None:
         self._hist: HdrHistogram
@@ -104,6 +106,7 @@ class Window:
         # Open model only: iterations started, dropped, and their start lag (µs, intended -> actual start).
         self.iterations = 0
         self.dropped = 0
+        self.cut_off = 0  # started, still running when the run ended: recorded at their age then (censored)
         self.lag: HdrHistogram | None = None
 
     @property
@@ -195,6 +198,15 @@ class Window:
         self.dropped += 1
         self.hist.record_value(min(HIGHEST_US, max(LOWEST_US, int(lateness_ms * 1000.0))))
 
+    def cut_off_iteration(self, age_ms: float) -> None:
+        """Open model: an iteration still running when the run ended, `age_ms` after its intended start.
+
+        Its request never answered: it counts once in the latency histogram at its age (censored, a
+        lower bound of its latency), so a target that stalls at the end of a run cannot pass unseen.
+        """
+        self.cut_off += 1
+        self.hist.record_value(min(HIGHEST_US, max(LOWEST_US, int(age_ms * 1000.0))))
+
     def _failed(self, method: str, name: str, status: int, exception: Any) -> None:
         kind = failure_kind(status, exception)
         self.kinds[kind] = self.kinds.get(kind, 0) + 1
@@ -211,6 +223,7 @@ class Window:
         taken.exceptions, self.exceptions = self.exceptions, 0
         taken.kinds, taken.endpoints, taken.errors, taken.hist = self.kinds, self.endpoints, self.errors, self.hist
         taken.iterations, taken.dropped, taken.lag = self.iterations, self.dropped, self.lag
+        taken.cut_off, self.cut_off = self.cut_off, 0
         self.iterations = self.dropped = 0
         self.lag = None
         self.requests = self.failures = 0
@@ -239,6 +252,7 @@ class Window:
             self.hist.add(other.hist)
         self.iterations += other.iterations
         self.dropped += other.dropped
+        self.cut_off += other.cut_off
         if other.lag is not None and other.lag.get_total_count():
             if self.lag is None:
                 self.lag = new_histogram()
@@ -258,6 +272,7 @@ class Window:
             "hist": self.encoded_histogram(),
             "iterations": self.iterations,
             "dropped": self.dropped,
+            "cut_off": self.cut_off,
             "lag": self.lag.encode().decode("ascii") if self.lag is not None and self.lag.get_total_count() else "",
         }
 
@@ -281,6 +296,7 @@ class Window:
             w.hist = decode_histogram(data["hist"])
         w.iterations = int(data.get("iterations", 0))
         w.dropped = int(data.get("dropped", 0))
+        w.cut_off = int(data.get("cut_off", 0))
         if data.get("lag"):
             w.lag = decode_histogram(data["lag"])
         return w
@@ -310,12 +326,13 @@ class Window:
 
     def open_model_summary(self) -> dict[str, Any]:
         """Iterations, dropped iterations and start lag; nothing for a closed-model (users) window."""
-        if not (self.iterations or self.dropped):
+        if not (self.iterations or self.dropped or self.cut_off):
             return {}
         lag = self.lag if self.lag is not None and self.lag.get_total_count() else None
         return {
             "iterations": self.iterations,
             "dropped_iterations": self.dropped,
+            "cut_off_iterations": self.cut_off,
             "start_lag_p50_ms": lag.get_value_at_percentile(50.0) / 1000.0 if lag else None,
             "start_lag_p99_ms": lag.get_value_at_percentile(99.0) / 1000.0 if lag else None,
             "start_lag_max_ms": max_ms(lag) if lag else None,
@@ -334,6 +351,7 @@ def window_from_summary(stats: dict[str, Any], histogram: str) -> Window:
         w.hist = decode_histogram(histogram)
     w.iterations = int(stats.get("iterations") or 0)
     w.dropped = int(stats.get("dropped_iterations") or 0)
+    w.cut_off = int(stats.get("cut_off_iterations") or 0)
     return w
 
 

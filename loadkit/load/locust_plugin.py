@@ -170,6 +170,7 @@ class _Collector:
         self.cpu: dict[str, float] = {}
         self.busy: dict[str, int] = {}
         self.finished: set[str] = set()
+        self.lost: set[str] = set()  # forked processes (--processes) that went missing mid-run
         self.lag_ms = 0.0
         self.started: float | None = None
         self.stopping: float | None = None
@@ -181,7 +182,7 @@ class _Collector:
         """Open model: every process has started (or dropped) its whole share and its iterations ended."""
         if self.local is not None:
             return self.local.finished
-        return len(self.finished) >= _shares()
+        return len(self.finished | self.lost) >= _shares()
 
     def on_worker_window(self, environment: Environment, msg: Any, **_kw: Any) -> None:
         data = msg.data
@@ -209,7 +210,25 @@ class _Collector:
                 gevent.sleep(_INTERVAL_S)
             if self.workers is not None:
                 self.workers.check()
+            else:
+                self.check_processes()
             self.emit_snapshot()
+
+    def check_processes(self) -> None:
+        """--processes: a forked Locust process that stops sending heartbeats (killed, crashed) is lost. Say so
+        once, in the result too; its load after that never runs (its share of a schedule stays unaccounted)."""
+        if not isinstance(self.runner, MasterRunner):
+            return
+        for node in list(self.runner.clients.values()):
+            if node.state != STATE_MISSING or node.id in self.lost:
+                continue
+            self.lost.add(node.id)
+            self.cpu.pop(node.id, None)
+            self.busy.pop(node.id, None)
+            share = " and its share of the schedule after that never ran" if _RATE else ""
+            self.write({"type": "note", "message": (
+                f"a Locust process (--processes) was lost about {self.elapsed():.0f}s into the run (no heartbeat): "
+                f"its load until then is counted{share}")})
 
     def emit_snapshot(self) -> None:
         if self.local is not None:
@@ -225,8 +244,9 @@ class _Collector:
         # Load runs from the first users until Locust starts stopping (planned end or interrupt);
         # the shutdown after that must not dilute the rate.
         active = (self.stopping or now) - (self.started or now)
-        if _RATE:  # the schedule's length: the drain after it starts nothing
-            active = min(active, _RATE_END_S)
+        if _RATE:  # the schedule's length: the drain after it starts nothing; a schedule run to its end lasted
+            # all of it, even when its last arrival came early (0.2/s over 3 s: one arrival, done in a second)
+            active = _RATE_END_S if self.schedule_finished() else min(active, _RATE_END_S)
         span, self.last_emit = now - self.last_emit, now
         self.write({
             "type": "snapshot",

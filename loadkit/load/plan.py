@@ -11,7 +11,7 @@ from loadkit.load.journeys import check_locustfile_syntax, locate_locustfile
 from loadkit.load.preflight import validate_target
 from loadkit.load.profiles import Profile
 from loadkit.load.runner import LoadPlan
-from loadkit.load.shapes import RateStage, Stage, rate_problems, stage_problems
+from loadkit.load.shapes import MAX_RATE, RateStage, Stage, rate_problems, stage_problems
 from loadkit.units import parse_host_port
 
 
@@ -88,9 +88,9 @@ def _rate_stages(profile: Profile, *, users: int | None, spawn_rate: float | Non
     """The open-model stages asked for ([] for a users run), refusing what mixes the two models."""
     if rate is None and not profile.open_model:
         return []
-    if rate is not None and (not math.isfinite(rate) or rate <= 0):
-        raise UsageError(f"--rate {rate:g} is not a rate: iterations per second must be above 0",
-                         hint="give a positive number, e.g. --rate 100")
+    if rate is not None and (not math.isfinite(rate) or rate <= 0 or rate > MAX_RATE):
+        raise UsageError(f"--rate {rate:g} is not a rate loadkit runs: iterations per second must be above 0 and at "
+                         f"most {MAX_RATE:.0f}", hint="give a positive number, e.g. --rate 100")
     why = f"profile {profile.name!r} is an arrival-rate profile" if rate is None else "--rate is an arrival rate"
     if users is not None:
         raise UsageError(f"{why} (iterations per second), so --users does not apply",

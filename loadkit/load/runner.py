@@ -184,6 +184,9 @@ class _Stream:
             self.workers.append(event)
             if event.event is not WorkerEventKind.JOINED:
                 log.warning("load generator worker %s %s: %s", event.node, event.event.value, event.reason)
+        elif kind == "note":  # e.g. a forked Locust process (--processes) went missing mid-run
+            self.notes.append(str(record["message"]))
+            log.warning("%s", record["message"])
         elif kind == "fatal":
             self.fatal = record
         elif kind == "refused":

@@ -20,6 +20,8 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from loadkit.units import MAX_RATE
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -193,6 +195,9 @@ def rate_problems(stages: Sequence[RateStage]) -> list[str]:
     problems = []
     if peak_rate(stages) <= 0:
         problems.append("no stage has a rate above 0")
+    if peak_rate(stages) > MAX_RATE:
+        problems.append(f"the rate peaks at {peak_rate(stages):.6g} iterations/s, more than loadkit schedules in "
+                        f"one run ({MAX_RATE:.0f}/s, all its processes together)")
     for number, s in enumerate(stages, start=1):
         if s.duration_s <= 0:
             problems.append(f"rate stage {number} lasts {s.duration_s:.3g}s; give it a positive duration")

@@ -293,8 +293,14 @@ class GeneratorHealth(ResultModel):
     scheduled_iterations: int | None = None
     iterations: int | None = None
     dropped_iterations: int | None = None
+    cut_off_iterations: int | None = Field(default=None, description="Started, still running when the run ended "
+                                           "(each counted in the latencies at its age then, a lower bound)")
+    unaccounted_iterations: int | None = Field(default=None, description="Scheduled but neither started nor "
+                                               "dropped (a lost load generator process): no latency at all")
     start_lag_p99_ms: float | None = None
     start_lag_max_ms: float | None = None
+    in_flight_cap_reached: bool | None = Field(default=None, description="Every in-flight slot was busy at some "
+                                               "point: with the CPU fine, the target was slow (--max-in-flight)")
 
 
 class EarlyStop(ResultModel):

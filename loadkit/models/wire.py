@@ -24,7 +24,8 @@ class Stats(ResultModel):
     Latency percentiles come from an HdrHistogram (3 significant digits) and are reported as the
     upper edge of their bucket, so a reported p99 <= 500 ms really is <= 500 ms.
     An open-model run (a rate) also has `iterations` started, `dropped_iterations` (k6's: arrivals that
-    could not start within the allowed lateness) and the start lag (intended -> actual start); its
+    could not start within the allowed lateness), `cut_off_iterations` (started, still running when the
+    run ended: each counted once in the latencies at its age then) and the start lag (intended -> actual start); its
     latencies count from each iteration's intended start. None in a closed-model (users) run.
     """
 
@@ -44,6 +45,7 @@ class Stats(ResultModel):
     duration_s: float = 0.0
     iterations: int | None = None
     dropped_iterations: int | None = None
+    cut_off_iterations: int | None = None
     start_lag_p50_ms: float | None = None
     start_lag_p99_ms: float | None = None
     start_lag_max_ms: float | None = None

@@ -188,8 +188,10 @@ def generator_html(result: RunResult) -> str:
         headers, cells = [*headers, "workers"], [*cells, str(g.workers)]
     health = table(headers, [row(cells)])
     if g.dropped_iterations is not None:  # an open-model run: was the schedule kept?
-        health += table(["scheduled iterations", "started", "dropped", "start lag p99", "start lag max"], [
+        health += table(["scheduled iterations", "started", "dropped", "cut off", "unaccounted", "start lag p99",
+                         "start lag max"], [
             row([str(g.scheduled_iterations), str(g.iterations), str(g.dropped_iterations),
+                 str(g.cut_off_iterations or 0), str(g.unaccounted_iterations or 0),
                  escape(with_unit(g.start_lag_p99_ms, "ms")), escape(with_unit(g.start_lag_max_ms, "ms"))])])
     return f"<p>{state}</p>" + health
 

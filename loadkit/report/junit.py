@@ -41,6 +41,8 @@ def open_model_properties(result: RunResult) -> dict[str, str]:
     return {"rate": fmt(max((max(s.start, s.end) for s in result.rate_stages), default=0.0)),
             "scheduled_iterations": str(g.scheduled_iterations), "iterations": str(g.iterations),
             "dropped_iterations": str(g.dropped_iterations),
+            "cut_off_iterations": str(g.cut_off_iterations or 0),
+            "unaccounted_iterations": str(g.unaccounted_iterations or 0),
             "start_lag_p99_ms": fmt(g.start_lag_p99_ms) if g.start_lag_p99_ms is not None else "",
             "generator_saturated": "true" if g.saturated else "false"}
 

@@ -107,7 +107,8 @@ def render_scorecard(result: RunResult, console: Console) -> None:
     g = result.generator
     if g.dropped_iterations is not None:
         console.print(f"open model    {g.iterations:,} of {g.scheduled_iterations:,} scheduled iterations started, "
-                      f"dropped_iterations {g.dropped_iterations:,}, start lag p99 "
+                      f"dropped_iterations {g.dropped_iterations:,}, cut off {g.cut_off_iterations or 0:,}, "
+                      f"unaccounted {g.unaccounted_iterations or 0:,}, start lag p99 "
                       f"{with_unit(g.start_lag_p99_ms, 'ms')}; latency counts from each intended start",
                       highlight=False)
     render_checks(result.checks, console)

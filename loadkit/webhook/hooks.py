@@ -296,6 +296,9 @@ class Hooks:
         """The whole resolved plan, within this server's limits (built-in profiles too), and its key."""
         assert call.profile is not None  # resolved for run hooks
         limits = self.config.server
+        if call.rate is not None and call.rate > limits.max_rate:
+            raise PayloadError(f"metadata rate {call.rate:.15g} iterations/s is more than this server's max_rate "
+                               f"({limits.max_rate:.15g})")
         try:
             plan = plan_run(call.profile, target=call.target, users=call.users, spawn_rate=call.spawn_rate,
                             duration_s=call.duration_s, headers=call.headers, rate=call.rate,
@@ -308,8 +311,8 @@ class Hooks:
             raise PayloadError(f"{what} runs {plan.duration_s:g}s, longer than this server's max_duration "
                                f"({limits.max_duration:g}s)")
         if plan.peak_rate > limits.max_rate:
-            raise PayloadError(f"{what} peaks at {plan.peak_rate:g} iterations/s, more than this server's max_rate "
-                               f"({limits.max_rate:g})")
+            raise PayloadError(f"{what} peaks at {plan.peak_rate:.15g} iterations/s, more than this server's max_rate "
+                               f"({limits.max_rate:.15g})")
         peak = max(s.users for s in plan.stages)
         if peak > limits.max_users:
             raise PayloadError(f"{what} peaks at {peak} users, more than this server's max_users ({limits.max_users})")

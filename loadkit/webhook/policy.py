@@ -189,7 +189,7 @@ def _run_call(kind: HookKind, payload: FlaggerPayload, names: Names, meta: dict[
         kind=kind, payload=payload, names=names, profile=profile, thresholds=thresholds, baseline=baseline,
         thresholds_name=meta.get(MetadataKey.THRESHOLDS) or "default", target=target, users=users,
         spawn_rate=_parse(meta, MetadataKey.SPAWN_RATE, _positive_float), duration_s=duration,
-        rate=_parse(meta, MetadataKey.RATE, _positive_float),
+        rate=_parse(meta, MetadataKey.RATE, _rate),
         continuous=continuous, headers=_parse(meta, MetadataKey.HEADERS, parse_headers) or {},
     )
 
@@ -290,6 +290,22 @@ def _positive_float(text: str) -> float:
     value = float(text.strip())
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{text!r} must be a finite number above 0")
+    return value
+
+
+_PLAIN_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?|\.[0-9]+")
+MIN_RATE = 0.01  # iterations per second: below, a run of minutes starts nothing
+
+
+def _rate(text: str) -> float:
+    """A rate as Flagger metadata writes one: a plain decimal number (no exponent, underscore or
+    non-ASCII digit, which float() would take), at least 0.01 iterations per second."""
+    stripped = text.strip()
+    if not _PLAIN_DECIMAL.fullmatch(stripped):
+        raise ValueError(f"{text!r} is not a plain decimal number of iterations per second, e.g. 100 or 2.5")
+    value = float(stripped)
+    if value < MIN_RATE:
+        raise ValueError(f"{text!r} is below the least rate loadkit runs ({MIN_RATE:g} iterations per second)")
     return value
 
 

@@ -10,6 +10,12 @@ from subprocess import CompletedProcess
 
 import pytest
 
+from loadkit.analysis._result import (
+    _schedule_kept,
+    assess_generator,
+    censored_latency_checks,
+    latency_upper_bound_ms,
+)
 from loadkit.config import load_config
 from loadkit.errors import ConfigError, UsageError
 from loadkit.load._arrivals import Scheduler, default_max_in_flight
@@ -17,15 +23,20 @@ from loadkit.load._window import Window, merge_summaries
 from loadkit.load.plan import plan_run
 from loadkit.load.profiles import BUILTIN_PROFILES
 from loadkit.load.shapes import (
+    MAX_RATE,
     RateStage,
     arrival_times,
     constant_rate,
     planned_iterations,
     rate_at,
+    rate_problems,
     rate_stages,
     scale_rate,
     scheduled_arrivals,
 )
+from loadkit.models.results import Check, GeneratorHealth
+from loadkit.models.specs import Threshold, ThresholdRange
+from loadkit.models.wire import Snapshot, Stats
 
 InProcess = Callable[..., CompletedProcess[str]]
 
@@ -198,6 +209,9 @@ def test_config_rate_stages_ramp_from_the_start_rate(tmp_path: Path) -> None:
     ("    stages:\n      - {duration: 10s, rate: 10}\n      - {duration: 10s, users: 5}\n", "mix users and rate"),
     ("    rate: 10\n    users: 5\n", "drop users"),
     ("    rate: 0\n", "greater than 0"),
+    ("    rate: 1e308\n", "less than or equal to 100000"),
+    ("    start_rate: 1e9\n    stages:\n      - {duration: 10s, rate: 100}\n", "less than or equal to 100000"),
+    ("    stages:\n      - {duration: 10s, rate: 1e9}\n", "less than or equal to 100000"),
     ("    start_rate: 5\n    users: 5\n", "start_rate"),
 ])
 def test_config_refuses_mixed_or_incomplete_rate_profiles(tmp_path: Path, body: str, message: str) -> None:
@@ -210,7 +224,10 @@ def test_config_refuses_mixed_or_incomplete_rate_profiles(tmp_path: Path, body: 
     (("--rate", "0"), "not above 0"),
     (("--rate", "-5"), "not above 0"),
     (("--rate", "lots"), "not a number"),
-    (("--rate", "nan"), "not above 0"),
+    (("--rate", "nan"), "not a finite number"),
+    (("--rate", "inf"), "not a finite number"),
+    (("--rate", "1e308"), "more than loadkit schedules in one run (100000"),
+    (("--rate", "100001"), "more than loadkit schedules"),
     (("--rate", "10", "--users", "5"), "not both"),
     (("--rate", "10", "--spawn-rate", "5"), "--spawn-rate"),
     (("--max-in-flight", "5",), "--max-in-flight"),
@@ -266,3 +283,138 @@ def test_a_continuous_webhook_run_holds_the_last_rate() -> None:
     plan = plan_run(BUILTIN_PROFILES["steady"], target="http://127.0.0.1:1", rate=20, duration_s=30)
     held = _until(plan, 600)
     assert held.rate_stages == [RateStage(30, 20, 20), RateStage(570, 20, 20)] and held.duration_s == 600
+
+
+# -- censored latencies: drops, cut-offs and lost arrivals never hide a breach ------------------------
+
+
+def _latency_check(name: str, max_ms: float, window: Window) -> Check:
+    from loadkit.scoring import evaluate, observations_from_stats
+
+    stats = Stats.model_validate(window.summary(5.0))
+    threshold = Threshold(name=name, thresholdRange=ThresholdRange(max=max_ms))
+    return evaluate([threshold], observations_from_stats(stats), 1).checks[0]
+
+
+def _health(window: Window, unaccounted: int = 0) -> GeneratorHealth:
+    return GeneratorHealth(dropped_iterations=window.dropped, cut_off_iterations=window.cut_off,
+                           unaccounted_iterations=unaccounted)
+
+
+def test_drops_recorded_at_the_lateness_cannot_pass_a_threshold_above_it() -> None:
+    """A target stalled for 10 s: 190 of 250 arrivals dropped at ~1 s lateness, 10 cut off at 6 s. The
+    recorded p95 (~1 s) is a lower bound: a 2 s threshold must not pass on it."""
+    w = Window()
+    for _ in range(50):
+        w.record("GET", "/", 5.0, 200, None)
+    for _ in range(190):
+        w.dropped_iteration(1001.0)
+    for _ in range(10):
+        w.cut_off_iteration(6000.0)
+    check = _latency_check("latency-p95", 2000, w)
+    assert check.passed and check.observed is not None and check.observed < 1100  # what evaluate alone says
+    [restated] = censored_latency_checks([check], _health(w), w.encoded_histogram())
+    assert not restated.passed and "lower bound" in restated.reason and "2000 ms" in restated.reason
+
+
+def test_a_few_censored_samples_below_the_tail_keep_an_honest_pass() -> None:
+    w = Window()
+    for _ in range(10_000):
+        w.record("GET", "/", 5.0, 200, None)
+    w.dropped_iteration(1001.0)
+    w.cut_off_iteration(1500.0)
+    check = _latency_check("request-duration", 500, w)
+    assert censored_latency_checks([check], _health(w), w.encoded_histogram()) == [check]
+    assert latency_upper_bound_ms(w.encoded_histogram(), 99.0, 2, 0) == pytest.approx(5.0, rel=0.01)
+    # ...but a max-latency check cannot pass with any sample unknown
+    assert not censored_latency_checks([_latency_check("latency-max", 2000, w)], _health(w),
+                                       w.encoded_histogram())[0].passed
+
+
+def test_arrivals_that_never_ran_count_as_unknown_latencies() -> None:
+    """A lost process: 461 of 1000 arrivals neither started nor dropped. Its share could have been slow."""
+    w = Window()
+    for _ in range(539):
+        w.record("GET", "/", 5.0, 200, None)
+    check = _latency_check("request-duration", 500, w)
+    assert not censored_latency_checks([check], _health(w, unaccounted=461), w.encoded_histogram())[0].passed
+    # 3 of 10 000 short: the processes' clocks, milliseconds apart at the stop; not a lost process
+    few = GeneratorHealth(scheduled_iterations=10_000, unaccounted_iterations=3)
+    maximum = _latency_check("latency-max", 2000, w)
+    assert censored_latency_checks([maximum], few, w.encoded_histogram()) == [maximum]
+    health = _schedule_kept(GeneratorHealth(), Stats(iterations=539, duration_s=20.0), constant_rate(50, 20))
+    assert health.unaccounted_iterations == 461 and health.saturated and "neither started nor dropped" in health.reason
+
+
+def test_stopping_a_scheduler_that_fell_behind_drops_every_arrival_already_due() -> None:
+    """started + dropped = the arrivals due by the stop, even those the loop never reached."""
+    clock, started = _Clock(), []
+    scheduler, window = _scheduler(100, 10, 1000, clock, started)
+
+    def stuck(seconds: float) -> None:  # the loop's sleep at 2 s never returns before the stop
+        clock.now += seconds
+        if clock.now >= 2.0:
+            clock.now = 4.995
+            scheduler.stop()
+
+    scheduler.sleep = stuck
+    scheduler.run(t0=0.0)
+    assert window.iterations + window.dropped == 500  # arrivals at 0.00 .. 4.99 s
+    assert window.dropped == 300 and window.hist.get_max_value() >= 2_980_000
+
+
+def test_every_way_in_bounds_the_rate() -> None:
+    """--rate is bounded in the CLI and the config; the plan (webhook, chaos control), the game day's load
+    and a profile's rescaled stages are too, so no caller overflows the in-flight default or runs 1e9/s."""
+    from pydantic import ValidationError
+
+    from loadkit.chaos.live import hold_plan
+    from loadkit.config import Config
+    from loadkit.gameday.plan import LoadSpec
+
+    with pytest.raises(UsageError, match="at most 100000"):
+        plan_run(BUILTIN_PROFILES["steady"], target="http://127.0.0.1:1", rate=1e308)
+    with pytest.raises(UsageError, match="at most 100000"):
+        hold_plan(Config(), "steady", "http://127.0.0.1:1", rate=1e9)
+    with pytest.raises(ValidationError, match="less than or equal to 100000"):
+        LoadSpec(profile="steady", rate=1e9)
+    assert rate_problems(constant_rate(200_000, 1)) == [
+        "the rate peaks at 200000 iterations/s, more than loadkit schedules in one run (100000/s, all its processes "
+        "together)"]
+    assert plan_run(BUILTIN_PROFILES["steady"], target="http://127.0.0.1:1", rate=MAX_RATE).peak_rate == MAX_RATE
+
+
+def _snapshots(users: list[int], cpu: float, cumulative: Stats) -> list[Snapshot]:
+    return [Snapshot(elapsed_s=float(t), users=u, rate=50.0, cpu_pct=cpu, lag_ms=1.0, window=Stats(),
+                     cumulative=cumulative if t == len(users) - 1 else Stats()) for t, u in enumerate(users)]
+
+
+def test_drops_with_the_cap_full_and_the_cpu_idle_blame_the_target_not_the_generator() -> None:
+    """A target stalled for 5 s at 50/s: 101 in flight (the cap), 51 of 1000 dropped, CPU 7 %. The fix is a
+    higher --max-in-flight, not --processes; a CPU-bound generator with the same drops is saturated."""
+    total = Stats(iterations=949, dropped_iterations=51, duration_s=20.0, start_lag_p99_ms=900.0)
+    stalled = assess_generator(_snapshots([0, 3, 101, 101, 2], 7.0, total), 1, constant_rate(50, 20), 101)
+    assert stalled.in_flight_cap_reached and not stalled.saturated
+    assert "the in-flight cap was reached while the target was slow" in stalled.reason
+    busy = assess_generator(_snapshots([0, 3, 40, 40, 2], 97.0, total), 1, constant_rate(50, 20), 101)
+    assert busy.saturated and not busy.in_flight_cap_reached and "dropped" in busy.reason
+
+
+def test_a_run_of_drops_alone_says_its_latencies_are_lower_bounds() -> None:
+    from datetime import UTC, datetime
+
+    from loadkit.analysis import build_result
+    from loadkit.load.runner import LoadOutcome
+
+    w = Window()
+    for _ in range(95):
+        w.dropped_iteration(1001.0)
+    total = Stats.model_validate(w.summary(5.0))
+    plan = plan_run(BUILTIN_PROFILES["steady"], target="http://127.0.0.1:1", rate=20, duration_s=5)
+    now = datetime.now(UTC)
+    outcome = LoadOutcome(started_at=now, ended_at=now, snapshots=_snapshots([0, 5, 5], 3.0, total), final=total,
+                          endpoints=[], errors=[], histogram=w.encoded_histogram(), interrupted=False, notes=[],
+                          log_path=None)
+    result = build_result(plan, outcome, [], 1)
+    assert any(m.startswith("no request was answered: the latency figures are only the lower bounds of 95")
+               for m in result.warnings), result.warnings

@@ -126,6 +126,7 @@ def _ignore_sigint() -> None:
         pytest.param(signal.SIGTERM, "1", False, id="sigterm"),
         pytest.param(signal.SIGINT, "2", False, id="sigint-processes"),
         pytest.param(signal.SIGTERM, "2", True, id="sigterm-background-job"),
+        pytest.param(signal.SIGINT, "1", True, id="sigint-background-job"),
     ],
 )
 def test_interrupt_scores_what_was_collected_and_exits_130(healthy: SandboxProcess, sig: signal.Signals,

@@ -51,7 +51,11 @@ CASES = [
     ("deep-json", "rollout", b"[" * 60_000, 400, "malformed JSON"),
     ("deep-json-headers", "rollout", with_meta(headers='{"a":' * 3000 + "1" + "}" * 3000), 400, "metadata headers"),
     ("non-ascii-target", "rollout", with_meta(target="http://127.0.0.1:9/\u2028"), 400, "non-ASCII"),
-    ("zero-rate", "rollout", with_meta(rate="0"), 400, "metadata rate: '0' must be a finite number above 0"),
+    ("zero-rate", "rollout", with_meta(rate="0"), 400, "metadata rate: '0' is below the least rate loadkit runs (0.01"),
+    ("tiny-rate", "rollout", with_meta(rate="1e-300"), 400, "'1e-300' is not a plain decimal number"),
+    ("full-width-rate", "rollout", with_meta(rate="\uff11\uff10"), 400, "is not a plain decimal number"),
+    ("underscored-rate", "rollout", with_meta(rate="1_000"), 400, "'1_000' is not a plain decimal number"),
+    ("just-over-max-rate", "rollout", with_meta(rate="2000.0001"), 400, "rate 2000.0001 iterations/s is more"),
     ("rate-and-users", "rollout", with_meta(rate="10", users="5"), 400, "so --users does not apply"),
     ("too-high-rate", "rollout", with_meta(rate="1000000"), 400, "max_rate"),
 ]
