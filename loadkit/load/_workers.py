@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from loadkit.errors import DriverError
+from loadkit.load._distributed import TOKEN_ENV
 from loadkit.models.wire import WorkerEvent, WorkerEventKind
 
 if TYPE_CHECKING:
@@ -51,8 +52,9 @@ def master_port(plan: LoadPlan) -> Iterator[None]:
 
 
 def locust_env(**extra: str) -> dict[str, str]:
-    """The environment of a Locust child: the caller's, minus its LOCUST_*/LOADKIT_* settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "LOADKIT_"))}
+    """The environment of a Locust child: the caller's, minus its LOCUST_*/LOADKIT_* settings (but
+    the shared worker token, LOADKIT_WORKER_TOKEN, which master and workers check each other with)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "LOADKIT_")) or k == TOKEN_ENV}
     env.update(PYTHONUNBUFFERED="1", LOADKIT_PARENT_PID=str(os.getpid()), **extra)
     return env
 

@@ -169,8 +169,9 @@ def test_a_worker_killed_mid_run_is_reported_in_every_output(target: CountingSer
     assert len(workers) == 2
     workers[1].send_signal(signal.SIGKILL)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode in (0, 1), err[-3000:]
+    assert proc.returncode == 1, err[-3000:]  # a run that lost load is never a pass
     result = json.loads(out)
+    assert result["verdict"] == "fail" and any("not a pass" in w for w in result["warnings"])
     lost = result["generator"]["workers_lost"]
     assert len(lost) == 1 and "heartbeat" in lost[0]["reason"]
     assert 0 < lost[0]["at_s"] < lost[0]["detected_s"] < 6 + 5 and lost[0]["requests"] > 0
@@ -268,3 +269,115 @@ def test_worker_with_a_bad_master_address_exits_2(loadkit_in_process: Callable[.
     proc = loadkit_in_process("worker", "--master", master, "--once")
     assert proc.returncode == 2
     assert "--master" in proc.stderr and "fix:" in proc.stderr
+
+
+# -- trust: only this run's planned workers count, and a run that lost load is never a pass -----------
+
+ROGUE = '''
+import gevent
+from locust import FastHttpUser, constant, events, task
+from loadkit.load._window import Window
+
+
+@events.init.add_listener
+def _forge(environment, runner, **_kw):
+    def feed():
+        gevent.sleep(0.5)
+        for _ in range(4):
+            w = Window()
+            for _ in range(2500):
+                w.record("GET", "/", 1.0, 200, None)
+            runner.send_message("loadkit_window", {{"window": w.to_wire(), "cpu": 1.0, "lag_ms": 0.0,
+                                                    "final": False, "run": {run!r}}})
+            gevent.sleep(0.3)
+    gevent.spawn(feed)
+
+
+class Visitor(FastHttpUser):
+    wait_time = constant(0.01)
+
+    @task
+    def home(self):
+        self.client.get("/")
+'''
+
+
+def _master_port(proc: subprocess.Popen[str]) -> int:
+    for child in psutil.Process(proc.pid).children():
+        cmd = child.cmdline()
+        if "--master" in cmd:
+            return int(cmd[cmd.index("--master-bind-port") + 1])
+    raise AssertionError("no Locust master")
+
+
+def test_a_plain_worker_with_forged_windows_is_evicted_and_never_counted(target: CountingServer,
+                                                                          locustfile: tuple[Path, Path],
+                                                                          tmp_path: Path) -> None:
+    lf, _ = locustfile
+    rogue = tmp_path / "rogue.py"
+    rogue.write_text(ROGUE.format(run="guessed"))
+    before = target.requests
+    proc = _popen(*_run_args(target, lf, "--workers", "1", duration="5s"))
+    _wait_for(lambda: target.requests > before + 100, 40, "load")
+    # A plain Locust worker (not `loadkit worker`) joins mid-run: Locust hands it users, and it sends
+    # forged loadkit windows (10000 fake 1 ms requests).
+    evil = subprocess.Popen([*loadkit_cmd()[:1], "-m", "locust", "--worker", "--master-host", "127.0.0.1",
+                             "--master-port", str(_master_port(proc)), "-f", str(rogue)],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        out, err = proc.communicate(timeout=60)
+        evil.wait(timeout=20)  # told to quit by the master
+    finally:
+        evil.kill()
+    served = target.requests - before - PREFLIGHT
+    assert proc.returncode == 1, err[-3000:]
+    result = json.loads(out)
+    gen = result["generator"]
+    assert result["verdict"] == "fail"
+    assert 0 < result["stats"]["requests"] <= served < 10000  # no forged request merged
+    assert gen["workers_unplanned"] == 1 and gen["dropped_requests"] >= 2500
+    assert any("not a pass" in w for w in result["warnings"])
+    assert any("dropped, not counted" in w for w in result["warnings"])
+
+
+def test_a_worker_refused_mid_run_takes_no_users_from_the_planned_one(target: CountingServer,
+                                                                       locustfile: tuple[Path, Path],
+                                                                       tmp_path: Path) -> None:
+    lf, _ = locustfile
+    port = _free_port()
+    master = _popen(*_run_args(target, lf, "--workers", "1", "--master-bind", f"127.0.0.1:{port}", duration="7s"))
+    good = _popen("worker", "--master", f"127.0.0.1:{port}", "--once")
+    before = target.requests
+    _wait_for(lambda: target.requests > before + 100, 40, "load")
+    other = tmp_path / "other-version"
+    other.mkdir()
+    (other / "sitecustomize.py").write_text("import loadkit\nloadkit.__version__ = '0.0.0+other'\n")
+    refused = _popen("worker", "--master", f"127.0.0.1:{port}", "--once",
+                     env={"PYTHONPATH": f"{other}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    out, err = master.communicate(timeout=90)
+    good.communicate(timeout=30)
+    refused.communicate(timeout=30)
+    assert master.returncode == 0, err[-3000:]
+    result = json.loads(out)
+    assert any("refused" in w for w in result["warnings"])
+    # Locust gave the late worker half the users when it connected; refused, they came back at once.
+    points = result["timeline"]
+    late = [p["rps"] for p in points if 4.5 <= p["t"] <= 6.5]
+    early = max(p["rps"] for p in points if p["t"] <= 3.0)
+    assert late and min(late) > 0.7 * early, [(p["t"], p["rps"], p["users"]) for p in points]
+
+
+def test_a_run_whose_every_worker_was_lost_is_not_judged_a_pass(target: CountingServer,
+                                                               locustfile: tuple[Path, Path]) -> None:
+    lf, _ = locustfile
+    before = target.requests
+    proc = _popen(*_run_args(target, lf, "--workers", "1", duration="5s"))
+    _wait_for(lambda: target.requests > before + 100, 40, "load")
+    _workers_of(proc)[0].send_signal(signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err[-3000:]
+    result = json.loads(out)
+    assert result["verdict"] == "fail"
+    assert all(c["status"] == "skipped" and "every load generator worker was lost" in c["reason"]
+               for c in result["checks"]), result["checks"]
+    assert any("not a pass" in w for w in result["warnings"])
