@@ -381,3 +381,72 @@ def test_a_run_whose_every_worker_was_lost_is_not_judged_a_pass(target: Counting
     assert all(c["status"] == "skipped" and "every load generator worker was lost" in c["reason"]
                for c in result["checks"]), result["checks"]
     assert any("not a pass" in w for w in result["warnings"])
+
+
+def test_an_orphaned_worker_of_a_killed_run_does_not_count_in_the_next_run_on_its_port(
+        target: CountingServer, locustfile: tuple[Path, Path]) -> None:
+    lf, _ = locustfile
+    port = _free_port()
+    with serve_http("127.0.0.1", lambda _path: (200, {})) as first_target:
+        first = _popen(*_run_args(first_target, lf, "--workers", "1", "--master-bind", f"127.0.0.1:{port}",
+                                  duration="60s"))
+        orphan = _popen("worker", "--master", f"127.0.0.1:{port}", "--once")
+        _wait_for(lambda: first_target.requests > 100, 40, "the first run's load")
+        # The first run's loadkit and master die at once; its worker (another machine) keeps loading.
+        master = next(c for c in psutil.Process(first.pid).children() if "--master" in c.cmdline())
+        master.kill()
+        first.kill()
+        first.communicate()
+        before = target.requests
+        second = _popen(*_run_args(target, lf, "--workers", "1", "--master-bind", f"127.0.0.1:{port}",
+                                   duration="4s"))
+        good = _popen("worker", "--master", f"127.0.0.1:{port}", "--once")
+        out, err = second.communicate(timeout=90)
+        good.communicate(timeout=30)
+        orphan.kill()
+        orphan.communicate()
+        assert second.returncode == 0, err[-3000:]
+        result = json.loads(out)
+        # Exactly this run's worker's requests, none of the orphan's (which went to the first target).
+        assert result["stats"]["requests"] == target.requests - before - PREFLIGHT > 50
+        assert result["generator"]["dropped_requests"] > 0
+        settled = first_target.requests
+        time.sleep(1.0)
+        assert first_target.requests == settled  # the orphan was told to quit
+
+
+def test_a_worker_that_stalls_and_comes_back_is_reported_as_rejoined(target: CountingServer,
+                                                                     locustfile: tuple[Path, Path]) -> None:
+    lf, _ = locustfile
+    before = target.requests
+    proc = _popen(*_run_args(target, lf, "--workers", "2", duration="9s"))
+    _wait_for(lambda: target.requests > before + 100, 40, "load from both workers")
+    stalled = _workers_of(proc)[1]
+    stalled.suspend()  # no heartbeats: lost after ~3 s
+    time.sleep(5.0)
+    stalled.resume()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err[-3000:]
+    result = json.loads(out)
+    (lost,) = result["generator"]["workers_lost"]
+    assert lost["rejoined_s"] is not None and lost["at_s"] < lost["rejoined_s"]
+    warning = next(w for w in result["warnings"] if "was lost" in w)
+    assert "came back at" in warning and "its load after that is missing" not in warning
+
+
+def test_loadkit_worker_once_with_no_master_exits_3_within_its_connect_timeout() -> None:
+    started = time.monotonic()
+    proc = run_loadkit("worker", "--master", f"127.0.0.1:{_free_port()}", "--once", "--connect-timeout", "2s",
+                       timeout=60)
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert "no loadkit master answered" in proc.stderr and "within 2s" in proc.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_loadkit_worker_stopped_while_connecting_exits_130_without_a_traceback() -> None:
+    proc = _popen("worker", "--master", f"127.0.0.1:{_free_port()}", "--once")
+    time.sleep(3.0)  # Locust is retrying for the locustfile
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
