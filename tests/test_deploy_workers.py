@@ -96,6 +96,35 @@ def test_only_worker_pods_may_reach_the_master_port_and_nothing_reaches_a_worker
     assert closed["spec"]["policyTypes"] == ["Ingress"] and closed["spec"]["ingress"] == []
 
 
+def test_worker_pods_may_reach_only_their_master_dns_and_the_target_namespaces() -> None:
+    egress = one(WORKERS / "networkpolicy.yaml", "NetworkPolicy", "loadkit-worker-egress")
+    worker_labels = one(WORKERS / "workers.yaml", "Deployment")["spec"]["template"]["metadata"]["labels"]
+    master_labels = one(BASE / "deployment.yaml", "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert egress["spec"]["podSelector"]["matchLabels"].items() <= worker_labels.items()
+    assert egress["spec"]["policyTypes"] == ["Egress"]
+    rules = egress["spec"]["egress"]
+    # Every rule names where it goes: no rule without `to` (that would be anywhere).
+    assert rules and all(r.get("to") for r in rules)
+    master, dns, load, istiod = rules
+    [to_master] = master["to"]
+    assert to_master["podSelector"]["matchLabels"].items() <= master_labels.items()
+    assert master["ports"] == [{"protocol": "TCP", "port": worker_spec().address[1]}]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    [to_load] = load["to"]
+    assert to_load == {"namespaceSelector": {"matchLabels": {"loadkit.io/target": "true"}}}
+    assert istiod["ports"] == [{"protocol": "TCP", "port": 15012}]
+
+
+def test_worker_pods_pin_their_load_and_share_a_token_with_the_master() -> None:
+    [container] = one(WORKERS / "workers.yaml", "Deployment")["spec"]["template"]["spec"]["containers"]
+    ctx = cli.commands["worker"].make_context("worker", list(container["args"][1:]))
+    assert ctx.params["pin"] is True
+    [master] = one(WORKERS / "master-port.yaml", "Deployment")["spec"]["template"]["spec"]["containers"]
+    worker_ref = next(e for e in container["env"] if e["name"] == "LOADKIT_WORKER_TOKEN")["valueFrom"]
+    master_ref = next(e for e in master["env"] if e["name"] == "LOADKIT_WORKER_TOKEN")["valueFrom"]
+    assert worker_ref == master_ref and not worker_ref["secretKeyRef"].get("optional", False)
+
+
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (for `kubectl kustomize`) is not installed")
 def test_the_workers_overlay_builds_on_base() -> None:
     built = subprocess.run(["kubectl", "kustomize", str(WORKERS)], capture_output=True, text=True, timeout=60,
@@ -115,7 +144,7 @@ def test_the_workers_overlay_builds_on_base() -> None:
 
 def _plan(users: int) -> LoadPlan:
     return LoadPlan(target="http://site-canary.bruno.svc:80", locustfile=Path("website.py"),
-                    stages=[Stage(60, users, 50)], pin_to_target=True)
+                    stages=[Stage(60, users, 50)], pin_to_target=False)
 
 
 def test_serve_sends_runs_at_or_above_min_users_to_the_workers() -> None:
@@ -123,7 +152,9 @@ def test_serve_sends_runs_at_or_above_min_users_to_the_workers() -> None:
     small, big = on_workers(_plan(spec.min_users - 1), spec), on_workers(_plan(spec.min_users), spec)
     assert small.workers == 0 and small.master_bind is None
     assert big.workers == spec.expect and big.master_bind == ("0.0.0.0", 5557) and big.workers_wait_s == spec.wait
-    assert big.pin_to_target  # the workers are pinned to the target like the server's own Locust
+    # Pinned by on_workers itself, whatever the plan it was given: the worker pods' --pin refuses
+    # any other plan, so an unpinned worker run would never start.
+    assert big.pin_to_target is True and small.pin_to_target is False
     assert on_workers(_plan(10_000), None).workers == 0
 
 

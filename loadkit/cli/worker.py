@@ -17,7 +17,11 @@ from loadkit.cli._options import DurationType
                    "do): a worker pod's guard against a master that would send its load elsewhere.")
 @click.option("--connect-timeout", type=DurationType(), default="60s", show_default=True,
               help="With --once: no master answering (and giving a plan) within this long exits 3.")
-def worker(master: str, once: bool, pin: bool = False, connect_timeout: float = 60.0) -> int:
+@click.option("--locustfile", "-f", "locustfile", type=click.Path(exists=True, dir_okay=False),
+              help="Run this locustfile (baked into the worker's image) instead of importing the one the master "
+                   "sends: no code from the master runs here.")
+def worker(master: str, once: bool, pin: bool = False, connect_timeout: float = 60.0,
+           locustfile: str | None = None) -> int:
     """Put this machine's load behind a loadkit master: `loadkit run --workers N --master-bind HOST:PORT`,
     or `loadkit serve` with `server.workers`.
 
@@ -43,4 +47,6 @@ def worker(master: str, once: bool, pin: bool = False, connect_timeout: float = 
     except ValueError as exc:
         raise UsageError(f"--master {exc}", hint="give the master's address and worker port, "
                          "e.g. --master loadkit-master.loadkit:5557") from None
-    return serve_worker(host, port, once=once, pin=pin, connect_timeout_s=connect_timeout)
+    if locustfile is not None and "," in locustfile:
+        raise UsageError(f"--locustfile {locustfile} contains a comma", hint="Locust splits -f on commas; rename it")
+    return serve_worker(host, port, once=once, pin=pin, connect_timeout_s=connect_timeout, locustfile=locustfile)

@@ -59,9 +59,12 @@ def locust_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def worker_command(master_host: str, master_port: int, locustfiles: str) -> list[str]:
-    """A Locust worker of a loadkit master; `locustfiles` "-" downloads them from the master."""
-    return [sys.executable, "-m", "locust", "--worker", "--master-host", master_host,
+def worker_command(master_host: str, master_port: int, locustfiles: str, *, preload: bool = False) -> list[str]:
+    """A Locust worker of a loadkit master; `locustfiles` "-" downloads them from the master. With
+    `preload` (`loadkit worker`) loadkit's plugin is loaded before them, from this installation, so
+    its checks (the plan, the token, --pin) do not depend on what a master sends."""
+    locust = ["-m", "loadkit.load.locust_plugin"] if preload else ["-m", "locust"]
+    return [sys.executable, *locust, "--worker", "--master-host", master_host,
             "--master-port", str(master_port), "-f", locustfiles, "--loglevel", "WARNING"]
 
 

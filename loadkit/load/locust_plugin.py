@@ -58,6 +58,11 @@ from loadkit.load._open_model import OpenModel, from_intended_start, nested_task
 from loadkit.load._window import Window, endpoint_rows
 from loadkit.load.shapes import RateStage, Stage, peak_rate, rate_at, tick
 
+# `loadkit worker` runs Locust with this module loaded first (`python -m loadkit.load.locust_plugin`),
+# so its checks hold whatever files a master sends; the master's own copy of it, downloaded with
+# `-f -`, is then a second copy and stays inert.
+_ACTIVE = not getattr(events, "_loadkit_plugin", False)
+setattr(events, "_loadkit_plugin", True)  # noqa: B010 - a marker on Locust's event hub, not an attribute it has
 _PLAN: dict[str, Any] = json.loads(os.environ.get("LOADKIT_PLAN") or "{}")
 _STAGES = [Stage(**s) for s in _PLAN.get("stages", [])]
 _GATE: Workers | None = None  # the master's workers, in a distributed run
@@ -326,7 +331,7 @@ def _wrap_http_user(user_class: type, headers: dict[str, str]) -> None:
 @events.init.add_listener
 def _on_init(environment: Environment, runner: Runner, **_kw: Any) -> None:
     remote = isinstance(runner, WorkerRunner) and os.environ.get("LOADKIT_WORKER") == "1"
-    if not _PLAN and not remote:
+    if not _ACTIVE or (not _PLAN and not remote):
         return  # loaded without loadkit (plain `locust -f`): stay out of the way
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         # Started from a background job (`loadkit run ... &`) SIGINT arrives ignored, but it is how
@@ -497,3 +502,9 @@ def _start_collector(environment: Environment, runner: Runner, notes: list[str])
     environment.events.test_stopping.add_listener(on_test_stopping)
     environment.events.test_stop.add_listener(on_test_stop)
     environment.events.quit.add_listener(lambda exit_code=0, **_: collector.finish("completed"))
+
+
+if __name__ == "__main__":  # `loadkit worker`: Locust's own CLI, with this plugin loaded before any locustfile
+    from locust.main import main
+
+    main()

@@ -1,8 +1,9 @@
 """`loadkit worker`: a Locust worker for a loadkit master elsewhere (a worker pod's command).
 
-The worker starts `locust --worker -f -`: Locust downloads the master's locustfiles (loadkit's plugin
-and the run's locustfile) into a private temporary directory, and the plugin asks the master for the
-plan ("loadkit_hello" with this loadkit version; a master of another version refuses it). Until the
+The worker starts Locust's worker with loadkit's plugin loaded first (from this installation) and
+`-f -`: Locust downloads the master's locustfiles into a private temporary directory and imports them
+(code from the master runs here: `locustfile` names a baked-in one instead), and the plugin asks the
+master for the plan ("loadkit_hello" with this loadkit version; a master of another version refuses it). Until the
 plan arrives the worker refuses every TCP connection, so no load leaves it unplanned.
 
 A master ends its run by telling its workers to quit. Unless `once`, the worker then waits for the
@@ -37,10 +38,11 @@ _PLANNED = "holds the plan"  # the plugin's log line once the master's plan arri
 
 
 def serve_worker(host: str, port: int, *, once: bool = False, pin: bool = False,
-                 connect_timeout_s: float = 60.0) -> int:
+                 connect_timeout_s: float = 60.0, locustfile: str | None = None) -> int:
     """Work for the master at host:port; 0 after a run (with `once`), raises on a refusal or failure."""
     while True:
-        code, no_master, planned = _one_run(host, port, pin=pin, connect_timeout_s=connect_timeout_s)
+        code, no_master, planned = _one_run(host, port, pin=pin, connect_timeout_s=connect_timeout_s,
+                                            locustfile=locustfile)
         if code == REFUSED_EXIT:
             raise UsageError(f"the loadkit master at {host}:{port} refused this worker, or this worker refused its "
                              "plan (see the reason above)",
@@ -64,7 +66,8 @@ def serve_worker(host: str, port: int, *, once: bool = False, pin: bool = False,
             time.sleep(1.0)
 
 
-def _one_run(host: str, port: int, *, pin: bool = False, connect_timeout_s: float = 60.0) -> tuple[int, bool, bool]:
+def _one_run(host: str, port: int, *, pin: bool = False, connect_timeout_s: float = 60.0,
+             locustfile: str | None = None) -> tuple[int, bool, bool]:
     """One Locust worker process, to the end of one run: (exit code, no master answered, it got a plan).
     Its output goes to our stderr."""
     with tempfile.TemporaryDirectory(prefix="loadkit-worker-") as tmp:
@@ -74,7 +77,8 @@ def _one_run(host: str, port: int, *, pin: bool = False, connect_timeout_s: floa
         log_path = os.path.join(tmp, "worker.log")
         try:
             with open(log_path, "wb") as log_file:
-                proc = subprocess.Popen(worker_command(host, port, "-"), env=env, stdin=subprocess.DEVNULL,
+                command = worker_command(host, port, locustfile or "-", preload=True)
+                proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
                                         stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
                 tail, planned, timed_out = _follow(proc, log_path, connect_timeout_s)
         except OSError as exc:

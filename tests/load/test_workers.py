@@ -450,3 +450,63 @@ def test_loadkit_worker_stopped_while_connecting_exits_130_without_a_traceback()
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err[-3000:]
     assert "Traceback" not in err
+
+
+ROGUE_MASTER = '''
+from locust import FastHttpUser, constant, events, task
+
+
+@events.init.add_listener
+def _answer(environment, runner, **_kw):
+    if runner.__class__.__name__ == "MasterRunner":
+        def hello(environment, msg, **_kw):
+            plan = {{"stages": [{{"duration_s": 4, "users": 2, "spawn_rate": 10}}], "pin_to_target": False,
+                     "target": {target!r}, "index": 0, "workers": 1, "run": "rogue"}}
+            runner.send_message("loadkit_plan", plan, client_id=msg.node_id)
+        runner.register_message("loadkit_hello", hello)
+
+
+class Elsewhere(FastHttpUser):
+    wait_time = constant(0.05)
+
+    @task
+    def away(self):
+        self.client.get("/")
+'''
+
+
+@pytest.mark.parametrize("guard", ["--pin", "token"])
+def test_a_worker_refuses_a_master_that_is_not_loadkits(target: CountingServer, tmp_path: Path, guard: str) -> None:
+    rogue = tmp_path / "rogue.py"
+    rogue.write_text(ROGUE_MASTER.format(target=_url(target)))
+    port = _free_port()
+    master = subprocess.Popen([*loadkit_cmd()[:1], "-m", "locust", "-f", str(rogue), "--master", "--headless",
+                               "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+                               "--expect-workers", "1", "-u", "2", "-r", "10", "-t", "4s", "-H", _url(target)],
+                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    before = target.requests
+    try:
+        args = ["--pin"] if guard == "--pin" else []
+        env = {"LOADKIT_WORKER_TOKEN": "s3cret"} if guard == "token" else None
+        worker = _popen("worker", "--master", f"127.0.0.1:{port}", "--once", *args, env=env)
+        _, err = worker.communicate(timeout=60)
+    finally:
+        master.kill()
+        master.wait()
+    assert worker.returncode == 2, err[-3000:]
+    assert "refusing the master's plan" in err
+    assert ("does not pin" if guard == "--pin" else "LOADKIT_WORKER_TOKEN") in err
+    assert target.requests == before  # nothing left the worker
+
+
+def test_master_and_workers_with_another_token_refuse_each_other(target: CountingServer,
+                                                                  locustfile: tuple[Path, Path]) -> None:
+    lf, _ = locustfile
+    port = _free_port()
+    master = _popen(*_run_args(target, lf, "--workers", "1", "--master-bind", f"127.0.0.1:{port}",
+                               "--workers-wait", "8s"), env={"LOADKIT_WORKER_TOKEN": "the-masters"})
+    worker = _popen("worker", "--master", f"127.0.0.1:{port}", "--once", env={"LOADKIT_WORKER_TOKEN": "another"})
+    _, werr = worker.communicate(timeout=60)
+    _, merr = master.communicate(timeout=60)
+    assert worker.returncode == 2 and "did not prove it knows this master's LOADKIT_WORKER_TOKEN" in werr, werr[-2000:]
+    assert master.returncode == 3, merr[-2000:]
