@@ -163,7 +163,11 @@ def test_serve_sends_runs_at_or_above_min_users_to_the_workers() -> None:
     ("server:\n  workers: {expect: 0}\n", ["server.workers.expect", "greater than or equal to 1"]),
     ("server:\n  workers: {expect: 2, bind: 'nowhere'}\n", ["server.workers.bind", "HOST:PORT"]),
     ("server:\n  worker: {expect: 2}\n", ["server.worker", "did you mean 'workers'"]),
-], ids=["typo", "zero", "bad-bind", "typo-section"])
+    ("server:\n  max_users: 100\n  workers: {expect: 2, min_users: 200}\n",
+     ["server.workers.min_users", "above server.max_users"]),
+    ("server:\n  workers: {expect: true}\n", ["server.workers.expect", "integer"]),
+    ("server:\n  workers: {expect: 2, bind: 'fe80::1:5557'}\n", ["server.workers.bind", "brackets"]),
+], ids=["typo", "zero", "bad-bind", "typo-section", "min-above-max", "bool-expect", "ipv6-no-brackets"])
 def test_bad_server_workers_are_refused_with_the_field(tmp_path: Path, text: str, expected: list[str]) -> None:
     path = tmp_path / "loadkit.yaml"
     path.write_text(text)
@@ -172,3 +176,11 @@ def test_bad_server_workers_are_refused_with_the_field(tmp_path: Path, text: str
     message = str(err.value.message) + str(err.value.hint or "")
     for part in expected:
         assert part in message, message
+
+
+def test_serve_refuses_a_worker_bind_on_its_own_port(loadkit_in_process: Any, tmp_path: Path) -> None:
+    path = tmp_path / "loadkit.yaml"
+    path.write_text("schema_version: 1\nserver:\n  workers: {expect: 2, bind: '0.0.0.0:8080'}\n")
+    proc = loadkit_in_process("serve", "--config", str(path), "--db", str(tmp_path / "db"), "--port", "8080")
+    assert proc.returncode == 2, proc.stderr
+    assert "server.workers.bind" in proc.stderr and "fix:" in proc.stderr

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from loadkit.errors import ConfigError, DriverError, Interrupted
-from loadkit.load._workers import end_workers, locust_env, master_port, spawn_worker, workers_error
+from loadkit.load._workers import check_bind, end_workers, locust_env, master_port, spawn_worker, workers_error
 from loadkit.load.shapes import RateStage, Stage, peak_rate, total_duration
 from loadkit.models.wire import Snapshot, Stats, WorkerEvent, WorkerEventKind
 
@@ -204,6 +204,8 @@ class LocustDriver:
             raise ConfigError(f"locustfile path {plan.locustfile} contains a comma",
                               hint="Locust splits -f on commas; rename or move the file")
         with master_port(plan):
+            if plan.master_bind is not None:
+                check_bind(plan.master_bind)  # a busy or foreign address: said plainly, before Locust starts
             return self._run(plan, on_snapshot, stop)
 
     def _run(self, plan: LoadPlan, on_snapshot: Callable[[Snapshot], None] | None,

@@ -255,7 +255,12 @@ def test_too_few_remote_workers_exit_3_with_the_fix(target: CountingServer, locu
     (["--workers", "2", "--master-bind", "nowhere"], "is not HOST:PORT"),
     (["--workers", "2", "--master-bind", "0.0.0.0:99999"], "is not HOST:PORT"),
     (["--master-bind", "0.0.0.0:5557"], "needs --workers"),
-], ids=["zero", "with-processes", "bind-no-port", "bind-bad-port", "bind-without-workers"])
+    (["--workers", "100000"], "4 per CPU"),
+    (["--workers-wait", "5s"], "this run has no workers"),
+    (["--workers", "2", "--master-bind", "fe80::1:5557"], "needs brackets"),
+    (["--workers", "2", "--master-bind", "nosuchhost.invalid:5557"], "does not resolve"),
+], ids=["zero", "with-processes", "bind-no-port", "bind-bad-port", "bind-without-workers", "too-many-local",
+        "wait-without-workers", "ipv6-no-brackets", "bind-unresolvable"])
 def test_bad_distributed_options_exit_2_with_the_fix(loadkit_in_process: Callable[..., Any], args: list[str],
                                                      message: str) -> None:
     proc = loadkit_in_process("run", "--target", "http://127.0.0.1:9", "--no-history", *args)
@@ -510,3 +515,30 @@ def test_master_and_workers_with_another_token_refuse_each_other(target: Countin
     _, merr = master.communicate(timeout=60)
     assert worker.returncode == 2 and "did not prove it knows this master's LOADKIT_WORKER_TOKEN" in werr, werr[-2000:]
     assert master.returncode == 3, merr[-2000:]
+
+
+
+@pytest.mark.parametrize("where", ["busy", "10.255.255.1"])
+def test_a_master_bind_it_cannot_listen_on_exits_3_naming_the_address(loadkit_in_process: Callable[..., Any],
+                                                                      where: str) -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        bind = f"127.0.0.1:{held.getsockname()[1]}" if where == "busy" else "10.255.255.1:5557"
+        proc = loadkit_in_process("run", "--target", "http://127.0.0.1:9", "--no-history", "--workers", "1",
+                                  "--master-bind", bind)
+    assert proc.returncode == 3, proc.stderr
+    assert f"cannot listen on {bind}" in proc.stderr and "fix:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_compare_checks_with_a_bound_worker_pool_exit_2_before_any_traffic(loadkit_in_process: Callable[..., Any],
+                                                                           tmp_path: Path) -> None:
+    config = tmp_path / "loadkit.yaml"
+    config.write_text("schema_version: 1\nthresholds:\n  - name: vs-primary\n"
+                      "    compare: {baseline: primary, max_degradation_pct: 5}\n")
+    proc = loadkit_in_process("run", "--target", "http://127.0.0.1:9", "--baseline", "http://127.0.0.1:9",
+                              "--config", str(config), "--no-history", "--workers", "2",
+                              "--master-bind", f"127.0.0.1:{_free_port()}")
+    assert proc.returncode == 2, proc.stderr
+    assert "serves one run at a time" in proc.stderr and "fix: drop --master-bind" in proc.stderr
