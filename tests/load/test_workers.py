@@ -542,3 +542,17 @@ def test_compare_checks_with_a_bound_worker_pool_exit_2_before_any_traffic(loadk
                               "--master-bind", f"127.0.0.1:{_free_port()}")
     assert proc.returncode == 2, proc.stderr
     assert "serves one run at a time" in proc.stderr and "fix: drop --master-bind" in proc.stderr
+
+
+def test_a_local_worker_that_dies_at_start_fails_the_run_at_once_saying_so(target: CountingServer,
+                                                                          tmp_path: Path) -> None:
+    lf = tmp_path / "workers_crash.py"
+    lf.write_text("import sys\nfrom locust import HttpUser, task\n\nif '--worker' in sys.argv:\n"
+                  "    raise SystemExit('this locustfile does not run in a worker')\n\n\nclass U(HttpUser):\n"
+                  "    @task\n    def t(self):\n        self.client.get('/')\n")
+    started = time.monotonic()
+    proc = run_loadkit(*_run_args(target, lf, "--workers", "2"))
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert "a local Locust worker" in proc.stderr and "does not run in a worker" in proc.stderr
+    assert "loadkit worker --master" not in proc.stderr
+    assert time.monotonic() - started < 40  # not after --workers-wait (60 s)
