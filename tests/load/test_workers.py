@@ -196,7 +196,7 @@ def test_loadkit_worker_serves_a_remote_master_and_another_version_is_refused(ta
     port = _free_port()
     before = target.requests
     master = _popen(*_run_args(target, lf, "--workers", "1", "--master-bind", f"127.0.0.1:{port}",
-                               "--workers-wait", "60s"))
+                               "--workers-wait", "60s", duration="7s"))
     # A worker of another loadkit version: refused by the master, exits 2 and says why.
     other = tmp_path / "other-version"
     other.mkdir()
@@ -208,34 +208,59 @@ def test_loadkit_worker_serves_a_remote_master_and_another_version_is_refused(ta
     assert "0.0.0+other" in refused_err and "refused" in refused_err
     assert target.requests <= before + PREFLIGHT  # it sent nothing (the master checked the target once)
     good = _popen("worker", "--master", f"127.0.0.1:{port}", "--once")
+    _wait_for(lambda: target.requests > before + 50, 40, "load")
+    # A second worker joins mid-run: Locust hands it users before loadkit's plan reaches it, and
+    # until then it refuses every connection, so nothing of it reaches the target uncounted.
+    late = _popen("worker", "--master", f"127.0.0.1:{port}", "--once")
     out, err = master.communicate(timeout=90)
     _, good_err = good.communicate(timeout=30)
+    _, late_err = late.communicate(timeout=30)
     assert master.returncode == 0, err[-3000:]
     assert good.returncode == 0, good_err[-3000:]
+    assert late.returncode == 0, late_err[-3000:]
     result = json.loads(out)
-    assert result["generator"]["workers"] == 1
+    assert result["generator"]["workers"] == 2 and result["generator"]["workers_lost"] == []
     assert result["stats"]["requests"] == target.requests - before - PREFLIGHT > 50
     assert any("refused" in w and "0.0.0+other" in w for w in result["warnings"])
 
 
+def _settles(server: CountingServer, within_s: float) -> None:
+    """The target gets no more requests: unchanged for a whole second, within `within_s`."""
+    deadline = time.monotonic() + within_s
+    while True:
+        seen = server.requests
+        time.sleep(1.0)
+        if server.requests == seen:
+            return
+        assert time.monotonic() < deadline, "the load went on after loadkit was killed"
+
+
+@pytest.mark.parametrize("where", ["local", "remote"])
 def test_sigkill_of_loadkit_stops_the_master_and_every_worker(target: CountingServer,
-                                                             locustfile: tuple[Path, Path]) -> None:
+                                                             locustfile: tuple[Path, Path], where: str) -> None:
     lf, _ = locustfile
     before = target.requests
-    proc = _popen(*_run_args(target, lf, "--workers", "2", duration="60s"))
+    port = _free_port()
+    extra = ["--master-bind", f"127.0.0.1:{port}"] if where == "remote" else []
+    proc = _popen(*_run_args(target, lf, "--workers", "2" if where == "local" else "1", *extra, duration="60s"))
+    remote = _popen("worker", "--master", f"127.0.0.1:{port}", "--once") if where == "remote" else None
     _wait_for(lambda: target.requests > before + 50, 40, "load")
     children = psutil.Process(proc.pid).children(recursive=True)
-    assert len(children) == 3  # the master and two workers
+    if remote is not None:
+        children += psutil.Process(remote.pid).children(recursive=True)
+    assert len(children) == 3 if where == "local" else 2  # the master and its workers
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
+    # First the load stops (the local ones within seconds; a remote worker within its 10 s of master
+    # silence), then the processes are gone.
+    _settles(target, 8 if where == "local" else 20)
 
     def gone() -> bool:
         return not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
 
     _wait_for(gone, 20, "the orphaned Locust processes to stop")
-    settled = target.requests
-    time.sleep(1.0)
-    assert target.requests == settled
+    if remote is not None:
+        remote.communicate(timeout=30)
 
 
 def test_too_few_remote_workers_exit_3_with_the_fix(target: CountingServer, locustfile: tuple[Path, Path]) -> None:
@@ -556,3 +581,39 @@ def test_a_local_worker_that_dies_at_start_fails_the_run_at_once_saying_so(targe
     assert "a local Locust worker" in proc.stderr and "does not run in a worker" in proc.stderr
     assert "loadkit worker --master" not in proc.stderr
     assert time.monotonic() - started < 40  # not after --workers-wait (60 s)
+
+
+
+SLOW_LOCUSTFILE = '''
+from locust import FastHttpUser, constant, task
+
+
+class Slow(FastHttpUser):
+    wait_time = constant(0)
+
+    @task
+    def slow(self):
+        self.client.get("/")
+'''
+
+
+def test_requests_in_flight_at_the_stop_arrive_in_the_final_windows(tmp_path: Path) -> None:
+    def answer(_path: str) -> tuple[int, dict[str, str]]:
+        time.sleep(0.7)  # every user has a request in flight when the stop comes
+        return 200, {}
+
+    lf = tmp_path / "slow.py"
+    lf.write_text(SLOW_LOCUSTFILE)
+    with serve_http("127.0.0.1", answer) as slow:
+        proc = _popen("run", "--target", _url(slow), "-f", str(lf), "-u", "6", "-r", "100", "-t", "30s",
+                      "--no-history", "-o", "json", "-q", "--workers", "2")
+        _wait_for(lambda: slow.requests > PREFLIGHT + 12, 40, "load")
+        # Ctrl-C: Locust's own quit would allow its workers 0.5 s; loadkit stops them and waits for each
+        # one's final window, which holds the requests still in flight (0.7 s) at the stop.
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        time.sleep(0.5)
+        assert proc.returncode == 130, err[-3000:]
+        result = json.loads(out)
+        assert result["generator"]["workers_lost"] == []
+        assert result["stats"]["requests"] == slow.requests - PREFLIGHT > 12
