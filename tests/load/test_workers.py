@@ -196,7 +196,7 @@ def test_loadkit_worker_serves_a_remote_master_and_another_version_is_refused(ta
     port = _free_port()
     before = target.requests
     master = _popen(*_run_args(target, lf, "--workers", "1", "--master-bind", f"127.0.0.1:{port}",
-                               "--workers-wait", "60s", duration="7s"))
+                               "--workers-wait", "60s", duration="8s"))
     # A worker of another loadkit version: refused by the master, exits 2 and says why.
     other = tmp_path / "other-version"
     other.mkdir()
@@ -208,13 +208,13 @@ def test_loadkit_worker_serves_a_remote_master_and_another_version_is_refused(ta
     assert "0.0.0+other" in refused_err and "refused" in refused_err
     assert target.requests <= before + PREFLIGHT  # it sent nothing (the master checked the target once)
     good = _popen("worker", "--master", f"127.0.0.1:{port}", "--once")
-    _wait_for(lambda: target.requests > before + 50, 40, "load")
+    _wait_for(lambda: target.requests > before + PREFLIGHT + 10, 40, "load")
     # A second worker joins mid-run: Locust hands it users before loadkit's plan reaches it, and
     # until then it refuses every connection, so nothing of it reaches the target uncounted.
     late = _popen("worker", "--master", f"127.0.0.1:{port}", "--once")
     out, err = master.communicate(timeout=90)
-    _, good_err = good.communicate(timeout=30)
-    _, late_err = late.communicate(timeout=30)
+    _, good_err = good.communicate(timeout=60)
+    _, late_err = late.communicate(timeout=60)
     assert master.returncode == 0, err[-3000:]
     assert good.returncode == 0, good_err[-3000:]
     assert late.returncode == 0, late_err[-3000:]
@@ -392,9 +392,9 @@ def test_a_worker_refused_mid_run_takes_no_users_from_the_planned_one(target: Co
     assert any("refused" in w for w in result["warnings"])
     # Locust gave the late worker half the users when it connected; refused, they came back at once.
     points = result["timeline"]
-    late = [p["rps"] for p in points if 4.5 <= p["t"] <= 6.5]
-    early = max(p["rps"] for p in points if p["t"] <= 3.0)
-    assert late and min(late) > 0.7 * early, [(p["t"], p["rps"], p["users"]) for p in points]
+    late = [p["users"] for p in points if 4.5 <= p["t"] <= 6.5]
+    assert late and all(users == 6 for users in late), [(p["t"], p["rps"], p["users"]) for p in points]
+    assert result["stats"]["rps"] > 0
 
 
 def test_a_run_whose_every_worker_was_lost_is_not_judged_a_pass(target: CountingServer,
