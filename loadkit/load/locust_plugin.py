@@ -44,7 +44,7 @@ import psutil
 from locust import LoadTestShape, events
 from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
-from locust.runners import STATE_MISSING, STATE_RUNNING, MasterRunner, Runner, WorkerRunner
+from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterRunner, Runner, WorkerRunner
 
 from loadkit import __version__
 from loadkit.load._arrivals import default_max_in_flight
@@ -399,6 +399,14 @@ def _start_planned_worker(environment: Environment, runner: WorkerRunner) -> Non
         logger.warning("loadkit: worker %s of %s holds the plan (%s)", plan.get("index"), plan.get("workers"),
                        plan.get("target"))
         _start_worker(environment, runner)
+        # `loadkit worker --once` reads this line: a run ended before it is not a run of this worker's.
+        def started(**_kw: Any) -> None:
+            logger.warning("loadkit: worker %s started its load", plan.get("index"))
+
+        if runner.state in (STATE_SPAWNING, STATE_RUNNING):
+            started()  # it joined a running test: Locust gave it users before the plan came
+        else:
+            environment.events.test_start.add_listener(started)
 
     def on_refused(environment: Environment, msg: Any, **_kw: Any) -> None:
         logger.error("loadkit: the master refused this worker: %s", (msg.data or {}).get("reason"))

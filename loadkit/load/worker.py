@@ -35,25 +35,25 @@ log = logging.getLogger(__name__)
 REFUSED_EXIT = 2  # the plugin's exit code when the master refused this worker
 _NO_MASTER = "Got no locustfile response from master"
 _PLANNED = "holds the plan"  # the plugin's log line once the master's plan arrived
+_LOADED = "started its load"  # ... and once its users (or its share of the schedule) started
 
 
 def serve_worker(host: str, port: int, *, once: bool = False, pin: bool = False,
                  connect_timeout_s: float = 60.0, locustfile: str | None = None) -> int:
     """Work for the master at host:port; 0 after a run (with `once`), raises on a refusal or failure."""
     while True:
-        code, no_master, planned = _one_run(host, port, pin=pin, connect_timeout_s=connect_timeout_s,
-                                            locustfile=locustfile)
+        code, no_master, loaded = _one_run(host, port, pin=pin, connect_timeout_s=connect_timeout_s,
+                                           locustfile=locustfile)
         if code == REFUSED_EXIT:
             raise UsageError(f"the loadkit master at {host}:{port} refused this worker, or this worker refused its "
                              "plan (see the reason above)",
                              hint="run the same loadkit version (image) and LOADKIT_WORKER_TOKEN for the master and "
                                   "its workers")
         if once:
-            if code == 0 and planned:
+            if code == 0 and loaded:
                 return 0
             if code == 0:
-                raise DriverError(f"the loadkit master at {host}:{port} ended before it gave this worker a plan "
-                                  "(no load ran here)",
+                raise DriverError(f"the loadkit master at {host}:{port} ended before any load ran on this worker",
                                   hint="check the master's output: it was stopped or failed before the run started")
             if no_master:
                 raise DriverError(f"no loadkit master answered at {host}:{port} within {connect_timeout_s:g}s",
@@ -68,7 +68,7 @@ def serve_worker(host: str, port: int, *, once: bool = False, pin: bool = False,
 
 def _one_run(host: str, port: int, *, pin: bool = False, connect_timeout_s: float = 60.0,
              locustfile: str | None = None) -> tuple[int, bool, bool]:
-    """One Locust worker process, to the end of one run: (exit code, no master answered, it got a plan).
+    """One Locust worker process, to the end of one run: (exit code, no master answered, its load started).
     Its output goes to our stderr."""
     with tempfile.TemporaryDirectory(prefix="loadkit-worker-") as tmp:
         # TMPDIR: where Locust writes the downloaded locustfiles; private, so two workers on one
@@ -80,23 +80,23 @@ def _one_run(host: str, port: int, *, pin: bool = False, connect_timeout_s: floa
                 command = worker_command(host, port, locustfile or "-", preload=True)
                 proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
                                         stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-                tail, planned, timed_out = _follow(proc, log_path, connect_timeout_s)
+                tail, timed_out, loaded = _follow(proc, log_path, connect_timeout_s)
         except OSError as exc:
             raise DriverError(f"cannot start a Locust worker: {exc}", hint="reinstall loadkit") from exc
-        return proc.returncode, timed_out or _NO_MASTER in tail, planned
+        return proc.returncode, timed_out or _NO_MASTER in tail, loaded
 
 
 def _follow(proc: subprocess.Popen[bytes], log_path: str, connect_timeout_s: float) -> tuple[str, bool, bool]:
-    """Wait for the worker, copying its log to stderr: (log tail, it got a plan, no plan within the
-    connect timeout). Ctrl-C/SIGTERM stop a planned worker in order (its final window goes to the
+    """Wait for the worker, copying its log to stderr: (log tail, no plan within the connect timeout,
+    its load started). Ctrl-C/SIGTERM stop a planned worker in order (its final window goes to the
     master), an unplanned one at once (nothing to send, and Locust's own KeyboardInterrupt traceback
     while it connects is noise); whatever is left is killed."""
-    seen, tail, planned, timed_out = 0, "", False, False
+    seen, tail, planned, loaded, timed_out = 0, "", False, False, False
     deadline = time.monotonic() + connect_timeout_s
     try:
         while proc.poll() is None:
             seen, tail = _copy_new(log_path, seen, tail)
-            planned = planned or _PLANNED in tail
+            planned, loaded = planned or _PLANNED in tail, loaded or _LOADED in tail
             if not planned and time.monotonic() > deadline:
                 timed_out = True
                 break
@@ -116,8 +116,8 @@ def _follow(proc: subprocess.Popen[bytes], log_path: str, connect_timeout_s: flo
         proc.wait()
         if seen >= 0:
             seen, tail = _copy_new(log_path, seen, tail)
-            planned = planned or _PLANNED in tail
-    return tail, planned, timed_out
+            loaded = loaded or _LOADED in tail
+    return tail, timed_out, loaded
 
 
 def _copy_new(path: str, seen: int, tail: str) -> tuple[int, str]:

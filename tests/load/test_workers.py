@@ -534,7 +534,7 @@ def test_master_and_workers_with_another_token_refuse_each_other(target: Countin
     lf, _ = locustfile
     port = _free_port()
     master = _popen(*_run_args(target, lf, "--workers", "1", "--master-bind", f"127.0.0.1:{port}",
-                               "--workers-wait", "8s"), env={"LOADKIT_WORKER_TOKEN": "the-masters"})
+                               "--workers-wait", "5s"), env={"LOADKIT_WORKER_TOKEN": "the-masters"})
     worker = _popen("worker", "--master", f"127.0.0.1:{port}", "--once", env={"LOADKIT_WORKER_TOKEN": "another"})
     _, werr = worker.communicate(timeout=60)
     _, merr = master.communicate(timeout=60)
@@ -617,3 +617,23 @@ def test_requests_in_flight_at_the_stop_arrive_in_the_final_windows(tmp_path: Pa
         result = json.loads(out)
         assert result["generator"]["workers_lost"] == []
         assert result["stats"]["requests"] == slow.requests - PREFLIGHT > 12
+
+
+def test_loadkit_worker_once_fails_when_its_master_ends_before_any_load(target: CountingServer,
+                                                                         locustfile: tuple[Path, Path]) -> None:
+    lf, _ = locustfile
+    port = _free_port()
+    master = _popen(*_run_args(target, lf, "--workers", "2", "--master-bind", f"127.0.0.1:{port}"))
+    worker = _popen("worker", "--master", f"127.0.0.1:{port}", "--once")
+    def connected() -> bool:
+        children = psutil.Process(worker.pid).children()
+        return any(c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+                   for child in children for c in child.net_connections("tcp"))
+
+    _wait_for(connected, 40, "the worker's Locust to connect to the master")
+    time.sleep(2.0)  # it says hello and holds the plan; the master waits for the second worker
+    master.send_signal(signal.SIGINT)
+    master.communicate(timeout=60)
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 3, err[-3000:]
+    assert "ended before any load ran on this worker" in err
