@@ -37,7 +37,7 @@ from loadkit import __version__
 HELLO, PLAN, REFUSED, STOP = "loadkit_hello", "loadkit_plan", "loadkit_refused", "loadkit_stop"
 logger = logging.getLogger("loadkit")
 TOKEN_ENV = "LOADKIT_WORKER_TOKEN"  # a shared secret: a worker obeys only a master that proves it knows it
-_UNPLANNED_GRACE_S = 2.0  # a connected worker that has not said hello this long is not loadkit's
+_UNPLANNED_GRACE_S = 3.0  # a connected worker that has not said hello this long is not loadkit's
 
 
 def token() -> str:
@@ -150,6 +150,8 @@ class Workers:
 
     def on_hello(self, environment: Any, msg: Any, **_kw: Any) -> None:
         node = str(msg.node_id)
+        if node in self.evicted:
+            return  # already out of this run (and told to quit)
         data = msg.data if isinstance(msg.data, dict) else {}
         version = data.get("version")
         nonce = str(data.get("nonce", ""))
