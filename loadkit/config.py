@@ -169,9 +169,9 @@ class WorkersSpec(StrictModel):
     master port); a second big run waits for it, up to `wait`.
     """
 
-    expect: int = Field(ge=1)
-    bind: str = "0.0.0.0:5557"
-    min_users: int = Field(default=200, ge=1)
+    expect: int = Field(ge=1, strict=True)
+    bind: str = "0.0.0.0:5557"  # every interface of the loadkit pod (its pod IP); a NetworkPolicy admits the workers
+    min_users: int = Field(default=200, ge=1, strict=True)
     wait: Duration = Field(default=60.0, gt=0)  # for the workers to connect (and for the pool to be free)
 
     @field_validator("bind")
@@ -183,6 +183,14 @@ class WorkersSpec(StrictModel):
     @property
     def address(self) -> tuple[str, int]:
         return parse_host_port(self.bind)
+
+
+def _check_workers(server: ServerSpec) -> ServerSpec:
+    workers = server.workers
+    if workers is not None and workers.min_users > server.max_users:
+        raise ValueError(f"server.workers.min_users ({workers.min_users}) is above server.max_users "
+                         f"({server.max_users}): no run would ever load from the workers; lower min_users")
+    return server
 
 
 class ServerSpec(StrictModel):
@@ -207,6 +215,10 @@ class ServerSpec(StrictModel):
     idle_timeout: Duration = Field(default=600.0, gt=0)
     rollback: RollbackSpec = Field(default_factory=RollbackSpec)
     workers: WorkersSpec | None = None  # worker pods for big runs; None: every run loads from the server
+
+    @model_validator(mode="after")
+    def _workers_reachable(self) -> ServerSpec:
+        return _check_workers(self)
 
     @field_validator("target_template", "baseline_template")
     @classmethod

@@ -99,6 +99,15 @@ def range_text(lo: float | None, hi: float | None, unit: str) -> str:
     return f"<= {with_unit(hi, unit)}"
 
 
+def host_port(host: str, port: int) -> str:
+    """('::1', 5557) -> '[::1]:5557': an address as parse_host_port reads it back.
+
+    >>> host_port("10.0.0.5", 5557), host_port("::1", 5557)
+    ('10.0.0.5:5557', '[::1]:5557')
+    """
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def parse_host_port(text: str, *, default_host: str | None = None) -> tuple[str, int]:
     """'10.0.0.5:5557' -> ('10.0.0.5', 5557); '[::1]:5557' for IPv6; ':5557' takes `default_host`.
 
@@ -108,6 +117,8 @@ def parse_host_port(text: str, *, default_host: str | None = None) -> tuple[str,
     host, sep, port = text.strip().rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
+    elif ":" in host and all(c in "0123456789abcdefABCDEF:.%" for c in host):
+        raise ValueError(f"{text!r} is ambiguous: an IPv6 address needs brackets, e.g. [{host}]:{port}")
     if not host and default_host is not None:
         host = default_host
     if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535 or any(c in host for c in "/ @"):

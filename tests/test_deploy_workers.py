@@ -96,6 +96,35 @@ def test_only_worker_pods_may_reach_the_master_port_and_nothing_reaches_a_worker
     assert closed["spec"]["policyTypes"] == ["Ingress"] and closed["spec"]["ingress"] == []
 
 
+def test_worker_pods_may_reach_only_their_master_dns_and_the_target_namespaces() -> None:
+    egress = one(WORKERS / "networkpolicy.yaml", "NetworkPolicy", "loadkit-worker-egress")
+    worker_labels = one(WORKERS / "workers.yaml", "Deployment")["spec"]["template"]["metadata"]["labels"]
+    master_labels = one(BASE / "deployment.yaml", "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert egress["spec"]["podSelector"]["matchLabels"].items() <= worker_labels.items()
+    assert egress["spec"]["policyTypes"] == ["Egress"]
+    rules = egress["spec"]["egress"]
+    # Every rule names where it goes: no rule without `to` (that would be anywhere).
+    assert rules and all(r.get("to") for r in rules)
+    master, dns, load, istiod = rules
+    [to_master] = master["to"]
+    assert to_master["podSelector"]["matchLabels"].items() <= master_labels.items()
+    assert master["ports"] == [{"protocol": "TCP", "port": worker_spec().address[1]}]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    [to_load] = load["to"]
+    assert to_load == {"namespaceSelector": {"matchLabels": {"loadkit.io/target": "true"}}}
+    assert istiod["ports"] == [{"protocol": "TCP", "port": 15012}]
+
+
+def test_worker_pods_pin_their_load_and_share_a_token_with_the_master() -> None:
+    [container] = one(WORKERS / "workers.yaml", "Deployment")["spec"]["template"]["spec"]["containers"]
+    ctx = cli.commands["worker"].make_context("worker", list(container["args"][1:]))
+    assert ctx.params["pin"] is True
+    [master] = one(WORKERS / "master-port.yaml", "Deployment")["spec"]["template"]["spec"]["containers"]
+    worker_ref = next(e for e in container["env"] if e["name"] == "LOADKIT_WORKER_TOKEN")["valueFrom"]
+    master_ref = next(e for e in master["env"] if e["name"] == "LOADKIT_WORKER_TOKEN")["valueFrom"]
+    assert worker_ref == master_ref and not worker_ref["secretKeyRef"].get("optional", False)
+
+
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (for `kubectl kustomize`) is not installed")
 def test_the_workers_overlay_builds_on_base() -> None:
     built = subprocess.run(["kubectl", "kustomize", str(WORKERS)], capture_output=True, text=True, timeout=60,
@@ -115,7 +144,7 @@ def test_the_workers_overlay_builds_on_base() -> None:
 
 def _plan(users: int) -> LoadPlan:
     return LoadPlan(target="http://site-canary.bruno.svc:80", locustfile=Path("website.py"),
-                    stages=[Stage(60, users, 50)], pin_to_target=True)
+                    stages=[Stage(60, users, 50)], pin_to_target=False)
 
 
 def test_serve_sends_runs_at_or_above_min_users_to_the_workers() -> None:
@@ -123,7 +152,9 @@ def test_serve_sends_runs_at_or_above_min_users_to_the_workers() -> None:
     small, big = on_workers(_plan(spec.min_users - 1), spec), on_workers(_plan(spec.min_users), spec)
     assert small.workers == 0 and small.master_bind is None
     assert big.workers == spec.expect and big.master_bind == ("0.0.0.0", 5557) and big.workers_wait_s == spec.wait
-    assert big.pin_to_target  # the workers are pinned to the target like the server's own Locust
+    # Pinned by on_workers itself, whatever the plan it was given: the worker pods' --pin refuses
+    # any other plan, so an unpinned worker run would never start.
+    assert big.pin_to_target is True and small.pin_to_target is False
     assert on_workers(_plan(10_000), None).workers == 0
 
 
@@ -132,7 +163,11 @@ def test_serve_sends_runs_at_or_above_min_users_to_the_workers() -> None:
     ("server:\n  workers: {expect: 0}\n", ["server.workers.expect", "greater than or equal to 1"]),
     ("server:\n  workers: {expect: 2, bind: 'nowhere'}\n", ["server.workers.bind", "HOST:PORT"]),
     ("server:\n  worker: {expect: 2}\n", ["server.worker", "did you mean 'workers'"]),
-], ids=["typo", "zero", "bad-bind", "typo-section"])
+    ("server:\n  max_users: 100\n  workers: {expect: 2, min_users: 200}\n",
+     ["server.workers.min_users", "above server.max_users"]),
+    ("server:\n  workers: {expect: true}\n", ["server.workers.expect", "integer"]),
+    ("server:\n  workers: {expect: 2, bind: 'fe80::1:5557'}\n", ["server.workers.bind", "brackets"]),
+], ids=["typo", "zero", "bad-bind", "typo-section", "min-above-max", "bool-expect", "ipv6-no-brackets"])
 def test_bad_server_workers_are_refused_with_the_field(tmp_path: Path, text: str, expected: list[str]) -> None:
     path = tmp_path / "loadkit.yaml"
     path.write_text(text)
@@ -141,3 +176,11 @@ def test_bad_server_workers_are_refused_with_the_field(tmp_path: Path, text: str
     message = str(err.value.message) + str(err.value.hint or "")
     for part in expected:
         assert part in message, message
+
+
+def test_serve_refuses_a_worker_bind_on_its_own_port(loadkit_in_process: Any, tmp_path: Path) -> None:
+    path = tmp_path / "loadkit.yaml"
+    path.write_text("schema_version: 1\nserver:\n  workers: {expect: 2, bind: '0.0.0.0:8080'}\n")
+    proc = loadkit_in_process("serve", "--config", str(path), "--db", str(tmp_path / "db"), "--port", "8080")
+    assert proc.returncode == 2, proc.stderr
+    assert "server.workers.bind" in proc.stderr and "fix:" in proc.stderr

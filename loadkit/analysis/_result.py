@@ -167,23 +167,73 @@ def _cpu_and_loop(samples: Sequence[Snapshot], processes: int) -> GeneratorHealt
     )
 
 
-def with_workers(health: GeneratorHealth, events: Sequence[WorkerEvent]) -> GeneratorHealth:
-    """A distributed run's generator health: how many workers took part, which were lost."""
+def with_workers(health: GeneratorHealth, events: Sequence[WorkerEvent], planned: int = 0) -> GeneratorHealth:
+    """A distributed run's generator health: how many workers took part, which were lost (and came
+    back), what did not come from this run's planned workers, and whether its load fell short."""
     joined = {e.node for e in events if e.event is WorkerEventKind.JOINED}
-    lost = [LostWorker(node=e.node, index=e.index, at_s=e.at_s, detected_s=e.detected_s, requests=e.requests or 0,
-                       reason=e.reason) for e in events if e.event is WorkerEventKind.LOST]
-    return health.model_copy(update={"workers": len(joined), "workers_lost": lost})
+    lost: list[LostWorker] = []
+    for e in events:
+        if e.event is WorkerEventKind.LOST:
+            lost.append(LostWorker(node=e.node, index=e.index, at_s=e.at_s, detected_s=e.detected_s,
+                                   requests=e.requests or 0, reason=e.reason, users_moved=e.users_moved))
+        elif e.event is WorkerEventKind.REJOINED:
+            back = next((w for w in reversed(lost) if w.node == e.node and w.rejoined_s is None), None)
+            if back is not None:
+                lost[lost.index(back)] = back.model_copy(update={"rejoined_s": e.at_s})
+    unplanned = sum(e.event is WorkerEventKind.UNPLANNED for e in events)
+    dropped = sum(e.requests or 0 for e in events if e.event is WorkerEventKind.DROPPED)
+    health = health.model_copy(update={"workers": len(joined), "workers_lost": lost, "workers_unplanned": unplanned,
+                                       "dropped_requests": dropped})
+    return health.model_copy(update={"load_short": load_short(health, planned)})
+
+
+def load_short(health: GeneratorHealth, planned: int) -> str:
+    """Why the load that arrived is short of the plan ("" when it is not): the rule that keeps a
+    distributed run that lost load (or had load it could not count) from ever being a pass."""
+    if not health.workers and not health.workers_lost:
+        return ""
+    reasons = []
+    if health.workers_lost:
+        reasons.append(f"{len(health.workers_lost)} load generator worker loss(es) of {max(planned, health.workers)} "
+                       "workers")
+    if health.workers_unplanned:
+        reasons.append(f"{health.workers_unplanned} worker(s) without this run's plan took users (their load on "
+                       "the target is not counted)")
+    return "; ".join(reasons)
+
+
+def every_worker_lost(health: GeneratorHealth) -> bool:
+    """No worker was left loading at the end: the run was judged on a part of its profile."""
+    down = {w.node for w in health.workers_lost if w.rejoined_s is None}
+    return health.workers > 0 and len(down) >= health.workers
 
 
 def workers_lost_warnings(health: GeneratorHealth, planned: int) -> list[str]:
-    """One warning per lost worker: the run is judged on what arrived, and says so in every output."""
+    """One warning per lost worker, and per thing that did not come from this run's planned workers:
+    the run is judged on what arrived, and says so in every output."""
     out = []
-    for n, w in enumerate(health.workers_lost, start=1):
+    remaining = planned
+    for w in health.workers_lost:
         name = f"worker {w.index}" if w.index is not None else f"worker {w.node}"
         when = f"at {fmt(w.at_s)}s" if w.at_s is not None else "mid-run"
-        out.append(f"load generator {name} was lost {when} ({w.reason}): its {w.requests} requests until then "
-                   f"are counted, its load after that is missing; judged on what arrived, from then on with "
-                   f"{max(planned - n, 0)} of {planned} workers")
+        head = f"load generator {name} was lost {when} ({w.reason}): its {w.requests} requests until then are counted"
+        if w.rejoined_s is not None:
+            out.append(f"{head}; it came back at {fmt(w.rejoined_s)}s, so its load between is missing (Locust gave "
+                       "it users again)")
+        elif w.users_moved:
+            remaining = max(remaining - 1, 0)
+            out.append(f"{head}; Locust moved its users to the remaining {remaining} of {planned} workers, so the "
+                       "load went on with fewer generators")
+        else:
+            remaining = max(remaining - 1, 0)
+            out.append(f"{head}, its load after that is missing; judged on what arrived, from then on with "
+                       f"{remaining} of {planned} workers")
+    if health.workers_unplanned:
+        out.append(f"{health.workers_unplanned} load generator worker(s) without this run's plan joined mid-run and "
+                   "took users until they were evicted: the target saw load this result does not count")
+    if health.dropped_requests:
+        out.append(f"{health.dropped_requests} requests reported by workers that are not this run's planned ones "
+                   "(another run's, or a stranger on the master's port) were dropped, not counted")
     return out
 
 
@@ -198,10 +248,15 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
     shares = plan.workers or plan.processes
     cap = (plan.max_in_flight or default_max_in_flight(plan.peak_rate, shares)) * shares if plan.open_model else 0
     health = with_workers(assess_generator(outcome.snapshots, plan.processes, plan.rate_stages, cap),
-                          outcome.workers)
+                          outcome.workers, plan.workers)
     if plan.open_model:
         checks = censored_latency_checks(checks, health, outcome.histogram)
     censored = checks != card.checks and early_stop is None
+    # A run whose load fell short of its plan (a lost worker, uncounted load) is never a pass: judged
+    # FAIL, so no rollout is promoted on it; with no worker left at the end, not judged at all.
+    short = "" if outcome.interrupted else health.load_short
+    if short and every_worker_lost(health):
+        checks = [c.unjudged("insufficient data: every load generator worker was lost before the end") for c in checks]
     warnings = [*outcome.notes, *notes, *workers_lost_warnings(health, plan.workers)]
     warnings += [f"a load generator worker was refused: {e.reason}" for e in outcome.workers
                  if e.event is WorkerEventKind.REFUSED]
@@ -228,13 +283,16 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
                         "self.client.get(f'/item/{id}', name='/item/[id]'))")
     if early_stop is not None:
         warnings.append(early_stop.summary)
+    if short:
+        warnings.append(f"not a pass: the load that arrived is short of the plan ({short}); judged FAIL so that "
+                        "nothing is promoted on it (see docs/distributed.md)")
     if outcome.interrupted:
         warnings.append(f"{INTERRUPTED_NOTE} {fmt(stats.duration_s)}s: not judged (the checks show what was "
                         "collected)")
     return RunResult(
-        verdict=Verdict.INTERRUPTED if outcome.interrupted else Verdict.FAIL if early_stop or censored
+        verdict=Verdict.INTERRUPTED if outcome.interrupted else Verdict.FAIL if early_stop or censored or short
         else card.verdict,
-        score=card.score if early_stop is None and not censored else _score(checks),
+        score=card.score if early_stop is None and not censored and not short else _score(checks),
         target=plan.target,
         profile=plan.profile,
         locustfile=str(plan.locustfile),

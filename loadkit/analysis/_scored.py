@@ -11,7 +11,7 @@ from pathlib import Path
 from loadkit.analysis._result import build_result, timeline_point
 from loadkit.analysis._server_side import ServerSide, baseline_target, gather, require, side_of
 from loadkit.analysis._tally import tally_of
-from loadkit.load.pair import run_pair
+from loadkit.load.pair import check_pair, run_pair
 from loadkit.load.preflight import preflight, validate_target
 from loadkit.load.runner import LoadPlan, LocustDriver
 from loadkit.models.results import CompareVerdict, Comparison, EarlyStop, RunResult, TimelinePoint
@@ -37,6 +37,8 @@ def run_scored(plan: LoadPlan, thresholds: list[Threshold], min_samples: int, *,
         on_snapshot = _watching(fail_fast, stop, on_snapshot)
     require(thresholds, server)
     baseline = baseline_target(thresholds, server)
+    if baseline is not None:
+        check_pair(plan)
     preflight(plan.target, plan.headers)
     if baseline is None:
         outcome = LocustDriver(log_dir=log_dir).run(plan, on_snapshot=on_snapshot, stop=stop)
@@ -82,6 +84,7 @@ def compare_scored(plan: LoadPlan, baseline: str, spec: CompareSpec, *,
     Returns (comparison, interrupted).
     """
     baseline = validate_target(baseline)
+    check_pair(plan)
     preflight(plan.target, plan.headers)
     preflight(baseline, plan.headers)
     canary, other = run_pair(plan, baseline, log_dir=log_dir, on_snapshot=on_snapshot, stop=stop)

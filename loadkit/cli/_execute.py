@@ -24,7 +24,7 @@ from loadkit.report import render_scorecard, result_json, write_junit, write_rep
 from loadkit.report.junit import checks_junit, error_junit, write_text
 from loadkit.report.text import render_score
 from loadkit.scoring import FailFast
-from loadkit.units import fmt
+from loadkit.units import fmt, host_port
 
 
 def execute_run(*, target: str, profile: str, locustfile: str | None, users: int | None,
@@ -33,7 +33,7 @@ def execute_run(*, target: str, profile: str, locustfile: str | None, users: int
                 report_dir: Path | None, min_samples: int | None, quiet: bool, baseline: str | None = None,
                 prometheus_url: str | None = None, canary_name: str | None = None,
                 namespace: str | None = None, keep: Keep | None = None, workers: int | None = None,
-                master_bind: str | None = None, workers_wait: float = 60.0, rate: float | None = None,
+                master_bind: str | None = None, workers_wait: float | None = None, rate: float | None = None,
                 max_in_flight: int | None = None, abort_on_fail: bool = False) -> int:
     prepare_outputs(junit_path, report_dir)
     with error_outputs(junit_path, report_dir, f"loadkit.{profile}"):
@@ -51,7 +51,7 @@ def _execute(*, target: str, profile: str, locustfile: str | None, users: int | 
              processes: int, config_path: Path | None, output: str, junit_path: Path | None,
              report_dir: Path | None, min_samples: int | None, quiet: bool, baseline: str | None,
              prometheus_url: str | None, canary_name: str | None, namespace: str | None,
-             keep: Keep | None, workers: int | None, master_bind: str | None, workers_wait: float,
+             keep: Keep | None, workers: int | None, master_bind: str | None, workers_wait: float | None,
              rate: float | None = None, max_in_flight: int | None = None, abort_on_fail: bool = False) -> int:
     config = load_config(config_path)
     server = server_side(config, prometheus_url=prometheus_url, canary_name=canary_name, namespace=namespace,
@@ -76,7 +76,7 @@ def _execute(*, target: str, profile: str, locustfile: str | None, users: int | 
     if plan.master_bind is not None:
         host = plan.master_bind[0] if plan.master_bind[0] not in ("0.0.0.0", "*", "::") else "THIS-HOST"
         err.print(f"loadkit: waiting up to {plan.workers_wait_s:g}s for {plan.workers} worker(s): `loadkit worker "
-                  f"--master {host}:{plan.master_bind[1]}` (Locust's worker protocol has no "
+                  f"--master {host_port(host, plan.master_bind[1])}` (Locust's worker protocol has no "
                   "authentication or TLS: let only the workers reach this port)", highlight=False)
     if abort_on_fail and not fail_fast.enabled:
         err.print("loadkit: --abort-on-fail: no threshold here can be decisive (only request-success-rate, "

@@ -41,8 +41,8 @@ from loadkit.cli._options import (
 @click.option("--master-bind", metavar="HOST:PORT",
               help="With --workers: listen here for remote workers, e.g. 0.0.0.0:5557 (no auth/TLS: "
                    "firewall it to the workers).")
-@click.option("--workers-wait", type=DurationType(), default="60s", show_default=True,
-              help="How long to wait for the --workers to connect; fewer exits 3.")
+@click.option("--workers-wait", type=DurationType(),
+              help="How long to wait for the --workers to connect (default 60s); fewer exits 3.")
 @click.option("--abort-on-fail", is_flag=True,
               help="Stop as soon as a threshold's failure is statistically certain (the webhook's decisive-breach "
                    "rule, server.rollback.confidence) and exit 1, saying when and why. A healthy run goes to its end.")
@@ -52,7 +52,7 @@ def run(target: str, profile: str, locustfile: str | None, users: int | None, sp
         config_path: Path | None, output: str, junit_path: Path | None, report_dir: Path | None,
         min_samples: int | None, quiet: bool, baseline: str | None, prometheus_url: str | None,
         canary_name: str | None, namespace: str | None, db_path: Path | None, no_history: bool,
-        workers: int | None = None, master_bind: str | None = None, workers_wait: float = 60.0,
+        workers: int | None = None, master_bind: str | None = None, workers_wait: float | None = None,
         rate: float | None = None, max_in_flight: int | None = None, abort_on_fail: bool = False) -> int:
     """Run a load profile against TARGET and score it.
 

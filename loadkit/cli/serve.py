@@ -64,6 +64,12 @@ def serve(host: str, port: int, config_path: Path | None, db_path: Path, allow_t
                               allow_namespaces=allow_namespaces, max_concurrent_runs=max_concurrent_runs,
                               max_body=max_body, token_file=token_file, public_url=public_url,
                               retention_s=retention, prometheus_url=prometheus_url)
+    workers = settings.config.server.workers
+    if workers is not None and workers.address[1] == port:
+        from loadkit.errors import UsageError
+
+        raise UsageError(f"server.workers.bind {workers.bind} uses port {port}, the port loadkit serve listens on",
+                         hint="give server.workers.bind another port, e.g. 0.0.0.0:5557")
     return run_server(settings, host=host, port=port, output=output, views=report_views(), log_format=log_format)
 
 

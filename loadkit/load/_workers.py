@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,8 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from loadkit.errors import DriverError
+from loadkit.errors import DriverError, UsageError
+from loadkit.load._distributed import TOKEN_ENV
 from loadkit.models.wire import WorkerEvent, WorkerEventKind
+from loadkit.units import host_port
 
 if TYPE_CHECKING:
     from loadkit.load.runner import LoadPlan
@@ -41,8 +44,8 @@ def master_port(plan: LoadPlan) -> Iterator[None]:
     with _BOUND_LOCK:
         lock = _BOUND.setdefault(plan.master_bind, threading.Lock())
     if not lock.acquire(timeout=plan.workers_wait_s):
-        host, port = plan.master_bind
-        raise DriverError(f"the worker pool at {host}:{port} was busy with another run for {plan.workers_wait_s:g}s",
+        raise DriverError(f"the worker pool at {host_port(*plan.master_bind)} was busy with another run for "
+                          f"{plan.workers_wait_s:g}s",
                           hint="retry later, or raise server.workers.min_users so fewer runs need the pool")
     try:
         yield
@@ -50,16 +53,41 @@ def master_port(plan: LoadPlan) -> Iterator[None]:
         lock.release()
 
 
+def check_bind(bind: tuple[str, int]) -> None:
+    """Before Locust starts: the master can listen on `bind` (a name that resolves, an address of this
+    machine, a free port). UsageError for a name that does not resolve, DriverError otherwise."""
+    host, port = bind
+    where = host_port(host, port)
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UsageError(f"--master-bind {where}: {host!r} does not resolve ({exc})",
+                         hint="give an address of this machine, e.g. --master-bind 0.0.0.0:5557") from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise DriverError(f"the Locust master cannot listen on {where}: {exc.strerror or exc}",
+                              hint="choose a free port on an address of this machine (--master-bind, "
+                                   "server.workers.bind), or stop what holds it") from None
+
+
 def locust_env(**extra: str) -> dict[str, str]:
-    """The environment of a Locust child: the caller's, minus its LOCUST_*/LOADKIT_* settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "LOADKIT_"))}
+    """The environment of a Locust child: the caller's, minus its LOCUST_*/LOADKIT_* settings (but
+    the shared worker token, LOADKIT_WORKER_TOKEN, which master and workers check each other with)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "LOADKIT_")) or k == TOKEN_ENV}
     env.update(PYTHONUNBUFFERED="1", LOADKIT_PARENT_PID=str(os.getpid()), **extra)
     return env
 
 
-def worker_command(master_host: str, master_port: int, locustfiles: str) -> list[str]:
-    """A Locust worker of a loadkit master; `locustfiles` "-" downloads them from the master."""
-    return [sys.executable, "-m", "locust", "--worker", "--master-host", master_host,
+def worker_command(master_host: str, master_port: int, locustfiles: str, *, preload: bool = False) -> list[str]:
+    """A Locust worker of a loadkit master; `locustfiles` "-" downloads them from the master. With
+    `preload` (`loadkit worker`) loadkit's plugin is loaded before them, from this installation, so
+    its checks (the plan, the token, --pin) do not depend on what a master sends."""
+    locust = ["-m", "loadkit.load.locust_plugin"] if preload else ["-m", "locust"]
+    return [sys.executable, *locust, "--worker", "--master-host", master_host,
             "--master-port", str(master_port), "-f", locustfiles, "--loglevel", "WARNING"]
 
 
@@ -92,11 +120,11 @@ def workers_error(plan: LoadPlan, events: list[WorkerEvent], log: str, tail: str
         return DriverError(f"the master refused its worker: {refused[0].reason}",
                            hint="use the same loadkit image for `loadkit worker` and the master")
     if "was busy" in log or "Address already in use" in log:
-        where = f"{plan.master_bind[0]}:{plan.master_bind[1]}" if plan.master_bind else "its port"
+        where = host_port(*plan.master_bind) if plan.master_bind else "its port"
         return DriverError(f"the Locust master could not bind {where}: the address is in use",
                            hint="choose another --master-bind port, or stop what holds it")
     joined = sum(e.event is WorkerEventKind.JOINED for e in events)
-    where = (f"{plan.master_bind[0]}:{plan.master_bind[1]}" if plan.master_bind else "127.0.0.1")
+    where = host_port(*plan.master_bind) if plan.master_bind else "127.0.0.1"
     return DriverError(f"only {joined} of {plan.workers} Locust workers connected to the master on {where} "
                        f"within {plan.workers_wait_s:g}s:\n{tail}",
                        hint="start them with: loadkit worker --master HOST:PORT (the master's address as the "

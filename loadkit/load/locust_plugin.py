@@ -34,6 +34,7 @@ import math
 import os
 import signal
 import time
+import uuid
 from typing import Any
 
 import gevent
@@ -43,7 +44,7 @@ import psutil
 from locust import LoadTestShape, events
 from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
-from locust.runners import STATE_MISSING, MasterRunner, Runner, WorkerRunner
+from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterRunner, Runner, WorkerRunner
 
 from loadkit import __version__
 from loadkit.load._arrivals import default_max_in_flight
@@ -51,12 +52,17 @@ from loadkit.load._distributed import HELLO as _HELLO
 from loadkit.load._distributed import PLAN as _PLAN_MESSAGE
 from loadkit.load._distributed import REFUSED as _REFUSED
 from loadkit.load._distributed import STOP as _STOP
-from loadkit.load._distributed import Workers
+from loadkit.load._distributed import TOKEN_ENV, Workers, plan_proof, proof, token, verify
 from loadkit.load._guard import Connections, OriginGuard, refuse_until_planned
 from loadkit.load._open_model import OpenModel, from_intended_start, nested_task_sets
 from loadkit.load._window import Window, endpoint_rows
 from loadkit.load.shapes import RateStage, Stage, peak_rate, rate_at, tick
 
+# `loadkit worker` runs Locust with this module loaded first (`python -m loadkit.load.locust_plugin`),
+# so its checks hold whatever files a master sends; the master's own copy of it, downloaded with
+# `-f -`, is then a second copy and stays inert.
+_ACTIVE = not getattr(events, "_loadkit_plugin", False)
+setattr(events, "_loadkit_plugin", True)  # noqa: B010 - a marker on Locust's event hub, not an attribute it has
 _PLAN: dict[str, Any] = json.loads(os.environ.get("LOADKIT_PLAN") or "{}")
 _STAGES = [Stage(**s) for s in _PLAN.get("stages", [])]
 _GATE: Workers | None = None  # the master's workers, in a distributed run
@@ -185,10 +191,12 @@ class _Collector:
         return len(self.finished | self.lost) >= _shares()
 
     def on_worker_window(self, environment: Environment, msg: Any, **_kw: Any) -> None:
-        data = msg.data
+        data = msg.data if isinstance(msg.data, dict) else {}
+        node = str(msg.node_id)
+        if self.workers is not None and not self.workers.accepts(node, data):
+            return  # not from this run's planned workers: never merged (reported as dropped)
         window = Window.from_wire(data["window"])
         self.pending.merge(window)
-        node = str(msg.node_id)
         self.busy[node] = int(data.get("busy", 0))
         if data.get("finished"):
             self.finished.add(node)
@@ -266,6 +274,8 @@ class _Collector:
         if self.ended:
             return
         self.emit_snapshot()
+        if self.workers is not None:
+            self.workers.report_dropped()
         self.ended = True
         self.write({
             "type": "end",
@@ -341,7 +351,7 @@ def _wrap_http_user(user_class: type, headers: dict[str, str]) -> None:
 @events.init.add_listener
 def _on_init(environment: Environment, runner: Runner, **_kw: Any) -> None:
     remote = isinstance(runner, WorkerRunner) and os.environ.get("LOADKIT_WORKER") == "1"
-    if not _PLAN and not remote:
+    if not _ACTIVE or (not _PLAN and not remote):
         return  # loaded without loadkit (plain `locust -f`): stay out of the way
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         # Started from a background job (`loadkit run ... &`) SIGINT arrives ignored, but it is how
@@ -379,11 +389,25 @@ def _start_planned_worker(environment: Environment, runner: WorkerRunner) -> Non
     """A worker of a distributed run: nothing leaves it until its master's plan arrives."""
     Connections.get().policy = refuse_until_planned
     planned: list[dict[str, Any]] = []
+    secret, nonce = token(), uuid.uuid4().hex
+    must_pin = os.environ.get("LOADKIT_WORKER_PIN") == "1"
+
+    def refuse_plan(why: str) -> None:
+        logger.error("loadkit: refusing the master's plan: %s", why)
+        environment.process_exit_code = 2
+        gevent.spawn(runner.quit)
 
     def on_plan(environment: Environment, msg: Any, **_kw: Any) -> None:
         if planned:
             return  # sent again (the worker reconnected): the first plan stands
-        plan = dict(msg.data)
+        plan = dict(msg.data) if isinstance(msg.data, dict) else {}
+        if secret and not verify(plan_proof(secret, nonce, plan), plan.get("proof")):
+            refuse_plan(f"the master did not prove it knows this worker's {TOKEN_ENV}: it is not a master "
+                        f"to obey (give the master the same {TOKEN_ENV})")
+            return
+        if must_pin and plan.get("pin_to_target") is not True:
+            refuse_plan("this worker was started with --pin and the plan does not pin the load to its target")
+            return
         planned.append(plan)
         # From here on this worker reads its plan as every loadkit process does (with "index" and
         # "workers": its place among the master's workers).
@@ -395,6 +419,14 @@ def _start_planned_worker(environment: Environment, runner: WorkerRunner) -> Non
         logger.warning("loadkit: worker %s of %s holds the plan (%s)", plan.get("index"), plan.get("workers"),
                        plan.get("target"))
         _start_worker(environment, runner)
+        # `loadkit worker --once` reads this line: a run ended before it is not a run of this worker's.
+        def started(**_kw: Any) -> None:
+            logger.warning("loadkit: worker %s started its load", plan.get("index"))
+
+        if runner.state in (STATE_SPAWNING, STATE_RUNNING):
+            started()  # it joined a running test: Locust gave it users before the plan came
+        else:
+            environment.events.test_start.add_listener(started)
 
     def on_refused(environment: Environment, msg: Any, **_kw: Any) -> None:
         logger.error("loadkit: the master refused this worker: %s", (msg.data or {}).get("reason"))
@@ -403,7 +435,8 @@ def _start_planned_worker(environment: Environment, runner: WorkerRunner) -> Non
 
     runner.register_message(_PLAN_MESSAGE, on_plan)
     runner.register_message(_REFUSED, on_refused)
-    runner.send_message(_HELLO, {"version": __version__})
+    runner.send_message(_HELLO, {"version": __version__, "nonce": nonce, "token": bool(secret),
+                                 "proof": proof(secret, "hello", nonce, runner.client_id)})
 def _refuse(runner: Runner, message: str, hint: str) -> None:
     """A locustfile this plan cannot run: tell the parent (exit 2 there) and quit before any load."""
     logger.error("loadkit: %s; %s", message, hint)
@@ -436,7 +469,8 @@ def _start_worker(environment: Environment, runner: WorkerRunner) -> None:
     def send(final: bool = False) -> None:
         window, cpu, lag = process.drain()
         runner.send_message(_MESSAGE, {"window": window.to_wire(), "cpu": cpu, "lag_ms": lag, "final": final,
-                                       "busy": process.busy, "finished": process.finished})
+                                       "busy": process.busy, "finished": process.finished,
+                                       "run": _PLAN.get("run")})
 
     def loop() -> None:
         while True:
@@ -464,10 +498,15 @@ def _start_collector(environment: Environment, runner: Runner, notes: list[str])
         runner.register_message(_MESSAGE, collector.on_worker_window)
     collector.write({"type": "start", "processes": _PLAN.get("processes", 1), "pid": os.getpid(), "notes": notes})
     if isinstance(runner, MasterRunner) and _PLAN.get("workers"):
+        def redispatch() -> None:
+            if runner.state == STATE_RUNNING:
+                gevent.spawn(runner.start, runner.target_user_count, runner.spawn_rate)
+
         collector.workers = _GATE = Workers(
             runner, {**_PLAN, "target": environment.host}, int(_PLAN["workers"]),
             float(_PLAN.get("workers_wait_s", 60.0)), collector.write, collector.elapsed,
-            on_lost=lambda node: collector.cpu.pop(node, None), sleep=gevent.sleep, missing=STATE_MISSING)
+            on_lost=lambda node: collector.cpu.pop(node, None), sleep=gevent.sleep, missing=STATE_MISSING,
+            redispatch=redispatch, run_id=uuid.uuid4().hex, secret=token())
         _GATE.register()
 
     def on_test_start(**_kw: Any) -> None:
@@ -491,3 +530,9 @@ def _start_collector(environment: Environment, runner: Runner, notes: list[str])
     environment.events.test_stopping.add_listener(on_test_stopping)
     environment.events.test_stop.add_listener(on_test_stop)
     environment.events.quit.add_listener(lambda exit_code=0, **_: collector.finish("completed"))
+
+
+if __name__ == "__main__":  # `loadkit worker`: Locust's own CLI, with this plugin loaded before any locustfile
+    from locust.main import main
+
+    main()

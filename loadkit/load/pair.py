@@ -11,14 +11,28 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from loadkit.errors import UsageError
 from loadkit.load.runner import LoadOutcome, LoadPlan, LocustDriver
 from loadkit.models.wire import Snapshot
+
+
+def check_pair(canary: LoadPlan) -> None:
+    """Before any traffic: the two runs can happen at once. One bound worker pool (--master-bind,
+    server.workers) serves one run at a time, so canary and baseline cannot both load from it."""
+    if canary.master_bind is None:
+        return
+    host, port = canary.master_bind
+    raise UsageError(f"compare checks run the same load against the baseline at the same time, and the worker pool "
+                     f"at {host}:{port} serves one run at a time",
+                     hint="drop --master-bind (local --workers N run both), or run without the compare checks; "
+                          "for loadkit serve, raise server.workers.min_users above this run's users")
 
 
 def run_pair(canary: LoadPlan, baseline_target: str, *, log_dir: Path | None = None,
              on_snapshot: Callable[[Snapshot], None] | None = None,
              stop: threading.Event | None = None) -> tuple[LoadOutcome, LoadOutcome]:
     """(canary outcome, baseline outcome); raises the first error either run raised."""
+    check_pair(canary)
     baseline = dataclasses.replace(canary, target=baseline_target)
     stop_baseline = threading.Event()
     stop_canary = _Either(stop)  # set when the baseline fails; never touches the caller's event

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from loadkit.errors import UsageError
+from loadkit.load._workers import check_bind
 from loadkit.load.journeys import check_locustfile_syntax, locate_locustfile
 from loadkit.load.preflight import validate_target
 from loadkit.load.profiles import Profile
@@ -19,7 +21,7 @@ def plan_run(profile: Profile, *, target: str, locustfile: str | None = None, us
              spawn_rate: float | None = None, duration_s: float | None = None,
              headers: Mapping[str, str] | None = None, processes: int = 1,
              base_dir: Path | None = None, workers: int | None = None,
-             master_bind: str | None = None, workers_wait_s: float = 60.0, rate: float | None = None,
+             master_bind: str | None = None, workers_wait_s: float | None = None, rate: float | None = None,
              max_in_flight: int | None = None) -> LoadPlan:
     """Resolve a profile plus overrides into a concrete plan; raises ConfigError/UsageError.
 
@@ -29,7 +31,8 @@ def plan_run(profile: Profile, *, target: str, locustfile: str | None = None, us
     duration, or the profile's own rate stages rescaled to that peak. `max_in_flight` bounds the
     iterations running at once per process (default: the profile's, else two seconds of the rate).
     """
-    bind = check_workers(workers, master_bind, processes)
+    bind = check_workers(workers, master_bind, processes, workers_wait_s)
+    wait_s = 60.0 if workers_wait_s is None else workers_wait_s
     target = validate_target(target)
     rate_stages = _rate_stages(profile, users=users, spawn_rate=spawn_rate, duration_s=duration_s, rate=rate)
     if max_in_flight is not None and not rate_stages:
@@ -55,17 +58,25 @@ def plan_run(profile: Profile, *, target: str, locustfile: str | None = None, us
         profile=profile.name,
         workers=workers or 0,
         master_bind=bind,
-        workers_wait_s=workers_wait_s,
+        workers_wait_s=wait_s,
         rate_stages=rate_stages,
         max_in_flight=(max_in_flight or profile.max_in_flight) if rate_stages else 0,
     )
 
 
-def check_workers(workers: int | None, master_bind: str | None, processes: int) -> tuple[str, int] | None:
+def check_workers(workers: int | None, master_bind: str | None, processes: int,
+                  workers_wait_s: float | None = None) -> tuple[str, int] | None:
     """The distributed options, checked: the master's bind address (None: local workers)."""
     if workers is not None and workers < 1:
         raise UsageError(f"--workers {workers}: a distributed run needs at least 1 worker",
                          hint="give --workers N with N >= 1, or leave --workers out to load from this process")
+    if workers_wait_s is not None and not workers:
+        raise UsageError("--workers-wait is how long to wait for --workers N, and this run has no workers",
+                         hint="add --workers N, or drop --workers-wait")
+    if workers and master_bind is None and workers > (cap := max_local_workers()):
+        raise UsageError(f"--workers {workers}: more local worker processes than this machine can run "
+                         f"(at most {cap}: 4 per CPU)",
+                         hint=f"give --workers {cap} or fewer, or run them on other machines with --master-bind")
     if workers and processes > 1:
         raise UsageError("--workers and --processes cannot be combined",
                          hint="--processes N forks workers on this machine; --workers N runs them over TCP "
@@ -77,10 +88,16 @@ def check_workers(workers: int | None, master_bind: str | None, processes: int) 
                          hint="e.g. --workers 4 --master-bind 0.0.0.0:5557, then run `loadkit worker --master "
                               "MASTER:5557` on each worker machine")
     try:
-        return parse_host_port(master_bind)
+        bind = parse_host_port(master_bind)
     except ValueError as exc:
         raise UsageError(f"--master-bind {exc}", hint="give the address the master listens on for its workers, "
                          "e.g. --master-bind 0.0.0.0:5557") from None
+    check_bind(bind)
+    return bind
+
+
+def max_local_workers() -> int:
+    return 4 * (os.cpu_count() or 1)
 
 
 def _rate_stages(profile: Profile, *, users: int | None, spawn_rate: float | None, duration_s: float | None,

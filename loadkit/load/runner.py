@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from loadkit.errors import ConfigError, DriverError, Interrupted
-from loadkit.load._workers import end_workers, locust_env, master_port, spawn_worker, workers_error
+from loadkit.load._workers import check_bind, end_workers, locust_env, master_port, spawn_worker, workers_error
 from loadkit.load.shapes import RateStage, Stage, peak_rate, total_duration
 from loadkit.models.wire import Snapshot, Stats, WorkerEvent, WorkerEventKind
 
@@ -207,6 +207,8 @@ class LocustDriver:
             raise ConfigError(f"locustfile path {plan.locustfile} contains a comma",
                               hint="Locust splits -f on commas; rename or move the file")
         with master_port(plan):
+            if plan.master_bind is not None:
+                check_bind(plan.master_bind)  # a busy or foreign address: said plainly, before Locust starts
             return self._run(plan, on_snapshot, stop)
 
     def _run(self, plan: LoadPlan, on_snapshot: Callable[[Snapshot], None] | None,
@@ -230,8 +232,19 @@ class LocustDriver:
         stream = _Stream(os.fdopen(read_fd, "r", encoding="utf-8"), on_snapshot)
         stream.thread.start()
         interrupted = False
+
+        def dead_worker() -> str | None:
+            """A local worker that exited before the load started: say so now, not after --workers-wait."""
+            if stream.snapshots:
+                return None
+            dead = next((w for w in workers if w.poll() is not None), None)
+            if dead is None:
+                return None
+            log_file.flush()
+            return (f"a local Locust worker (pid {dead.pid}) exited with {dead.returncode} before the run started:\n"
+                    f"{_tail(Path(log_file.name))}")
         try:
-            self._wait(proc, plan, stop)
+            self._wait(proc, plan, stop, dead_worker)
         except (KeyboardInterrupt, Interrupted, _StopRequested):
             interrupted = True
             _stop(proc)
@@ -264,8 +277,10 @@ class LocustDriver:
         except OSError as exc:
             raise DriverError(f"cannot start Locust: {exc}", hint="reinstall loadkit (pip install loadkit)") from exc
 
-    def _wait(self, proc: subprocess.Popen[bytes], plan: LoadPlan, stop: threading.Event | None) -> None:
-        """Wait for Locust; a hard timeout stops a run that overstays its plan."""
+    def _wait(self, proc: subprocess.Popen[bytes], plan: LoadPlan, stop: threading.Event | None,
+              failed: Callable[[], str | None] = lambda: None) -> None:
+        """Wait for Locust; a hard timeout stops a run that overstays its plan, `failed()` (why it
+        cannot go on, or None) one that cannot start."""
         budget = STARTUP_ALLOWANCE_S + plan.duration_s + plan.stop_timeout_s + STOP_GRACE_S + RATE_DRAIN_S
         if plan.workers:
             budget += plan.workers_wait_s + STOP_GRACE_S  # waiting for workers, then for their final windows
@@ -277,6 +292,10 @@ class LocustDriver:
             except subprocess.TimeoutExpired:
                 if stop is not None and stop.is_set():
                     raise _StopRequested from None
+                if (why := failed()) is not None:
+                    _stop(proc)
+                    raise DriverError(why, hint="see the worker's log above: fix the locustfile (it must import in "
+                                      "every worker), or check with: locust -f FILE --headless -u 1 -t 5s") from None
                 if time.monotonic() > deadline:
                     _stop(proc)
                     raise DriverError(

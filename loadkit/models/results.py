@@ -277,6 +277,10 @@ class LostWorker(ResultModel):
     detected_s: float | None = Field(default=None, description="When the master noticed it was gone")
     requests: int = Field(default=0, description="Requests it sent before it was lost (counted in the result)")
     reason: str = ""
+    users_moved: bool = Field(default=False, description="It left the run (disconnected or stopped): Locust "
+                              "moved its users to the remaining workers")
+    rejoined_s: float | None = Field(default=None, description="When it was heard again (s into the run); "
+                                     "its load between at_s and this is missing")
 
 
 class GeneratorHealth(ResultModel):
@@ -289,6 +293,12 @@ class GeneratorHealth(ResultModel):
     workers: int = Field(default=0, description="Locust workers over TCP that took part (0: not distributed)")
     workers_lost: list[LostWorker] = Field(default_factory=list, description="Workers lost mid-run: the "
                                            "result is judged on what arrived, and flagged")
+    workers_unplanned: int = Field(default=0, description="Workers without this run's plan that took users "
+                                   "mid-run (evicted; their load on the target is not counted)")
+    dropped_requests: int = Field(default=0, description="Requests in windows that did not come from this run's "
+                                  "planned workers (another run's, or a stranger's): never merged")
+    load_short: str = Field(default="", description="Why the load that arrived is short of the plan (a lost "
+                            "worker, uncounted load): such a run is never a pass")
     # Open model (a rate) only: iterations the schedule asked for, started, dropped, and the start lag.
     scheduled_iterations: int | None = None
     iterations: int | None = None

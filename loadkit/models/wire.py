@@ -68,7 +68,10 @@ class Snapshot(ResultModel):
 class WorkerEventKind(enum.StrEnum):
     JOINED = "joined"
     LOST = "lost"
+    REJOINED = "rejoined"  # a lost worker heartbeats again: Locust gave it users back
     REFUSED = "refused"
+    UNPLANNED = "unplanned"  # a worker without this run's plan took users: evicted, its load uncounted
+    DROPPED = "dropped"  # load windows not from this run's planned workers: never merged
 
 
 class WorkerEvent(ResultModel):
@@ -85,3 +88,4 @@ class WorkerEvent(ResultModel):
     detected_s: float | None = None
     requests: int | None = None
     reason: str = ""
+    users_moved: bool = False  # lost: it left the run, so Locust moved its users to the other workers

@@ -103,11 +103,12 @@ def plan_key(plan: LoadPlan, call: HookCall, min_samples: int) -> str:
 
 def on_workers(plan: LoadPlan, workers: WorkersSpec | None) -> LoadPlan:
     """A big run (peak >= server.workers.min_users) loads from the worker pods, this server's Locust
-    their master; a smaller one, or none configured, from this server alone."""
+    their master; a smaller one, or none configured, from this server alone. A worker run is always
+    pinned to its target (the worker pods' --pin refuses any other plan)."""
     if workers is None or max(s.users for s in plan.stages) < workers.min_users:
         return plan
     return dataclasses.replace(plan, workers=workers.expect, master_bind=workers.address,
-                               workers_wait_s=workers.wait)
+                               workers_wait_s=workers.wait, pin_to_target=True)
 
 
 class Hooks:

@@ -169,8 +169,9 @@ def test_a_worker_killed_mid_run_is_reported_in_every_output(target: CountingSer
     assert len(workers) == 2
     workers[1].send_signal(signal.SIGKILL)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode in (0, 1), err[-3000:]
+    assert proc.returncode == 1, err[-3000:]  # a run that lost load is never a pass
     result = json.loads(out)
+    assert result["verdict"] == "fail" and any("not a pass" in w for w in result["warnings"])
     lost = result["generator"]["workers_lost"]
     assert len(lost) == 1 and "heartbeat" in lost[0]["reason"]
     assert 0 < lost[0]["at_s"] < lost[0]["detected_s"] < 6 + 5 and lost[0]["requests"] > 0
@@ -195,7 +196,7 @@ def test_loadkit_worker_serves_a_remote_master_and_another_version_is_refused(ta
     port = _free_port()
     before = target.requests
     master = _popen(*_run_args(target, lf, "--workers", "1", "--master-bind", f"127.0.0.1:{port}",
-                               "--workers-wait", "60s"))
+                               "--workers-wait", "60s", duration="8s"))
     # A worker of another loadkit version: refused by the master, exits 2 and says why.
     other = tmp_path / "other-version"
     other.mkdir()
@@ -207,34 +208,59 @@ def test_loadkit_worker_serves_a_remote_master_and_another_version_is_refused(ta
     assert "0.0.0+other" in refused_err and "refused" in refused_err
     assert target.requests <= before + PREFLIGHT  # it sent nothing (the master checked the target once)
     good = _popen("worker", "--master", f"127.0.0.1:{port}", "--once")
+    _wait_for(lambda: target.requests > before + PREFLIGHT + 10, 40, "load")
+    # A second worker joins mid-run: Locust hands it users before loadkit's plan reaches it, and
+    # until then it refuses every connection, so nothing of it reaches the target uncounted.
+    late = _popen("worker", "--master", f"127.0.0.1:{port}", "--once")
     out, err = master.communicate(timeout=90)
-    _, good_err = good.communicate(timeout=30)
+    _, good_err = good.communicate(timeout=60)
+    _, late_err = late.communicate(timeout=60)
     assert master.returncode == 0, err[-3000:]
     assert good.returncode == 0, good_err[-3000:]
+    assert late.returncode == 0, late_err[-3000:]
     result = json.loads(out)
-    assert result["generator"]["workers"] == 1
+    assert result["generator"]["workers"] == 2 and result["generator"]["workers_lost"] == []
     assert result["stats"]["requests"] == target.requests - before - PREFLIGHT > 50
     assert any("refused" in w and "0.0.0+other" in w for w in result["warnings"])
 
 
+def _settles(server: CountingServer, within_s: float) -> None:
+    """The target gets no more requests: unchanged for a whole second, within `within_s`."""
+    deadline = time.monotonic() + within_s
+    while True:
+        seen = server.requests
+        time.sleep(1.0)
+        if server.requests == seen:
+            return
+        assert time.monotonic() < deadline, "the load went on after loadkit was killed"
+
+
+@pytest.mark.parametrize("where", ["local", "remote"])
 def test_sigkill_of_loadkit_stops_the_master_and_every_worker(target: CountingServer,
-                                                             locustfile: tuple[Path, Path]) -> None:
+                                                             locustfile: tuple[Path, Path], where: str) -> None:
     lf, _ = locustfile
     before = target.requests
-    proc = _popen(*_run_args(target, lf, "--workers", "2", duration="60s"))
+    port = _free_port()
+    extra = ["--master-bind", f"127.0.0.1:{port}"] if where == "remote" else []
+    proc = _popen(*_run_args(target, lf, "--workers", "2" if where == "local" else "1", *extra, duration="60s"))
+    remote = _popen("worker", "--master", f"127.0.0.1:{port}", "--once") if where == "remote" else None
     _wait_for(lambda: target.requests > before + 50, 40, "load")
     children = psutil.Process(proc.pid).children(recursive=True)
-    assert len(children) == 3  # the master and two workers
+    if remote is not None:
+        children += psutil.Process(remote.pid).children(recursive=True)
+    assert len(children) == 3 if where == "local" else 2  # the master and its workers
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
+    # First the load stops (the local ones within seconds; a remote worker within its 10 s of master
+    # silence), then the processes are gone.
+    _settles(target, 8 if where == "local" else 20)
 
     def gone() -> bool:
         return not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
 
     _wait_for(gone, 20, "the orphaned Locust processes to stop")
-    settled = target.requests
-    time.sleep(1.0)
-    assert target.requests == settled
+    if remote is not None:
+        remote.communicate(timeout=30)
 
 
 def test_too_few_remote_workers_exit_3_with_the_fix(target: CountingServer, locustfile: tuple[Path, Path]) -> None:
@@ -254,7 +280,12 @@ def test_too_few_remote_workers_exit_3_with_the_fix(target: CountingServer, locu
     (["--workers", "2", "--master-bind", "nowhere"], "is not HOST:PORT"),
     (["--workers", "2", "--master-bind", "0.0.0.0:99999"], "is not HOST:PORT"),
     (["--master-bind", "0.0.0.0:5557"], "needs --workers"),
-], ids=["zero", "with-processes", "bind-no-port", "bind-bad-port", "bind-without-workers"])
+    (["--workers", "100000"], "4 per CPU"),
+    (["--workers-wait", "5s"], "this run has no workers"),
+    (["--workers", "2", "--master-bind", "fe80::1:5557"], "needs brackets"),
+    (["--workers", "2", "--master-bind", "nosuchhost.invalid:5557"], "does not resolve"),
+], ids=["zero", "with-processes", "bind-no-port", "bind-bad-port", "bind-without-workers", "too-many-local",
+        "wait-without-workers", "ipv6-no-brackets", "bind-unresolvable"])
 def test_bad_distributed_options_exit_2_with_the_fix(loadkit_in_process: Callable[..., Any], args: list[str],
                                                      message: str) -> None:
     proc = loadkit_in_process("run", "--target", "http://127.0.0.1:9", "--no-history", *args)
@@ -268,3 +299,341 @@ def test_worker_with_a_bad_master_address_exits_2(loadkit_in_process: Callable[.
     proc = loadkit_in_process("worker", "--master", master, "--once")
     assert proc.returncode == 2
     assert "--master" in proc.stderr and "fix:" in proc.stderr
+
+
+# -- trust: only this run's planned workers count, and a run that lost load is never a pass -----------
+
+ROGUE = '''
+import gevent
+from locust import FastHttpUser, constant, events, task
+from loadkit.load._window import Window
+
+
+@events.init.add_listener
+def _forge(environment, runner, **_kw):
+    def feed():
+        gevent.sleep(0.5)
+        for _ in range(4):
+            w = Window()
+            for _ in range(2500):
+                w.record("GET", "/", 1.0, 200, None)
+            runner.send_message("loadkit_window", {{"window": w.to_wire(), "cpu": 1.0, "lag_ms": 0.0,
+                                                    "final": False, "run": {run!r}}})
+            gevent.sleep(0.3)
+    gevent.spawn(feed)
+
+
+class Visitor(FastHttpUser):
+    wait_time = constant(0.01)
+
+    @task
+    def home(self):
+        self.client.get("/")
+'''
+
+
+def _master_port(proc: subprocess.Popen[str]) -> int:
+    for child in psutil.Process(proc.pid).children():
+        cmd = child.cmdline()
+        if "--master" in cmd:
+            return int(cmd[cmd.index("--master-bind-port") + 1])
+    raise AssertionError("no Locust master")
+
+
+def test_a_plain_worker_with_forged_windows_is_evicted_and_never_counted(target: CountingServer,
+                                                                          locustfile: tuple[Path, Path],
+                                                                          tmp_path: Path) -> None:
+    lf, _ = locustfile
+    rogue = tmp_path / "rogue.py"
+    rogue.write_text(ROGUE.format(run="guessed"))
+    before = target.requests
+    proc = _popen(*_run_args(target, lf, "--workers", "1", duration="5s"))
+    _wait_for(lambda: target.requests > before + 100, 40, "load")
+    # A plain Locust worker (not `loadkit worker`) joins mid-run: Locust hands it users, and it sends
+    # forged loadkit windows (10000 fake 1 ms requests).
+    evil = subprocess.Popen([*loadkit_cmd()[:1], "-m", "locust", "--worker", "--master-host", "127.0.0.1",
+                             "--master-port", str(_master_port(proc)), "-f", str(rogue)],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        out, err = proc.communicate(timeout=60)
+        evil.wait(timeout=20)  # told to quit by the master
+    finally:
+        evil.kill()
+    served = target.requests - before - PREFLIGHT
+    assert proc.returncode == 1, err[-3000:]
+    result = json.loads(out)
+    gen = result["generator"]
+    assert result["verdict"] == "fail"
+    assert 0 < result["stats"]["requests"] <= served < 10000  # no forged request merged
+    assert gen["workers_unplanned"] == 1 and gen["dropped_requests"] >= 2500
+    assert any("not a pass" in w for w in result["warnings"])
+    assert any("dropped, not counted" in w for w in result["warnings"])
+
+
+def test_a_worker_refused_mid_run_takes_no_users_from_the_planned_one(target: CountingServer,
+                                                                       locustfile: tuple[Path, Path],
+                                                                       tmp_path: Path) -> None:
+    lf, _ = locustfile
+    port = _free_port()
+    master = _popen(*_run_args(target, lf, "--workers", "1", "--master-bind", f"127.0.0.1:{port}", duration="7s"))
+    good = _popen("worker", "--master", f"127.0.0.1:{port}", "--once")
+    before = target.requests
+    _wait_for(lambda: target.requests > before + 100, 40, "load")
+    other = tmp_path / "other-version"
+    other.mkdir()
+    (other / "sitecustomize.py").write_text("import loadkit\nloadkit.__version__ = '0.0.0+other'\n")
+    refused = _popen("worker", "--master", f"127.0.0.1:{port}", "--once",
+                     env={"PYTHONPATH": f"{other}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    out, err = master.communicate(timeout=90)
+    good.communicate(timeout=30)
+    refused.communicate(timeout=30)
+    assert master.returncode == 0, err[-3000:]
+    result = json.loads(out)
+    assert any("refused" in w for w in result["warnings"])
+    # Locust gave the late worker half the users when it connected; refused, they came back at once.
+    points = result["timeline"]
+    late = [p["users"] for p in points if 4.5 <= p["t"] <= 6.5]
+    assert late and all(users == 6 for users in late), [(p["t"], p["rps"], p["users"]) for p in points]
+    assert result["stats"]["rps"] > 0
+
+
+def test_a_run_whose_every_worker_was_lost_is_not_judged_a_pass(target: CountingServer,
+                                                               locustfile: tuple[Path, Path]) -> None:
+    lf, _ = locustfile
+    before = target.requests
+    proc = _popen(*_run_args(target, lf, "--workers", "1", duration="5s"))
+    _wait_for(lambda: target.requests > before + 100, 40, "load")
+    _workers_of(proc)[0].send_signal(signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err[-3000:]
+    result = json.loads(out)
+    assert result["verdict"] == "fail"
+    assert all(c["status"] == "skipped" and "every load generator worker was lost" in c["reason"]
+               for c in result["checks"]), result["checks"]
+    assert any("not a pass" in w for w in result["warnings"])
+
+
+def test_an_orphaned_worker_of_a_killed_run_does_not_count_in_the_next_run_on_its_port(
+        target: CountingServer, locustfile: tuple[Path, Path]) -> None:
+    lf, _ = locustfile
+    port = _free_port()
+    with serve_http("127.0.0.1", lambda _path: (200, {})) as first_target:
+        first = _popen(*_run_args(first_target, lf, "--workers", "1", "--master-bind", f"127.0.0.1:{port}",
+                                  duration="60s"))
+        orphan = _popen("worker", "--master", f"127.0.0.1:{port}", "--once")
+        _wait_for(lambda: first_target.requests > 100, 40, "the first run's load")
+        # The first run's loadkit and master die at once; its worker (another machine) keeps loading.
+        master = next(c for c in psutil.Process(first.pid).children() if "--master" in c.cmdline())
+        master.kill()
+        first.kill()
+        first.communicate()
+        before = target.requests
+        second = _popen(*_run_args(target, lf, "--workers", "1", "--master-bind", f"127.0.0.1:{port}",
+                                   duration="4s"))
+        good = _popen("worker", "--master", f"127.0.0.1:{port}", "--once")
+        out, err = second.communicate(timeout=90)
+        good.communicate(timeout=30)
+        orphan.kill()
+        orphan.communicate()
+        assert second.returncode == 0, err[-3000:]
+        result = json.loads(out)
+        # Exactly this run's worker's requests, none of the orphan's (which went to the first target).
+        assert result["stats"]["requests"] == target.requests - before - PREFLIGHT > 50
+        assert result["generator"]["dropped_requests"] > 0
+        settled = first_target.requests
+        time.sleep(1.0)
+        assert first_target.requests == settled  # the orphan was told to quit
+
+
+def test_a_worker_that_stalls_and_comes_back_is_reported_as_rejoined(target: CountingServer,
+                                                                     locustfile: tuple[Path, Path]) -> None:
+    lf, _ = locustfile
+    before = target.requests
+    proc = _popen(*_run_args(target, lf, "--workers", "2", duration="9s"))
+    _wait_for(lambda: target.requests > before + 100, 40, "load from both workers")
+    stalled = _workers_of(proc)[1]
+    stalled.suspend()  # no heartbeats: lost after ~3 s
+    time.sleep(5.0)
+    stalled.resume()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err[-3000:]
+    result = json.loads(out)
+    (lost,) = result["generator"]["workers_lost"]
+    assert lost["rejoined_s"] is not None and lost["at_s"] < lost["rejoined_s"]
+    warning = next(w for w in result["warnings"] if "was lost" in w)
+    assert "came back at" in warning and "its load after that is missing" not in warning
+
+
+def test_loadkit_worker_once_with_no_master_exits_3_within_its_connect_timeout() -> None:
+    started = time.monotonic()
+    proc = run_loadkit("worker", "--master", f"127.0.0.1:{_free_port()}", "--once", "--connect-timeout", "2s",
+                       timeout=60)
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert "no loadkit master answered" in proc.stderr and "within 2s" in proc.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_loadkit_worker_stopped_while_connecting_exits_130_without_a_traceback() -> None:
+    proc = _popen("worker", "--master", f"127.0.0.1:{_free_port()}", "--once")
+    time.sleep(3.0)  # Locust is retrying for the locustfile
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+
+
+ROGUE_MASTER = '''
+from locust import FastHttpUser, constant, events, task
+
+
+@events.init.add_listener
+def _answer(environment, runner, **_kw):
+    if runner.__class__.__name__ == "MasterRunner":
+        def hello(environment, msg, **_kw):
+            plan = {{"stages": [{{"duration_s": 4, "users": 2, "spawn_rate": 10}}], "pin_to_target": False,
+                     "target": {target!r}, "index": 0, "workers": 1, "run": "rogue"}}
+            runner.send_message("loadkit_plan", plan, client_id=msg.node_id)
+        runner.register_message("loadkit_hello", hello)
+
+
+class Elsewhere(FastHttpUser):
+    wait_time = constant(0.05)
+
+    @task
+    def away(self):
+        self.client.get("/")
+'''
+
+
+@pytest.mark.parametrize("guard", ["--pin", "token"])
+def test_a_worker_refuses_a_master_that_is_not_loadkits(target: CountingServer, tmp_path: Path, guard: str) -> None:
+    rogue = tmp_path / "rogue.py"
+    rogue.write_text(ROGUE_MASTER.format(target=_url(target)))
+    port = _free_port()
+    master = subprocess.Popen([*loadkit_cmd()[:1], "-m", "locust", "-f", str(rogue), "--master", "--headless",
+                               "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+                               "--expect-workers", "1", "-u", "2", "-r", "10", "-t", "4s", "-H", _url(target)],
+                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    before = target.requests
+    try:
+        args = ["--pin"] if guard == "--pin" else []
+        env = {"LOADKIT_WORKER_TOKEN": "s3cret"} if guard == "token" else None
+        worker = _popen("worker", "--master", f"127.0.0.1:{port}", "--once", *args, env=env)
+        _, err = worker.communicate(timeout=60)
+    finally:
+        master.kill()
+        master.wait()
+    assert worker.returncode == 2, err[-3000:]
+    assert "refusing the master's plan" in err
+    assert ("does not pin" if guard == "--pin" else "LOADKIT_WORKER_TOKEN") in err
+    assert target.requests == before  # nothing left the worker
+
+
+def test_master_and_workers_with_another_token_refuse_each_other(target: CountingServer,
+                                                                  locustfile: tuple[Path, Path]) -> None:
+    lf, _ = locustfile
+    port = _free_port()
+    master = _popen(*_run_args(target, lf, "--workers", "1", "--master-bind", f"127.0.0.1:{port}",
+                               "--workers-wait", "5s"), env={"LOADKIT_WORKER_TOKEN": "the-masters"})
+    worker = _popen("worker", "--master", f"127.0.0.1:{port}", "--once", env={"LOADKIT_WORKER_TOKEN": "another"})
+    _, werr = worker.communicate(timeout=60)
+    _, merr = master.communicate(timeout=60)
+    assert worker.returncode == 2 and "did not prove it knows this master's LOADKIT_WORKER_TOKEN" in werr, werr[-2000:]
+    assert master.returncode == 3, merr[-2000:]
+
+
+
+@pytest.mark.parametrize("where", ["busy", "10.255.255.1"])
+def test_a_master_bind_it_cannot_listen_on_exits_3_naming_the_address(loadkit_in_process: Callable[..., Any],
+                                                                      where: str) -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        bind = f"127.0.0.1:{held.getsockname()[1]}" if where == "busy" else "10.255.255.1:5557"
+        proc = loadkit_in_process("run", "--target", "http://127.0.0.1:9", "--no-history", "--workers", "1",
+                                  "--master-bind", bind)
+    assert proc.returncode == 3, proc.stderr
+    assert f"cannot listen on {bind}" in proc.stderr and "fix:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_compare_checks_with_a_bound_worker_pool_exit_2_before_any_traffic(loadkit_in_process: Callable[..., Any],
+                                                                           tmp_path: Path) -> None:
+    config = tmp_path / "loadkit.yaml"
+    config.write_text("schema_version: 1\nthresholds:\n  - name: vs-primary\n"
+                      "    compare: {baseline: primary, max_degradation_pct: 5}\n")
+    proc = loadkit_in_process("run", "--target", "http://127.0.0.1:9", "--baseline", "http://127.0.0.1:9",
+                              "--config", str(config), "--no-history", "--workers", "2",
+                              "--master-bind", f"127.0.0.1:{_free_port()}")
+    assert proc.returncode == 2, proc.stderr
+    assert "serves one run at a time" in proc.stderr and "fix: drop --master-bind" in proc.stderr
+
+
+def test_a_local_worker_that_dies_at_start_fails_the_run_at_once_saying_so(target: CountingServer,
+                                                                          tmp_path: Path) -> None:
+    lf = tmp_path / "workers_crash.py"
+    lf.write_text("import sys\nfrom locust import HttpUser, task\n\nif '--worker' in sys.argv:\n"
+                  "    raise SystemExit('this locustfile does not run in a worker')\n\n\nclass U(HttpUser):\n"
+                  "    @task\n    def t(self):\n        self.client.get('/')\n")
+    started = time.monotonic()
+    proc = run_loadkit(*_run_args(target, lf, "--workers", "2"))
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert "a local Locust worker" in proc.stderr and "does not run in a worker" in proc.stderr
+    assert "loadkit worker --master" not in proc.stderr
+    assert time.monotonic() - started < 40  # not after --workers-wait (60 s)
+
+
+
+SLOW_LOCUSTFILE = '''
+from locust import FastHttpUser, constant, task
+
+
+class Slow(FastHttpUser):
+    wait_time = constant(0)
+
+    @task
+    def slow(self):
+        self.client.get("/")
+'''
+
+
+def test_requests_in_flight_at_the_stop_arrive_in_the_final_windows(tmp_path: Path) -> None:
+    def answer(_path: str) -> tuple[int, dict[str, str]]:
+        time.sleep(0.7)  # every user has a request in flight when the stop comes
+        return 200, {}
+
+    lf = tmp_path / "slow.py"
+    lf.write_text(SLOW_LOCUSTFILE)
+    with serve_http("127.0.0.1", answer) as slow:
+        proc = _popen("run", "--target", _url(slow), "-f", str(lf), "-u", "6", "-r", "100", "-t", "30s",
+                      "--no-history", "-o", "json", "-q", "--workers", "2")
+        _wait_for(lambda: slow.requests > PREFLIGHT + 12, 40, "load")
+        # Ctrl-C: Locust's own quit would allow its workers 0.5 s; loadkit stops them and waits for each
+        # one's final window, which holds the requests still in flight (0.7 s) at the stop.
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        time.sleep(0.5)
+        assert proc.returncode == 130, err[-3000:]
+        result = json.loads(out)
+        assert result["generator"]["workers_lost"] == []
+        assert result["stats"]["requests"] == slow.requests - PREFLIGHT > 12
+
+
+def test_loadkit_worker_once_fails_when_its_master_ends_before_any_load(target: CountingServer,
+                                                                         locustfile: tuple[Path, Path]) -> None:
+    lf, _ = locustfile
+    port = _free_port()
+    master = _popen(*_run_args(target, lf, "--workers", "2", "--master-bind", f"127.0.0.1:{port}"))
+    worker = _popen("worker", "--master", f"127.0.0.1:{port}", "--once")
+    def connected() -> bool:
+        children = psutil.Process(worker.pid).children()
+        return any(c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+                   for child in children for c in child.net_connections("tcp"))
+
+    _wait_for(connected, 40, "the worker's Locust to connect to the master")
+    time.sleep(2.0)  # it says hello and holds the plan; the master waits for the second worker
+    master.send_signal(signal.SIGINT)
+    master.communicate(timeout=60)
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 3, err[-3000:]
+    assert "ended before any load ran on this worker" in err
