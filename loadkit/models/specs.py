@@ -136,10 +136,10 @@ class Threshold(StrictModel):
       query a template with {{ namespace }}, {{ target }}, {{ interval }}, {{ variables.x }};
     - a comparison with the primary: `{name, compare: {baseline: primary, max_degradation_pct: 5}}`.
 
-    `abort_on_fail: true` (k6's abortOnFail) stops `loadkit run` as soon as this check's failure is
-    statistically certain (the webhook's decisive-breach rule), not before `delay_abort_eval` seconds
-    into the run (k6's delayAbortEval, e.g. `10s`); `--abort-on-fail` turns it on for every check
-    that can be decisive. Only client-side range checks can.
+    `abort_on_fail: true` (k6's abortOnFail) stops `loadkit run` as soon as this check's whole-run
+    failure is certain (loadkit/scoring/_failfast.py), not before `delay_abort_eval` seconds into the
+    run (k6's delayAbortEval, e.g. `10s`; default 5 s); `--abort-on-fail` turns it on for every check
+    that can be certain early: client-side request-success-rate, error-rate and latency checks.
     """
 
     name: str = Field(min_length=1)
