@@ -48,7 +48,7 @@ def run_scored(plan: LoadPlan, thresholds: list[Threshold], min_samples: int, *,
         pair = (outcome.final, outcome.histogram, other.final, other.histogram)
     external, notes = gather(thresholds, server, start=outcome.started_at, end=outcome.ended_at, pair=pair,
                              wait=not outcome.interrupted, canary_label=plan.target)
-    early = _early_stop(fail_fast, outcome.interrupted)
+    early = _early_stop(fail_fast, outcome.interrupted and outcome.stop_requested)
     if early is not None:
         outcome = dataclasses.replace(outcome, interrupted=False)
     return build_result(plan, outcome, thresholds, min_samples, external, notes, early_stop=early)
@@ -70,9 +70,10 @@ def _watching(fail_fast: FailFast, stop: threading.Event, on_snapshot: Callable[
     return watch
 
 
-def _early_stop(fail_fast: FailFast | None, interrupted: bool) -> EarlyStop | None:
-    """The run stopped for its breach (not for the caller's stop before it)."""
-    if fail_fast is None or fail_fast.stopped is None or not interrupted:
+def _early_stop(fail_fast: FailFast | None, stopped_by_request: bool) -> EarlyStop | None:
+    """The run stopped for its breach: by the stop event its breach set, not by Ctrl-C or SIGTERM
+    (interrupted, exit 130, even when the last snapshot of that stop breaches), nor a stop before it."""
+    if fail_fast is None or fail_fast.stopped is None or not stopped_by_request:
         return None
     found = fail_fast.stopped
     return EarlyStop(at_s=found.at_s, planned_s=fail_fast.planned_s, check=found.check, reason=found.reason,

@@ -122,6 +122,8 @@ class LoadOutcome:
     notes: list[str]
     log_path: Path | None  # None unless kept (log_dir given)
     workers: list[WorkerEvent] = field(default_factory=list)  # a distributed run's joined/lost/refused workers
+    # interrupted by the caller's `stop` event (fail fast, the webhook), not by a signal (Ctrl-C, SIGTERM)
+    stop_requested: bool = False
 
 
 class _StopRequested(Exception):
@@ -226,10 +228,13 @@ class LocustDriver:
             os.close(write_fd)
         stream = _Stream(os.fdopen(read_fd, "r", encoding="utf-8"), on_snapshot)
         stream.thread.start()
-        interrupted = False
+        interrupted = requested = False
         try:
             self._wait(proc, plan, stop)
-        except (KeyboardInterrupt, Interrupted, _StopRequested):
+        except _StopRequested:
+            interrupted = requested = True
+            _stop(proc)
+        except (KeyboardInterrupt, Interrupted):
             interrupted = True
             _stop(proc)
         finally:
@@ -239,7 +244,9 @@ class LocustDriver:
             log_file.close()
         log_path = Path(log_file.name)
         try:
-            return self._outcome(plan, proc, stream, started_at, interrupted, log_path)
+            outcome = self._outcome(plan, proc, stream, started_at, interrupted, log_path)
+            outcome.stop_requested = requested
+            return outcome
         finally:
             if self.log_dir is None:
                 log_path.unlink(missing_ok=True)  # a temporary log; errors above quote its tail
