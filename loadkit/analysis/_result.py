@@ -121,6 +121,7 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
     stats = outcome.final
     card = evaluate(thresholds, observations_from_stats(stats), min_samples, external)
     checks = card.checks if early_stop is None else [_breached(c, early_stop) for c in card.checks]
+    score = card.score if early_stop is None else 0.0  # not scored: see RunResult.scored
     health = with_workers(assess_generator(outcome.snapshots, plan.processes, plan.rate_stages), outcome.workers)
     warnings = [*outcome.notes, *notes, *workers_lost_warnings(health, plan.workers)]
     warnings += [f"a load generator worker was refused: {e.reason}" for e in outcome.workers
@@ -145,7 +146,7 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
                         "collected)")
     return RunResult(
         verdict=Verdict.INTERRUPTED if outcome.interrupted else Verdict.FAIL if early_stop else card.verdict,
-        score=card.score if early_stop is None else _score(checks),
+        score=score,
         target=plan.target,
         profile=plan.profile,
         locustfile=str(plan.locustfile),
@@ -169,17 +170,11 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
     )
 
 
-def _score(checks: Sequence[Check]) -> float:
-    """`evaluate`'s score (share of the weight that passed) of restated checks."""
-    total = sum(c.weight for c in checks)
-    return round(100.0 * sum(c.weight for c in checks if c.passed) / total, 1) if total else 0.0
-
-
 def _breached(check: Check, stop: EarlyStop) -> Check:
-    """The check that stopped the run fails with the decisive reason, whatever its point estimate
-    over the shortened run says (a breach over the trailing window may hide in the run's totals)."""
+    """The check that stopped the run fails with the reason its whole-run failure was certain; the
+    others are not judged on the shortened run (skipped, keeping what they showed so far)."""
     if check.name != stop.check:
-        return check
+        return check.unjudged(f"the run stopped at {fmt(stop.at_s)}s of {fmt(stop.planned_s)}s")
     return check.restated(CheckStatus.FAILED, f"{stop.reason.removeprefix(check.name + ': ')} "
                           f"(stopped the run at {fmt(stop.at_s)}s)")
 

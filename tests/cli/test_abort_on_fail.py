@@ -75,6 +75,9 @@ def test_a_5pct_error_canary_fails_within_seconds_of_a_60s_profile(broken: Sandb
     by_threshold = RunResult.model_validate_json(configured.stdout).stopped_early
     assert by_threshold is not None and by_threshold.check == "error-rate"
     assert 4 <= by_threshold.at_s <= 35
+    # the checks that did not stop it are not judged on the partial run
+    others = [c for c in result.checks if c.name != stop.check]
+    assert others and all(c.status.value == "skipped" and "the run stopped at" in c.reason for c in others)
 
 
 def test_a_healthy_run_with_the_flag_runs_to_its_end_and_passes(healthy_sandbox: SandboxProcess) -> None:
