@@ -103,8 +103,9 @@ def test_kept_seconds_do_not_grow_with_the_status_codes_a_target_answers() -> No
         for i in range(1000):
             window.record("GET", "/", 5.0, 200 if i % 5 else 300 + (i // 5) % codes, None if i % 5 else "HTTP")
         summary = window.summary(1.0)
-        return json.dumps({"type": "snapshot", "elapsed_s": float(second), "users": 5, "cpu_pct": 1.0, "lag_ms": 1.0,
-                           "window": summary, "window_histogram": window.encoded_histogram(), "cumulative": summary}) + "\n"
+        return json.dumps({"type": "snapshot", "elapsed_s": float(second), "users": 5, "cpu_pct": 1.0,
+                           "lag_ms": 1.0, "window": summary, "window_histogram": window.encoded_histogram(),
+                           "cumulative": summary}) + "\n"
 
     one, _ = retained_bytes([line(s, 1) for s in range(1, 301)])
     many, stream = retained_bytes([line(s, 200) for s in range(1, 301)])

@@ -102,7 +102,7 @@ def test_the_error_table_keeps_the_most_frequent_and_drops_no_count() -> None:
     for i in range(60):
         window.record("GET", f"/missing/{i}", 1.0, 404, f"HTTP 404 for id {i}")
     total.merge(window.take())
-    for second in range(10):
+    for _second in range(10):
         for _ in range(100):
             window.record("GET", "/", 1.0, 503, "HTTP 503")
         total.merge(window.take())
