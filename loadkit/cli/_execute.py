@@ -79,6 +79,11 @@ def _execute(*, target: str, profile: str, locustfile: str | None, users: int | 
         err.print(f"loadkit: waiting up to {plan.workers_wait_s:g}s for {plan.workers} worker(s): `loadkit worker "
                   f"--master {host}:{plan.master_bind[1]}` (Locust's worker protocol has no "
                   "authentication or TLS: let only the workers reach this port)", highlight=False)
+    for t in fail_fast.thresholds:
+        if t.delay_abort_eval is not None and t.delay_abort_eval >= plan.duration_s:
+            err.print(f"loadkit: warning: {t.name}: delay_abort_eval {t.delay_abort_eval:g}s is not shorter than the "
+                      f"run ({plan.duration_s:g}s): it cannot stop this run (shorten delay_abort_eval)",
+                      highlight=False)
     if abort_on_fail and not fail_fast.enabled:
         err.print("loadkit: --abort-on-fail: no threshold here can be decisive (only request-success-rate, "
                   "error-rate and client-side latency checks can), so the run goes to its end", highlight=False)

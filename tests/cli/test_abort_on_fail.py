@@ -122,11 +122,19 @@ def test_a_warm_up_error_burst_does_not_stop_a_passing_run(tmp_path: Path) -> No
     ("thresholds", "expected"),
     [
         pytest.param("[{name: rps, thresholdRange: {min: 1}, abort_on_fail: true}]",
-                     "threshold 'rps': abort_on_fail needs", id="never-decisive"),
+                     "bad.yaml:1: thresholds.0: abort_on_fail and delay_abort_eval need", id="never-decisive"),
         pytest.param("[{name: error-rate, thresholdRange: {max: 1}, abort_on_fial: true}]",
                      "did you mean 'abort_on_fail'", id="typo"),
         pytest.param("[{name: error-rate, thresholdRange: {max: 1}, delay_abort_eval: soon}]",
                      "delay_abort_eval", id="bad-duration"),
+        pytest.param("[{name: error-rate, thresholdRange: {max: 1}, abort_on_fail: 'yes'}]",
+                     "bad.yaml:1: thresholds.0.abort_on_fail: Input should be a valid boolean", id="string-yes"),
+        pytest.param("[{name: error-rate, thresholdRange: {max: 1}, abort_on_fail: 1}]",
+                     "abort_on_fail: Input should be a valid boolean", id="number-1"),
+        pytest.param("[{name: rps, thresholdRange: {min: 1}, delay_abort_eval: 5s}]",
+                     "not a minimum on rps", id="delay-on-rps"),
+        pytest.param("[{name: latency-max, thresholdRange: {min: 1}, abort_on_fail: true}]",
+                     "bad.yaml:1: thresholds.0: abort_on_fail and delay_abort_eval need", id="min-on-latency-max"),
     ],
 )
 def test_bad_abort_settings_exit_2_with_the_fix(loadkit_in_process: Callable[..., subprocess.CompletedProcess[str]],
@@ -137,3 +145,12 @@ def test_bad_abort_settings_exit_2_with_the_fix(loadkit_in_process: Callable[...
                              "--no-history")
     assert out.returncode == 2, out
     assert expected in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_delay_longer_than_the_run_is_warned_about(
+        loadkit_in_process: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path) -> None:
+    config = tmp_path / "late.yaml"
+    config.write_text("thresholds: [{name: error-rate, thresholdRange: {max: 1}, abort_on_fail: true, "
+                      "delay_abort_eval: 90s}]\n")
+    out = loadkit_in_process("run", "--target", NOWHERE, "--config", str(config), "-t", "30s", "-q", "--no-history")
+    assert "error-rate: delay_abort_eval 90s is not shorter than the run (30s)" in out.stderr, out.stderr
