@@ -144,7 +144,7 @@ class Threshold(StrictModel):
 
     `abort_on_fail: true` (k6's abortOnFail) stops `loadkit run` as soon as this check's whole-run
     failure is certain (loadkit/scoring/_failfast.py), not before `delay_abort_eval` seconds into the
-    run (k6's delayAbortEval, e.g. `10s`; default 5 s); `--abort-on-fail` turns it on for every check
+    run (k6's delayAbortEval, e.g. `10s`; default 10 s); `--abort-on-fail` turns it on for every check
     that can be certain early: client-side request-success-rate, error-rate and latency checks.
     """
 

@@ -9,8 +9,8 @@ first second where
 
     bad requests so far  >  L * (requests so far + the requests still planned)
 
-The requests still planned are bounded from above, never guessed low: the highest rate over 5 s
-seen so far (per user, or per scheduled iteration of an open-model run, scaled to the plan's peak
+The requests still planned are bounded from above, never guessed low: the fastest second seen
+so far (per user, or per scheduled iteration of an open-model run, scaled to the plan's peak
 load), times HEADROOM, over the planned time left plus STOP_ALLOWANCE_S. A warm-up burst, a cold
 start or a periodic spike that the whole run dilutes never stops a run; a trailing window is never
 looked at (that is the webhook's rollback rule for a live canary, `DecisiveTracker`, which asks
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 import operator
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -52,9 +51,9 @@ from loadkit.units import fmt, with_unit
 
 HEADROOM = 1.5  # the rest of the run may send this many times the fastest rate seen so far
 STOP_ALLOWANCE_S = 5.0  # requests that still count while the run stops
-DEFAULT_HOLD_S = 5.0  # no stop before this far into the run unless delay_abort_eval says otherwise
+DEFAULT_HOLD_S = 10.0  # no stop before this far into the run unless delay_abort_eval says otherwise
 MIN_WINDOW_S = 0.5  # a shorter window (the last, while stopping) is rated as this long
-RATE_SPAN_S = 5.0  # the rate is the fastest over this many seconds
+STEADY_S = 5.0  # seconds at a steady load after which only those seconds' rates count
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,7 @@ class FailFast:
         self._peak_rate = 0.0  # requests per second, at the plan's peak load
         self._last_s = 0.0
         self._last_load: float | None = None
-        self._recent: deque[tuple[int, float, float | None]] = deque()  # (requests, span, load x span)
+        self._peak_any = self._peak_steady = self._steady_s = 0.0
         self._refused = 0
         self.stopped: Stop | None = None
 
@@ -151,24 +150,25 @@ class FailFast:
         return None
 
     def _rate(self, elapsed_s: float, requests: int, load: float | None) -> None:
-        """The fastest rate so far over RATE_SPAN_S (a second's noise, a user's first request at its
-        spawn, average out), at the plan's peak load: the window's mean load (a ramp's users rise
-        through it) scaled to peak_load."""
+        """The fastest one-second rate so far, at the plan's peak load: the window's mean load (the
+        mean of its start and end: a ramp's users rise through it) scaled to peak_load. While the
+        load changes (users spawning, each firing its first request at once, or spawned faster than
+        the mean assumes) the rate per user reads high; once STEADY_S of windows at a steady load
+        were seen, the fastest of those is used instead (a ramp that never holds keeps the higher
+        figure). The fastest second, not an average: a cold start's slow seconds must not hide how
+        fast the target answers once warm."""
         span = max(elapsed_s - self._last_s, MIN_WINDOW_S)
-        mean = None
+        rate, steady = requests / span, True
         if self.peak_load is not None and load is not None:
+            steady = self._last_load == load
             mean = (load + (self._last_load if self._last_load is not None else 0.0)) / 2
+            rate = rate * self.peak_load / mean if mean > 0 else rate
             self._last_load = load
-        self._recent.append((requests, span, span * mean if mean is not None else None))
-        while len(self._recent) > 1 and sum(s for _, s, _ in self._recent) - self._recent[0][1] >= RATE_SPAN_S:
-            self._recent.popleft()
-        total_span = sum(s for _, s, _ in self._recent)
-        rate = sum(n for n, _, _ in self._recent) / total_span
-        loads = [w for _, _, w in self._recent]
-        if self.peak_load is not None and all(w is not None for w in loads):
-            mean_load = sum(w for w in loads if w is not None) / total_span
-            rate = rate * self.peak_load / mean_load if mean_load > 0 else rate
-        self._peak_rate = max(self._peak_rate, rate)
+        self._peak_any = max(self._peak_any, rate)
+        if steady:
+            self._steady_s += span
+            self._peak_steady = max(self._peak_steady, rate)
+        self._peak_rate = self._peak_steady if self._steady_s >= STEADY_S else self._peak_any
         self._last_s = max(self._last_s, elapsed_s)
 
 

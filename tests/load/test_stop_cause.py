@@ -38,7 +38,7 @@ def _snap(t: float, n: int, bad: int) -> Snapshot:
 
 
 class _CtrlCDriver:
-    """The driver seam, fed as Locust feeds it when the user presses Ctrl-C at 8 s of a healthy run:
+    """The driver seam, fed as Locust feeds it when the user presses Ctrl-C at 12 s of a healthy run:
     the orderly shutdown's final snapshot carries a burst of failures that makes the breach certain."""
 
     def __init__(self, log_dir: Path | None = None) -> None:
@@ -46,14 +46,14 @@ class _CtrlCDriver:
 
     def run(self, plan: LoadPlan, on_snapshot: Callable[[Snapshot], None], stop: threading.Event,
             **_: Any) -> LoadOutcome:
-        snaps = [_snap(float(s), 100, 0) for s in range(1, 9)]
+        snaps = [_snap(float(s), 100, 0) for s in range(1, 13)]
         for s in snaps:
             on_snapshot(s)
         assert not stop.is_set()
-        last = _snap(9.0, 300, 300)  # arrives after SIGINT reached Locust
+        last = _snap(13.0, 300, 300)  # arrives after SIGINT reached Locust
         on_snapshot(last)
         now = datetime.now(UTC)
-        total = Stats(requests=1100, failures=300, status_codes={"200": 800, "500": 300}, duration_s=9.0)
+        total = Stats(requests=1500, failures=300, status_codes={"200": 1200, "500": 300}, duration_s=13.0)
         return LoadOutcome(started_at=now, ended_at=now, snapshots=[*snaps, last], final=total, endpoints=[],
                            errors=[], histogram="", interrupted=True, notes=[], log_path=None)
 
