@@ -50,10 +50,10 @@ def test_a_5pct_error_canary_fails_within_seconds_of_a_60s_profile(broken: Sandb
     result = RunResult.model_validate_json(out.stdout)
     stop = result.stopped_early
     assert stop is not None and stop.planned_s == 60
-    # certain once 5 % of what was sent is above 1 % of the whole planned run: about a third of it
-    assert stop.at_s <= 35 and took < 55, (stop, took)
+    # certain once 5 % of what was sent is above 1 % of the whole planned run, counted high: 20-30 s
+    assert stop.at_s <= 45 and took < 58, (stop, took)
     assert result.verdict.value == "fail" and not result.interrupted
-    assert result.stats.duration_s < 45
+    assert result.stats.duration_s < 50
     assert stop.check in ("request-success-rate", "error-rate") and "still planned" in stop.reason
     stopper = next(c for c in result.checks if c.name == stop.check)
     assert stopper.status.value == "failed" and "stopped the run at" in stopper.reason
@@ -74,7 +74,7 @@ def test_a_5pct_error_canary_fails_within_seconds_of_a_60s_profile(broken: Sandb
     assert configured.returncode == 1, configured.stderr
     by_threshold = RunResult.model_validate_json(configured.stdout).stopped_early
     assert by_threshold is not None and by_threshold.check == "error-rate"
-    assert 4 <= by_threshold.at_s <= 35
+    assert 4 <= by_threshold.at_s <= 45
     # the checks that did not stop it are not judged on the partial run
     others = [c for c in result.checks if c.name != stop.check]
     assert others and all(c.status.value == "skipped" and "the run stopped at" in c.reason for c in others)
