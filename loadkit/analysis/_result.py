@@ -237,6 +237,12 @@ def workers_lost_warnings(health: GeneratorHealth, planned: int) -> list[str]:
     return out
 
 
+def _score(checks: Sequence[Check]) -> float:
+    """`evaluate`'s score (share of the weight that passed) of restated checks."""
+    total = sum(c.weight for c in checks)
+    return round(100.0 * sum(c.weight for c in checks if c.passed) / total, 1) if total else 0.0
+
+
 def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Threshold], min_samples: int,
                  external: Mapping[str, Observation] | None = None, notes: Sequence[str] = (),
                  early_stop: EarlyStop | None = None) -> RunResult:
@@ -257,6 +263,8 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
     short = "" if outcome.interrupted else health.load_short
     if short and every_worker_lost(health):
         checks = [c.unjudged("insufficient data: every load generator worker was lost before the end") for c in checks]
+    # a run stopped early is not scored (see RunResult.scored); one whose checks changed here is scored on them
+    score = 0.0 if early_stop is not None else card.score if not censored and not short else _score(checks)
     warnings = [*outcome.notes, *notes, *workers_lost_warnings(health, plan.workers)]
     warnings += [f"a load generator worker was refused: {e.reason}" for e in outcome.workers
                  if e.event is WorkerEventKind.REFUSED]
@@ -292,7 +300,7 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
     return RunResult(
         verdict=Verdict.INTERRUPTED if outcome.interrupted else Verdict.FAIL if early_stop or censored or short
         else card.verdict,
-        score=card.score if early_stop is None and not censored and not short else _score(checks),
+        score=score,
         target=plan.target,
         profile=plan.profile,
         locustfile=str(plan.locustfile),
@@ -316,17 +324,11 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
     )
 
 
-def _score(checks: Sequence[Check]) -> float:
-    """`evaluate`'s score (share of the weight that passed) of restated checks."""
-    total = sum(c.weight for c in checks)
-    return round(100.0 * sum(c.weight for c in checks if c.passed) / total, 1) if total else 0.0
-
-
 def _breached(check: Check, stop: EarlyStop) -> Check:
-    """The check that stopped the run fails with the decisive reason, whatever its point estimate
-    over the shortened run says (a breach over the trailing window may hide in the run's totals)."""
+    """The check that stopped the run fails with the reason its whole-run failure was certain; the
+    others are not judged on the shortened run (skipped, keeping what they showed so far)."""
     if check.name != stop.check:
-        return check
+        return check.unjudged(f"the run stopped at {fmt(stop.at_s)}s of {fmt(stop.planned_s)}s")
     return check.restated(CheckStatus.FAILED, f"{stop.reason.removeprefix(check.name + ': ')} "
                           f"(stopped the run at {fmt(stop.at_s)}s)")
 

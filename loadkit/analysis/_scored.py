@@ -11,6 +11,7 @@ from pathlib import Path
 from loadkit.analysis._result import build_result, timeline_point
 from loadkit.analysis._server_side import ServerSide, baseline_target, gather, require, side_of
 from loadkit.analysis._tally import tally_of
+from loadkit.load._window import REFUSED_KIND
 from loadkit.load.pair import check_pair, run_pair
 from loadkit.load.preflight import preflight, validate_target
 from loadkit.load.runner import LoadPlan, LocustDriver
@@ -34,7 +35,7 @@ def run_scored(plan: LoadPlan, thresholds: list[Threshold], min_samples: int, *,
     server = server or ServerSide()
     if fail_fast is not None and fail_fast.enabled:
         stop = stop or threading.Event()
-        on_snapshot = _watching(fail_fast, stop, on_snapshot)
+        on_snapshot = _watching(fail_fast, stop, on_snapshot, plan.open_model)
     require(thresholds, server)
     baseline = baseline_target(thresholds, server)
     if baseline is not None:
@@ -49,31 +50,36 @@ def run_scored(plan: LoadPlan, thresholds: list[Threshold], min_samples: int, *,
         pair = (outcome.final, outcome.histogram, other.final, other.histogram)
     external, notes = gather(thresholds, server, start=outcome.started_at, end=outcome.ended_at, pair=pair,
                              wait=not outcome.interrupted, canary_label=plan.target)
-    early = _early_stop(fail_fast, outcome.interrupted)
+    early = _early_stop(fail_fast, outcome.interrupted and outcome.stop_requested)
     if early is not None:
         outcome = dataclasses.replace(outcome, interrupted=False)
     return build_result(plan, outcome, thresholds, min_samples, external, notes, early_stop=early)
 
 
-def _watching(fail_fast: FailFast, stop: threading.Event,
-              on_snapshot: Callable[[Snapshot], None] | None) -> Callable[[Snapshot], None]:
-    """The snapshot callback that also feeds `fail_fast` and sets `stop` on its first breach."""
+def _watching(fail_fast: FailFast, stop: threading.Event, on_snapshot: Callable[[Snapshot], None] | None,
+              open_model: bool) -> Callable[[Snapshot], None]:
+    """The snapshot callback that also feeds `fail_fast` and sets `stop` on its first breach. Once the
+    run is stopping for any reason, what arrives (the final snapshot of a stop) decides nothing."""
     def watch(snapshot: Snapshot) -> None:
-        window = tally_of(snapshot.window, snapshot.window_histogram, fail_fast.bounds)
-        if fail_fast.add(snapshot.elapsed_s, window) is not None:
-            stop.set()
+        if not stop.is_set():
+            window = tally_of(snapshot.window, snapshot.window_histogram, fail_fast.bounds)
+            load = snapshot.rate if open_model else snapshot.users
+            refused = snapshot.window.failures_by_kind.get(REFUSED_KIND, 0)
+            if fail_fast.add(snapshot.elapsed_s, window, load=load, refused=refused) is not None:
+                stop.set()
         if on_snapshot is not None:
             on_snapshot(snapshot)
     return watch
 
 
-def _early_stop(fail_fast: FailFast | None, interrupted: bool) -> EarlyStop | None:
-    """The run stopped for its breach (not for Ctrl-C or the caller's stop before it)."""
-    if fail_fast is None or fail_fast.stopped is None or not interrupted:
+def _early_stop(fail_fast: FailFast | None, stopped_by_request: bool) -> EarlyStop | None:
+    """The run stopped for its breach: by the stop event its breach set, not by Ctrl-C or SIGTERM
+    (interrupted, exit 130, even when the last snapshot of that stop breaches), nor a stop before it."""
+    if fail_fast is None or fail_fast.stopped is None or not stopped_by_request:
         return None
     found = fail_fast.stopped
     return EarlyStop(at_s=found.at_s, planned_s=fail_fast.planned_s, check=found.check, reason=found.reason,
-                     confidence=fail_fast.confidence)
+                     confidence=1.0)
 
 
 def compare_scored(plan: LoadPlan, baseline: str, spec: CompareSpec, *,

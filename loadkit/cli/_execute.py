@@ -19,6 +19,7 @@ from loadkit.config import Config, load_config
 from loadkit.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS, ConfigError, LoadkitError, UsageError
 from loadkit.load.plan import plan_run
 from loadkit.load.profiles import get_profile
+from loadkit.load.runner import LoadPlan
 from loadkit.models.results import RunResult, ScoreResult, Verdict
 from loadkit.report import render_scorecard, result_json, write_junit, write_report_dir
 from loadkit.report.junit import checks_junit, error_junit, write_text
@@ -64,7 +65,7 @@ def _execute(*, target: str, profile: str, locustfile: str | None, users: int | 
                     max_in_flight=max_in_flight)
     samples = min_samples or config.min_samples
     require(config.thresholds, server)  # settings and queries refused before the header, not after
-    fail_fast = _fail_fast(config, samples, plan.duration_s, abort_on_fail)
+    fail_fast = _fail_fast(config, samples, plan, abort_on_fail)
     err = stderr_console()
     against = f" (and the baseline {server.baseline_url} at once)" if baseline_target(config.thresholds, server) \
         else ""
@@ -78,6 +79,11 @@ def _execute(*, target: str, profile: str, locustfile: str | None, users: int | 
         err.print(f"loadkit: waiting up to {plan.workers_wait_s:g}s for {plan.workers} worker(s): `loadkit worker "
                   f"--master {host_port(host, plan.master_bind[1])}` (Locust's worker protocol has no "
                   "authentication or TLS: let only the workers reach this port)", highlight=False)
+    for t in fail_fast.thresholds:
+        if t.delay_abort_eval is not None and t.delay_abort_eval >= plan.duration_s:
+            err.print(f"loadkit: warning: {t.name}: delay_abort_eval {t.delay_abort_eval:g}s is not shorter than the "
+                      f"run ({plan.duration_s:g}s): it cannot stop this run (shorten delay_abort_eval)",
+                      highlight=False)
     if abort_on_fail and not fail_fast.enabled:
         err.print("loadkit: --abort-on-fail: no threshold here can be decisive (only request-success-rate, "
                   "error-rate and client-side latency checks can), so the run goes to its end", highlight=False)
@@ -92,12 +98,12 @@ def _execute(*, target: str, profile: str, locustfile: str | None, users: int | 
     return exit_code(result)
 
 
-def _fail_fast(config: Config, min_samples: int, planned_s: float, every: bool) -> FailFast:
-    """The webhook's decisive-breach rule, with its confidence and window (server.rollback)."""
-    rollback = config.server.rollback
+def _fail_fast(config: Config, min_samples: int, plan: LoadPlan, every: bool) -> FailFast:
+    """Stops the run once its whole-run verdict is certain to fail (the plan's length and peak load
+    bound what is still to come)."""
+    peak = plan.peak_rate if plan.open_model else max((s.users for s in plan.stages), default=0)
     try:
-        return FailFast(config.thresholds, min_samples, rollback.confidence, rollback.window, planned_s=planned_s,
-                        every=every)
+        return FailFast(config.thresholds, min_samples, planned_s=plan.duration_s, every=every, peak_load=peak)
     except ValueError as exc:
         raise ConfigError(str(exc), hint="abort_on_fail works on request-success-rate, error-rate and "
                           "client-side latency checks") from exc

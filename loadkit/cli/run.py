@@ -44,8 +44,9 @@ from loadkit.cli._options import (
 @click.option("--workers-wait", type=DurationType(),
               help="How long to wait for the --workers to connect (default 60s); fewer exits 3.")
 @click.option("--abort-on-fail", is_flag=True,
-              help="Stop as soon as a threshold's failure is statistically certain (the webhook's decisive-breach "
-                   "rule, server.rollback.confidence) and exit 1, saying when and why. A healthy run goes to its end.")
+              help="Stop as soon as the whole run's verdict is certain to fail (the requests so far break a "
+                   "threshold even if every request still planned is perfect) and exit 1, saying when and why. "
+                   "A run that would pass goes to its end.")
 @history_options
 def run(target: str, profile: str, locustfile: str | None, users: int | None, spawn_rate: float | None,
         duration: float | None, headers: tuple[tuple[str, str], ...], processes: int,
@@ -64,7 +65,7 @@ def run(target: str, profile: str, locustfile: str | None, users: int | None, sp
       loadkit run --target http://127.0.0.1:8080 -p steady -u 500 --workers 4
       loadkit run --target http://site.bruno:80 -p stress --workers 8 --master-bind 0.0.0.0:5557
       loadkit run --target http://127.0.0.1:8080/canary --rate 100 -t 1m   # open model: 100 iterations/s
-      loadkit run --target http://127.0.0.1:8080/canary -p steady --abort-on-fail   # fail in seconds, not minutes
+      loadkit run --target http://127.0.0.1:8080/canary -p steady --abort-on-fail   # a broken canary fails early
       loadkit run --target http://127.0.0.1:8080/canary --config loadkit.yaml \\
           --prometheus http://127.0.0.1:9090 --canary bruno-site --namespace bruno --baseline http://127.0.0.1:8080
 

@@ -27,7 +27,11 @@ LOWEST_US = 1
 HIGHEST_US = 3_600_000_000  # one hour; longer samples are clamped
 SIGNIFICANT_FIGURES = 3
 PERCENTILES = (50.0, 95.0, 99.0)
-MAX_ERROR_MESSAGES = 50  # distinct failure messages kept per window; counts of known ones still grow
+# Distinct failure messages kept (per window, and in the run's total); the rest are counted in one row,
+# OTHER_MESSAGES, so the counts always add up. A merge keeps the most frequent: a message that comes in
+# with more than the rarest kept one takes its place, and the rarest one's count moves to OTHER_MESSAGES.
+MAX_ERROR_MESSAGES = 50
+OTHER_MESSAGES = f"(other messages: more than {MAX_ERROR_MESSAGES} distinct)"
 # Distinct (method, name) rows kept; the requests of any further name are counted in one row per method,
 # named OTHER_ENDPOINTS. Each row holds its own latency buckets, so a locustfile that requests raw URLs
 # with ids and no `name=` would otherwise grow a row per URL, without end.
@@ -61,6 +65,11 @@ _MASK, _UNIT, _SHCM, _HALF = _T.sub_bucket_mask, _T.unit_magnitude, _T.sub_bucke
     _T.sub_bucket_half_count
 _BASE = _UNIT + _SHCM + 1
 del _T
+# An endpoint's latencies count 16 neighbouring buckets as one (2 significant digits, <= 1.6 % wide,
+# shown at the group's upper edge, so never below the true value): a run's 200 endpoints x 3-digit
+# buckets would otherwise keep a dict entry for nearly every request of a widely spread latency.
+_ENDPOINT_SHIFT = 4
+_ENDPOINT_TOP = (1 << _ENDPOINT_SHIFT) - 1
 
 
 REFUSED_MARKER = "loadkit refused a connection"  # the pinned plugin's refusal (a request that left the target)
@@ -99,7 +108,7 @@ class Window:
         self.exceptions = 0
         self.codes: dict[int, int] = {}
         self.kinds: dict[str, int] = {}
-        # (method, name) -> [requests, failures, {HdrHistogram counts index: count}]: the endpoint's latencies
+        # (method, name) -> [requests, failures, {HdrHistogram counts index >> 4: count}]: its latencies
         self.endpoints: dict[tuple[str, str], list[Any]] = {}
         self.errors: dict[str, int] = {}
         self.hist = new_histogram()
@@ -152,7 +161,8 @@ class Window:
             index = ((bucket + 1) << _SHCM) + (us >> (bucket + _UNIT)) - _HALF
             self._counts[index] += 1
             timed = ep[2]
-            timed[index] = timed.get(index, 0) + 1
+            group = index >> _ENDPOINT_SHIFT
+            timed[group] = timed.get(group, 0) + 1
             self._pending += 1
             if us > self._max_us:
                 self._max_us = us
@@ -213,8 +223,23 @@ class Window:
         self._count_message(f"{method} {name}: {_error_text(exception)}")
 
     def _count_message(self, message: str, n: int = 1) -> None:
-        if message in self.errors or len(self.errors) < MAX_ERROR_MESSAGES:
-            self.errors[message] = self.errors.get(message, 0) + n
+        errors = self.errors
+        if message in errors:
+            errors[message] += n
+        elif len(errors) - (OTHER_MESSAGES in errors) < MAX_ERROR_MESSAGES or message == OTHER_MESSAGES:
+            errors[message] = n
+        else:
+            self._crowded(message, n)
+
+    def _crowded(self, message: str, n: int) -> None:
+        """A full table: `message` replaces the rarest kept one if it comes with more, else is 'other'."""
+        errors = self.errors
+        rarest = min((m for m in errors if m != OTHER_MESSAGES), key=errors.__getitem__)
+        if n > errors[rarest]:
+            errors[OTHER_MESSAGES] = errors.get(OTHER_MESSAGES, 0) + errors.pop(rarest)
+            errors[message] = n
+        else:
+            errors[OTHER_MESSAGES] = errors.get(OTHER_MESSAGES, 0) + n
 
     def take(self) -> Window:
         """Move everything recorded so far into a new Window and start afresh (same object)."""
@@ -388,16 +413,16 @@ def latency_percentiles_ms(hist: HdrHistogram) -> dict[float, float | None]:
 
 def endpoint_rows(endpoints: dict[tuple[str, str], list[Any]]) -> list[list[Any]]:
     """[method, name, requests, failures, p50, p95, p99, max (ms)] per endpoint, from its own counts:
-    the same HdrHistogram buckets and upper-edge convention as the run's percentiles."""
+    the run's HdrHistogram buckets 16 at a time (<= 1.6 % wide), at their upper edge like the run's."""
     rows = []
     for (method, name), (requests, failures, timed) in sorted(endpoints.items()):
         hist = new_histogram()
-        for index, n in timed.items():
-            hist.counts[index] += n
+        for group, n in timed.items():
+            hist.counts[(group << _ENDPOINT_SHIFT) | _ENDPOINT_TOP] += n
             hist.total_count += n
         if timed:
-            hist.min_value = hist.get_value_from_index(min(timed))
-            hist.max_value = hist.get_value_from_index(max(timed))
+            hist.min_value = hist.get_value_from_index((min(timed) << _ENDPOINT_SHIFT) | _ENDPOINT_TOP)
+            hist.max_value = hist.get_value_from_index((max(timed) << _ENDPOINT_SHIFT) | _ENDPOINT_TOP)
         pct = latency_percentiles_ms(hist)
         rows.append([method, name, requests, failures, pct[50.0], pct[95.0], pct[99.0], max_ms(hist)])
     return rows

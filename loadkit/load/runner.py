@@ -122,6 +122,8 @@ class LoadOutcome:
     notes: list[str]
     log_path: Path | None  # None unless kept (log_dir given)
     workers: list[WorkerEvent] = field(default_factory=list)  # a distributed run's joined/lost/refused workers
+    # interrupted by the caller's `stop` event (fail fast, the webhook), not by a signal (Ctrl-C, SIGTERM)
+    stop_requested: bool = False
 
 
 class _StopRequested(Exception):
@@ -131,13 +133,22 @@ class _StopRequested(Exception):
 _NOTHING = Stats()  # what a kept snapshot's cumulative becomes once another follows: only the last one's counts
 
 
+def _kept(snapshot: Snapshot) -> Snapshot:
+    """What an earlier second keeps: what its readers (the timeline, generator health) read of it, not
+    its encoded histogram, the cumulative figures nor the status codes (one entry per distinct code:
+    a target that answers many codes would make every kept second bigger). failures_by_kind stays
+    (the timeline's failure chart; a closed set of kinds)."""
+    window = snapshot.window.model_copy(update={"status_codes": {}, "status_classes": {}})
+    return snapshot.model_copy(update={"window_histogram": "", "cumulative": _NOTHING, "window": window})
+
+
 class _Stream:
     """Reads the plugin's JSON lines on a thread and keeps what matters.
 
     Memory per second of the run stays small: `on_snapshot` gets each snapshot whole, but what is
     kept of it for the result (the timeline and the generator's health) is its window's numbers
-    alone, without the window's encoded histogram (2-3 KB a second at full speed) or the cumulative
-    figures, once the next one arrives: only the last snapshot is kept whole. The run's total
+    alone, without the window's encoded histogram (2-3 KB a second at full speed), its status codes or
+    the cumulative figures, once the next one arrives (`_kept`): only the last snapshot is kept whole. The run's total
     histogram, endpoint and error tables come once, in the plugin's end line.
     """
 
@@ -169,8 +180,7 @@ class _Stream:
         elif kind == "snapshot":
             snap = Snapshot.model_validate(record)
             if self.snapshots:  # the one before is no longer the last: keep only its window's numbers
-                before = self.snapshots[-1]
-                self.snapshots[-1] = before.model_copy(update={"window_histogram": "", "cumulative": _NOTHING})
+                self.snapshots[-1] = _kept(self.snapshots[-1])
             self.snapshots.append(snap)
             if self.on_snapshot is not None:
                 try:
@@ -231,7 +241,7 @@ class LocustDriver:
             os.close(write_fd)
         stream = _Stream(os.fdopen(read_fd, "r", encoding="utf-8"), on_snapshot)
         stream.thread.start()
-        interrupted = False
+        interrupted = requested = False
 
         def dead_worker() -> str | None:
             """A local worker that exited before the load started: say so now, not after --workers-wait."""
@@ -245,7 +255,10 @@ class LocustDriver:
                     f"{_tail(Path(log_file.name))}")
         try:
             self._wait(proc, plan, stop, dead_worker)
-        except (KeyboardInterrupt, Interrupted, _StopRequested):
+        except _StopRequested:
+            interrupted = requested = True
+            _stop(proc)
+        except (KeyboardInterrupt, Interrupted):
             interrupted = True
             _stop(proc)
         finally:
@@ -255,7 +268,9 @@ class LocustDriver:
             log_file.close()
         log_path = Path(log_file.name)
         try:
-            return self._outcome(plan, proc, stream, started_at, interrupted, log_path)
+            outcome = self._outcome(plan, proc, stream, started_at, interrupted, log_path)
+            outcome.stop_requested = requested
+            return outcome
         finally:
             if self.log_dir is None:
                 log_path.unlink(missing_ok=True)  # a temporary log; errors above quote its tail

@@ -314,8 +314,10 @@ class GeneratorHealth(ResultModel):
 
 
 class EarlyStop(ResultModel):
-    """Why a run stopped before its planned end (`--abort-on-fail`): a threshold's failure was
-    statistically certain `at_s` seconds in (the decisive-breach rule). Such a run is judged: FAIL."""
+    """Why a run stopped before its planned end (`--abort-on-fail`): a threshold's whole-run failure
+    was certain `at_s` seconds in, even with every request still planned perfect. Such a run is
+    judged FAIL on that check; the others are not judged (skipped) and it has no score (score 0,
+    shown nowhere). `confidence` is 1: the stop rests on counts, not on an estimate."""
 
     at_s: float
     planned_s: float
@@ -361,6 +363,12 @@ class RunResult(ResultModel):
                                              "stages (iterations per second); empty for a users run")
     stopped_early: EarlyStop | None = Field(default=None, description="Set when --abort-on-fail (or a "
                                             "threshold's abort_on_fail) stopped the run: when and why")
+
+    @property
+    def scored(self) -> bool:
+        """Whether the score means anything: a judged run that went to its end. A run stopped early
+        fails on its breached check; the others were not judged, so it has no score to show or chart."""
+        return self.verdict.judged and self.stopped_early is None
 
     @property
     def failed_checks(self) -> list[Check]:

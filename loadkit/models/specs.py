@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, Strict, model_validator
 
 from loadkit.models.base import StrictModel
 from loadkit.units import parse_duration
@@ -111,6 +111,12 @@ COMPARE_MIN_REQUESTS = 50  # Spinnaker: "at least 50 pieces of data per metric"
 COMPARE_MIN_POINTS = 20
 
 
+_STOPPABLE = frozenset({
+    Metric.REQUEST_SUCCESS_RATE, Metric.ERROR_RATE, Metric.REQUEST_DURATION, Metric.LATENCY_P50,
+    Metric.LATENCY_P95, Metric.LATENCY_P99,
+})
+
+
 class ThresholdRange(StrictModel):
     """Flagger's shape: both bounds inclusive; at least one is required."""
 
@@ -136,10 +142,10 @@ class Threshold(StrictModel):
       query a template with {{ namespace }}, {{ target }}, {{ interval }}, {{ variables.x }};
     - a comparison with the primary: `{name, compare: {baseline: primary, max_degradation_pct: 5}}`.
 
-    `abort_on_fail: true` (k6's abortOnFail) stops `loadkit run` as soon as this check's failure is
-    statistically certain (the webhook's decisive-breach rule), not before `delay_abort_eval` seconds
-    into the run (k6's delayAbortEval, e.g. `10s`); `--abort-on-fail` turns it on for every check
-    that can be decisive. Only client-side range checks can.
+    `abort_on_fail: true` (k6's abortOnFail) stops `loadkit run` as soon as this check's whole-run
+    failure is certain (loadkit/scoring/_failfast.py), not before `delay_abort_eval` seconds into the
+    run (k6's delayAbortEval, e.g. `10s`; default 10 s); `--abort-on-fail` turns it on for every check
+    that can be certain early: client-side request-success-rate, error-rate and latency checks.
     """
 
     name: str = Field(min_length=1)
@@ -152,8 +158,8 @@ class Threshold(StrictModel):
     compare: CompareSpec | None = None
     weight: float = Field(default=1.0, gt=0)
     min_samples: int | None = Field(default=None, ge=1)
-    abort_on_fail: bool = False
-    delay_abort_eval: Duration | None = None
+    abort_on_fail: Annotated[bool, Strict()] = False  # "yes" or 1 is not true (a YAML `true` is)
+    delay_abort_eval: Duration | None = Field(default=None, ge=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -193,10 +199,29 @@ class Threshold(StrictModel):
         if self.min_samples is not None and (self.compare is not None or self.resolved_source is Source.PROMETHEUS):
             raise ValueError("min_samples counts loadkit's own requests: drop it here (a comparison takes "
                              "compare: {min_samples: N})")
-        if (self.abort_on_fail or self.delay_abort_eval) and not self.is_client_range:
+        if (self.abort_on_fail or self.delay_abort_eval is not None) and not self.is_client_range:
             raise ValueError("abort_on_fail and delay_abort_eval need a client-side check (Prometheus and compare "
                              "checks are judged after the run): drop them here")
+        if (self.abort_on_fail or self.delay_abort_eval is not None) and not self.can_stop_a_run:
+            raise ValueError(f"abort_on_fail and delay_abort_eval need a check whose failure can be certain before "
+                             f"the run ends (request-success-rate, error-rate, a latency percentile, a maximum on "
+                             f"latency-max), not {self._range_text()}: drop them here")
         return self
+
+    def _range_text(self) -> str:
+        r = self.thresholdRange
+        side = "a minimum" if r is not None and r.max is None else "a range"
+        return f"{side} on {self.metric.value}" if self.metric is not None else "this check"
+
+    @property
+    def can_stop_a_run(self) -> bool:
+        """Whether `loadkit run --abort-on-fail` can ever stop a run on this check (scoring/_failfast.py):
+        a client-side success rate, error rate or latency percentile, or a maximum on latency-max."""
+        if not self.is_client_range or self.metric is None or self.thresholdRange is None:
+            return False
+        if self.metric is Metric.LATENCY_MAX:
+            return self.thresholdRange.max is not None
+        return self.metric in _STOPPABLE
 
     @property
     def kind(self) -> CheckKind:

@@ -160,7 +160,7 @@ def render_html(result: RunResult) -> str:
     body = f"""<h1>loadkit run: {escape(result.profile)}</h1>
 <p class="facts">against <code>{escape(result.target)}</code> · {escape(result.locustfile)} ·
 {escape(result.started_at.isoformat(timespec="seconds"))} to {escape(result.ended_at.isoformat(timespec="seconds"))}</p>
-{banner(result.verdict.value, run_reason(result), result.score, "")}
+{banner(result.verdict.value, run_reason(result), result.score if result.stopped_early is None else None, "")}
 {warnings_html(result.warnings)}
 {checks_section(result.checks)}
 <h2>Load over time</h2>{render_charts(result)}

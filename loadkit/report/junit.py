@@ -16,7 +16,8 @@ def junit_xml(result: RunResult) -> str:
     verdict = Verdict.INTERRUPTED if result.interrupted else result.verdict
     return checks_junit(f"loadkit.{result.profile}", result.checks, result.started_at, result.ended_at,
                         {"target": result.target, "verdict": result.verdict.value,
-                         **score_property(verdict, result.score), "requests": str(result.stats.requests),
+                         **(score_property(verdict, result.score) if result.stopped_early is None else {}),
+                         "requests": str(result.stats.requests),
                          **open_model_properties(result), **_early(result),
                          **({"workers": str(result.generator.workers),
                              "workers_lost": str(len(result.generator.workers_lost))}

@@ -92,7 +92,7 @@ def render_scorecard(result: RunResult, console: Console) -> None:
     s = result.stats
     head = Text.assemble(
         ("loadkit ", "bold"), f"{result.profile} -> {result.target}  ", verdict_text(result.verdict),
-        score_text(result.verdict, result.score),
+        score_text(result.verdict, result.score) if result.stopped_early is None else "  not scored (stopped early)",
     )
     console.print(head)
     render_banner(result.verdict, result.reason, console)

@@ -12,11 +12,12 @@ from loadkit.scoring._decisive import (
     proportion_bounds,
 )
 from loadkit.scoring._evaluate import Scorecard, client_thresholds, evaluate, evaluate_threshold, metric_label
-from loadkit.scoring._failfast import FailFast, Stop, abortable, can_abort
+from loadkit.scoring._failfast import DEFAULT_HOLD_S, FailFast, Stop, abortable, can_abort
 from loadkit.scoring._observe import UNITS, Observation, observations_from_stats
 from loadkit.scoring._resilience import Scored, category_scores, resilience_score, scenario_score
 
 __all__ = [
+    "DEFAULT_HOLD_S",
     "UNITS",
     "Breach",
     "DecisiveTracker",

@@ -1,7 +1,8 @@
 """Decisive breaches: a threshold that is certainly broken, not one noisy window failing it.
 
-Pure: counts in, breaches out. Used to send Flagger a rollback before the analysis ends, and to stop
-a failing run early, so it must never fire on a healthy canary.
+Pure: counts in, breaches out. Used to send Flagger a rollback before the analysis ends, so it must
+never fire on a healthy canary. (`loadkit run --abort-on-fail` asks another question, whether the
+run's whole-run verdict is certain to fail: scoring/_failfast.py.)
 
 Every rule tests one share of requests with a one-sided exact Clopper-Pearson bound at `confidence`
 and breaches when even the bound is past the threshold (both bounds of a threshold are inclusive, so

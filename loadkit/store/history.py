@@ -4,7 +4,8 @@ A row keeps what a listing needs (kind, name, target, canary, times, verdict, sc
 result as JSON with its `schema_version`. The trend of a row is its score minus the score of the
 previous judged row of the same series: the same plan for game days, the same profile (run) or
 experiment (chaos) against the same target otherwise. Interrupted and errored rows measured
-nothing, so they neither get a trend nor serve as one's base.
+nothing, so they neither get a trend nor serve as one's base; nor does a run stopped early by
+`--abort-on-fail` (it failed, but on part of its plan: it is stored without a score).
 
     save_result("gameday", result, db_path, plan="bruno-site")   # -> HistoryEntry
 """
@@ -157,7 +158,8 @@ def describe(kind: HistoryKind | str, result: Result, *, plan: str | None = None
     namespace, workload = _canary(result, canary)
     started = _utc(result.started_at)
     ended = getattr(result, "ended_at", None)
-    score = getattr(result, "score", None)
+    # a run stopped early (--abort-on-fail) was not scored: no score, so no trend from or to it
+    score = None if getattr(result, "stopped_early", None) is not None else getattr(result, "score", None)
     return HistoryEntry(
         id=uuid.uuid4().hex[:12], kind=kind, name=name, target=_target(result), namespace=namespace,
         canary=workload, started_at=started, ended_at=_utc(ended) if isinstance(ended, datetime) else started,

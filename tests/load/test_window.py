@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from loadkit.load._window import Window, failure_kind
+from loadkit.load._window import MAX_ERROR_MESSAGES, OTHER_MESSAGES, Window, endpoint_rows, failure_kind
 
 
 def filled(samples: list[tuple[float, int]], failures: set[int] | None = None) -> Window:
@@ -91,8 +91,24 @@ def test_failure_messages_are_counted_and_bounded() -> None:
     for i in range(200):
         w.record("GET", f"/p{i}", 1.0, 500, f"HTTP 500 number {i}")
     w.record("GET", "/p0", 1.0, 500, "HTTP 500 number 0")
-    assert len(w.errors) == 50
+    assert len(w.errors) == 51  # 50 messages and the other ones' row
     assert w.errors["GET /p0: HTTP 500 number 0"] == 2
+    assert w.errors[OTHER_MESSAGES] == 150 and sum(w.errors.values()) == 201
+
+
+def test_the_error_table_keeps_the_most_frequent_and_drops_no_count() -> None:
+    # review finding 9: 60 distinct 404s, then 1000 identical 503s over 10 windows: the 503 is kept, exactly
+    window, total = Window(), Window()
+    for i in range(60):
+        window.record("GET", f"/missing/{i}", 1.0, 404, f"HTTP 404 for id {i}")
+    total.merge(window.take())
+    for _second in range(10):
+        for _ in range(100):
+            window.record("GET", "/", 1.0, 503, "HTTP 503")
+        total.merge(window.take())
+    assert total.errors["GET /: HTTP 503"] == 1000
+    assert sum(total.errors.values()) == 1060 == total.failures
+    assert len(total.errors) == MAX_ERROR_MESSAGES + 1 and total.errors[OTHER_MESSAGES] == 11
 
 
 def test_inline_recording_matches_hdrhistogram_record_value() -> None:
@@ -131,3 +147,13 @@ def test_summaries_with_histograms_merge_exactly() -> None:
                   + [(float(i), 200) for i in range(300, 600)] + [(0.0, 0)])
     merged = merge_summaries([(a.summary(1.0), a.encoded_histogram()), (b.summary(1.0), b.encoded_histogram())], 2.0)
     assert merged == both.summary(2.0)
+
+
+def test_endpoint_percentiles_are_never_below_the_runs_and_at_most_1_6pct_above() -> None:
+    rng = random.Random(4)
+    w = filled([(rng.lognormvariate(3, 1.5), 200) for _ in range(20_000)])
+    run = w.summary(1.0)
+    row = endpoint_rows(w.endpoints)[0]
+    for value, key in zip(row[4:8], ("p50_ms", "p95_ms", "p99_ms", "max_ms"), strict=True):
+        assert run[key] <= value <= run[key] * 1.016 + 0.002, (key, value, run[key])
+    assert len(w.endpoints[("GET", "/")][2]) < 20_000 / 16  # groups of 16 buckets, not one entry a request

@@ -46,9 +46,11 @@ def test_each_endpoint_gets_its_own_percentiles() -> None:
     for ms in range(1, 101):
         slow.record_value((100 + ms) * 1000)
     assert rows["/slow"][:4] == ["GET", "/slow", 100, 1]
-    assert rows["/slow"][6] == slow.get_value_at_percentile(99) / 1000
+    # an endpoint's buckets are 16 of the run's at a time: never below, at most 1.6 % above
+    p99, top = slow.get_value_at_percentile(99) / 1000, slow.get_highest_equivalent_value(slow.get_max_value()) / 1000
+    assert p99 <= rows["/slow"][6] <= p99 * 1.016
     assert rows["/fast"][4] < 6 < rows["/slow"][4]
-    assert rows["/slow"][7] == slow.get_highest_equivalent_value(slow.get_max_value()) / 1000
+    assert top <= rows["/slow"][7] <= top * 1.016
 
 
 @pytest.mark.parametrize(("threshold", "lines"), [
