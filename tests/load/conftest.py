@@ -54,7 +54,7 @@ def cpu_burner(tmp_path: Path) -> Path:
         "    wait_time = constant(0)\n\n"
         "    @task\n"
         "    def burn(self):\n"
-        "        end = time.perf_counter() + 0.2  # blocks the event loop: every other user waits\n"
+        "        end = time.perf_counter() + 0.5  # blocks the event loop: every other user waits\n"
         "        while time.perf_counter() < end:\n"
         "            pass\n"
         "        self.client.get('/healthz')\n"

@@ -161,7 +161,9 @@ def test_a_saturated_generator_is_reported(healthy: SandboxProcess, cpu_burner: 
                       "-t", "6s", "-o", "json", "-q", "--min-samples", "1")
     result = parse_result(out.stdout)
     assert result["generator"]["saturated"] is True
-    assert result["generator"]["reason"]  # CPU and/or event-loop lag, whichever the machine shows
+    # CPU and/or event-loop lag, whichever the machine shows: a busy machine gives the burner less than 90 %
+    # of a core, but its 0.5 s blocks keep the event loop late whatever its share
+    assert result["generator"]["reason"]
     assert any("saturated" in w for w in result["warnings"])
 
 
