@@ -44,6 +44,7 @@ from loadkit.scoring._decisive import (
     _Rule,
     _rules,
     _tally,
+    _toward,
     _vector,
     latency_bounds,
 )
@@ -205,7 +206,7 @@ def _reason(rule: _Rule, k: int, n: int, future: float, share: float, elapsed_s:
             return f"{rule.check}: {k} of {n} timed requests {so_far} {took}, so the run's slowest is above " \
                    f"the maximum {limit}"
         return (f"{rule.check}: {k} of {n} timed requests {so_far} {took}; even if the {still} do not, at least "
-                f"{_shown(share, 100 * rule.limit, down=True)}% of the run's requests {took}, so its p{fmt(100 * q)}"
+                f"{_toward(share, 100 * rule.limit, down=True)}% of the run's requests {took}, so its p{fmt(100 * q)}"
                 f" is {'above' if rule.side == 'max' else 'below'} {limit}")
     limit = with_unit(rule.value, "%")
     success = rule.metric is Metric.REQUEST_SUCCESS_RATE
@@ -217,17 +218,5 @@ def _reason(rule: _Rule, k: int, n: int, future: float, share: float, elapsed_s:
     word = "at least" if rule.side == "max" else "at most"
     name = "success rate" if success else "error rate"
     return (f"{rule.check}: {k} of {n} requests {so_far} {bad}; even if the {still} all {good}, the run's {name} "
-            f"is {word} {_shown(rate, rule.value, down=rule.side == 'max')}%, "
+            f"is {word} {_toward(rate, rule.value, down=rule.side == 'max')}%, "
             f"{'above the maximum' if rule.side == 'max' else 'below the minimum'} {limit}")
-
-
-def _shown(value: float, limit: float, *, down: bool) -> str:
-    """`value` rounded towards the limit's safe side, with digits enough to read as past it."""
-    for digits in range(1, 10):
-        scale = 10.0**digits
-        shown = math.floor(value * scale) / scale if down else math.ceil(value * scale) / scale
-        if (shown > limit) if down else (shown < limit):
-            return f"{shown:.{digits}f}".rstrip("0").rstrip(".")
-    return repr(value)
-
-
