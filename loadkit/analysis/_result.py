@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from loadkit.load._arrivals import default_max_in_flight
+from loadkit.load._timeline import CPU_SATURATED_PCT, LAG_SATURATED_MS, Samples, generator_seconds
 from loadkit.load._window import MAX_ENDPOINTS, OTHER_ENDPOINTS, decode_histogram
 from loadkit.load.runner import LoadOutcome, LoadPlan
 from loadkit.load.shapes import RateStage, scheduled_arrivals
@@ -29,9 +30,7 @@ from loadkit.models.wire import Snapshot, Stats, WorkerEvent, WorkerEventKind
 from loadkit.scoring import Observation, evaluate, observations_from_stats
 from loadkit.units import fmt
 
-CPU_SATURATED_PCT = 90.0
-SATURATED_SHARE = 0.25  # of the samples
-LAG_SATURATED_MS = 100.0
+SATURATED_SHARE = 0.25  # of the samples (seconds at >= CPU_SATURATED_PCT, or LAG_SATURATED_MS late)
 DROPPED_SATURATED_SHARE = 0.001  # of the scheduled iterations (open model)
 START_LAG_SATURATED_MS = 100.0  # p99 of the iterations' start lag (open model)
 INTERRUPTED_NOTE = "interrupted after"
@@ -47,16 +46,19 @@ def assess_generator(snapshots: Sequence[Snapshot], processes: int,
     dropped, or the iterations' start lag had a p99 >= 100 ms: the schedule was not kept. Unless the
     in-flight cap (`max_in_flight`, all processes together) was reached with the CPU and loop fine: then
     the target was slow, not the generator (`in_flight_cap_reached`; the reason says so, not saturated).
+    The seconds are counted whole as they arrive (a Timeline's `seconds`), so a long run's coarser
+    timeline gives the same answer as its every second.
     """
-    if rate_stages:  # the schedule ran: its "users" are the iterations in flight, often 0 on a fast target
-        samples = [s for s in snapshots[1:] if s.rate] or list(snapshots)
-    else:
-        samples = [s for s in snapshots[1:] if s.users > 0] or list(snapshots)
-    if not samples:
+    seconds = generator_seconds(snapshots)
+    # the schedule ran: its "users" are the iterations in flight, often 0 on a fast target
+    samples = seconds.scheduled if rate_stages else seconds.loaded
+    if not samples.n:
+        samples = seconds.every
+    if not samples.n:
         return GeneratorHealth(processes=processes)
     health = _cpu_and_loop(samples, processes)
     if rate_stages:
-        cap_reached = bool(max_in_flight) and max(s.users for s in snapshots) >= max_in_flight
+        cap_reached = bool(max_in_flight) and seconds.users_max >= max_in_flight
         health = _schedule_kept(health, snapshots[-1].cumulative, rate_stages, cap_reached)
     return health
 
@@ -147,11 +149,8 @@ def censored_latency_checks(checks: Sequence[Check], health: GeneratorHealth, hi
     return out
 
 
-def _cpu_and_loop(samples: Sequence[Snapshot], processes: int) -> GeneratorHealth:
-    cpu = [s.cpu_pct for s in samples]
-    lag = [s.lag_ms for s in samples]
-    busy = sum(c >= CPU_SATURATED_PCT for c in cpu) / len(cpu)
-    late = sum(v >= LAG_SATURATED_MS for v in lag) / len(lag)
+def _cpu_and_loop(samples: Samples, processes: int) -> GeneratorHealth:
+    busy, late = samples.busy / samples.n, samples.late / samples.n
     reasons = []
     if busy >= SATURATED_SHARE:
         reasons.append(f"a Locust process was at >= {CPU_SATURATED_PCT:g}% CPU for {busy:.0%} of the run")
@@ -159,9 +158,9 @@ def _cpu_and_loop(samples: Sequence[Snapshot], processes: int) -> GeneratorHealt
         reasons.append(f"Locust's event loop was >= {LAG_SATURATED_MS:g} ms late for {late:.0%} of the run")
     return GeneratorHealth(
         processes=processes,
-        cpu_max_pct=round(max(cpu), 1),
-        cpu_avg_pct=round(sum(cpu) / len(cpu), 1),
-        loop_lag_max_ms=round(max(lag), 1),
+        cpu_max_pct=round(samples.cpu_max, 1),
+        cpu_avg_pct=round(samples.cpu_sum / samples.n, 1),
+        loop_lag_max_ms=round(samples.lag_max, 1),
         saturated=bool(reasons),
         reason="; ".join(reasons),
     )
