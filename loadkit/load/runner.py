@@ -25,13 +25,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from loadkit.errors import ConfigError, DriverError, Interrupted
+from loadkit.load._timeline import MAX_POINTS, Timeline
 from loadkit.load._workers import check_bind, end_workers, locust_env, master_port, spawn_worker, workers_error
 from loadkit.load.shapes import RateStage, Stage, peak_rate, total_duration
 from loadkit.models.wire import Snapshot, Stats, WorkerEvent, WorkerEventKind
@@ -105,15 +106,15 @@ class LoadPlan:
 class LoadOutcome:
     """What came back from Locust: the stream, the final numbers and how the run ended.
 
-    `snapshots` are the run's windows, one a second, kept small (their window Stats, users, CPU and
-    lag; no encoded histogram, an empty cumulative) but for the last, which is whole: enough for the
-    timeline and the generator's health. `final` is the run's cumulative Stats (the last snapshot's),
-    `histogram` its exact HdrHistogram.
+    `snapshots` are the run's windows, one a second (coarser past `MAX_POINTS`: a `Timeline`), kept small
+    (their window's numbers, users, CPU and lag; no encoded histogram, no status codes, an empty
+    cumulative) but for the last, which is whole: enough for the timeline and the generator's health.
+    `final` is the run's cumulative Stats (the last snapshot's), `histogram` its exact HdrHistogram.
     """
 
     started_at: datetime
     ended_at: datetime
-    snapshots: list[Snapshot]
+    snapshots: Sequence[Snapshot]
     final: Stats
     endpoints: list[list[Any]]
     errors: list[list[Any]]
@@ -130,34 +131,23 @@ class _StopRequested(Exception):
     """The caller set the stop event (another thread: the webhook's post-rollout or shutdown)."""
 
 
-_NOTHING = Stats()  # what a kept snapshot's cumulative becomes once another follows: only the last one's counts
-
-
-def _kept(snapshot: Snapshot) -> Snapshot:
-    """What an earlier second keeps: what its readers (the timeline, generator health) read of it, not
-    its encoded histogram, the cumulative figures nor the status codes (one entry per distinct code:
-    a target that answers many codes would make every kept second bigger). failures_by_kind stays
-    (the timeline's failure chart; a closed set of kinds)."""
-    window = snapshot.window.model_copy(update={"status_codes": {}, "status_classes": {}})
-    return snapshot.model_copy(update={"window_histogram": "", "cumulative": _NOTHING, "window": window})
-
-
 class _Stream:
     """Reads the plugin's JSON lines on a thread and keeps what matters.
 
-    Memory per second of the run stays small: `on_snapshot` gets each snapshot whole, but what is
-    kept of it for the result (the timeline and the generator's health) is its window's numbers
-    alone, without the window's encoded histogram (2-3 KB a second at full speed), its status codes or
-    the cumulative figures, once the next one arrives (`_kept`): only the last snapshot is kept whole. The run's total
-    histogram, endpoint and error tables come once, in the plugin's end line.
+    Memory stays bounded however long the run: `on_snapshot` gets each snapshot whole, but what is
+    kept of it for the result (the timeline and the generator's health) is a row of its window's
+    numbers in a `Timeline` (at most `max_points` rows, coarser past that), once the next one arrives:
+    only the last snapshot is kept whole. The run's total histogram, endpoint and error tables come
+    once, in the plugin's end line.
     """
 
-    def __init__(self, pipe: IO[str], on_snapshot: Callable[[Snapshot], None] | None) -> None:
+    def __init__(self, pipe: IO[str], on_snapshot: Callable[[Snapshot], None] | None,
+                 max_points: int = MAX_POINTS) -> None:
         self.pipe = pipe
         self.on_snapshot = on_snapshot
         self.started = threading.Event()
         self.notes: list[str] = []
-        self.snapshots: list[Snapshot] = []  # all but the last stripped: see the class docstring
+        self.snapshots = Timeline(max_points)  # all but the last as rows of numbers: see the class docstring
         self.end: dict[str, Any] | None = None
         self.workers: list[WorkerEvent] = []
         self.fatal: dict[str, Any] | None = None
@@ -179,9 +169,7 @@ class _Stream:
             self.started.set()
         elif kind == "snapshot":
             snap = Snapshot.model_validate(record)
-            if self.snapshots:  # the one before is no longer the last: keep only its window's numbers
-                self.snapshots[-1] = _kept(self.snapshots[-1])
-            self.snapshots.append(snap)
+            self.snapshots.append(snap)  # the one before is no longer the last: a row of its numbers
             if self.on_snapshot is not None:
                 try:
                     self.on_snapshot(snap)
