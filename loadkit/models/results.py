@@ -251,8 +251,9 @@ class ErrorStat(ResultModel):
 
 
 class TimelinePoint(ResultModel):
-    """One window of the load (about a second): `t` is its end in seconds since the run's start (a chaos
-    run's: since `ChaosResult.started_at`); rates and percentiles are the window's own."""
+    """One window of the load (about a second; past four hours of run, windows of 2 s, 4 s ... merged as
+    docs/metrics.md says): `t` is its end in seconds since the run's start (a chaos run's: since
+    `ChaosResult.started_at`); rates and percentiles are the window's own."""
 
     t: float
     users: int
