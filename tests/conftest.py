@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from loadkit import httpcalls
 from loadkit.sandbox import SandboxProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,9 +143,9 @@ def _free_port() -> int:
 def _prometheus_ready(url: str, targets: int) -> bool:
     """Up, and every target scraped once: a test's traffic starts inside Prometheus' view."""
     try:
-        if httpx.get(f"{url}/-/ready", timeout=2).status_code != 200:
+        if httpcalls.get(f"{url}/-/ready", timeout=2).status_code != 200:
             return False
-        up = httpx.get(f"{url}/api/v1/query", params={"query": "up == 1"}, timeout=2).json()
+        up = httpcalls.get(f"{url}/api/v1/query", params={"query": "up == 1"}, timeout=2).json()
         return len(up["data"]["result"]) == targets
     except httpx.TransportError:
         return False
@@ -154,7 +155,8 @@ def scraped(prometheus: str, query: str, at_least: float = 0.0, timeout: float =
     """Wait until Prometheus has scraped `query` to a value >= at_least (a busy machine scrapes late)."""
     deadline = time.monotonic() + timeout
     while True:
-        result = httpx.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=5).json()["data"]["result"]
+        answer = httpcalls.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=5)
+        result = answer.json()["data"]["result"]
         if result and float(result[0]["value"][1]) >= at_least:
             return
         assert time.monotonic() < deadline, f"Prometheus never had {query} >= {at_least}: {result}"

@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("load", "prometheus", "sandbox", "store"),
     ("scoring",),
     ("models", "yaml_errors"),
-    ("units", "errors", "safety", "loadkit"),
+    ("units", "errors", "safety", "httpcalls", "loadkit"),
 ]
 FLOOR = {room: floor for floor, rooms in enumerate(LAYERS) for room in rooms}
 

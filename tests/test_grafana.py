@@ -20,6 +20,7 @@ import httpx
 import pytest
 import yaml
 
+from loadkit import httpcalls
 from loadkit.sandbox import SandboxProcess
 from tests.conftest import ROOT
 from tests.webhook.conftest import Serve, payload, poll
@@ -56,7 +57,7 @@ def substitute(expr: str) -> str:
 
 
 def query(prometheus: str, expr: str) -> dict[str, Any]:
-    answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10)
+    answer = httpcalls.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10)
     body: dict[str, Any] = answer.json()
     assert answer.status_code == 200 and body["status"] == "success", f"{expr}: {body}"
     return body
@@ -155,14 +156,14 @@ def test_flagger_panels_parse_and_are_empty_without_flagger(prometheus: str) -> 
 
 def test_a_broken_query_would_fail(prometheus: str) -> None:
     """The check above can fail: Prometheus refuses a query that does not parse."""
-    answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": "sum(rate(istio_requests_total[1m]"})
+    answer = httpcalls.get(f"{prometheus}/api/v1/query", params={"query": "sum(rate(istio_requests_total[1m]"})
     assert answer.status_code == 400 and answer.json()["errorType"] == "bad_data"
 
 
 def test_the_variables_find_the_sandbox(site: SandboxProcess, prometheus: str) -> None:
     for path in ("/", "/canary/"):  # on its own: both workloads have had requests
         for _ in range(5):
-            httpx.get(f"{site.traffic_url}{path}", timeout=5)
+            httpcalls.get(f"{site.traffic_url}{path}", timeout=5)
     workloads = {CANARY, f"{CANARY}-primary"}
     poll(lambda: workloads <= {s["metric"]["destination_workload"] for s in
                                query(prometheus, 'istio_requests_total{reporter="destination"}')["data"]["result"]},

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from loadkit.load._arrivals import default_max_in_flight
+from loadkit.load._distributed import FORKED_PROCESS_LOST
 from loadkit.load._timeline import CPU_SATURATED_PCT, LAG_SATURATED_MS, Samples, generator_seconds
 from loadkit.load._window import MAX_ENDPOINTS, OTHER_ENDPOINTS, decode_histogram
 from loadkit.load.runner import LoadOutcome, LoadPlan
@@ -193,8 +194,12 @@ def load_short(health: GeneratorHealth, planned: int) -> str:
         return ""
     reasons = []
     if health.workers_lost:
-        reasons.append(f"{len(health.workers_lost)} load generator worker loss(es) of {max(planned, health.workers)} "
-                       "workers")
+        forked = sum(w.reason == FORKED_PROCESS_LOST for w in health.workers_lost)
+        if forked:
+            reasons.append(f"{forked} of {max(planned, health.processes)} forked load generator processes lost")
+        if len(health.workers_lost) > forked:
+            reasons.append(f"{len(health.workers_lost) - forked} load generator worker loss(es) of "
+                           f"{max(planned, health.workers)} workers")
     if health.workers_unplanned:
         reasons.append(f"{health.workers_unplanned} worker(s) without this run's plan took users (their load on "
                        "the target is not counted)")
@@ -213,6 +218,8 @@ def workers_lost_warnings(health: GeneratorHealth, planned: int) -> list[str]:
     out = []
     remaining = planned
     for w in health.workers_lost:
+        if w.reason == FORKED_PROCESS_LOST:
+            continue  # a forked process (--processes): its note says when and what is missing
         name = f"worker {w.index}" if w.index is not None else f"worker {w.node}"
         when = f"at {fmt(w.at_s)}s" if w.at_s is not None else "mid-run"
         head = f"load generator {name} was lost {when} ({w.reason}): its {w.requests} requests until then are counted"

@@ -33,6 +33,7 @@ import httpx
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration
 
+from loadkit import httpcalls
 from loadkit.chaos import guards as guard
 from loadkit.errors import SafetyError
 
@@ -275,7 +276,7 @@ def _call(method: str, path: str, configuration: Configuration, admin_url: str |
     except SafetyError as exc:
         raise ActivityFailed(f"refused by loadkit's safety guards: {exc}") from None
     try:
-        response = httpx.request(method, base + path, json=body, timeout=timeout)  # redirects are not followed
+        response = httpcalls.request(method, base + path, json=body, timeout=timeout)  # redirects are not followed
     except httpx.HTTPError as exc:
         raise ActivityFailed(f"cannot reach the sandbox admin API at {base}: {exc}") from None
     if not response.is_success:

@@ -109,13 +109,15 @@ def _call(method: str, server: str, path: str, token_file: Path | None, body: di
           auth: bool = True) -> dict[str, Any]:
     import httpx
 
+    from loadkit import httpcalls
+
     if not server.startswith(("http://", "https://")):
         raise UsageError(f"--server {server!r} is not a URL", hint="e.g. --server http://loadkit.loadkit")
     headers = {"Authorization": f"Bearer {_token(token_file)}"} if auth else {}
     headers["Accept"] = "application/json"
     data = {k: v for k, v in (body or {}).items() if v not in (None, "")}
     try:
-        response = httpx.request(method, f"{server.rstrip('/')}{path}", headers=headers, timeout=TIMEOUT_S,
+        response = httpcalls.request(method, f"{server.rstrip('/')}{path}", headers=headers, timeout=TIMEOUT_S,
                                  json=data if body is not None else None)
     except httpx.HTTPError as exc:
         raise TargetError(f"cannot reach loadkit serve at {server}: {exc}",

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 import httpx
 
+from loadkit import httpcalls
 from loadkit.chaos.live import LoadSession
 from loadkit.chaos.signals import HaltSwitch
 from loadkit.gameday.models import StopFiring, StopKind
@@ -173,7 +174,7 @@ def _http(stop: HttpStop) -> Checker:
 
     def check() -> str | None:
         try:
-            got: str = str(httpx.get(stop.url, timeout=stop.timeout).status_code)
+            got: str = str(httpcalls.get(stop.url, timeout=stop.timeout).status_code)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             got = type(exc).__name__
         if got == str(stop.status):
@@ -199,7 +200,7 @@ def query(url: str, promql: str, timeout_s: float = 5.0) -> list[dict[str, objec
     if not url:
         raise PrometheusUnreadable("no Prometheus URL (set url: in the condition, or --prometheus)")
     try:
-        response = httpx.get(f"{url.rstrip('/')}/api/v1/query", params={"query": promql}, timeout=timeout_s)
+        response = httpcalls.get(f"{url.rstrip('/')}/api/v1/query", params={"query": promql}, timeout=timeout_s)
     except httpx.HTTPError as exc:
         raise PrometheusUnreadable(f"{type(exc).__name__} from {httpx.URL(url).host}") from None
     try:

@@ -36,6 +36,8 @@ from loadkit import __version__
 
 HELLO, PLAN, REFUSED, STOP = "loadkit_hello", "loadkit_plan", "loadkit_refused", "loadkit_stop"
 logger = logging.getLogger("loadkit")
+# The reason of a `lost` worker event for a forked process of --processes (its note says the rest)
+FORKED_PROCESS_LOST = "forked process lost"
 TOKEN_ENV = "LOADKIT_WORKER_TOKEN"  # a shared secret: a worker obeys only a master that proves it knows it
 _UNPLANNED_GRACE_S = 3.0  # a connected worker that has not said hello this long is not loadkit's
 

@@ -19,6 +19,9 @@ Counting rules (documented in docs/metrics.md):
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterable
+from itertools import accumulate
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -354,12 +357,13 @@ class Window:
         if not (self.iterations or self.dropped or self.cut_off):
             return {}
         lag = self.lag if self.lag is not None and self.lag.get_total_count() else None
+        lag_us = values_at_percentiles(lag, (50.0, 99.0)) if lag else {}
         return {
             "iterations": self.iterations,
             "dropped_iterations": self.dropped,
             "cut_off_iterations": self.cut_off,
-            "start_lag_p50_ms": lag.get_value_at_percentile(50.0) / 1000.0 if lag else None,
-            "start_lag_p99_ms": lag.get_value_at_percentile(99.0) / 1000.0 if lag else None,
+            "start_lag_p50_ms": lag_us[50.0] / 1000.0 if lag else None,
+            "start_lag_p99_ms": lag_us[99.0] / 1000.0 if lag else None,
             "start_lag_max_ms": max_ms(lag) if lag else None,
         }
 
@@ -408,7 +412,26 @@ def latency_percentiles_ms(hist: HdrHistogram) -> dict[float, float | None]:
     """Upper bucket edges in ms (HdrHistogram's convention): never below the true value."""
     if not hist.get_total_count():
         return {p: None for p in PERCENTILES}
-    return {p: hist.get_value_at_percentile(p) / 1000.0 for p in PERCENTILES}
+    return {p: us / 1000.0 for p, us in values_at_percentiles(hist, PERCENTILES).items()}
+
+
+def values_at_percentiles(hist: HdrHistogram, percentiles: Iterable[float]) -> dict[float, int]:
+    """`hist.get_value_at_percentile(p)` for each p, to the same value, from one pass over the counts.
+
+    hdrh walks the counts in Python once per percentile (a few thousand buckets, ~10 ms for three at
+    every window); here the running totals are summed in C once and each percentile is a bisection.
+    """
+    counts = hist.counts[: min(hist.counts_len, hist.encoder.payload.counts_len)]
+    running = list(accumulate(counts))
+    values: dict[float, int] = {}
+    for p in percentiles:
+        index = bisect_left(running, hist.get_target_count_at_percentile(p))
+        if index == len(running):
+            values[p] = 0
+            continue
+        value = hist.get_value_from_index(index)
+        values[p] = hist.get_highest_equivalent_value(value) if p else hist.get_lowest_equivalent_value(value)
+    return values
 
 
 def endpoint_rows(endpoints: dict[tuple[str, str], list[Any]]) -> list[list[Any]]:

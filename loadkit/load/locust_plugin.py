@@ -48,11 +48,11 @@ from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterR
 
 from loadkit import __version__
 from loadkit.load._arrivals import default_max_in_flight
+from loadkit.load._distributed import FORKED_PROCESS_LOST, TOKEN_ENV, Workers, plan_proof, proof, token, verify
 from loadkit.load._distributed import HELLO as _HELLO
 from loadkit.load._distributed import PLAN as _PLAN_MESSAGE
 from loadkit.load._distributed import REFUSED as _REFUSED
 from loadkit.load._distributed import STOP as _STOP
-from loadkit.load._distributed import TOKEN_ENV, Workers, plan_proof, proof, token, verify
 from loadkit.load._guard import Connections, OriginGuard, refuse_until_planned
 from loadkit.load._open_model import OpenModel, from_intended_start, nested_task_sets
 from loadkit.load._window import Window, endpoint_rows
@@ -177,6 +177,7 @@ class _Collector:
         self.busy: dict[str, int] = {}
         self.finished: set[str] = set()
         self.lost: set[str] = set()  # forked processes (--processes) that went missing mid-run
+        self.finals: set[str] = set()  # forked processes (--processes) whose final window arrived
         self.lag_ms = 0.0
         self.started: float | None = None
         self.stopping: float | None = None
@@ -200,6 +201,8 @@ class _Collector:
         self.busy[node] = int(data.get("busy", 0))
         if data.get("finished"):
             self.finished.add(node)
+        if data.get("final"):
+            self.finals.add(node)
         if self.workers is not None:
             self.workers.on_window(node, window.requests, bool(data.get("final")))
             if self.workers.nodes.get(node) is not None and self.workers.nodes[node].lost:
@@ -230,13 +233,39 @@ class _Collector:
         for node in list(self.runner.clients.values()):
             if node.state != STATE_MISSING or node.id in self.lost:
                 continue
-            self.lost.add(node.id)
-            self.cpu.pop(node.id, None)
-            self.busy.pop(node.id, None)
             share = " and its share of the schedule after that never ran" if _RATE else ""
-            self.write({"type": "note", "message": (
-                f"a Locust process (--processes) was lost about {self.elapsed():.0f}s into the run (no heartbeat): "
-                f"its load until then is counted{share}")})
+            self.lose_process(node.id, f"a Locust process (--processes) was lost about {self.elapsed():.0f}s into "
+                                       f"the run (no heartbeat): its load until then is counted{share}")
+
+    def lose_process(self, node: str, message: str) -> None:
+        """Say so once, as a note and as a lost generator: a run that lost load is never a pass."""
+        self.lost.add(node)
+        self.cpu.pop(node, None)
+        self.busy.pop(node, None)
+        self.write({"type": "note", "message": message})
+        self.write({"type": "worker", "event": "lost", "node": node, "at_s": round(self.elapsed(), 3),
+                    "detected_s": round(self.elapsed(), 3), "reason": FORKED_PROCESS_LOST})
+
+    def await_final_windows(self, timeout_s: float) -> None:
+        """--processes: Locust's headless quit does not wait for its forked processes' last reports (it
+        allows 0.5 s), so on a busy machine a process's last second was lost, uncounted. Stop every live
+        one's users and wait for its final window; one that sends none in time is lost (its last second
+        is missing)."""
+        if not isinstance(self.runner, MasterRunner):
+            return
+        deadline = time.monotonic() + timeout_s
+
+        def waiting() -> list[str]:
+            return [c.id for c in self.runner.clients.values()
+                    if c.id not in self.finals and c.id not in self.lost and c.state != STATE_MISSING]
+
+        for node in waiting():  # a timed run's quit tells them only after this: stop their users now
+            self.runner.send_message(_STOP, None, client_id=node)
+        while waiting() and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        for node in waiting():
+            self.lose_process(node, f"a Locust process (--processes) sent no final window within {timeout_s:g}s "
+                                    "of the stop: its last second of load is not counted")
 
     def emit_snapshot(self) -> None:
         if self.local is not None:
@@ -525,6 +554,8 @@ def _start_collector(environment: Environment, runner: Runner, notes: list[str])
             # Locust's headless quit does not wait for its workers' last reports (it allows 0.5 s):
             # loadkit waits for every live worker's final window, so none is lost at the end.
             collector.workers.flush(environment.stop_timeout + _FINAL_WAIT_S)
+        else:  # --processes: the same for the forked processes
+            collector.await_final_windows(environment.stop_timeout + _FINAL_WAIT_S)
 
     environment.events.test_start.add_listener(on_test_start)
     environment.events.test_stopping.add_listener(on_test_stopping)

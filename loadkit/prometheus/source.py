@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from loadkit import httpcalls
 from loadkit.errors import ConfigError, TargetError
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -51,7 +52,7 @@ class PrometheusSource:
     def __init__(self, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.url = url.rstrip("/")
         self._client = httpx.Client(base_url=self.url, timeout=timeout_s, follow_redirects=True,
-                                    transport=httpx.HTTPTransport(retries=RETRIES))
+                                    transport=httpx.HTTPTransport(retries=RETRIES, verify=httpcalls.tls()))
 
     def close(self) -> None:
         self._client.close()

@@ -23,6 +23,7 @@ import signal
 import sys
 import threading
 
+from loadkit.sandbox._loop import run_fast
 from loadkit.sandbox._spec import DEFAULT_NAMESPACE, PodIdentity, Version
 
 
@@ -91,7 +92,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    asyncio.run(serve(parse_args(argv)))
+    run_fast(serve(parse_args(argv)))
     return 0
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import psutil
 import pytest
 
+from loadkit import httpcalls
 from loadkit.sandbox import SandboxProcess
 from tests.conftest import ROOT, loadkit_cmd
 
@@ -27,11 +27,11 @@ EXPERIMENTS = ROOT / "experiments"
 
 
 def faults(sandbox: SandboxProcess) -> list[dict[str, Any]]:
-    return list(httpx.get(f"{sandbox.admin_url}/faults", timeout=10).json()["faults"])
+    return list(httpcalls.get(f"{sandbox.admin_url}/faults", timeout=10).json()["faults"])
 
 
 def pods(sandbox: SandboxProcess) -> dict[str, dict[str, Any]]:
-    return {p["name"]: p for p in httpx.get(f"{sandbox.admin_url}/pods", timeout=10).json()["pods"]}
+    return {p["name"]: p for p in httpcalls.get(f"{sandbox.admin_url}/pods", timeout=10).json()["pods"]}
 
 
 def chaos_env(sandbox: SandboxProcess, extra: dict[str, str] | None = None) -> dict[str, str]:

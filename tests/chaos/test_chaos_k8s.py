@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from loadkit import httpcalls
 from loadkit.sandbox import SandboxProcess
 from tests.chaos.conftest import chaos_env, chaos_run, interrupt_mid_fault
 from tests.chaos.fake_k8s import FakeKubernetes
@@ -176,16 +177,15 @@ def test_another_runs_active_fault_refuses_and_an_expired_one_is_removed(sandbox
     k8s.plant_virtualservice("bruno", "loadkit-delay-bruno-site-old", labels=labels)
     vs = k8s.virtualservices("bruno")[0]
     vs["metadata"]["annotations"] = {"loadkit.io/expires-at": "2099-01-01T00:00:00+00:00"}
-    import httpx
 
-    httpx.put(f"{k8s.url}/apis/networking.istio.io/v1beta1/namespaces/bruno/virtualservices/{vs['metadata']['name']}",
+    httpcalls.put(f"{k8s.url}/apis/networking.istio.io/v1beta1/namespaces/bruno/virtualservices/{vs['metadata']['name']}",
               json=vs).raise_for_status()
     code, result, stderr = chaos_run(sandbox, "latency-canary.yaml", "--var", "fault_seconds=1",
                                      env=env_for(sandbox, k8s))
     assert code == 2 and "another loadkit fault is active on bruno/bruno-site" in stderr
     vs = k8s.virtualservices("bruno")[0]
     vs["metadata"]["annotations"] = {"loadkit.io/expires-at": "2000-01-01T00:00:00+00:00"}
-    httpx.put(f"{k8s.url}/apis/networking.istio.io/v1beta1/namespaces/bruno/virtualservices/{vs['metadata']['name']}",
+    httpcalls.put(f"{k8s.url}/apis/networking.istio.io/v1beta1/namespaces/bruno/virtualservices/{vs['metadata']['name']}",
               json=vs).raise_for_status()
     code, result, stderr = chaos_run(sandbox, "latency-canary.yaml", "--var", "fault_seconds=1",
                                      env=env_for(sandbox, k8s))

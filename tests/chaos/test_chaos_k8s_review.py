@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from loadkit import httpcalls
 from loadkit.chaos.guards import owner_record
 from loadkit.sandbox import SandboxProcess
 from tests.chaos.conftest import chaos_env, chaos_run, interrupt_mid_fault
@@ -161,7 +162,6 @@ def test_a_live_run_in_another_pid_namespace_is_never_touched(sandbox: SandboxPr
     prefix = _unshare()
     if prefix is None:
         pytest.skip("unshare --pid is not available here (needs CAP_SYS_ADMIN or user namespaces)")
-    import httpx
     import psutil
 
     proc = subprocess.Popen([*prefix, *loadkit_cmd(
@@ -170,21 +170,21 @@ def test_a_live_run_in_another_pid_namespace_is_never_touched(sandbox: SandboxPr
         stderr=subprocess.PIPE, text=True, env=chaos_env(sandbox))
     try:
         deadline = time.monotonic() + 60
-        while not (present := httpx.get(f"{sandbox.admin_url}/faults", timeout=5).json()["faults"]):
+        while not (present := httpcalls.get(f"{sandbox.admin_url}/faults", timeout=5).json()["faults"]):
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.1)
         out = run_loadkit("chaos", "cleanup", "--sandbox", sandbox.admin_url, "--skip-kubernetes")
         assert f"kept sandbox fault {present[0]['id']}" in out.stdout and "cannot check" in out.stdout, out.stdout
-        assert [f["id"] for f in httpx.get(f"{sandbox.admin_url}/faults", timeout=5).json()["faults"]] == \
+        assert [f["id"] for f in httpcalls.get(f"{sandbox.admin_url}/faults", timeout=5).json()["faults"]] == \
             [present[0]["id"]]
         inner = [p for p in psutil.Process(proc.pid).children(recursive=True)
                  if "loadkit" in p.cmdline() and "chaos" in p.cmdline()]
         assert inner, "loadkit did not start inside the namespace"
         inner[0].send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
-        assert httpx.get(f"{sandbox.admin_url}/faults", timeout=5).json()["faults"] == [], stderr
+        assert httpcalls.get(f"{sandbox.admin_url}/faults", timeout=5).json()["faults"] == [], stderr
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=30)
-        httpx.delete(f"{sandbox.admin_url}/faults", timeout=5)
+        httpcalls.delete(f"{sandbox.admin_url}/faults", timeout=5)

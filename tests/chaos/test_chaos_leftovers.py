@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 import pytest
 import yaml
 
+from loadkit import httpcalls
 from loadkit.sandbox import SandboxProcess
 from tests.chaos.conftest import EXPERIMENTS, chaos_env, chaos_run, faults
 from tests.chaos.fake_k8s import FakeKubernetes
@@ -45,7 +45,7 @@ def started(sandbox: SandboxProcess, experiment: str | Path, *args: str, prefix:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=30)
-        httpx.delete(f"{sandbox.admin_url}/faults", timeout=5)  # the next test starts clean, pass or fail
+        httpcalls.delete(f"{sandbox.admin_url}/faults", timeout=5)  # the next test starts clean, pass or fail
 
 
 def wait_for_fault(sandbox: SandboxProcess, proc: subprocess.Popen[str], timeout: float = 60) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from loadkit import httpcalls
 from loadkit.sandbox import SandboxProcess
 from tests.chaos.conftest import FlakyProxy, chaos_env, chaos_run, faults
 from tests.conftest import ROOT, loadkit_cmd
@@ -83,6 +84,5 @@ def test_an_admin_api_unreachable_during_the_clean_up(sandbox: SandboxProcess, f
         assert "nothing was left behind" not in str(result)
     finally:
         for fault in faults(sandbox):
-            import httpx
 
-            httpx.delete(f"{sandbox.admin_url}/faults/{fault['id']}", timeout=5)
+            httpcalls.delete(f"{sandbox.admin_url}/faults/{fault['id']}", timeout=5)

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 import pytest
 import yaml
 
+from loadkit import httpcalls
 from loadkit.sandbox import SandboxProcess
 from tests.chaos.conftest import (
     EXPERIMENTS,
@@ -90,12 +90,12 @@ def answered_503_before(sandbox: SandboxProcess, prometheus: str) -> None:
     opens. (rate() cannot count the first sample of a series born inside its window, in Flagger's
     query too; a fresh sandbox would make Istio's success rate look better than it was.)"""
     fault = {"version": "canary", "kind": "abort", "http_status": 503, "ttl_s": 30}
-    httpx.post(f"{sandbox.admin_url}/faults", json=fault, timeout=5).raise_for_status()
+    httpcalls.post(f"{sandbox.admin_url}/faults", json=fault, timeout=5).raise_for_status()
     try:
         for _ in range(3):
-            httpx.get(f"{sandbox.traffic_url}/canary", timeout=5)
+            httpcalls.get(f"{sandbox.traffic_url}/canary", timeout=5)
     finally:
-        httpx.delete(f"{sandbox.admin_url}/faults", timeout=5).raise_for_status()
+        httpcalls.delete(f"{sandbox.admin_url}/faults", timeout=5).raise_for_status()
     scraped(prometheus, 'sum(istio_requests_total{destination_workload="bruno-site",response_code="503"})')
 
 
@@ -256,9 +256,8 @@ def test_without_rollbacks_loadkit_removes_the_fault_before_the_cool_down(sandbo
 
 
 def test_a_dry_run_leaves_other_peoples_faults_alone(sandbox: SandboxProcess) -> None:
-    import httpx
 
-    planted = httpx.post(f"{sandbox.admin_url}/faults",
+    planted = httpcalls.post(f"{sandbox.admin_url}/faults",
                          json={"version": "primary", "kind": "delay", "delay_ms": 1, "ttl_s": 120}).json()
     try:
         code, result, stderr = chaos_run(sandbox, "local-abort.yaml", "--dry-run")
@@ -267,7 +266,7 @@ def test_a_dry_run_leaves_other_peoples_faults_alone(sandbox: SandboxProcess) ->
         assert check(result, "rollbacks")["passed"] is True
         assert [f["id"] for f in faults(sandbox)] == [planted["id"]]
     finally:
-        httpx.delete(f"{sandbox.admin_url}/faults/{planted['id']}")
+        httpcalls.delete(f"{sandbox.admin_url}/faults/{planted['id']}")
 
 
 def _start(sandbox: SandboxProcess, experiment: str, *args: str) -> subprocess.Popen[str]:
@@ -344,9 +343,8 @@ def test_plain_chaos_run_with_the_loadkit_control(sandbox: SandboxProcess, tmp_p
 
 
 def test_cleanup_removes_leftover_sandbox_faults(sandbox: SandboxProcess) -> None:
-    import httpx
 
-    httpx.post(f"{sandbox.admin_url}/faults", json={"version": "canary", "kind": "delay", "delay_ms": 50})
+    httpcalls.post(f"{sandbox.admin_url}/faults", json={"version": "canary", "kind": "delay", "delay_ms": 50})
     out = run_loadkit("chaos", "cleanup", "--skip-kubernetes", "--sandbox", sandbox.admin_url)
     assert out.returncode == 0 and "removed sandbox fault" in out.stdout
     assert faults(sandbox) == []

@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
+from loadkit import httpcalls
 from loadkit.sandbox import SandboxProcess
 from tests.chaos.conftest import faults, interrupt_mid_fault
 
@@ -78,7 +78,7 @@ def test_a_signal_ends_a_hung_steady_state_after_at_once(sandbox: SandboxProcess
                               "rollbacks": [REMOVE]})
 
     def kill_a_canary_pod() -> None:  # a pod dies during the cool-down (not loadkit's kill)
-        httpx.post(f"{sandbox.admin_url}/pods/kill", json={"version": "canary", "count": 1, "restart_after_s": 20},
+        httpcalls.post(f"{sandbox.admin_url}/pods/kill", json={"version": "canary", "count": 1, "restart_after_s": 20},
                    timeout=5).raise_for_status()
 
     timing: dict[str, float] = {}
@@ -97,6 +97,6 @@ def test_a_signal_ends_a_hung_steady_state_after_at_once(sandbox: SandboxProcess
 
 def _wait_for_pods(sandbox: SandboxProcess) -> None:
     deadline = time.monotonic() + 60
-    while not all(p["alive"] for p in httpx.get(f"{sandbox.admin_url}/pods", timeout=5).json()["pods"]):
+    while not all(p["alive"] for p in httpcalls.get(f"{sandbox.admin_url}/pods", timeout=5).json()["pods"]):
         assert time.monotonic() < deadline
         time.sleep(0.2)

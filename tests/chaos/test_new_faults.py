@@ -19,6 +19,7 @@ import psutil
 import pytest
 from chaoslib.exceptions import ActivityFailed
 
+from loadkit import httpcalls
 from loadkit.chaos import guards as guard
 from loadkit.chaos import sandbox as actions
 from loadkit.sandbox import SandboxProcess
@@ -78,7 +79,7 @@ def _supervisor_pid() -> int:
 
 @pytest.fixture(scope="module", autouse=True)
 def _remember_supervisor(sandbox: SandboxProcess) -> None:
-    pods = httpx.get(f"{sandbox.admin_url}/pods", timeout=5).json()["pods"]
+    pods = httpcalls.get(f"{sandbox.admin_url}/pods", timeout=5).json()["pods"]
     _SUPERVISOR.append(psutil.Process(pods[0]["pid"]).ppid())
 
 
@@ -127,11 +128,11 @@ def test_packet_loss_raises_latency_and_errors_then_is_removed(sandbox: SandboxP
 def test_a_partition_of_the_canarys_shipping_service_fails_only_the_canarys_shipping_pages(
         sandbox: SandboxProcess) -> None:
     actions.add_partition(dependency="external", ttl_s=20)
-    canary = httpx.get(f"{sandbox.traffic_url}/canary/api/shipping/2", timeout=5)
-    primary = httpx.get(f"{sandbox.traffic_url}/api/shipping/2", timeout=5)
+    canary = httpcalls.get(f"{sandbox.traffic_url}/canary/api/shipping/2", timeout=5)
+    primary = httpcalls.get(f"{sandbox.traffic_url}/api/shipping/2", timeout=5)
     assert canary.status_code == 504 and primary.status_code == 200
     actions.remove_faults()
-    assert httpx.get(f"{sandbox.traffic_url}/canary/api/shipping/2", timeout=5).status_code == 200
+    assert httpcalls.get(f"{sandbox.traffic_url}/canary/api/shipping/2", timeout=5).status_code == 200
 
 
 def roast(url: str, seconds: float, workers: int = 3) -> tuple[list[float], list[float], list[int]]:
@@ -152,7 +153,7 @@ def roast(url: str, seconds: float, workers: int = 3) -> tuple[list[float], list
 
 
 def canary_pod(sandbox: SandboxProcess) -> psutil.Process:
-    pods = httpx.get(f"{sandbox.admin_url}/pods", timeout=5).json()["pods"]
+    pods = httpcalls.get(f"{sandbox.admin_url}/pods", timeout=5).json()["pods"]
     return psutil.Process(next(p["pid"] for p in pods if p["version"] == "canary"))
 
 
@@ -217,12 +218,12 @@ def test_busy_competitors_take_the_canarys_cpu_then_are_removed(sandbox: Sandbox
 
 def test_a_failing_database_fails_the_canarys_stock_pages_only(sandbox: SandboxProcess) -> None:
     canary, primary = f"{sandbox.traffic_url}/canary/api/stock/3", f"{sandbox.traffic_url}/api/stock/3"
-    assert httpx.get(canary, timeout=5).json() == {"id": 3, "name": "Ceramic mug", "in_stock": 30}
+    assert httpcalls.get(canary, timeout=5).json() == {"id": 3, "name": "Ceramic mug", "in_stock": 30}
     actions.add_dependency_fault("database", "failing", ttl_s=20)
     _, codes = load(canary, 1.0)
     assert set(codes) == {503}
-    assert httpx.get(primary, timeout=5).status_code == 200
-    assert httpx.get(f"{sandbox.traffic_url}/canary/about", timeout=5).status_code == 200  # no database needed
+    assert httpcalls.get(primary, timeout=5).status_code == 200
+    assert httpcalls.get(f"{sandbox.traffic_url}/canary/about", timeout=5).status_code == 200  # no database needed
     actions.remove_faults()
     _, codes = load(canary, 0.5)
     assert set(codes) == {200}
@@ -241,13 +242,13 @@ def test_a_slow_database_slows_the_stock_pages_by_the_delay(sandbox: SandboxProc
 
 def test_an_unreachable_external_service_fails_the_pages_that_call_it(sandbox: SandboxProcess) -> None:
     url = f"{sandbox.traffic_url}/canary/api/shipping/4"
-    assert httpx.get(url, timeout=5).json() == {"product_id": 4, "shipping_cents": 539, "days": 2}
+    assert httpcalls.get(url, timeout=5).json() == {"product_id": 4, "shipping_cents": 539, "days": 2}
     actions.add_dependency_fault("external", "unreachable", ttl_s=20)
     _, codes = load(url, 1.5)
     assert set(codes) == {504}
-    assert httpx.get(f"{sandbox.traffic_url}/api/shipping/4", timeout=5).status_code == 200
+    assert httpcalls.get(f"{sandbox.traffic_url}/api/shipping/4", timeout=5).status_code == 200
     actions.remove_faults()
-    assert httpx.get(url, timeout=5).status_code == 200
+    assert httpcalls.get(url, timeout=5).status_code == 200
 
 
 def test_memory_limit_puts_the_pods_in_a_limited_cgroup_then_is_removed(sandbox: SandboxProcess) -> None:
@@ -255,7 +256,7 @@ def test_memory_limit_puts_the_pods_in_a_limited_cgroup_then_is_removed(sandbox:
         pytest.skip(reason)
     fault = actions.add_memory_limit(memory_mb=256, ttl_s=20)
     path = Path(fault["detail"].split(":")[0].removeprefix("cgroup "))
-    pid = httpx.get(f"{sandbox.admin_url}/pods", timeout=5).json()["pods"][1]["pid"]
+    pid = httpcalls.get(f"{sandbox.admin_url}/pods", timeout=5).json()["pods"][1]["pid"]
     assert int((path / "memory.limit_in_bytes").read_text()) == 256 * 1024 * 1024
     assert str(pid) in (path / "cgroup.procs").read_text().split()
     actions.remove_faults()
@@ -306,7 +307,7 @@ def test_kill_9_mid_fault_then_the_sandbox_expires_it(sandbox: SandboxProcess, a
 @needs_cpu_cgroup
 def test_cleanup_removes_what_a_killed_sandbox_left_on_the_machine(tmp_path: Path) -> None:
     with SandboxProcess(pods=1) as doomed:
-        fault = httpx.post(f"{doomed.admin_url}/faults", timeout=5, json={
+        fault = httpcalls.post(f"{doomed.admin_url}/faults", timeout=5, json={
             "version": "canary", "kind": "cpu", "cpu_pct": 50, "ttl_s": 600}).json()
         pid = psutil.Process(doomed_pod_pid(doomed)).ppid()
         os.kill(pid, signal.SIGKILL)
@@ -325,7 +326,7 @@ def test_cleanup_removes_what_a_killed_sandbox_left_on_the_machine(tmp_path: Pat
 
 
 def doomed_pod_pid(sandbox: SandboxProcess) -> int:
-    return int(httpx.get(f"{sandbox.admin_url}/pods", timeout=5).json()["pods"][0]["pid"])
+    return int(httpcalls.get(f"{sandbox.admin_url}/pods", timeout=5).json()["pods"][0]["pid"])
 
 
 def test_shipped_fault_experiments_validate() -> None:

@@ -16,6 +16,7 @@ import httpx
 import psutil
 import pytest
 
+from loadkit import httpcalls
 from loadkit.sandbox import SandboxProcess
 from tests.conftest import NOWHERE, ROOT, loadkit_cmd, run_loadkit
 
@@ -91,7 +92,7 @@ def test_ctrl_c_on_demo_stops_the_load_first_and_reports_interrupted(tmp_path: P
     traffic = next(line.split("traffic ", 1)[1].split(",")[0] for line in out.stderr.splitlines()
                    if line.startswith("sandbox up: traffic"))
     with pytest.raises(httpx.TransportError):  # and then it was stopped
-        httpx.get(traffic, timeout=2)
+        httpcalls.get(traffic, timeout=2)
 
 
 def test_a_sandbox_never_outlives_the_process_that_started_it(tmp_path: Path) -> None:
@@ -107,7 +108,7 @@ def test_a_sandbox_never_outlives_the_process_that_started_it(tmp_path: Path) ->
     starter.wait()
     sandbox.wait(timeout=10)
     with pytest.raises(httpx.TransportError):
-        httpx.get(url, timeout=2)
+        httpcalls.get(url, timeout=2)
 
 
 def test_a_locustfile_that_fails_to_import_is_one_line(sandbox: SandboxProcess, tmp_path: Path) -> None:
@@ -190,7 +191,7 @@ def test_a_locust_crash_mid_chaos_run_is_an_error_with_the_result(sandbox: Sandb
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**_env(), "LOADKIT_SANDBOX_ADMIN_URL": sandbox.admin_url})
     deadline = time.monotonic() + 60
-    while not httpx.get(f"{sandbox.admin_url}/faults", timeout=5).json()["faults"]:
+    while not httpcalls.get(f"{sandbox.admin_url}/faults", timeout=5).json()["faults"]:
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.2)
     locust = [p for p in psutil.Process(proc.pid).children(recursive=True) if "locust" in " ".join(p.cmdline())]
@@ -202,4 +203,4 @@ def test_a_locust_crash_mid_chaos_run_is_an_error_with_the_result(sandbox: Sandb
     result = json.loads(stdout)  # the result is still printed
     assert result["verdict"] == "error"
     assert "the load stopped before the experiment ended" in result["reason"], result["reason"]
-    assert httpx.get(f"{sandbox.admin_url}/faults", timeout=5).json()["faults"] == []  # rolled back all the same
+    assert httpcalls.get(f"{sandbox.admin_url}/faults", timeout=5).json()["faults"] == []  # rolled back all the same

@@ -12,10 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
+from loadkit import httpcalls
 from loadkit.sandbox import SandboxProcess
 from tests.conftest import ROOT, loadkit_cmd
 
@@ -101,4 +101,4 @@ def scenario(name: str, experiment: str, **extra: Any) -> dict[str, Any]:
 
 
 def faults(sandbox: SandboxProcess) -> list[dict[str, Any]]:
-    return list(httpx.get(f"{sandbox.admin_url}/faults", timeout=10).json()["faults"])
+    return list(httpcalls.get(f"{sandbox.admin_url}/faults", timeout=10).json()["faults"])

@@ -10,9 +10,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from loadkit import httpcalls
 from loadkit.sandbox import SandboxProcess
 from loadkit.scoring import Scored, category_scores, resilience_score
 from tests.conftest import ROOT, loadkit_cmd, run_loadkit
@@ -24,7 +24,7 @@ SECRET = "T000/B000/XXXXsecretTOKEN"
 
 
 def pods(sandbox: SandboxProcess) -> dict[str, dict[str, Any]]:
-    return {p["name"]: p for p in httpx.get(f"{sandbox.admin_url}/pods", timeout=10).json()["pods"]}
+    return {p["name"]: p for p in httpcalls.get(f"{sandbox.admin_url}/pods", timeout=10).json()["pods"]}
 
 
 def test_sandbox_plan_end_to_end(sandbox: SandboxProcess, receiver: Receiver, tmp_path: Path) -> None:

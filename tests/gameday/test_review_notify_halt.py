@@ -13,9 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from loadkit import httpcalls
 from loadkit.sandbox import SandboxProcess
 from tests.gameday.conftest import env_for, faults, gameday, scenario, write_plan
 
@@ -31,7 +31,7 @@ def sandbox():  # type: ignore[no-untyped-def]
 
 
 def canary_requests(sandbox: SandboxProcess) -> float:
-    text = httpx.get(f"{sandbox.admin_url}/metrics", timeout=5).text
+    text = httpcalls.get(f"{sandbox.admin_url}/metrics", timeout=5).text
     return sum(float(m.group(1)) for m in re.finditer(
         r'^istio_requests_total\{[^}]*destination_version="canary"[^}]*\} ([0-9.e+]+)$', text, re.M))
 

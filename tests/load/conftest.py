@@ -7,9 +7,9 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 
+from loadkit import httpcalls
 from loadkit.sandbox import SandboxProcess
 
 
@@ -30,7 +30,7 @@ def slow_canary(start_sandbox: Callable[..., SandboxProcess]) -> SandboxProcess:
 
 def istio_requests(sandbox: SandboxProcess) -> dict[str, float]:
     """istio_requests_total summed per destination_workload, read from the sandbox's /metrics."""
-    text = httpx.get(sandbox.metrics_url, timeout=10).text
+    text = httpcalls.get(sandbox.metrics_url, timeout=10).text
     totals: dict[str, float] = {}
     for line in text.splitlines():
         if line.startswith("istio_requests_total{"):

@@ -6,7 +6,16 @@ import random
 
 import pytest
 
-from loadkit.load._window import MAX_ERROR_MESSAGES, OTHER_MESSAGES, Window, endpoint_rows, failure_kind
+from loadkit.load._window import (
+    MAX_ERROR_MESSAGES,
+    OTHER_MESSAGES,
+    Window,
+    decode_histogram,
+    endpoint_rows,
+    failure_kind,
+    new_histogram,
+    values_at_percentiles,
+)
 
 
 def filled(samples: list[tuple[float, int]], failures: set[int] | None = None) -> Window:
@@ -157,3 +166,17 @@ def test_endpoint_percentiles_are_never_below_the_runs_and_at_most_1_6pct_above(
     for value, key in zip(row[4:8], ("p50_ms", "p95_ms", "p99_ms", "max_ms"), strict=True):
         assert run[key] <= value <= run[key] * 1.016 + 0.002, (key, value, run[key])
     assert len(w.endpoints[("GET", "/")][2]) < 20_000 / 16  # groups of 16 buckets, not one entry a request
+
+
+def test_percentiles_in_one_pass_are_hdrh_s_own() -> None:
+    """values_at_percentiles is hdrh's get_value_at_percentile, value for value, also on a decoded histogram."""
+    rng = random.Random(7)
+    for trial in range(60):
+        hist = new_histogram()
+        for _ in range(rng.choice([1, 3, 200, 5000])):
+            hist.record_value(int(rng.lognormvariate(rng.uniform(2, 12), rng.uniform(0.1, 3))) + 1)
+        if trial % 2:
+            hist = decode_histogram(hist.encode())
+        wanted = [0.0, 1.0, 50.0, 95.0, 99.0, 99.9, 100.0, rng.uniform(0, 100)]
+        assert values_at_percentiles(hist, wanted) == {p: hist.get_value_at_percentile(p) for p in wanted}
+    assert values_at_percentiles(new_histogram(), [50.0]) == {50.0: new_histogram().get_value_at_percentile(50.0)}

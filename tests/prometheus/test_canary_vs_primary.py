@@ -13,9 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from loadkit import httpcalls
 from loadkit.sandbox import SandboxProcess
 from tests.conftest import run_loadkit, scraped
 
@@ -91,10 +91,10 @@ def test_identical_primary_and_canary_measure_alike_end_to_end(twins: SandboxPro
 def slower_canary(twins: SandboxProcess) -> Iterator[None]:
     """Istio-style delay on every canary request: 50 + 10 ms, 20 % slower."""
     fault = {"version": "canary", "kind": "delay", "delay_ms": LATENCY_MS // 5, "percentage": 100, "ttl_s": 120}
-    answer = httpx.post(f"{twins.admin_url}/faults", json=fault, timeout=5)
+    answer = httpcalls.post(f"{twins.admin_url}/faults", json=fault, timeout=5)
     assert answer.status_code == 201, answer.text
     yield
-    httpx.delete(f"{twins.admin_url}/faults", timeout=5).raise_for_status()
+    httpcalls.delete(f"{twins.admin_url}/faults", timeout=5).raise_for_status()
 
 
 @pytest.mark.usefixtures("slower_canary")

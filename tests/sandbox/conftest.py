@@ -11,9 +11,10 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+from loadkit import httpcalls
 
 T = TypeVar("T")
 
@@ -49,7 +50,7 @@ def scrape() -> Callable[[str], Samples]:
     """`scrape(metrics_url)`: every sample of the exposition, parsed by prometheus_client."""
 
     def fetch(url: str) -> Samples:
-        response = httpx.get(url, timeout=10)
+        response = httpcalls.get(url, timeout=10)
         response.raise_for_status()
         return {
             (sample.name, tuple(sorted(sample.labels.items()))): sample.value

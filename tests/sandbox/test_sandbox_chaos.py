@@ -16,6 +16,7 @@ import httpx
 import psutil
 import pytest
 
+from loadkit import httpcalls
 from loadkit.sandbox import SandboxProcess
 
 pytestmark = pytest.mark.slow
@@ -336,7 +337,7 @@ def _gone(pid: int) -> bool:
 
 
 def _pods(sandbox: SandboxProcess) -> dict[str, dict[str, Any]]:
-    pods = httpx.get(f"{sandbox.admin_url}/pods", timeout=10).json()["pods"]
+    pods = httpcalls.get(f"{sandbox.admin_url}/pods", timeout=10).json()["pods"]
     return {pod["name"]: pod for pod in pods}
 
 
@@ -358,7 +359,7 @@ def test_killing_one_canary_pod(kill_sandbox: SandboxProcess, poll: Any) -> None
     assert set(victim) == {"name", "version", "port", "pid", "alive", "restarts"}
     assert (victim["version"], victim["alive"]) == ("canary", True)
     killed_at = time.monotonic()
-    answer = httpx.post(
+    answer = httpcalls.post(
         f"{kill_sandbox.admin_url}/pods/kill", json={"version": "canary", "count": 1, "restart_after_s": 1.5}
     )
     assert answer.json() == {"killed": ["bruno-site-0"], "restart_after_s": 1.5, "signal": "SIGKILL"}
@@ -366,7 +367,7 @@ def test_killing_one_canary_pod(kill_sandbox: SandboxProcess, poll: Any) -> None
 
     with httpx.Client(base_url=kill_sandbox.traffic_url, timeout=10) as client:
         down = [client.get("/canary/about") for _ in range(6)]
-    status = httpx.get(f"{kill_sandbox.admin_url}/sandbox", timeout=10).json()
+    status = httpcalls.get(f"{kill_sandbox.admin_url}/sandbox", timeout=10).json()
     assert not status["workloads"]["canary"]["pods"][0]["alive"]  # so every request above saw it down
     assert all(r.status_code == 503 or r.headers["X-Pod"] == "bruno-site-1" for r in down)
 
@@ -382,18 +383,18 @@ def test_kill_more_than_alive_kills_all_and_all_come_back(kill_sandbox: SandboxP
     poll(lambda: all(pod["alive"] for pod in _pods(kill_sandbox).values()), timeout=15)
     before = _pods(kill_sandbox)
     canary = ["bruno-site-0", "bruno-site-1"]
-    answer = httpx.post(
+    answer = httpcalls.post(
         f"{kill_sandbox.admin_url}/pods/kill",
         json={"version": "canary", "count": 5, "restart_after_s": 0.5, "signal": "SIGTERM", "endpoint_lag_s": 0},
     )
     assert answer.json() == {"killed": canary, "restart_after_s": 0.5, "signal": "SIGTERM"}
-    down = httpx.get(f"{kill_sandbox.traffic_url}/canary/", timeout=10)
+    down = httpcalls.get(f"{kill_sandbox.traffic_url}/canary/", timeout=10)
     assert (down.status_code, down.text, down.headers["X-Served-By"]) == (503, "no healthy upstream", CANARY)
     poll(lambda: all(_gone(before[name]["pid"]) for name in canary), timeout=10)
 
     poll(lambda: _all_back(kill_sandbox, before, canary), timeout=15)
-    assert httpx.get(f"{kill_sandbox.traffic_url}/canary/about", timeout=10).status_code == 200
-    assert httpx.get(f"{kill_sandbox.traffic_url}/about", timeout=10).status_code == 200
+    assert httpcalls.get(f"{kill_sandbox.traffic_url}/canary/about", timeout=10).status_code == 200
+    assert httpcalls.get(f"{kill_sandbox.traffic_url}/about", timeout=10).status_code == 200
 
 
 def test_a_killed_pod_fails_requests_until_the_endpoints_catch_up(kill_sandbox: SandboxProcess,
@@ -401,12 +402,12 @@ def test_a_killed_pod_fails_requests_until_the_endpoints_catch_up(kill_sandbox: 
     """Like a Service whose endpoints still list a dead pod: requests to it fail (503 UF) for
     endpoint_lag_s, then the router leaves it out until its replacement is ready."""
     poll(lambda: all(pod["alive"] for pod in _pods(kill_sandbox).values()), timeout=15)
-    answer = httpx.post(f"{kill_sandbox.admin_url}/pods/kill",
+    answer = httpcalls.post(f"{kill_sandbox.admin_url}/pods/kill",
                         json={"version": "canary", "count": 1, "restart_after_s": 3, "endpoint_lag_s": 1.0})
     assert answer.status_code == 200
-    statuses = [httpx.get(f"{kill_sandbox.traffic_url}/canary/about", timeout=10) for _ in range(6)]
+    statuses = [httpcalls.get(f"{kill_sandbox.traffic_url}/canary/about", timeout=10) for _ in range(6)]
     failed = [r for r in statuses if r.status_code == 503]
     assert failed and all("upstream connect error" in r.text for r in failed)  # round-robin hits the dead pod
-    poll(lambda: all(httpx.get(f"{kill_sandbox.traffic_url}/canary/about", timeout=10).status_code == 200
+    poll(lambda: all(httpcalls.get(f"{kill_sandbox.traffic_url}/canary/about", timeout=10).status_code == 200
                      for _ in range(4)), timeout=10)  # endpoints caught up: only the live pod is picked
     poll(lambda: all(pod["alive"] for pod in _pods(kill_sandbox).values()), timeout=15)

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from loadkit import httpcalls
 from loadkit.sandbox import SandboxProcess
 
 pytestmark = pytest.mark.slow
@@ -108,7 +109,7 @@ def test_client_hanging_up_is_recorded_as_dc(
     dc = {"destination_workload": CANARY, "response_flags": "DC"}
     before = total(scrape(slow_canary.metrics_url), "istio_requests_total", **dc)
     with pytest.raises(httpx.TimeoutException):
-        httpx.get(f"{slow_canary.traffic_url}/about", timeout=LATENCY_MS / 1000 / 3)
+        httpcalls.get(f"{slow_canary.traffic_url}/about", timeout=LATENCY_MS / 1000 / 3)
     # Envoy's "downstream connection termination", counted once the pod's answer finds no client.
     poll(
         lambda: total(scrape(slow_canary.metrics_url), "istio_requests_total", **dc) == before + 1, timeout=5

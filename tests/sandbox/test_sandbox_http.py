@@ -13,6 +13,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from loadkit import httpcalls
 from loadkit.sandbox import SandboxProcess
 from loadkit.sandbox._istio import DURATION_BUCKETS_MS, LABELS
 
@@ -272,7 +273,7 @@ def test_app_metrics_and_funnel_move(
 
 
 def test_exposition_is_valid_with_one_header_per_family(sandbox: SandboxProcess) -> None:
-    response = httpx.get(sandbox.metrics_url, timeout=10)
+    response = httpcalls.get(sandbox.metrics_url, timeout=10)
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     families = list(text_string_to_metric_families(response.text))
     names = [f.name for f in families]
@@ -289,8 +290,8 @@ def test_exposition_is_valid_with_one_header_per_family(sandbox: SandboxProcess)
 
 
 def test_status_and_health(sandbox: SandboxProcess) -> None:
-    assert httpx.get(f"{sandbox.admin_url}/healthz").text == "ok"
-    status = httpx.get(f"{sandbox.admin_url}/sandbox").json()
+    assert httpcalls.get(f"{sandbox.admin_url}/healthz").text == "ok"
+    status = httpcalls.get(f"{sandbox.admin_url}/sandbox").json()
     assert (status["namespace"], status["canary_weight"]) == ("bruno", 0)
     for version, workload in status["workloads"].items():
         ready = sandbox.info["workloads"][version]

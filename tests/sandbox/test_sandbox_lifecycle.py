@@ -9,11 +9,11 @@ import os
 import signal
 from typing import Any
 
-import httpx
 import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from loadkit import httpcalls
 from loadkit.sandbox import SandboxProcess
 
 pytestmark = pytest.mark.slow
@@ -55,10 +55,10 @@ def test_killed_pod_is_restarted(hermetic_env: dict[str, str], poll: Any, scrape
         poll(lambda: _gone(old["pid"]), timeout=5)
 
         # Until the restart (after a 1 s delay) the router answers like Envoy with no endpoint.
-        down = httpx.get(f"{sandbox.traffic_url}/canary/", timeout=10)
+        down = httpcalls.get(f"{sandbox.traffic_url}/canary/", timeout=10)
         assert (down.status_code, down.headers["X-Served-By"]) == (503, "bruno-site")
         assert "upstream" in down.text
-        metrics = httpx.get(sandbox.metrics_url, timeout=10)
+        metrics = httpcalls.get(sandbox.metrics_url, timeout=10)
         assert metrics.status_code == 200
         assert any(f.name == "istio_requests" for f in text_string_to_metric_families(metrics.text))
         samples = scrape(sandbox.metrics_url)
@@ -70,14 +70,14 @@ def test_killed_pod_is_restarted(hermetic_env: dict[str, str], poll: Any, scrape
         assert flags and flags <= {"UF", "UH"}
 
         def restarted() -> dict[str, Any] | None:
-            pod = httpx.get(f"{sandbox.admin_url}/sandbox", timeout=10).json()["workloads"]["canary"]["pods"][
+            pod = httpcalls.get(f"{sandbox.admin_url}/sandbox", timeout=10).json()["workloads"]["canary"]["pods"][
                 0
             ]
             return pod if pod["alive"] and pod["pid"] != old["pid"] else None
 
         new = poll(restarted, timeout=15)
         assert (new["name"], new["restarts"]) == ("bruno-site-0", 1)
-        up = httpx.get(f"{sandbox.traffic_url}/canary/about", timeout=10)
+        up = httpcalls.get(f"{sandbox.traffic_url}/canary/about", timeout=10)
         assert (up.status_code, up.headers["X-Pod"]) == (200, "bruno-site-0")
         assert total(scrape(sandbox.metrics_url), "loadkit_sandbox_pod_up", pod="bruno-site-0") == 1
         assert "exited with code -9; restarting it" in sandbox.stderr_tail()

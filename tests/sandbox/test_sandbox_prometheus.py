@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from loadkit import httpcalls
 from loadkit.sandbox import SandboxProcess
 
 pytestmark = pytest.mark.slow
@@ -44,7 +45,7 @@ def prometheus(sandbox: SandboxProcess, start_prometheus: Callable[[list[str]], 
 
 
 def _query(prometheus: str, promql: str) -> list[float]:
-    response = httpx.get(f"{prometheus}/api/v1/query", params={"query": promql}, timeout=10)
+    response = httpcalls.get(f"{prometheus}/api/v1/query", params={"query": promql}, timeout=10)
     response.raise_for_status()
     return [float(r["value"][1]) for r in response.json()["data"]["result"]]
 
@@ -53,8 +54,8 @@ def test_exposition_passes_promtool(sandbox: SandboxProcess) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.fail("promtool is not installed: run `make test`, which installs Debian's prometheus")
-    httpx.get(f"{sandbox.traffic_url}/canary/")
-    text = httpx.get(sandbox.metrics_url, timeout=10).text
+    httpcalls.get(f"{sandbox.traffic_url}/canary/")
+    text = httpcalls.get(sandbox.metrics_url, timeout=10).text
     result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
     # Exit 3 means lint findings only; Istio's own metric name breaks the "base unit" rule.
     assert result.returncode in (0, 3), result.stderr

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from loadkit import httpcalls
 from loadkit.sandbox import SandboxProcess
 
 pytestmark = pytest.mark.slow
@@ -76,7 +77,7 @@ def counts(scrape: Any, total: Any) -> Callable[[SandboxProcess], Counts]:
 
 def _timed(url: str) -> tuple[httpx.Response, float]:
     started = time.perf_counter()
-    response = httpx.get(url, timeout=10)
+    response = httpcalls.get(url, timeout=10)
     return response, time.perf_counter() - started
 
 
@@ -107,7 +108,7 @@ class Stream:
 
 
 def _pods(sandbox: SandboxProcess) -> dict[str, dict[str, Any]]:
-    return {pod["name"]: pod for pod in httpx.get(f"{sandbox.admin_url}/pods", timeout=10).json()["pods"]}
+    return {pod["name"]: pod for pod in httpcalls.get(f"{sandbox.admin_url}/pods", timeout=10).json()["pods"]}
 
 
 def _replaced(sandbox: SandboxProcess, name: str, restarts: int) -> bool:
@@ -123,7 +124,7 @@ def _kill_one_canary_pod_under_load(sandbox: SandboxProcess, poll: Any) -> list[
     with Stream(sandbox.traffic_url) as stream:
         poll(lambda: len(stream.answers) >= 20)
         kill = {"version": "canary", "count": 1, "restart_after_s": 1.0, "endpoint_lag_s": 1.0}
-        assert httpx.post(f"{sandbox.admin_url}/pods/kill", json=kill).json()["killed"] == ["bruno-site-0"]
+        assert httpcalls.post(f"{sandbox.admin_url}/pods/kill", json=kill).json()["killed"] == ["bruno-site-0"]
         poll(lambda: _replaced(sandbox, "bruno-site-0", restarts), timeout=15)
         sent = len(stream.answers)
         poll(lambda: len(stream.answers) >= sent + 20)  # the replacement takes traffic again
@@ -188,11 +189,11 @@ def test_aborts_are_answered_before_routing_and_never_retried(
     seen = counts(retrying)
     pod_requests = total(scrape(retrying.metrics_url), "http_requests_total", workload=CANARY)
     fault = {"version": "canary", "kind": "abort", "http_status": 503, "ttl_s": 60}
-    fault_id = httpx.post(f"{retrying.admin_url}/faults", json=fault).json()["id"]
+    fault_id = httpcalls.post(f"{retrying.admin_url}/faults", json=fault).json()["id"]
     try:
-        response = httpx.get(f"{retrying.traffic_url}/canary/about", timeout=10)
+        response = httpcalls.get(f"{retrying.traffic_url}/canary/about", timeout=10)
     finally:
-        httpx.delete(f"{retrying.admin_url}/faults/{fault_id}")
+        httpcalls.delete(f"{retrying.admin_url}/faults/{fault_id}")
     assert (response.status_code, response.text) == (503, "fault filter abort")
     assert ATTEMPTS not in response.headers and "X-Pod" not in response.headers  # no try was made
     poll(lambda: seen.take().delta("source", CANARY, code="503", flags="FI") == 1, timeout=5)
@@ -205,11 +206,11 @@ def test_a_delay_fault_waits_once_before_the_tries(
 ) -> None:
     seen = counts(per_try)
     fault = {"version": "primary", "kind": "delay", "delay_ms": 250, "ttl_s": 60}
-    fault_id = httpx.post(f"{per_try.admin_url}/faults", json=fault).json()["id"]
+    fault_id = httpcalls.post(f"{per_try.admin_url}/faults", json=fault).json()["id"]
     try:
         response, elapsed = _timed(f"{per_try.traffic_url}/about")
     finally:
-        httpx.delete(f"{per_try.admin_url}/faults/{fault_id}")
+        httpcalls.delete(f"{per_try.admin_url}/faults/{fault_id}")
     # 250 ms of delay, yet no 100 ms per-try timeout: the fault filter sits in front of the router.
     assert (response.status_code, response.headers[ATTEMPTS], response.headers["X-Served-By"]) == (200, "1", PRIMARY)
     assert elapsed >= 0.25
@@ -264,7 +265,7 @@ def test_status_shows_each_versions_route(
     request: pytest.FixtureRequest, which: str, retries: dict[str, Any], timeout_s: float | None
 ) -> None:
     sandbox: SandboxProcess = request.getfixturevalue(which)
-    status = httpx.get(f"{sandbox.admin_url}/sandbox", timeout=10).json()
+    status = httpcalls.get(f"{sandbox.admin_url}/sandbox", timeout=10).json()
     for version in ("primary", "canary"):
         assert (status["workloads"][version]["retries"], status["workloads"][version]["timeout_s"]) == (
             retries, timeout_s)
@@ -274,7 +275,7 @@ def test_status_shows_each_versions_route(
 
 
 def test_the_default_route_only_adds_the_attempt_count(plain: SandboxProcess) -> None:
-    response = httpx.get(f"{plain.traffic_url}/canary/about", timeout=10)
+    response = httpcalls.get(f"{plain.traffic_url}/canary/about", timeout=10)
     assert (response.status_code, response.headers[ATTEMPTS], response.headers["X-Served-By"]) == (200, "1", CANARY)
-    status = httpx.get(f"{plain.admin_url}/sandbox", timeout=10).json()["workloads"]["canary"]
+    status = httpcalls.get(f"{plain.admin_url}/sandbox", timeout=10).json()["workloads"]["canary"]
     assert (status["retries"]["attempts"], status["timeout_s"]) == (0, None)

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from loadkit import httpcalls
 from loadkit.sandbox import SandboxProcess
 from tests.conftest import ROOT, loadkit_cmd
 
@@ -84,15 +85,15 @@ class Serve:
 
     def hook(self, kind: str, body: Any, **kwargs: Any) -> httpx.Response:
         content = body if isinstance(body, bytes | str) else json.dumps(body)
-        return httpx.post(f"{self.url}/flagger/{kind}", content=content, timeout=120, **kwargs)
+        return httpcalls.post(f"{self.url}/flagger/{kind}", content=content, timeout=120, **kwargs)
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.get(f"{self.url}{path}", timeout=30, **kwargs)
+        return httpcalls.get(f"{self.url}{path}", timeout=30, **kwargs)
 
     def admin(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         headers.update(kwargs.pop("headers", {}))
-        return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=30, **kwargs)
+        return httpcalls.request(method, f"{self.url}{path}", headers=headers, timeout=30, **kwargs)
 
 
 def payload(target: str, checksum: str = "85d557f47b", name: str = "bruno-site", namespace: str = "bruno",

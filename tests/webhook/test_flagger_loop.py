@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
+from loadkit import httpcalls
 from loadkit.sandbox import SandboxProcess
 from tests.webhook.conftest import Serve, poll
 from tests.webhook.flagger_loop import Analysis, Canary, FlaggerLoop, Hook, Outcome, checksum_of
@@ -45,13 +45,13 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
 
 
 def break_canary(site: SandboxProcess, percentage: float = 5.0) -> None:
-    answer = httpx.post(f"{site.admin_url}/faults", json={"version": "canary", "kind": "abort", "http_status": 503,
+    answer = httpcalls.post(f"{site.admin_url}/faults", json={"version": "canary", "kind": "abort", "http_status": 503,
                                                          "percentage": percentage}, timeout=5)
     assert answer.status_code in (200, 201), answer.text
 
 
 def mend_canary(site: SandboxProcess) -> None:
-    assert httpx.delete(f"{site.admin_url}/faults", timeout=5).status_code == 200
+    assert httpcalls.delete(f"{site.admin_url}/faults", timeout=5).status_code == 200
 
 
 @pytest.fixture(autouse=True)

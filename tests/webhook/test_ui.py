@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from loadkit import httpcalls
 from loadkit.models.results import RunResult
 from loadkit.report import render_report
 from loadkit.sandbox import SandboxProcess
@@ -62,11 +63,11 @@ def test_every_hook_answer_links_to_its_page_on_ui(ui_server: Serve, healthy_sit
     started = ui_server.hook("rollout", body, headers={"Accept": "application/json"}).json()
     run = started["run"]
     assert started["ui"] == f"{ui_server.url}/ui/runs/{run}"
-    page = httpx.get(started["ui"], timeout=30)
+    page = httpcalls.get(started["ui"], timeout=30)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert f"Run {run}" in page.text and "c1" in page.text
     # Still running: its report is its live page, not half a report.
-    early = httpx.get(f"{started['ui']}/report.html", timeout=30)
+    early = httpcalls.get(f"{started['ui']}/report.html", timeout=30)
     assert early.status_code == 303 and early.headers["location"] == f"/ui/runs/{run}", early.text
     # A gate answer names no run before there is one: it lands on the analysis.
     gate = ui_server.hook("confirm-rollout", payload(f"{healthy_site.traffic_url}/canary", name="other"),
@@ -138,12 +139,12 @@ def test_read_only_without_the_token(ui_server: Serve, healthy_site: SandboxProc
     text = ui_server.get("/ui/canaries/bruno/readonly").text
     assert "data-action" not in text and "sign in (admin token)" in text
     for action in ("approve", "halt", "rollback"):
-        refused = httpx.post(f"{ui_server.url}/ui/gates/bruno/readonly/{action}", data={"reason": "x"})
+        refused = httpcalls.post(f"{ui_server.url}/ui/gates/bruno/readonly/{action}", data={"reason": "x"})
         assert refused.status_code == 401, refused.text
-    wrong = httpx.post(f"{ui_server.url}/ui/gates/bruno/readonly/halt", cookies={"loadkit_ui": "forged"})
+    wrong = httpcalls.post(f"{ui_server.url}/ui/gates/bruno/readonly/halt", cookies={"loadkit_ui": "forged"})
     assert wrong.status_code == 401
     assert ui_server.admin("GET", "/gates/bruno/readonly").json()["gates"] == []
-    bad_login = httpx.post(f"{ui_server.url}/ui/login", data={"token": "wrong"})
+    bad_login = httpcalls.post(f"{ui_server.url}/ui/login", data={"token": "wrong"})
     assert bad_login.status_code == 401 and "set-cookie" not in bad_login.headers
 
 
@@ -170,8 +171,8 @@ def test_the_token_shows_buttons_that_work(ui_server: Serve, healthy_site: Sandb
 def test_a_server_without_a_token_refuses_every_action(tokenless: Serve, healthy_site: SandboxProcess) -> None:
     tokenless.hook("confirm-traffic-increase", payload(f"{healthy_site.traffic_url}/canary", name="notoken"))
     assert "data-action" not in tokenless.get("/ui/canaries/bruno/notoken").text
-    assert httpx.post(f"{tokenless.url}/ui/gates/bruno/notoken/halt").status_code == 403
-    assert httpx.post(f"{tokenless.url}/ui/login", data={"token": "anything"}).status_code == 403
+    assert httpcalls.post(f"{tokenless.url}/ui/gates/bruno/notoken/halt").status_code == 403
+    assert httpcalls.post(f"{tokenless.url}/ui/login", data={"token": "anything"}).status_code == 403
 
 
 def test_pages_load_nothing_from_elsewhere(ui_server: Serve, tmp_path: Path) -> None:
@@ -225,7 +226,7 @@ def test_a_session_acts_only_from_this_servers_page(ui_server: Serve, healthy_si
         csrf = csrf_of(client.get("/ui/canaries/bruno/csrf").text)
         refused = {
             "origin-null": client.post(halt, data={"csrf": csrf}, headers={"Origin": "null"}),
-            "origin-missing": httpx.post(f"{ui_server.url}{halt}", data={"csrf": csrf}, cookies=client.cookies),
+            "origin-missing": httpcalls.post(f"{ui_server.url}{halt}", data={"csrf": csrf}, cookies=client.cookies),
             "cross-site-fetch": client.post(halt, data={"csrf": csrf}, headers={"Sec-Fetch-Site": "cross-site"}),
             "no-csrf": client.post(halt, data={"reason": "x"}),
             "wrong-csrf": client.post(halt, data={"csrf": csrf[:-2] + "xx"}),
@@ -242,9 +243,9 @@ def test_a_session_acts_only_from_this_servers_page(ui_server: Serve, healthy_si
         # signing out revokes the session on the server: the same cookie, replayed, acts no more
         cookie = client.cookies["loadkit_ui"]
         assert client.post("/ui/logout").status_code == 303
-    replayed = httpx.post(f"{ui_server.url}{halt}", data={"csrf": csrf}, cookies={"loadkit_ui": cookie},
+    replayed = httpcalls.post(f"{ui_server.url}{halt}", data={"csrf": csrf}, cookies={"loadkit_ui": cookie},
                           headers={"Origin": ui_server.url})
     assert replayed.status_code == 401, replayed.text
-    assert "sign out" not in httpx.get(f"{ui_server.url}/ui", cookies={"loadkit_ui": cookie}).text
+    assert "sign out" not in httpcalls.get(f"{ui_server.url}/ui", cookies={"loadkit_ui": cookie}).text
     # a script with the token needs neither a session nor a CSRF token
     assert ui_server.admin("POST", "/ui/gates/bruno/csrf/approve", TOKEN).status_code == 303

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
+from loadkit import httpcalls
 from loadkit.sandbox import SandboxProcess
 from tests.conftest import scraped
 from tests.webhook.conftest import Serve, payload
@@ -54,7 +54,7 @@ def serve(site: SandboxProcess, start_prometheus: Callable[[list[str]], str],
     # A canary under analysis has served traffic (503s too) before: its series exist when a run's
     # window opens, so rate() counts the run's requests rather than series being born inside it.
     for _ in range(40):
-        httpx.get(f"{site.traffic_url}/canary", timeout=5)
+        httpcalls.get(f"{site.traffic_url}/canary", timeout=5)
     scraped(prometheus, 'sum(istio_requests_total{destination_workload="bruno-site",response_code="503"})')
     server = Serve(tmp_path_factory.mktemp("serve-prometheus"))
     server.config.write_text(CONFIG.format(prometheus=prometheus, primary=site.traffic_url))
