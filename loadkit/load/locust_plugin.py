@@ -251,16 +251,17 @@ class _Collector:
         allows 0.5 s), so on a busy machine a process's last second was lost, uncounted. Stop every live
         one's users and wait for its final window; one that sends none in time is lost (its last second
         is missing)."""
-        if not isinstance(self.runner, MasterRunner):
+        runner = self.runner
+        if not isinstance(runner, MasterRunner):
             return
         deadline = time.monotonic() + timeout_s
 
         def waiting() -> list[str]:
-            return [c.id for c in self.runner.clients.values()
+            return [c.id for c in runner.clients.values()
                     if c.id not in self.finals and c.id not in self.lost and c.state != STATE_MISSING]
 
         for node in waiting():  # a timed run's quit tells them only after this: stop their users now
-            self.runner.send_message(_STOP, None, client_id=node)
+            runner.send_message(_STOP, None, client_id=node)
         while waiting() and time.monotonic() < deadline:
             gevent.sleep(0.05)
         for node in waiting():
