@@ -199,10 +199,11 @@ def up(
       loadkit sandbox up --port 0 --output json      # one JSON line with the chosen ports
       loadkit sandbox up --deps                      # with a database and an external service
     """
+    import asyncio
+
     from rich.text import Text
 
     from loadkit.cli._console import stderr_console
-    from loadkit.sandbox._loop import run_fast
     from loadkit.sandbox._spec import RoutePolicy, SandboxConfig, Version, VersionSpec
     from loadkit.sandbox._supervisor import run_sandbox
 
@@ -234,7 +235,7 @@ def up(
     import os
 
     parent = os.getppid() if exit_with_parent else None
-    return run_fast(run_sandbox(config, on_ready=on_ready, log=log, parent_pid=parent))
+    return asyncio.run(run_sandbox(config, on_ready=on_ready, log=log, parent_pid=parent))
 
 
 def render_text(info: SandboxInfo) -> str:

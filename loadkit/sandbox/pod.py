@@ -23,7 +23,6 @@ import signal
 import sys
 import threading
 
-from loadkit.sandbox._loop import run_fast
 from loadkit.sandbox._spec import DEFAULT_NAMESPACE, PodIdentity, Version
 
 
@@ -92,7 +91,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    run_fast(serve(parse_args(argv)))
+    asyncio.run(serve(parse_args(argv)))
     return 0
 
 

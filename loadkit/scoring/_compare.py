@@ -22,12 +22,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
-
-import numpy as np
+from typing import TYPE_CHECKING, NamedTuple
 
 from loadkit.models.results import Classification, ComparedMetric, CompareVerdict, Comparison
 from loadkit.models.specs import COMPARE_MIN_REQUESTS, CompareMetricName, CompareSpec, Source
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ def judge(baseline: Side, canary: Side, spec: CompareSpec, *, baseline_name: str
 
 def judge_latency(baseline: Side, canary: Side, spec: CompareSpec) -> ComparedMetric:
     name, needed = CompareMetricName.LATENCY, spec.needed_samples
+    import numpy as np  # here, not at import: it is ~0.1 s of every CLI start-up that compares nothing
+
     b, c = np.asarray(baseline.latency_ms, dtype=float), np.asarray(canary.latency_ms, dtype=float)
     b, c = b[np.isfinite(b)], c[np.isfinite(c)]  # Kayenta's nanStrategy: remove
     what = "points" if spec.source is Source.PROMETHEUS else "requests"
