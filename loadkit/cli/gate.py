@@ -118,7 +118,7 @@ def _call(method: str, server: str, path: str, token_file: Path | None, body: di
     data = {k: v for k, v in (body or {}).items() if v not in (None, "")}
     try:
         response = httpcalls.request(method, f"{server.rstrip('/')}{path}", headers=headers, timeout=TIMEOUT_S,
-                                 json=data if body is not None else None)
+                                     json=data if body is not None else None)
     except httpx.HTTPError as exc:
         raise TargetError(f"cannot reach loadkit serve at {server}: {exc}",
                           hint="check --server (kubectl -n loadkit port-forward svc/loadkit 8080:80)") from None

@@ -42,8 +42,9 @@ def chaos_env(sandbox: SandboxProcess, extra: dict[str, str] | None = None) -> d
 
 # The load of a chaos test's run unless it names its own (-u, --rate, --profile): the steady profile's 20
 # users cost ~3 CPU-s of traffic per run on a 2-core machine, and what these tests look at (a fault's
-# lifecycle, rollbacks, the verdict's logic) shows with fewer: 6 users are ~20 requests a second.
-LIGHT_LOAD = ("-u", "6")
+# lifecycle, rollbacks, the verdict's logic) shows with fewer: 12 users are ~35 requests a second, enough for
+# min_samples (100) in a phase of a few seconds.
+LIGHT_LOAD = ("-u", "12")
 
 
 def light(args: tuple[str, ...]) -> tuple[str, ...]:

@@ -258,7 +258,7 @@ def test_without_rollbacks_loadkit_removes_the_fault_before_the_cool_down(sandbo
 def test_a_dry_run_leaves_other_peoples_faults_alone(sandbox: SandboxProcess) -> None:
 
     planted = httpcalls.post(f"{sandbox.admin_url}/faults",
-                         json={"version": "primary", "kind": "delay", "delay_ms": 1, "ttl_s": 120}).json()
+                             json={"version": "primary", "kind": "delay", "delay_ms": 1, "ttl_s": 120}).json()
     try:
         code, result, stderr = chaos_run(sandbox, "local-abort.yaml", "--dry-run")
         assert result is not None, stderr

@@ -79,7 +79,7 @@ def test_a_signal_ends_a_hung_steady_state_after_at_once(sandbox: SandboxProcess
 
     def kill_a_canary_pod() -> None:  # a pod dies during the cool-down (not loadkit's kill)
         httpcalls.post(f"{sandbox.admin_url}/pods/kill", json={"version": "canary", "count": 1, "restart_after_s": 20},
-                   timeout=5).raise_for_status()
+                       timeout=5).raise_for_status()
 
     timing: dict[str, float] = {}
     try:

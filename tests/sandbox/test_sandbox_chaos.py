@@ -403,7 +403,7 @@ def test_a_killed_pod_fails_requests_until_the_endpoints_catch_up(kill_sandbox: 
     endpoint_lag_s, then the router leaves it out until its replacement is ready."""
     poll(lambda: all(pod["alive"] for pod in _pods(kill_sandbox).values()), timeout=15)
     answer = httpcalls.post(f"{kill_sandbox.admin_url}/pods/kill",
-                        json={"version": "canary", "count": 1, "restart_after_s": 3, "endpoint_lag_s": 1.0})
+                            json={"version": "canary", "count": 1, "restart_after_s": 3, "endpoint_lag_s": 1.0})
     assert answer.status_code == 200
     statuses = [httpcalls.get(f"{kill_sandbox.traffic_url}/canary/about", timeout=10) for _ in range(6)]
     failed = [r for r in statuses if r.status_code == 503]

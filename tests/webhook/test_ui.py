@@ -244,7 +244,7 @@ def test_a_session_acts_only_from_this_servers_page(ui_server: Serve, healthy_si
         cookie = client.cookies["loadkit_ui"]
         assert client.post("/ui/logout").status_code == 303
     replayed = httpcalls.post(f"{ui_server.url}{halt}", data={"csrf": csrf}, cookies={"loadkit_ui": cookie},
-                          headers={"Origin": ui_server.url})
+                              headers={"Origin": ui_server.url})
     assert replayed.status_code == 401, replayed.text
     assert "sign out" not in httpcalls.get(f"{ui_server.url}/ui", cookies={"loadkit_ui": cookie}).text
     # a script with the token needs neither a session nor a CSRF token
