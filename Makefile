@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-TEST_WORKERS ?= 4  # pytest-xdist workers: most tests wait on real load, so more than the 2 cores
+TEST_WORKERS ?= 4  # pytest-xdist workers (whole files or parts of one each: tests/conftest.py); most tests wait on real load, so more than the 2 cores
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint bench prometheus chaos-tools chromium assets clean
@@ -28,7 +28,7 @@ test: $(VENV)/.installed-test prometheus chaos-tools chromium
 	$(BIN)/python -m compileall -q loadkit locustfiles tests  # bytecode on disk: every subprocess loads it
 	@# mypy checks while the suite runs (the suite waits on real load a good part of the time): both must pass
 	@$(BIN)/mypy > $(VENV)/mypy.log 2>&1 & mypy=$$!; \
-	  $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup; tests=$$?; \
+	  $(BIN)/pytest -n $(TEST_WORKERS); tests=$$?; \
 	  wait $$mypy; typed=$$?; echo "mypy:"; cat $(VENV)/mypy.log; \
 	  [ $$tests -eq 0 ] && [ $$typed -eq 0 ]
 

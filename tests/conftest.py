@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,22 +58,49 @@ SPLIT = {
 }
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def groups_of(nodeids: Iterable[str]) -> dict[str, str]:
+    """Each test's group: its file, or for a file in SPLIT a part of consecutive tests."""
+    by_file: dict[str, list[str]] = {}
+    for nodeid in nodeids:
+        by_file.setdefault(nodeid.split("::", 1)[0], []).append(nodeid)
+    group: dict[str, str] = {}
+    for path, ids in by_file.items():
+        parts = min(SPLIT.get(path, 1), len(ids))
+        for index, nodeid in enumerate(ids):
+            group[nodeid] = f"{path}#{index * parts // len(ids)}" if parts > 1 else path
+    return group
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Give each test its xdist group (its file, or a part of a file named in SPLIT) and send the
-    groups with the most slow tests first, so the longest ones start at once rather than last."""
-    by_file: dict[str, list[pytest.Item]] = {}
-    for item in items:
-        by_file.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+    """Send the groups with the most slow tests first, so the longest ones start at once rather than last."""
+    group = groups_of(item.nodeid for item in items)
     groups: dict[str, list[pytest.Item]] = {}
-    for path, tests in by_file.items():
-        parts = min(SPLIT.get(path, 1), len(tests))
-        for index, item in enumerate(tests):
-            group = f"{path}#{index * parts // len(tests)}" if parts > 1 else path
-            item.add_marker(pytest.mark.xdist_group(group))
-            groups.setdefault(group, []).append(item)
+    for item in items:
+        groups.setdefault(group[item.nodeid], []).append(item)
     weight = {g: sum(1 for t in tests if t.get_closest_marker("slow")) for g, tests in groups.items()}
     items[:] = [t for g in sorted(groups, key=lambda g: -weight[g]) for t in groups[g]]
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Give each xdist worker whole groups (`groups_of`), in the collection's order.
+
+    xdist's own `--dist loadgroup` reads a test's group from a suffix it writes into the test's node id,
+    which pytest 9.2 no longer takes (it sets Node._nodeid; nodeid now comes from Node._id): every test
+    was a work unit of its own, so a module's fixtures (sandboxes, servers, a browser) started again on
+    each worker that ran one of its tests, several times a module. This keeps a group on one worker.
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):  # type: ignore[misc]
+        _groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self._groups is None:
+                self._groups = groups_of(self.collection or [])
+            return self._groups.get(nodeid, nodeid.split("::", 1)[0])
+
+    config.option.loadscopereorder = False  # keep the order pytest_collection_modifyitems gave
+    return ByGroup(config, log)
 
 
 # The history database defaults to $XDG_STATE_HOME/loadkit/loadkit.db: never the caller's ~. This
