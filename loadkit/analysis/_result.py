@@ -249,11 +249,21 @@ def _score(checks: Sequence[Check]) -> float:
     return round(100.0 * sum(c.weight for c in checks if c.passed) / total, 1) if total else 0.0
 
 
+def outcome_short(plan: LoadPlan, outcome: LoadOutcome) -> str:
+    """Why a run's load is short of its plan ("" when it is not, or it was interrupted): a lost worker or
+    forked process, load from a worker without the plan. For the second run of a comparison (the baseline)
+    as much as for the canary's: a compare judged on half a baseline is no more a pass."""
+    if outcome.interrupted:
+        return ""
+    return with_workers(GeneratorHealth(processes=plan.processes), outcome.workers, plan.workers).load_short
+
+
 def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Threshold], min_samples: int,
                  external: Mapping[str, Observation] | None = None, notes: Sequence[str] = (),
-                 early_stop: EarlyStop | None = None) -> RunResult:
+                 early_stop: EarlyStop | None = None, baseline: LoadOutcome | None = None) -> RunResult:
     """`external`: observations of Prometheus and compare checks (`gather`). `early_stop`: the run was
-    stopped for a decisive breach: judged FAIL, and the breached check says so."""
+    stopped for a decisive breach: judged FAIL, and the breached check says so. `baseline`: the run the
+    compare checks judged the canary against (its notes are warnings; its short load, a FAIL)."""
     stats = outcome.final
     card = evaluate(thresholds, observations_from_stats(stats), min_samples, external)
     checks = card.checks if early_stop is None else [_breached(c, early_stop) for c in card.checks]
@@ -267,11 +277,16 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
     # A run whose load fell short of its plan (a lost worker, uncounted load) is never a pass: judged
     # FAIL, so no rollout is promoted on it; with no worker left at the end, not judged at all.
     short = "" if outcome.interrupted else health.load_short
+    baseline_short = outcome_short(plan, baseline) if baseline is not None and not outcome.interrupted else ""
+    if baseline_short:
+        short = "; ".join(filter(None, [short, f"the baseline's run: {baseline_short}"]))
     if short and every_worker_lost(health):
         checks = [c.unjudged("insufficient data: every load generator worker was lost before the end") for c in checks]
     # a run stopped early is not scored (see RunResult.scored); one whose checks changed here is scored on them
     score = 0.0 if early_stop is not None else card.score if not censored and not short else _score(checks)
     warnings = [*outcome.notes, *notes, *workers_lost_warnings(health, plan.workers)]
+    if baseline is not None:
+        warnings += [f"baseline: {n}" for n in baseline.notes]
     warnings += [f"a load generator worker was refused: {e.reason}" for e in outcome.workers
                  if e.event is WorkerEventKind.REFUSED]
     if health.saturated:

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from loadkit.analysis._result import build_result, timeline_point
+from loadkit.analysis._result import build_result, outcome_short, timeline_point
 from loadkit.analysis._server_side import ServerSide, baseline_target, gather, require, side_of
 from loadkit.analysis._tally import tally_of
 from loadkit.load._window import REFUSED_KIND
@@ -43,7 +43,7 @@ def run_scored(plan: LoadPlan, thresholds: list[Threshold], min_samples: int, *,
     preflight(plan.target, plan.headers)
     if baseline is None:
         outcome = LocustDriver(log_dir=log_dir).run(plan, on_snapshot=on_snapshot, stop=stop)
-        pair = None
+        pair, other = None, None
     else:
         preflight(baseline, plan.headers)
         outcome, other = run_pair(plan, baseline, log_dir=log_dir, on_snapshot=on_snapshot, stop=stop)
@@ -53,7 +53,8 @@ def run_scored(plan: LoadPlan, thresholds: list[Threshold], min_samples: int, *,
     early = _early_stop(fail_fast, outcome.interrupted and outcome.stop_requested)
     if early is not None:
         outcome = dataclasses.replace(outcome, interrupted=False)
-    return build_result(plan, outcome, thresholds, min_samples, external, notes, early_stop=early)
+    return build_result(plan, outcome, thresholds, min_samples, external, notes, early_stop=early,
+                        baseline=None if pair is None else other)
 
 
 def _watching(fail_fast: FailFast, stop: threading.Event, on_snapshot: Callable[[Snapshot], None] | None,
@@ -97,6 +98,14 @@ def compare_scored(plan: LoadPlan, baseline: str, spec: CompareSpec, *,
     comparison = judge(side_of(other.final, other.histogram), side_of(canary.final, canary.histogram), spec,
                        baseline_name=baseline, canary_name=plan.target)
     warnings = [*canary.notes, *(f"baseline: {n}" for n in other.notes)]
+    short = "; ".join(f"{side}: {why}" for side, why in (("the canary's run", outcome_short(plan, canary)),
+                                                          ("the baseline's run", outcome_short(plan, other))) if why)
+    if short and not canary.interrupted:  # a comparison on load that did not all arrive is never a pass
+        warnings.append(f"not a pass: the load that arrived is short of the plan ({short})")
+        comparison = comparison.model_copy(update={
+            "verdict": CompareVerdict.FAIL,
+            "reason": f"not a pass: the load that arrived is short of the plan ({short}); judged FAIL so that "
+                      "nothing is promoted on it"})
     if canary.interrupted:  # what was collected is shown, but it is no verdict: never pass, never fail
         warnings.append("interrupted: compared what was collected")
         comparison = comparison.model_copy(update={

@@ -178,6 +178,7 @@ class _Collector:
         self.finished: set[str] = set()
         self.lost: set[str] = set()  # forked processes (--processes) that went missing mid-run
         self.finals: set[str] = set()  # forked processes (--processes) whose final window arrived
+        self.last_window_s: dict[str, float] = {}  # forked processes: when each one's last window arrived
         self.lag_ms = 0.0
         self.started: float | None = None
         self.stopping: float | None = None
@@ -203,6 +204,7 @@ class _Collector:
             self.finished.add(node)
         if data.get("final"):
             self.finals.add(node)
+        self.last_window_s[node] = round(self.elapsed(), 3)
         if self.workers is not None:
             self.workers.on_window(node, window.requests, bool(data.get("final")))
             if self.workers.nodes.get(node) is not None and self.workers.nodes[node].lost:
@@ -234,8 +236,9 @@ class _Collector:
             if node.state != STATE_MISSING or node.id in self.lost:
                 continue
             share = " and its share of the schedule after that never ran" if _RATE else ""
-            self.lose_process(node.id, f"a Locust process (--processes) was lost about {self.elapsed():.0f}s into "
-                                       f"the run (no heartbeat): its load until then is counted{share}")
+            last = self.last_window_s.get(node.id, 0.0)
+            self.lose_process(node.id, f"a Locust process (--processes) was lost about {last:.0f}s into the run "
+                                       f"(its last window; no heartbeat since): its load until then is counted{share}")
 
     def lose_process(self, node: str, message: str) -> None:
         """Say so once, as a note and as a lost generator: a run that lost load is never a pass."""
@@ -243,7 +246,8 @@ class _Collector:
         self.cpu.pop(node, None)
         self.busy.pop(node, None)
         self.write({"type": "note", "message": message})
-        self.write({"type": "worker", "event": "lost", "node": node, "at_s": round(self.elapsed(), 3),
+        # at_s: where its counted load ends (its last window), as for a worker; detected_s: now
+        self.write({"type": "worker", "event": "lost", "node": node, "at_s": self.last_window_s.get(node, 0.0),
                     "detected_s": round(self.elapsed(), 3), "reason": FORKED_PROCESS_LOST})
 
     def await_final_windows(self, timeout_s: float) -> None:

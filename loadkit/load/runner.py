@@ -329,7 +329,7 @@ class LocustDriver:
         if stream.end is None and not interrupted:
             raise DriverError(
                 f"Locust stopped unexpectedly (exit {proc.returncode}) after "
-                f"{len(stream.snapshots)}s:\n{_tail(log_path)}",
+                f"{round(stream.snapshots[-1].elapsed_s) if stream.snapshots else 0}s:\n{_tail(log_path)}",
                 hint="see the Locust log above",
             )
         final = stream.snapshots[-1].cumulative if stream.snapshots else Stats()
