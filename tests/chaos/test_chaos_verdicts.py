@@ -46,7 +46,7 @@ def test_a_hypothesis_probe_given_by_ref_is_judged_after_the_run_too(sandbox: Sa
     path = write(tmp_path, **{"steady-state-hypothesis": {"title": "h", "probes": [probe, {"ref": "load-ok",
                                                                                              "tolerance": True}]},
                               "method": [action("add_delay", delay_ms=1, ttl_s=60)], "rollbacks": [REMOVE]})
-    code, result, stderr = chaos_run(sandbox, path, *QUICK)
+    code, result, stderr = chaos_run(sandbox, path, *QUICK, "-u", "20")  # 1 s phases: min_samples needs 20 users
     assert result is not None, stderr
     assert result["steady_state_before_met"] is True and result["steady_state_after_met"] is True, result["reason"]
     assert code == 0, result["reason"]
