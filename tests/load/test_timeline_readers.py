@@ -1,4 +1,4 @@
-"""Review (rv): readers of the parent's stream that took `len(stream.snapshots)` for the run's seconds.
+"""readers of the parent's stream that took `len(stream.snapshots)` for the run's seconds.
 Past MAX_POINTS the Timeline holds at most max_points + 1 snapshots, whatever the run's length, so the
 driver's "Locust stopped unexpectedly after Ns" under-reports a crash after four hours (a crash 5 h in
 says "after ~9000s"). The last snapshot's elapsed_s is the run's length at any resolution."""

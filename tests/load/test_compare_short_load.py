@@ -1,4 +1,4 @@
-"""Review (rv): "a lost forked process makes the load short, never a pass" (commit 10f7dd5) holds only for
+""""a lost forked process makes the load short, never a pass" (commit 10f7dd5) holds only for
 the canary's own run. A compare check (`loadkit run --baseline`, the webhook's {baseline: primary}) and
 `loadkit compare` also judge a second run, the baseline's, and nothing reads that run's worker events:
 its lost forked process (or lost --workers worker) is silent (not even a warning) and the verdict can
