@@ -43,7 +43,7 @@ PURE = {"__future__", "collections", "dataclasses", "enum", "math", "numpy", "op
 NOT_IN_THE_LOCUST_CHILD = {"pydantic", "numpy", "scipy", "yaml", "httpx", "rich", "click"}
 PLUGIN = "loadkit.load.locust_plugin"
 # The Locust child's own modules: only they import locust or gevent, and only the plugin (or one another) imports them.
-CHILD = {PLUGIN, "loadkit.load._guard", "loadkit.load._open_model"}
+CHILD = {PLUGIN, "loadkit.load._collector", "loadkit.load._guard", "loadkit.load._open_model"}
 
 
 @dataclass(frozen=True)
