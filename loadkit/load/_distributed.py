@@ -134,7 +134,13 @@ class Workers:
         self.evicted.add(node)
         self.strangers.pop(node, None)
         client = self.runner.clients.get(node)
-        had_users = client is not None and self.opened and not self.stopping
+        # It may have run users (and load on the target this run does not count) if it was connected while the
+        # run was open: evicted before the stop, or reporting users, or sending windows that claim requests (its
+        # first window can come after the stop began, on a busy machine): then never a pass. Only a worker turned
+        # away before the run opened (or after it, with nothing to show) is merely refused.
+        claimed = self.dropped.get(node, [0])[0] > 0
+        had_users = client is not None and self.opened and (
+            not self.stopping or getattr(client, "user_count", 0) > 0 or claimed)
         if client is not None:
             del self.runner.clients[node]
             dispatcher = getattr(self.runner, "_users_dispatcher", None)
