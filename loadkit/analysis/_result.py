@@ -282,6 +282,7 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
         short = "; ".join(filter(None, [short, f"the baseline's run: {baseline_short}"]))
     if short and every_worker_lost(health):
         checks = [c.unjudged("insufficient data: every load generator worker was lost before the end") for c in checks]
+    short_reason = f"not a pass: the load that arrived is short of the plan ({short})" if short else ""
     # a run stopped early is not scored (see RunResult.scored); one whose checks changed here is scored on them
     score = 0.0 if early_stop is not None else card.score if not censored and not short else _score(checks)
     warnings = [*outcome.notes, *notes, *workers_lost_warnings(health, plan.workers)]
@@ -313,7 +314,7 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
     if early_stop is not None:
         warnings.append(early_stop.summary)
     if short:
-        warnings.append(f"not a pass: the load that arrived is short of the plan ({short}); judged FAIL so that "
+        warnings.append(f"{short_reason}; judged FAIL so that "
                         "nothing is promoted on it (see docs/distributed.md)")
     if outcome.interrupted:
         warnings.append(f"{INTERRUPTED_NOTE} {fmt(stats.duration_s)}s: not judged (the checks show what was "
@@ -321,6 +322,7 @@ def build_result(plan: LoadPlan, outcome: LoadOutcome, thresholds: Sequence[Thre
     return RunResult(
         verdict=Verdict.INTERRUPTED if outcome.interrupted else Verdict.FAIL if early_stop or censored or short
         else card.verdict,
+        reason=short_reason,
         score=score,
         target=plan.target,
         profile=plan.profile,

@@ -105,7 +105,8 @@ def compare_scored(plan: LoadPlan, baseline: str, spec: CompareSpec, *,
         comparison = comparison.model_copy(update={
             "verdict": CompareVerdict.FAIL,
             "reason": f"not a pass: the load that arrived is short of the plan ({short}); judged FAIL so that "
-                      "nothing is promoted on it"})
+                      "nothing is promoted on it" + (f" (and: {comparison.reason})"
+                                                     if comparison.verdict is not CompareVerdict.PASS else "")})
     if canary.interrupted:  # what was collected is shown, but it is no verdict: never pass, never fail
         warnings.append("interrupted: compared what was collected")
         comparison = comparison.model_copy(update={

@@ -128,19 +128,19 @@ class Workers:
                         "reason": f"its windows were not counted: {why}"})
         self.dropped = {}
 
-    def _evict(self, node: str, reason: str) -> None:
+    def _evict(self, node: str, reason: str, may_have_run: bool = False) -> None:
         """Take a worker that is not one of this run's planned ones out of the run: out of Locust's
         clients and users dispatcher (its users go back to the planned workers), and told to quit."""
         self.evicted.add(node)
-        self.strangers.pop(node, None)
         client = self.runner.clients.get(node)
         # It may have run users (and load on the target this run does not count) if it was connected while the
         # run was open: evicted before the stop, or reporting users, or sending windows that claim requests (its
         # first window can come after the stop began, on a busy machine): then never a pass. Only a worker turned
         # away before the run opened (or after it, with nothing to show) is merely refused.
+        seen = self.strangers.pop(node, None) is not None  # connected while the run was open (see check)
         claimed = self.dropped.get(node, [0])[0] > 0
-        had_users = client is not None and self.opened and (
-            not self.stopping or getattr(client, "user_count", 0) > 0 or claimed)
+        had_users = self.opened and (claimed or may_have_run or (client is not None and (
+            not self.stopping or seen or getattr(client, "user_count", 0) > 0)))
         if client is not None:
             del self.runner.clients[node]
             dispatcher = getattr(self.runner, "_users_dispatcher", None)
@@ -303,8 +303,14 @@ class Workers:
         while time.monotonic() < deadline:
             self.check()
             if all(s.final or s.lost for s in self.nodes.values()):
-                return
+                break
             self.sleep(0.05)
         for node, state in self.nodes.items():
             if not state.final and not state.lost:
                 self._lose(node, state, f"it sent no final window within {timeout_s:g}s of the stop")
+        # A worker without the plan still connected (a plain `locust --worker` that joined less than the
+        # grace time before the stop): Locust gives a worker that joins a running test users at once, so
+        # its load may be on the target and not in the result: unplanned, never a pass.
+        for node in [n for n in self._live() if n not in self.nodes and n not in self.evicted]:
+            self._evict(node, "it never said loadkit's hello (a plain `locust --worker`, not `loadkit worker`) "
+                              "and was connected when the run stopped: its load is not counted", may_have_run=True)

@@ -347,7 +347,8 @@ class RunResult(ResultModel):
     ended_at: datetime
     interrupted: bool = False
     reason: str = Field(default="", description="Why a run was not judged (verdict interrupted, error or "
-                        "not-judged), when something other than the checks says so")
+                        "not-judged), or failed (its load short of the plan), when something other than the "
+                        "checks says so")
     stats: Stats
     checks: list[Check]
     thresholds: list[Threshold] = Field(default_factory=list)

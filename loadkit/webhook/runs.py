@@ -347,7 +347,7 @@ class RunManager:
         why = active.stop_reason or _STOP_REASONS.get(stopped_as) or left_target(result) or too_few_samples(result)
         shown = [c.rejudged() for c in result.checks]  # what each check showed, judged or not
         failing = "; ".join(f"{c.name}: {c.reason}" for c in shown if c.status is CheckStatus.FAILED)
-        measured = failing or f"every threshold met over {result.stats.requests} requests"
+        measured = failing or result.reason or f"every threshold met over {result.stats.requests} requests"
         if why:
             # Keep what was measured, but its verdict must read as neither a pass nor a fail anywhere.
             verdict = Verdict.INTERRUPTED if result.interrupted else (

@@ -1,4 +1,4 @@
-"""Review rv2 of tests/conftest.py's xdist scheduler (b77c3b7).
+"""tests/conftest.py's xdist scheduler (b77c3b7).
 
 1. pytest_collection_modifyitems moves a file's parts apart (the part with the most slow tests first),
    and the scheduler then recomputes `groups_of` on that reordered list: a SPLIT file's parts are no
@@ -48,6 +48,6 @@ def test_the_suite_collects_without_xdist() -> None:
     out = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider",
                           "--collect-only", "-q", "tests/test_architecture.py"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
-    assert out.returncode == 0, out.stdout[-800:] + out.stderr[-800:]  # rv2: INTERNALERROR unknown hook
+    assert out.returncode == 0, out.stdout[-800:] + out.stderr[-800:]  # before: INTERNALERROR unknown hook
 
 

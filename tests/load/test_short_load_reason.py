@@ -1,4 +1,4 @@
-"""Review rv2: a comparison whose baseline's load was short is judged FAIL (adf3e61), but nothing that
+"""a comparison whose baseline's load was short is judged FAIL (adf3e61), but nothing that
 explains a verdict says why: the result's `reason` is "" and `generator.load_short` is the canary's only
 (""), so the HTML banner reads "FAIL score 100 / all 1 checks passed", JUnit's failure says "the verdict
 is fail, though no check failed", and the webhook stores "every threshold met over 488 requests" as the
@@ -34,13 +34,13 @@ def _short_baseline(pair: dict[str, LoadOutcome]):  # noqa: F811
 def test_the_html_banner_of_a_short_baseline_fail_says_why(pair: dict[str, LoadOutcome]) -> None:  # noqa: F811
     result = _short_baseline(pair)
     reason = run_reason(result)
-    assert "short" in reason and "baseline" in reason, reason  # rv2: "all 1 checks passed" under FAIL
+    assert "short" in reason and "baseline" in reason, reason  # before: "all 1 checks passed" under FAIL
 
 
 def test_the_junit_failure_of_a_short_baseline_fail_says_why(pair: dict[str, LoadOutcome]) -> None:  # noqa: F811
     xml = junit_xml(_short_baseline(pair))
     failure = xml.split("<failure", 1)[1].split(">", 1)[0]
-    assert "short" in failure, failure  # rv2: "the verdict is fail, though no check failed"
+    assert "short" in failure, failure  # before: "the verdict is fail, though no check failed"
 
 
 def test_the_webhook_reason_of_a_short_baseline_fail_is_not_every_threshold_met(

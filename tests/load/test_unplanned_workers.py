@@ -1,4 +1,4 @@
-"""Review rv2 of `Workers._evict`'s had_users rule (134fac8): a stranger that was loading when the stop
+"""`Workers._evict`'s had_users rule (134fac8): a stranger that was loading when the stop
 began must end as `unplanned` (never a pass), whatever it sends. The master's side with a fake of
 Locust's MasterRunner (Workers imports neither locust nor gevent: the plugin hands it the runner)."""
 
@@ -81,4 +81,4 @@ def test_a_plain_locust_worker_loading_when_the_stop_began_is_reported(monkeypat
     time.sleep(0.3)  # past the grace, during the stop's flush
     workers.on_window("planned", 100, final=True)
     workers.flush(1.0)
-    assert _events(records, "plain") == ["unplanned"], records  # rv2: [] (nothing says it was there)
+    assert _events(records, "plain") == ["unplanned"], records  # before: [] (nothing says it was there)
