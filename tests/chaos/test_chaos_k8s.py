@@ -37,8 +37,8 @@ def loadkit_vs(k8s: FakeKubernetes) -> list[dict[str, Any]]:
 def test_pod_kill_terminates_one_canary_pod_only(sandbox: SandboxProcess, k8s: FakeKubernetes) -> None:
     primary = {p["metadata"]["name"] for p in k8s.pods("bruno", "app=bruno-site-primary")}
     canary = {p["metadata"]["name"] for p in k8s.pods("bruno", "app=bruno-site")}
-    code, result, stderr = chaos_run(sandbox, "pod-kill-canary.yaml", "--var", "observe_seconds:int=2",
-                                     env=env_for(sandbox, k8s))
+    code, result, stderr = chaos_run(sandbox, "pod-kill-canary.yaml", "--var", "observe_seconds:int=2", "-u", "20",
+                                     env=env_for(sandbox, k8s))  # 2 s phases: 20 users for min_samples
     assert result is not None, stderr
     assert len(k8s.deleted_pods) == 1 and k8s.deleted_pods[0] in canary
     assert {p["metadata"]["name"] for p in k8s.pods("bruno", "app=bruno-site-primary")} == primary

@@ -105,7 +105,8 @@ def test_two_faults_of_a_kind_in_one_run(sandbox: SandboxProcess, k8s: FakeKuber
     path = write(tmp_path, k8s_action("abort-1", "add_canary_abort", name="bruno-site", percentage=5),
                  k8s_action("abort-2", "add_canary_abort", name="bruno-site", percentage=5, pause_s=1),
                  rollbacks=[REMOVE])
-    code, result, stderr = chaos_run(sandbox, path, *QUICK, env=k8s.subprocess_env(chaos_env(sandbox)))
+    code, result, stderr = chaos_run(sandbox, path, *QUICK, "-u", "20",  # 1 s phases: 20 users for min_samples
+                                     env=k8s.subprocess_env(chaos_env(sandbox)))
     watcher.join()
     assert result is not None, stderr
     assert len({vs["metadata"]["name"] for vs in seen[0]}) == 2
