@@ -17,6 +17,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -375,7 +376,7 @@ def test_a_worker_refused_mid_run_takes_no_users_from_the_planned_one(target: Co
                                                                        tmp_path: Path) -> None:
     lf, _ = locustfile
     port = _free_port()
-    master = _popen(*_run_args(target, lf, "--workers", "1", "--master-bind", f"127.0.0.1:{port}", duration="7s"))
+    master = _popen(*_run_args(target, lf, "--workers", "1", "--master-bind", f"127.0.0.1:{port}", duration="12s"))
     good = _popen("worker", "--master", f"127.0.0.1:{port}", "--once")
     before = target.requests
     _wait_for(lambda: target.requests > before + 100, 40, "load")
@@ -384,15 +385,20 @@ def test_a_worker_refused_mid_run_takes_no_users_from_the_planned_one(target: Co
     (other / "sitecustomize.py").write_text("import loadkit\nloadkit.__version__ = '0.0.0+other'\n")
     refused = _popen("worker", "--master", f"127.0.0.1:{port}", "--once",
                      env={"PYTHONPATH": f"{other}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    # It is refused (and exits) while the run goes on: a busy machine starts it slowly, so wait for that
+    # rather than for a fixed time into the run.
+    refused.communicate(timeout=30)
+    refused_at = time.time()
     out, err = master.communicate(timeout=90)
     good.communicate(timeout=30)
-    refused.communicate(timeout=30)
     assert master.returncode == 0, err[-3000:]
     result = json.loads(out)
     assert any("refused" in w for w in result["warnings"])
     # Locust gave the late worker half the users when it connected; refused, they came back at once.
     points = result["timeline"]
-    late = [p["users"] for p in points if 4.5 <= p["t"] <= 6.5]
+    after = refused_at - datetime.fromisoformat(result["started_at"]).timestamp()
+    assert after < 10.5, f"refused {after:.1f}s into a 12 s run: too late to see the users come back"
+    late = [p["users"] for p in points if after + 1.5 <= p["t"] <= 11.5]
     assert late and all(users == 6 for users in late), [(p["t"], p["rps"], p["users"]) for p in points]
     assert result["stats"]["rps"] > 0
 
