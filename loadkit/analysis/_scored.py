@@ -90,7 +90,7 @@ def compare_scored(plan: LoadPlan, baseline: str, spec: CompareSpec, *,
 
     Returns (comparison, interrupted).
     """
-    baseline = validate_target(baseline)
+    baseline = validate_target(baseline, "--baseline")
     check_pair(plan)
     preflight(plan.target, plan.headers)
     preflight(baseline, plan.headers)

@@ -70,7 +70,7 @@ def baseline_target(thresholds: Sequence[Threshold], server: ServerSide) -> str 
                 raise UsageError(f"check {t.name!r} compares the canary with the primary, but no primary URL "
                                  "was given", hint="pass --baseline URL (the primary's route, e.g. "
                                                    "http://127.0.0.1:8080 on the sandbox)")
-            urls.add(validate_target(server.baseline_url))
+            urls.add(validate_target(server.baseline_url, "--baseline"))
         else:
             raise ConfigError(f"check {t.name!r}: compare.baseline {wanted!r} is neither 'primary' nor a URL",
                               hint="client-side comparisons run against a URL; to name a workload use "

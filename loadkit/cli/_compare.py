@@ -68,7 +68,8 @@ def _compare(*, target: str | None, baseline: str | None, profile: str, locustfi
         if baseline is None:
             raise UsageError("--baseline URL is missing: the primary to compare the canary with",
                              hint="e.g. --target http://127.0.0.1:8080/canary --baseline http://127.0.0.1:8080")
-        baseline = validate_target(baseline)  # before it is printed: a bad one (credentials) is never echoed
+        # before it is printed: a bad one (credentials) is never echoed
+        baseline = validate_target(baseline, "--baseline")
         spec = CompareSpec.model_validate({**settings, "source": Source.CLIENT})
         plan = plan_run(get_profile(profile, config.profiles), target=target, locustfile=locustfile, users=users,
                         spawn_rate=spawn_rate, duration_s=duration, headers=headers, processes=processes,

@@ -11,33 +11,35 @@ from loadkit.errors import TargetError, UsageError
 TARGET_HINT = "check --target and that the service is up (`loadkit sandbox up` starts a local one)"
 
 
-def validate_target(url: str) -> str:
-    """Accept http(s)://host[:port][/prefix]; return it without a trailing slash.
+def validate_target(url: str, option: str = "--target") -> str:
+    """Accept http(s)://host[:port][/prefix]; return it without a trailing slash. `option` names the
+    field in the errors (e.g. --baseline).
 
     A target is shown everywhere (results, reports, JUnit, /ui, the history), so credentials in it
     (http://user:password@host) are refused, and never echoed: they belong in a header."""
-    example = "give a full URL, e.g. --target http://127.0.0.1:8080/canary"
+    example = f"give a full URL, e.g. {option} http://127.0.0.1:8080/canary"
+    bad = "bad target" if option == "--target" else f"bad {option}"
     scheme, sep, rest = url.partition("://")
     if sep and "@" in rest.split("/", 1)[0]:
         host = rest.split("/", 1)[0].rsplit("@", 1)[1]
-        raise UsageError(f"bad target {scheme}://***@{host}...: credentials in the URL would be shown in every "
+        raise UsageError(f"{bad} {scheme}://***@{host}...: credentials in the URL would be shown in every "
                          "result, report and /ui page; give them as a header instead",
                          hint="--header 'Authorization: Basic <base64 of user:password>' (the webhook: metadata "
                               "headers)")
     if not url.isascii() or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
-        raise UsageError(f"bad target {url!r}: spaces, control and non-ASCII characters are not allowed",
+        raise UsageError(f"{bad} {url!r}: spaces, control and non-ASCII characters are not allowed",
                          hint="percent-encode them, e.g. %20 for a space")
     try:
         parts = urlsplit(url)
         port = parts.port  # raises on a bad port
     except ValueError as exc:
-        raise UsageError(f"bad target {url!r}: {exc}", hint=example) from exc
+        raise UsageError(f"{bad} {url!r}: {exc}", hint=example) from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"bad target {url!r}", hint=example)
+        raise UsageError(f"{bad} {url!r}", hint=example)
     if port == 0:
-        raise UsageError(f"bad target {url!r}: port 0", hint="use a port between 1 and 65535")
+        raise UsageError(f"{bad} {url!r}: port 0", hint="use a port between 1 and 65535")
     if parts.query or parts.fragment:
-        raise UsageError(f"bad target {url!r}: no query or fragment allowed", hint="give the base URL only")
+        raise UsageError(f"{bad} {url!r}: no query or fragment allowed", hint="give the base URL only")
     return url.rstrip("/")
 
 

@@ -76,6 +76,8 @@ T = ("run", "--target", NOWHERE)  # a usage error is refused before any connecti
                      "bad target http://***@127.0.0.1:9...: credentials in the URL", id="credentials-in-target"),
         pytest.param(["compare", "--target", "http://127.0.0.1:9", "--baseline", "https://bob:s3cret@127.0.0.1:9"],
                      "give them as a header instead", id="credentials-in-baseline"),
+        pytest.param(["compare", "--target", "http://127.0.0.1:9", "--baseline", "nowhere"],
+                     "bad --baseline 'nowhere'", id="bad-baseline"),
         pytest.param([*T, "--locustfile", "missing.py"], "locustfile 'missing.py' not found", id="missing-locustfile"),
         pytest.param([*T, "--config", "missing.yaml"], "cannot read config file", id="missing-config"),
         pytest.param(["run"], "Missing option '--target'", id="no-target"),
